@@ -1,0 +1,48 @@
+//! The one trait every cloud backend implements.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::files::FilePlan;
+use crate::request::{MountRequest, Parameters};
+use crate::response::MountResponse;
+
+/// A secret store the provider can mount from. Object-safe: the server holds
+/// `Arc<dyn SecretBackend>`, one per socket.
+#[async_trait]
+pub trait SecretBackend: Send + Sync + fmt::Debug {
+    /// The provider name: the SPC's `spec.provider` and the socket's file name (`aws.sock`).
+    fn name(&self) -> &'static str;
+
+    /// Checks SPC parameters without calling any cloud: every problem found, and the files a
+    /// mount would write. Used by `validate`; needs no pod attributes.
+    fn validate(&self, parameters: &Parameters) -> Validation;
+
+    /// Fetches every object and returns all files, or an error and nothing.
+    async fn mount(&self, request: &MountRequest) -> Result<MountResponse>;
+}
+
+/// What an offline check found.
+#[derive(Debug, Clone, Default)]
+pub struct Validation {
+    /// The files a mount would write, as far as they are known without fetching.
+    pub plan: FilePlan,
+    pub problems: Vec<Error>,
+}
+
+impl Validation {
+    /// A validation that failed with these problems.
+    pub fn failed(problems: Vec<Error>) -> Self {
+        Self { plan: FilePlan::new(), problems }
+    }
+
+    /// The plan, or every problem folded into one error.
+    pub fn into_result(self) -> Result<FilePlan> {
+        match Error::combine(self.problems) {
+            Some(error) => Err(error),
+            None => Ok(self.plan),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! File names and the file plan: what a mount will write, checked before any cloud call.
+//!
+//! The rules are the driver's (`pkg/util/fileutil` and the atomic writer): a path the driver
+//! would refuse fails the whole mount, so we refuse it first, with the object that caused it.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretSlice};
+
+use crate::error::{Error, Result};
+use crate::mode::FileMode;
+
+/// Longest path the driver accepts.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest path element the driver accepts.
+pub const MAX_ELEMENT_LEN: usize = 255;
+
+/// Checks a relative file path against the driver's rules. The error says what is wrong but not
+/// which object; callers add that.
+pub fn check_file_path(path: &str) -> Result<()> {
+    let problem = if path.is_empty() {
+        Some("the file name is empty".to_owned())
+    } else if path.starts_with('/') {
+        Some(format!("file name {path:?} is absolute; it must be relative to the mount"))
+    } else if path.starts_with("..") || path.split('/').any(|element| element == "..") {
+        Some(format!("path can not contain ../: file name {path:?} leaves the mount directory"))
+    } else if path.contains('\0') {
+        Some(format!("file name {path:?} contains a NUL character"))
+    } else if path.split('/').any(|element| element.is_empty() || element == ".") {
+        Some(format!("file name {path:?} is not in clean form (no empty, \".\" or trailing elements)"))
+    } else if path.len() > MAX_PATH_LEN {
+        Some(format!("file name is {} bytes long; the driver allows {MAX_PATH_LEN}", path.len()))
+    } else if let Some(long) = path.split('/').find(|element| element.len() > MAX_ELEMENT_LEN) {
+        Some(format!(
+            "file name element {long:?} is {} bytes long; the driver allows {MAX_ELEMENT_LEN}",
+            long.len()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => Err(Error::invalid_config(message)),
+        None => Ok(()),
+    }
+}
+
+/// Replaces every `/` of an object name with `replacement` (the AWS `pathTranslation` rule), so
+/// `prod/db/password` becomes one file `prod_db_password`.
+pub fn translate_slashes(name: &str, replacement: char) -> String {
+    name.chars().map(|c| if c == '/' { replacement } else { c }).collect()
+}
+
+/// One file the mount will write, known before fetching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub path: String,
+    pub mode: FileMode,
+    /// The SPC object it comes from (objectName), for error messages.
+    pub object: String,
+}
+
+/// The ordered set of files of one mount, with the driver's path rules and duplicate checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilePlan {
+    files: Vec<PlannedFile>,
+}
+
+impl FilePlan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file, refusing bad paths, a name used twice, and a name that is also used as a
+    /// directory by another file (`a` and `a/0`), which the driver's writer cannot create.
+    pub fn add(&mut self, object: &str, path: impl Into<String>, mode: FileMode) -> Result<()> {
+        let path = path.into();
+        check_file_path(&path).map_err(|e| e.or_object(object))?;
+        for existing in &self.files {
+            let clash = if existing.path == path {
+                Some(format!("duplicate file name {path:?}"))
+            } else if is_parent(&existing.path, &path) || is_parent(&path, &existing.path) {
+                Some(format!(
+                    "file names {:?} and {path:?} collide: one would be a directory of the other",
+                    existing.path
+                ))
+            } else {
+                None
+            };
+            if let Some(clash) = clash {
+                let also = if existing.object == object {
+                    String::new()
+                } else {
+                    format!(" (also written by object {:?})", existing.object)
+                };
+                return Err(Error::invalid_config(format!("{clash}{also}")).with_object(object));
+            }
+        }
+        self.files.push(PlannedFile { path, mode, object: object.to_owned() });
+        Ok(())
+    }
+
+    pub fn files(&self) -> &[PlannedFile] {
+        &self.files
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+fn is_parent(dir: &str, path: &str) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Bytes of a file to hand to the driver. Zeroed on drop; `Debug` shows only the length.
+#[derive(Clone)]
+pub struct SecretBytes(SecretSlice<u8>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(SecretSlice::from(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+
+    pub fn len(&self) -> usize {
+        self.expose().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+}
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([REDACTED {} bytes])", self.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_path_rules() {
+        for good in ["a", "a.txt", "alias/0", "a/b/c", "foo..bar", ".hidden"] {
+            assert_eq!(check_file_path(good), Ok(()), "{good}");
+        }
+        for bad in ["", "/abs", "..", "../x", "..foo", "a/../b", "a/..", "a//b", "a/", "./a", "a/./b", "a\0b"]
+        {
+            assert!(check_file_path(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(check_file_path(&"x".repeat(256)).is_err());
+        assert!(check_file_path(&["y"; 2100].join("/")).is_err());
+        assert_eq!(check_file_path(&"x".repeat(255)), Ok(()));
+    }
+
+    #[test]
+    fn traversal_error_keeps_upstream_words() {
+        let error = check_file_path("a/../b").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("path can not contain ../"), "{error}");
+    }
+
+    #[test]
+    fn slashes_translate() {
+        assert_eq!(translate_slashes("prod/db/password", '_'), "prod_db_password");
+        assert_eq!(translate_slashes("plain", '_'), "plain");
+    }
+
+    #[test]
+    fn plan_refuses_duplicates_and_dir_clashes_naming_objects() {
+        let mut plan = FilePlan::new();
+        assert_eq!(plan.add("one", "a", FileMode::DEFAULT), Ok(()));
+        assert_eq!(plan.add("two", "b/0", FileMode::DEFAULT), Ok(()));
+        let dup = plan.add("three", "a", FileMode::DEFAULT).err();
+        assert_eq!(dup.as_ref().and_then(Error::object), Some("three"));
+        assert!(dup.is_some_and(
+            |e| e.message().contains("duplicate file name \"a\"") && e.message().contains("\"one\"")
+        ));
+        let clash = plan.add("four", "b", FileMode::DEFAULT).err();
+        assert!(clash.is_some_and(|e| e.message().contains("collide")));
+        let clash = plan.add("five", "a/x", FileMode::DEFAULT).err();
+        assert!(clash.is_some_and(|e| e.message().contains("collide")));
+        let bad = plan.add("six", "../etc", FileMode::DEFAULT).err();
+        assert_eq!(bad.as_ref().and_then(Error::object), Some("six"));
+        assert_eq!(plan.len(), 2);
+        // prefix that is not a directory boundary is fine
+        assert_eq!(plan.add("seven", "ab", FileMode::DEFAULT), Ok(()));
+    }
+
+    #[test]
+    fn secret_bytes_debug_hides_content() {
+        let bytes = SecretBytes::new(b"hunter2".to_vec());
+        assert_eq!(format!("{bytes:?}"), "SecretBytes([REDACTED 7 bytes])");
+        assert_eq!(bytes.expose(), b"hunter2");
+    }
+}

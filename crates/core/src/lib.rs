@@ -1,0 +1,25 @@
+//! Cloud-neutral core of csi-secrets-provider: the [`SecretBackend`] trait, the mount request
+//! and response model, file-name and permission rules, SecretProviderClass manifests and the
+//! error type. No cloud SDK and no transport here.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod error;
+pub mod files;
+pub mod mode;
+pub mod request;
+pub mod response;
+pub mod spc;
+pub mod yaml;
+
+pub use backend::{SecretBackend, Validation};
+pub use error::{Error, ErrorKind, Result};
+pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
+pub use mode::FileMode;
+pub use request::{
+    MountRequest, NodePublishSecrets, Parameters, PodInfo, ServiceAccountToken, ServiceAccountTokens, attr,
+    parse_go_bool,
+};
+pub use response::{
+    DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, check_response_size,
+};

@@ -1,0 +1,458 @@
+//! The mount request model: what the driver sends, decoded and checked once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Instant, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::mode::FileMode;
+use crate::response::ObjectVersion;
+
+/// Volume-context keys the driver and kubelet add to the SPC parameters.
+pub mod attr {
+    pub const SPC_NAME: &str = "secretProviderClass";
+    pub const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
+    pub const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
+    pub const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
+    pub const SERVICE_ACCOUNT: &str = "csi.storage.k8s.io/serviceAccount.name";
+    pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+    pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
+}
+
+/// The SPC parameters merged with the volume context: every attribute but the tokens, which are
+/// held apart as secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parameters(BTreeMap<String, String>);
+
+impl Parameters {
+    pub fn new(map: BTreeMap<String, String>) -> Self {
+        Self(map)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The value with surrounding whitespace removed; `None` when absent or blank.
+    pub fn get_trimmed(&self, key: &str) -> Option<&str> {
+        self.get(key).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Parameters {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+/// Who the mount is for, from the attributes kubelet adds (`podInfoOnMount: true`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub uid: Option<String>,
+    pub service_account: Option<String>,
+}
+
+impl PodInfo {
+    fn from_parameters(parameters: &Parameters) -> Self {
+        let get = |key| parameters.get_trimmed(key).map(str::to_owned);
+        Self {
+            namespace: get(attr::POD_NAMESPACE),
+            name: get(attr::POD_NAME),
+            uid: get(attr::POD_UID),
+            service_account: get(attr::SERVICE_ACCOUNT),
+        }
+    }
+
+    /// The namespace, or an error naming the attribute kubelet should have sent.
+    pub fn require_namespace(&self) -> Result<&str> {
+        self.namespace.as_deref().ok_or_else(|| missing_attribute(attr::POD_NAMESPACE))
+    }
+
+    pub fn require_name(&self) -> Result<&str> {
+        self.name.as_deref().ok_or_else(|| missing_attribute(attr::POD_NAME))
+    }
+
+    pub fn require_service_account(&self) -> Result<&str> {
+        self.service_account.as_deref().ok_or_else(|| missing_attribute(attr::SERVICE_ACCOUNT))
+    }
+}
+
+fn missing_attribute(key: &str) -> Error {
+    Error::invalid_config(format!(
+        "the volume attribute {key} is missing; the CSIDriver object must have podInfoOnMount: true"
+    ))
+    .with_field(key)
+}
+
+/// A service account token the driver obtained for one audience.
+#[derive(Clone)]
+pub struct ServiceAccountToken {
+    token: SecretString,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl ServiceAccountToken {
+    pub fn new(token: impl Into<String>, expires_at: Option<SystemTime>) -> Self {
+        Self { token: SecretString::from(token.into()), expires_at }
+    }
+
+    pub fn expose(&self) -> &str {
+        self.token.expose_secret()
+    }
+}
+
+impl fmt::Debug for ServiceAccountToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccountToken")
+            .field("token", &"[REDACTED]")
+            .field("expires_at", &self.expires_at.map(humantime::format_rfc3339_seconds))
+            .finish()
+    }
+}
+
+/// `csi.storage.k8s.io/serviceAccount.tokens`, by audience.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAccountTokens {
+    /// `None` when the attribute was absent (CSIDriver without `tokenRequests`), which differs
+    /// from present-but-lacking-an-audience for error messages.
+    by_audience: Option<BTreeMap<String, ServiceAccountToken>>,
+}
+
+#[derive(Deserialize)]
+struct RawToken {
+    token: String,
+    #[serde(rename = "expirationTimestamp", default)]
+    expiration_timestamp: Option<String>,
+}
+
+impl ServiceAccountTokens {
+    pub fn from_tokens(tokens: impl IntoIterator<Item = (String, ServiceAccountToken)>) -> Self {
+        Self { by_audience: Some(tokens.into_iter().collect()) }
+    }
+
+    /// Decodes the attribute's JSON. Malformed input is reported without echoing it: it holds
+    /// bearer tokens.
+    pub fn parse(json: &str) -> Result<Self> {
+        let field = attr::SERVICE_ACCOUNT_TOKENS;
+        if json.trim().is_empty() {
+            return Ok(Self::from_tokens([]));
+        }
+        let raw: BTreeMap<String, RawToken> = serde_json::from_str(json).map_err(|e| {
+            Error::invalid_config(format!(
+                "malformed JSON at line {} column {} (expected an object audience -> {{token, expirationTimestamp}})",
+                e.line(),
+                e.column()
+            ))
+            .with_field(field)
+        })?;
+        let mut by_audience = BTreeMap::new();
+        for (audience, raw) in raw {
+            let expires_at = match raw.expiration_timestamp.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(stamp) => Some(humantime::parse_rfc3339_weak(stamp).map_err(|e| {
+                    Error::invalid_config(format!(
+                        "token for audience {audience:?} has an invalid expirationTimestamp {stamp:?}: {e}"
+                    ))
+                    .with_field(field)
+                })?),
+            };
+            by_audience.insert(audience, ServiceAccountToken::new(raw.token, expires_at));
+        }
+        Ok(Self { by_audience: Some(by_audience) })
+    }
+
+    /// Whether the driver sent the attribute at all.
+    pub fn is_provided(&self) -> bool {
+        self.by_audience.is_some()
+    }
+
+    pub fn get(&self, audience: &str) -> Option<&ServiceAccountToken> {
+        self.by_audience.as_ref().and_then(|tokens| tokens.get(audience))
+    }
+
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        self.by_audience.iter().flat_map(|tokens| tokens.keys().map(String::as_str))
+    }
+}
+
+/// The node-publish secret (`nodePublishSecretRef`) data. Values are secrets.
+#[derive(Clone, Default)]
+pub struct NodePublishSecrets(BTreeMap<String, SecretString>);
+
+impl NodePublishSecrets {
+    /// Decodes the `secrets` field: `"null"` or empty means none. On Kubernetes >= 1.35 the
+    /// service account tokens may arrive here too; they are taken from the attributes instead.
+    pub fn parse(json: &str) -> Result<Self> {
+        let trimmed = json.trim();
+        if trimmed.is_empty() || trimmed == "null" {
+            return Ok(Self::default());
+        }
+        let raw: Option<BTreeMap<String, String>> = serde_json::from_str(trimmed).map_err(|e| {
+            // serde's message may quote a value: report only the position.
+            Error::invalid_config(format!(
+                "malformed node-publish secrets JSON at line {} column {} (expected an object of strings)",
+                e.line(),
+                e.column()
+            ))
+            .with_field("secrets")
+        })?;
+        Ok(Self(
+            raw.unwrap_or_default()
+                .into_iter()
+                .filter(|(key, _)| key != attr::SERVICE_ACCOUNT_TOKENS)
+                .map(|(key, value)| (key, SecretString::from(value)))
+                .collect(),
+        ))
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&SecretString> {
+        self.0.get(key)
+    }
+
+    /// Looks a key up ignoring ASCII case (`clientid`, `ClientID`), as the Azure provider does.
+    pub fn get_ignore_ascii_case(&self, key: &str) -> Option<&SecretString> {
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for NodePublishSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.keys().map(|k| (k, "[REDACTED]"))).finish()
+    }
+}
+
+/// One Mount call, decoded.
+#[derive(Debug, Clone)]
+pub struct MountRequest {
+    pub parameters: Parameters,
+    pub pod: PodInfo,
+    pub spc_name: Option<String>,
+    pub tokens: ServiceAccountTokens,
+    pub secrets: NodePublishSecrets,
+    /// The driver's default mode for files without their own `filePermission`.
+    pub default_mode: FileMode,
+    pub target_path: String,
+    /// Only drivers <= v1.5 send these (rotation reconciler); backends may use them as hints.
+    pub current_versions: Vec<ObjectVersion>,
+    /// When the caller stops waiting. Backends bound retries by it.
+    pub deadline: Option<Instant>,
+}
+
+impl MountRequest {
+    /// Decodes the driver's fields. `attributes` must be a JSON object of strings.
+    pub fn from_driver(
+        attributes_json: &str,
+        secrets_json: &str,
+        target_path: &str,
+        permission: &str,
+        current_versions: Vec<ObjectVersion>,
+    ) -> Result<Self> {
+        let mut attributes: BTreeMap<String, String> =
+            serde_json::from_str(attributes_json).map_err(|e| {
+                Error::invalid_config(format!(
+                    "malformed attributes JSON at line {} column {}: {} (expected an object of strings)",
+                    e.line(),
+                    e.column(),
+                    e.classify_message()
+                ))
+                .with_field("attributes")
+            })?;
+        let tokens = match attributes.remove(attr::SERVICE_ACCOUNT_TOKENS) {
+            Some(json) => ServiceAccountTokens::parse(&json)?,
+            None => ServiceAccountTokens::default(),
+        };
+        let parameters = Parameters::new(attributes);
+        Ok(Self {
+            pod: PodInfo::from_parameters(&parameters),
+            spc_name: parameters.get_trimmed(attr::SPC_NAME).map(str::to_owned),
+            tokens,
+            secrets: NodePublishSecrets::parse(secrets_json)?,
+            default_mode: FileMode::from_driver_permission(permission)?,
+            target_path: target_path.to_owned(),
+            current_versions,
+            parameters,
+            deadline: None,
+        })
+    }
+}
+
+trait ClassifyMessage {
+    fn classify_message(&self) -> &'static str;
+}
+
+impl ClassifyMessage for serde_json::Error {
+    /// A description that never quotes the input.
+    fn classify_message(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "a value is not a string",
+            serde_json::error::Category::Eof => "unexpected end of input",
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`, which both upstream providers use for boolean parameters.
+pub fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    const TOKENS: &str = r#"{"sts.amazonaws.com":{"token":"eyJhbGciOi.secret.jwt","expirationTimestamp":"2026-11-25T10:00:00Z"},"api://AzureADTokenExchange":{"token":"azure-jwt"}}"#;
+
+    fn attributes() -> String {
+        serde_json::json!({
+            "objects": "- objectName: x",
+            "secretProviderClass": "my-spc",
+            "csi.storage.k8s.io/pod.name": "web-0",
+            "csi.storage.k8s.io/pod.namespace": "shop",
+            "csi.storage.k8s.io/pod.uid": "uid-1",
+            "csi.storage.k8s.io/serviceAccount.name": "web",
+            "csi.storage.k8s.io/serviceAccount.tokens": TOKENS,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn decodes_a_driver_request() -> Result<()> {
+        let request = MountRequest::from_driver(&attributes(), "null", "/target", "420", vec![])?;
+        assert_eq!(request.pod.namespace.as_deref(), Some("shop"));
+        assert_eq!(request.pod.name.as_deref(), Some("web-0"));
+        assert_eq!(request.pod.service_account.as_deref(), Some("web"));
+        assert_eq!(request.spc_name.as_deref(), Some("my-spc"));
+        assert_eq!(request.default_mode, FileMode::DEFAULT);
+        assert_eq!(request.parameters.get("objects"), Some("- objectName: x"));
+        assert_eq!(request.parameters.get(attr::SERVICE_ACCOUNT_TOKENS), None, "tokens are held apart");
+        let sts = request.tokens.get("sts.amazonaws.com").map(ServiceAccountToken::expose);
+        assert_eq!(sts, Some("eyJhbGciOi.secret.jwt"));
+        assert!(request.tokens.get("sts.amazonaws.com").is_some_and(|t| t.expires_at.is_some()));
+        assert_eq!(
+            request.tokens.get("api://AzureADTokenExchange").map(ServiceAccountToken::expose),
+            Some("azure-jwt")
+        );
+        assert!(request.secrets.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn debug_output_hides_tokens_and_secrets() -> Result<()> {
+        let secrets = r#"{"clientid":"id","clientsecret":"s3cr3t-value"}"#;
+        let request = MountRequest::from_driver(&attributes(), secrets, "/t", "420", vec![])?;
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("eyJhbGciOi.secret.jwt"), "{debug}");
+        assert!(!debug.contains("azure-jwt"), "{debug}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+        assert!(debug.contains("clientsecret"));
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_attributes_name_the_field() {
+        for bad in ["{", "[]", r#"{"a": 1}"#, ""] {
+            let error = MountRequest::from_driver(bad, "null", "/t", "420", vec![]).err();
+            assert_eq!(error.as_ref().map(Error::kind), Some(ErrorKind::InvalidConfig), "{bad}");
+            assert_eq!(error.as_ref().and_then(Error::field), Some("attributes"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn malformed_secrets_do_not_echo_values() {
+        let error = NodePublishSecrets::parse(r#"{"clientsecret": 123456789}"#).err();
+        let text = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("secrets"), "{text}");
+        assert!(!text.contains("123456789"), "{text}");
+    }
+
+    #[test]
+    fn secrets_drop_the_copied_token_attribute_and_match_case_insensitively() -> Result<()> {
+        let secrets = NodePublishSecrets::parse(
+            &serde_json::json!({
+                "ClientID": "abc", attr::SERVICE_ACCOUNT_TOKENS: TOKENS
+            })
+            .to_string(),
+        )?;
+        assert_eq!(secrets.keys().collect::<Vec<_>>(), ["ClientID"]);
+        assert_eq!(
+            secrets.get_ignore_ascii_case("clientid").map(|s| s.expose_secret().to_owned()),
+            Some("abc".into())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn absent_tokens_differ_from_missing_audience() -> Result<()> {
+        let none = ServiceAccountTokens::default();
+        assert!(!none.is_provided());
+        let empty = ServiceAccountTokens::parse("{}")?;
+        assert!(empty.is_provided());
+        assert!(empty.get("sts.amazonaws.com").is_none());
+        let bad = ServiceAccountTokens::parse(r#"{"a":{"token":"t","expirationTimestamp":"soon"}}"#).err();
+        assert_eq!(bad.as_ref().and_then(Error::field), Some(attr::SERVICE_ACCOUNT_TOKENS));
+        let malformed = ServiceAccountTokens::parse(r#"{"a":"secret-jwt"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!malformed.contains("secret-jwt"), "{malformed}");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_permission_is_refused() {
+        let error = MountRequest::from_driver(&attributes(), "null", "/t", "0644x", vec![]).err();
+        assert_eq!(error.as_ref().and_then(Error::field), Some("permission"));
+    }
+
+    #[test]
+    fn go_parse_bool() {
+        for t in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert_eq!(parse_go_bool(t), Some(true));
+        }
+        for f in ["0", "f", "F", "false", "FALSE", "False"] {
+            assert_eq!(parse_go_bool(f), Some(false));
+        }
+        for bad in ["yes", "tRUE", "", " true"] {
+            assert_eq!(parse_go_bool(bad), None);
+        }
+    }
+}

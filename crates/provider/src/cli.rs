@@ -1,0 +1,142 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "csi-secrets-provider",
+    version,
+    about = "Secrets Store CSI Driver provider for AWS Secrets Manager / SSM and Azure Key Vault"
+)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CSI_PROVIDER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the driver's gRPC protocol on one Unix socket per backend.
+    Serve(ServeArgs),
+    /// Check SecretProviderClass manifests without calling any cloud.
+    Validate(ValidateArgs),
+    /// Run one Mount in-process, as the driver would, and write the files.
+    Mount(MountArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory for the sockets (`<dir>/<backend>.sock`); the driver also looks in
+    /// /etc/kubernetes/secrets-store-csi-providers.
+    #[arg(long, default_value = csi_secrets_provider_server::runtime::DEFAULT_PROVIDER_VOLUME, env = "CSI_PROVIDER_VOLUME")]
+    pub provider_volume: PathBuf,
+    /// Backend to serve; repeat for several. Default: every backend compiled in.
+    #[arg(long = "backend", value_name = "NAME")]
+    pub backends: Vec<String>,
+    /// Address for HTTP /healthz and /readyz (for example 0.0.0.0:8989); off unless set.
+    #[arg(long, env = "CSI_PROVIDER_HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+    /// How long in-flight mounts may finish after SIGTERM/SIGINT.
+    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    pub grace_period: Duration,
+    #[command(flatten)]
+    pub limits: MountLimits,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MountLimits {
+    /// Longest a mount may take (the driver's own deadline applies when shorter).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub mount_timeout: Duration,
+    /// Largest response in bytes; match the driver's --max-call-recv-msg-size.
+    #[arg(long, default_value_t = csi_secrets_provider_core::DRIVER_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// SecretProviderClass manifests (multi-document YAML).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MountArgs {
+    /// Manifest holding the SecretProviderClass.
+    #[arg(long)]
+    pub spc: PathBuf,
+    /// Which SecretProviderClass of the manifest, when it has several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Directory to write the files into (created if missing).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Pod namespace (default: the SPC's namespace, else "default").
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Pod service account.
+    #[arg(long, default_value = "default")]
+    pub service_account: String,
+    /// Pod name.
+    #[arg(long, default_value = "csi-secrets-provider-mount")]
+    pub pod_name: String,
+    /// A service account token for an audience, read from a file (AUDIENCE=FILE); repeatable.
+    /// For IRSA: sts.amazonaws.com; Azure workload identity: api://AzureADTokenExchange.
+    #[arg(long = "token", value_name = "AUDIENCE=FILE", value_parser = parse_key_file)]
+    pub tokens: Vec<(String, PathBuf)>,
+    /// A node-publish secret entry read from a file (KEY=FILE, e.g. clientsecret=./secret);
+    /// repeatable.
+    #[arg(long = "secret", value_name = "KEY=FILE", value_parser = parse_key_file)]
+    pub secrets: Vec<(String, PathBuf)>,
+    /// Default file mode, decimal as the driver sends it (420 = 0644).
+    #[arg(long, default_value = "420")]
+    pub permission: String,
+    #[command(flatten)]
+    pub limits: MountLimits,
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{e} (for example 30s, 2m)"))
+}
+
+fn parse_key_file(value: &str) -> Result<(String, PathBuf), String> {
+    // Split at the last '=': audiences such as api://AzureADTokenExchange contain none, but
+    // keep file names free to contain one only after it.
+    match value.split_once('=') {
+        Some((key, file)) if !key.is_empty() && !file.is_empty() => Ok((key.to_owned(), PathBuf::from(file))),
+        _ => Err("expected KEY=FILE".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_file_pairs() {
+        assert_eq!(
+            parse_key_file("api://AzureADTokenExchange=/tmp/t"),
+            Ok(("api://AzureADTokenExchange".to_owned(), PathBuf::from("/tmp/t")))
+        );
+        assert!(parse_key_file("=x").is_err());
+        assert!(parse_key_file("novalue").is_err());
+    }
+}

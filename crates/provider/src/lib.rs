@@ -1,0 +1,124 @@
+//! The `csi-secrets-provider` command: `serve`, `validate` and `mount`, over the backends chosen
+//! by Cargo features (`aws`, `azure`).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod mount;
+pub mod registry;
+pub mod validate;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use csi_secrets_provider_core::SecretBackend;
+use csi_secrets_provider_server::{ServeOptions, ServiceConfig};
+
+use crate::cli::{Cli, Command, LogFormat, ServeArgs};
+pub use crate::registry::{KNOWN_BACKENDS, Registry};
+
+/// Runs the command line with the compiled-in backends plus `extra` ones (tests add a backend
+/// that lives in test code this way).
+pub fn main_with<I, T>(args: I, extra: Vec<Arc<dyn SecretBackend>>) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_logging(cli.log_format);
+    let mut registry = Registry::compiled_in();
+    for backend in extra {
+        registry.register(backend);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command, registry))
+}
+
+async fn run(command: Command, registry: Registry) -> ExitCode {
+    match command {
+        Command::Serve(args) => serve(args, registry).await,
+        Command::Validate(args) => {
+            let mut ok = true;
+            for file in &args.files {
+                let report = validate::validate_file(&registry, file);
+                print!("{}", report.text);
+                ok &= report.ok;
+            }
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::Mount(args) => match mount::run(&registry, &args).await {
+            Ok(versions) => {
+                for version in versions {
+                    println!("{}\t{}", version.id, version.version);
+                }
+                eprintln!("wrote the files to {}", args.target.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
+    let backends = match registry.select(&args.backends) {
+        Ok(backends) => backends,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = ServeOptions {
+        provider_volume: args.provider_volume,
+        health_addr: args.health_addr,
+        grace_period: args.grace_period,
+        service: ServiceConfig {
+            max_response_bytes: args.limits.max_response_bytes,
+            mount_timeout: args.limits.mount_timeout,
+        },
+    };
+    let shutdown = async {
+        match csi_secrets_provider_server::termination_signal().await {
+            Ok(signal) => tracing::info!(signal, "stop requested"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers; stopping");
+            }
+        }
+    };
+    match csi_secrets_provider_server::serve(options, backends, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "serve failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    // A second init (embedding, tests) keeps the first subscriber.
+    drop(result);
+}

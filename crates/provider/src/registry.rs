@@ -1,0 +1,140 @@
+//! Which backends this build has, and the errors for the ones it lacks.
+
+use std::sync::Arc;
+
+use csi_secrets_provider_core::{Error, SecretBackend};
+
+/// Every backend this project has, compiled in or not.
+pub const KNOWN_BACKENDS: [&str; 2] = ["aws", "azure"];
+
+/// The backends compiled into this binary (plus any an embedder adds).
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    backends: Vec<Arc<dyn SecretBackend>>,
+}
+
+impl Registry {
+    /// The backends chosen by Cargo features.
+    pub fn compiled_in() -> Self {
+        #[allow(unused_mut)]
+        let mut backends: Vec<Arc<dyn SecretBackend>> = Vec::new();
+        #[cfg(feature = "aws")]
+        backends.push(Arc::new(csi_secrets_provider_aws::AwsBackend::new()));
+        #[cfg(feature = "azure")]
+        backends.push(Arc::new(csi_secrets_provider_azure::AzureBackend::new()));
+        Self { backends }
+    }
+
+    pub fn from_backends(backends: Vec<Arc<dyn SecretBackend>>) -> Self {
+        Self { backends }
+    }
+
+    /// Adds a backend, replacing one of the same name.
+    pub fn register(&mut self, backend: Arc<dyn SecretBackend>) {
+        self.backends.retain(|b| b.name() != backend.name());
+        self.backends.push(backend);
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.backends.iter().map(|b| b.name()).collect()
+    }
+
+    /// The backend serving SPCs with `spec.provider: <name>`.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn SecretBackend>, Error> {
+        self.backends.iter().find(|b| b.name() == name).cloned().ok_or_else(|| self.missing(name))
+    }
+
+    /// The backends to serve: the named ones, or every one when `names` is empty.
+    pub fn select(&self, names: &[String]) -> Result<Vec<Arc<dyn SecretBackend>>, Error> {
+        if self.backends.is_empty() {
+            return Err(Error::invalid_config(
+                "no backend is compiled in; rebuild with --features aws, --features azure, or both",
+            ));
+        }
+        if names.is_empty() {
+            return Ok(self.backends.clone());
+        }
+        let mut selected: Vec<Arc<dyn SecretBackend>> = Vec::new();
+        for name in names {
+            let backend = self.get(name)?;
+            if !selected.iter().any(|b| b.name() == backend.name()) {
+                selected.push(backend);
+            }
+        }
+        Ok(selected)
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        if KNOWN_BACKENDS.contains(&name) {
+            Error::invalid_config(format!(
+                "backend '{name}' is not compiled in; rebuild with --features {name}"
+            ))
+        } else {
+            let available = self.names().join(", ");
+            Error::invalid_config(format!(
+                "unknown backend '{name}'; this build serves: {}",
+                if available.is_empty() { "nothing" } else { &available }
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use csi_secrets_provider_core::{MountRequest, MountResponse, Parameters, Validation};
+
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl SecretBackend for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn validate(&self, _: &Parameters) -> Validation {
+            Validation::default()
+        }
+        async fn mount(&self, _: &MountRequest) -> csi_secrets_provider_core::Result<MountResponse> {
+            Err(Error::internal("not used"))
+        }
+    }
+
+    fn message(result: Result<impl std::fmt::Debug, Error>) -> String {
+        result.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_known_backend_that_is_not_compiled_in_names_the_feature() {
+        let registry = Registry::from_backends(vec![Arc::new(Named("aws"))]);
+        assert_eq!(
+            message(registry.get("azure")),
+            "backend 'azure' is not compiled in; rebuild with --features azure"
+        );
+        assert_eq!(message(registry.select(&["azure".to_owned()])), message(registry.get("azure")));
+        assert!(message(registry.get("gcp")).contains("unknown backend 'gcp'; this build serves: aws"));
+    }
+
+    #[test]
+    fn an_empty_build_says_so() {
+        let error = message(Registry::default().select(&[]));
+        assert!(error.contains("no backend is compiled in; rebuild with --features aws"), "{error}");
+    }
+
+    #[test]
+    fn select_defaults_to_everything_and_dedups() -> Result<(), Error> {
+        let registry = Registry::from_backends(vec![Arc::new(Named("aws")), Arc::new(Named("azure"))]);
+        assert_eq!(registry.select(&[])?.len(), 2);
+        let one = registry.select(&["azure".to_owned(), "azure".to_owned()])?;
+        assert_eq!(one.iter().map(|b| b.name()).collect::<Vec<_>>(), ["azure"]);
+        Ok(())
+    }
+
+    #[test]
+    fn compiled_in_follows_features() {
+        let names = Registry::compiled_in().names();
+        assert_eq!(names.contains(&"aws"), cfg!(feature = "aws"));
+        assert_eq!(names.contains(&"azure"), cfg!(feature = "azure"));
+    }
+}

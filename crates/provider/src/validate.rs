@@ -1,0 +1,97 @@
+//! `validate`: every problem of every SecretProviderClass in the given files, without a cloud.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use csi_secrets_provider_core::spc::{Document, SecretProviderClass, parse_documents};
+use csi_secrets_provider_core::{Error, FilePlan};
+
+use crate::registry::Registry;
+
+/// The report for one file, and whether it found no problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub text: String,
+    pub ok: bool,
+}
+
+pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
+    let shown = path.display();
+    let content = match std::fs::read_to_string(path) {
+        Ok(content) => content,
+        Err(e) => return FileReport { text: format!("{shown}: cannot read: {e}\n"), ok: false },
+    };
+    let documents = match parse_documents(&content) {
+        Ok(documents) => documents,
+        Err(e) => return FileReport { text: format!("{shown}: {e}\n"), ok: false },
+    };
+    let mut text = String::new();
+    let mut ok = true;
+    let mut found = 0;
+    for (index, document) in documents.iter().enumerate() {
+        let Document::SecretProviderClass { spc, problems } = document else { continue };
+        found += 1;
+        let mut problems = problems.clone();
+        let plan = check_spc(registry, spc, &mut problems);
+        let name =
+            if spc.name.is_empty() { format!("document {}", index + 1) } else { format!("{:?}", spc.name) };
+        let provider = if spc.provider.is_empty() { "?" } else { &spc.provider };
+        if problems.is_empty() {
+            let files: Vec<&str> = plan.files().iter().map(|f| f.path.as_str()).collect();
+            let _ = writeln!(
+                text,
+                "{shown}: SecretProviderClass {name} (provider {provider}): ok, {} file(s): {}",
+                files.len(),
+                files.join(", ")
+            );
+        } else {
+            ok = false;
+            let _ = writeln!(
+                text,
+                "{shown}: SecretProviderClass {name} (provider {provider}): {} problem(s)",
+                problems.len()
+            );
+            for problem in &problems {
+                let _ = writeln!(text, "  - {problem}");
+            }
+        }
+    }
+    if found == 0 {
+        ok = false;
+        let _ = writeln!(text, "{shown}: no SecretProviderClass found");
+    }
+    FileReport { text, ok }
+}
+
+/// Checks the provider and its parameters; returns the planned files.
+fn check_spc(registry: &Registry, spc: &SecretProviderClass, problems: &mut Vec<Error>) -> FilePlan {
+    if spc.provider.is_empty() {
+        return FilePlan::new();
+    }
+    let backend = match registry.get(&spc.provider) {
+        Ok(backend) => backend,
+        Err(e) => {
+            problems.push(e.with_field("spec.provider"));
+            return FilePlan::new();
+        }
+    };
+    let validation = backend.validate(&spc.parameters);
+    problems.extend(validation.problems);
+    let plan = validation.plan;
+    // secretObjects name mounted files; a typo there makes the driver's Secret sync fail late.
+    if !plan.is_empty() {
+        for (i, object) in spc.secret_objects.iter().enumerate() {
+            for (j, (object_name, _key)) in object.data.iter().enumerate() {
+                if !plan.files().iter().any(|f| &f.path == object_name) {
+                    problems.push(
+                        Error::invalid_config(format!(
+                            "objectName {object_name:?} is not a file this SecretProviderClass mounts"
+                        ))
+                        .with_field(format!("spec.secretObjects[{i}].data[{j}].objectName")),
+                    );
+                }
+            }
+        }
+    }
+    plan
+}

@@ -1,0 +1,248 @@
+//! `v1alpha1.CSIDriverProvider` for one backend.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use csi_secrets_provider_core::{
+    DRIVER_MAX_RESPONSE_BYTES, Error, MountRequest, MountResponse, ObjectVersion, SecretBackend,
+    check_response_size,
+};
+use futures::FutureExt;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::proto;
+use crate::proto::csi_driver_provider_server::CsiDriverProvider;
+use crate::status::to_status;
+
+/// Limits applied to every mount.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Largest encoded response; the driver refuses larger ones.
+    pub max_response_bytes: usize,
+    /// Longest a mount may take when the driver sends no deadline (or a longer one).
+    pub mount_timeout: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self { max_response_bytes: DRIVER_MAX_RESPONSE_BYTES, mount_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// The provider service for one backend; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProviderService {
+    backend: Arc<dyn SecretBackend>,
+    config: ServiceConfig,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl ProviderService {
+    pub fn new(backend: Arc<dyn SecretBackend>, config: ServiceConfig) -> Self {
+        Self { backend, config, in_flight: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Mounts being served right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn version_response() -> proto::VersionResponse {
+        proto::VersionResponse {
+            version: crate::PROTOCOL_VERSION.to_owned(),
+            runtime_name: crate::RUNTIME_NAME.to_owned(),
+            runtime_version: crate::RUNTIME_VERSION.to_owned(),
+        }
+    }
+
+    /// One mount, exactly as the gRPC handler runs it (the `mount` command calls this too):
+    /// decode, call the backend within the deadline, enforce the driver's rules, log one line.
+    pub async fn mount(
+        &self,
+        request: proto::MountRequest,
+        caller_timeout: Option<Duration>,
+    ) -> Result<proto::MountResponse, Error> {
+        let started = Instant::now();
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _guard = InFlightGuard(&self.in_flight);
+        let decoded = decode(request);
+        let outcome = match &decoded {
+            Ok(decoded) => self.run(decoded, started, caller_timeout).await,
+            Err(error) => Err(error.clone()),
+        };
+        log_mount(self.backend.name(), decoded.as_ref().ok(), &outcome, started.elapsed());
+        outcome.map(|(response, _)| response)
+    }
+
+    async fn run(
+        &self,
+        request: &MountRequest,
+        started: Instant,
+        caller_timeout: Option<Duration>,
+    ) -> Result<(proto::MountResponse, usize), Error> {
+        let budget = caller_timeout.map_or(self.config.mount_timeout, |t| t.min(self.config.mount_timeout));
+        let mut request = request.clone();
+        request.deadline = Some(started + budget);
+        let backend_call = AssertUnwindSafe(self.backend.mount(&request)).catch_unwind();
+        let response = match tokio::time::timeout(budget, backend_call).await {
+            Err(_elapsed) => {
+                return Err(Error::deadline_exceeded(format!("the mount did not finish within {budget:?}")));
+            }
+            Ok(Err(_panic)) => {
+                return Err(Error::internal(format!(
+                    "the {} backend failed unexpectedly (panic); see the provider log",
+                    self.backend.name()
+                )));
+            }
+            Ok(Ok(result)) => result?,
+        };
+        response.check()?;
+        let objects = response.versions.len();
+        let encoded = to_proto(&response, &request.current_versions);
+        check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;
+        Ok((encoded, objects))
+    }
+}
+
+struct InFlightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn decode(request: proto::MountRequest) -> Result<MountRequest, Error> {
+    let current =
+        request.current_object_version.into_iter().map(|v| ObjectVersion::new(v.id, v.version)).collect();
+    MountRequest::from_driver(
+        &request.attributes,
+        &request.secrets,
+        &request.target_path,
+        &request.permission,
+        current,
+    )
+}
+
+fn to_proto(response: &MountResponse, current: &[ObjectVersion]) -> proto::MountResponse {
+    let files = response
+        .files
+        .iter()
+        .map(|file| proto::File {
+            path: file.path.clone(),
+            // FileMode is at most 0o777, so this cannot truncate.
+            mode: i32::try_from(file.mode.bits()).unwrap_or(0o644),
+            contents: file.contents.expose().to_vec(),
+        })
+        .collect();
+    let mut versions: Vec<proto::ObjectVersion> = response
+        .versions
+        .iter()
+        .map(|v| proto::ObjectVersion { id: v.id.clone(), version: v.version.clone() })
+        .collect();
+    // Like the AWS provider, echo versions the (pre-v1.6) driver sent for objects we did not
+    // report, so its bookkeeping does not lose them.
+    for old in current {
+        if !versions.iter().any(|v| v.id == old.id) {
+            versions.push(proto::ObjectVersion { id: old.id.clone(), version: old.version.clone() });
+        }
+    }
+    proto::MountResponse { object_version: versions, error: None, files }
+}
+
+fn log_mount(
+    backend: &str,
+    request: Option<&MountRequest>,
+    outcome: &Result<(proto::MountResponse, usize), Error>,
+    elapsed: Duration,
+) {
+    let namespace = request.and_then(|r| r.pod.namespace.as_deref()).unwrap_or("-");
+    let pod = request.and_then(|r| r.pod.name.as_deref()).unwrap_or("-");
+    let spc = request.and_then(|r| r.spc_name.as_deref()).unwrap_or("-");
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok((response, objects)) => tracing::info!(
+            backend,
+            pod.namespace = namespace,
+            pod.name = pod,
+            spc,
+            objects,
+            files = response.files.len(),
+            duration_ms,
+            outcome = "ok",
+            "mount"
+        ),
+        Err(error) => tracing::warn!(
+            backend,
+            pod.namespace = namespace,
+            pod.name = pod,
+            spc,
+            duration_ms,
+            outcome = "error",
+            error.kind = ?error.kind(),
+            error = %error,
+            "mount"
+        ),
+    }
+}
+
+/// Reads the gRPC `grpc-timeout` header (`<digits><unit>`, unit one of H M S m u n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[tonic::async_trait]
+impl CsiDriverProvider for ProviderService {
+    async fn version(
+        &self,
+        _request: Request<proto::VersionRequest>,
+    ) -> Result<Response<proto::VersionResponse>, Status> {
+        Ok(Response::new(Self::version_response()))
+    }
+
+    async fn mount(
+        &self,
+        request: Request<proto::MountRequest>,
+    ) -> Result<Response<proto::MountResponse>, Status> {
+        let timeout =
+            request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        ProviderService::mount(self, request.into_inner(), timeout)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+        assert_eq!(parse_grpc_timeout("5x"), None);
+    }
+}

@@ -1,0 +1,137 @@
+//! A backend that lives in test code only. It plans files with the core helpers exactly as the
+//! cloud backends do, and serves values from its parameters, so protocol behaviour can be tested
+//! without a cloud.
+//!
+//! Parameters: `objects` (YAML list of `{objectName, objectAlias?, filePermission?, value?,
+//! version?, sizeBytes?}`), `pathTranslation` (`false` or one character, default `_`),
+//! `delayMs` (sleep before answering), `fail` (`notfound`, `denied`, `throttled`,
+//! `unavailable`, `panic`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use csi_secrets_provider_core::yaml::non_empty;
+use csi_secrets_provider_core::{
+    Error, FileMode, FilePlan, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters, Result,
+    SecretBackend, Validation, translate_slashes,
+};
+use serde_norway::Value;
+
+pub const NAME: &str = "test";
+
+#[derive(Debug, Default)]
+pub struct TestBackend;
+
+struct Planned {
+    plan: FilePlan,
+    objects: Vec<TestObject>,
+}
+
+struct TestObject {
+    name: String,
+    value: Option<String>,
+    version: String,
+    size: Option<usize>,
+}
+
+fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<Planned, Vec<Error>> {
+    let mut problems = Vec::new();
+    let translation = match parameters.get("pathTranslation").unwrap_or_default() {
+        "" => Some('_'),
+        off if off.eq_ignore_ascii_case("false") => None,
+        one if one.chars().count() == 1 => one.chars().next(),
+        other => {
+            problems.push(
+                Error::invalid_config(format!("bad pathTranslation {other:?}")).with_field("pathTranslation"),
+            );
+            None
+        }
+    };
+    let items = match parameters.get("objects").map(serde_norway::from_str::<Value>) {
+        Some(Ok(Value::Sequence(items))) => items,
+        Some(Ok(_)) | None => {
+            problems.push(Error::invalid_config("objects must be a YAML list").with_field("objects"));
+            return Err(problems);
+        }
+        Some(Err(e)) => {
+            problems.push(Error::invalid_config(format!("objects is not YAML: {e}")).with_field("objects"));
+            return Err(problems);
+        }
+    };
+    let mut planned = Planned { plan: FilePlan::new(), objects: Vec::new() };
+    for item in &items {
+        let get = |key: &str| non_empty(item, key).ok().flatten();
+        let Some(name) = get("objectName") else {
+            problems.push(Error::invalid_config("objectName is required").with_field("objectName"));
+            continue;
+        };
+        let mode = match get("filePermission").map(|p| FileMode::parse_octal(&p)) {
+            None => default_mode,
+            Some(Ok(mode)) => mode,
+            Some(Err(e)) => {
+                problems.push(e.with_object(&name));
+                continue;
+            }
+        };
+        let file = get("objectAlias").unwrap_or_else(|| name.clone());
+        let file = match translation {
+            Some(c) => translate_slashes(&file, c),
+            None => file,
+        };
+        if let Err(e) = planned.plan.add(&name, file, mode) {
+            problems.push(e.with_field("objectAlias"));
+            continue;
+        }
+        planned.objects.push(TestObject {
+            value: get("value"),
+            version: get("version").unwrap_or_else(|| "v1".to_owned()),
+            size: get("sizeBytes").and_then(|s| s.parse().ok()),
+            name,
+        });
+    }
+    if problems.is_empty() { Ok(planned) } else { Err(problems) }
+}
+
+#[async_trait]
+impl SecretBackend for TestBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn validate(&self, parameters: &Parameters) -> Validation {
+        match plan(parameters, FileMode::DEFAULT) {
+            Ok(planned) => Validation { plan: planned.plan, problems: Vec::new() },
+            Err(problems) => Validation::failed(problems),
+        }
+    }
+
+    async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
+        let planned = plan(&request.parameters, request.default_mode)
+            .map_err(|p| Error::combine(p).unwrap_or_else(|| Error::internal("no problem")))?;
+        if let Some(delay) = request.parameters.get("delayMs").and_then(|d| d.parse().ok()) {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let first = planned.objects.first().map(|o| o.name.clone()).unwrap_or_default();
+        match request.parameters.get("fail") {
+            Some("notfound") => {
+                return Err(Error::not_found(format!("secret {first} not found")).with_object(first));
+            }
+            Some("denied") => return Err(Error::permission_denied("access denied")),
+            Some("throttled") => return Err(Error::throttled("slow down", Some(Duration::from_secs(3)))),
+            Some("unavailable") => return Err(Error::unavailable("try later")),
+            Some("panic") => panic!("test backend asked to panic"),
+            _ => {}
+        }
+        let mut response = MountResponse::default();
+        for (object, file) in planned.objects.iter().zip(planned.plan.files()) {
+            let contents = match (object.size, &object.value) {
+                (Some(size), _) => vec![b'x'; size],
+                (None, Some(value)) => value.clone().into_bytes(),
+                (None, None) => format!("value-of-{}", object.name).into_bytes(),
+            };
+            response.files.push(MountedFile::new(file.path.clone(), file.mode, contents));
+            response.versions.push(ObjectVersion::new(file.path.clone(), object.version.clone()));
+        }
+        Ok(response)
+    }
+}

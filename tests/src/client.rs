@@ -1,0 +1,63 @@
+//! A driver-shaped client: the generated `v1alpha1` client over the Unix socket, sending
+//! attributes and secrets as JSON strings as the driver does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use csi_secrets_provider_server::proto::csi_driver_provider_client::CsiDriverProviderClient;
+use csi_secrets_provider_server::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
+use csi_secrets_provider_server::uds;
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone)]
+pub struct DriverClient {
+    inner: CsiDriverProviderClient<Channel>,
+}
+
+impl DriverClient {
+    pub fn new(socket: &Path) -> Self {
+        Self { inner: CsiDriverProviderClient::new(uds::channel(socket.to_path_buf())) }
+    }
+
+    pub async fn version(&mut self) -> Result<VersionResponse, tonic::Status> {
+        self.inner
+            .version(VersionRequest { version: "v1alpha1".to_owned() })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Mounts with the volume context the driver adds for a pod `ns/pod` with service account `sa`.
+    pub async fn mount(&mut self, parameters: &[(&str, &str)]) -> Result<MountResponse, tonic::Status> {
+        self.mount_raw(pod_attributes(parameters).to_string(), "null".to_owned(), "420".to_owned()).await
+    }
+
+    pub async fn mount_raw(
+        &mut self,
+        attributes: String,
+        secrets: String,
+        permission: String,
+    ) -> Result<MountResponse, tonic::Status> {
+        let request = MountRequest {
+            attributes,
+            secrets,
+            target_path: "/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/secrets/mount".to_owned(),
+            permission,
+            current_object_version: Vec::new(),
+        };
+        self.inner.mount(request).await.map(tonic::Response::into_inner)
+    }
+}
+
+/// SPC parameters merged with the attributes kubelet and the driver add.
+pub fn pod_attributes(parameters: &[(&str, &str)]) -> serde_json::Value {
+    let mut attributes: BTreeMap<&str, &str> = BTreeMap::from([
+        ("secretProviderClass", "test-spc"),
+        ("csi.storage.k8s.io/pod.name", "web-0"),
+        ("csi.storage.k8s.io/pod.namespace", "shop"),
+        ("csi.storage.k8s.io/pod.uid", "7d6b1e0c-0000-4000-8000-000000000001"),
+        ("csi.storage.k8s.io/serviceAccount.name", "web"),
+        ("csi.storage.k8s.io/ephemeral", "true"),
+    ]);
+    attributes.extend(parameters.iter().copied());
+    serde_json::json!(attributes)
+}

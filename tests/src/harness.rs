@@ -1,0 +1,154 @@
+//! Running the provider: in-process on a temporary socket directory, or as a real process.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use csi_secrets_provider_core::SecretBackend;
+use csi_secrets_provider_server::{ServeOptions, ServiceConfig, serve};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::client::DriverClient;
+
+/// The provider served in this test process, on sockets in a temporary directory.
+#[derive(Debug)]
+pub struct InProcess {
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), csi_secrets_provider_server::ServeError>>>,
+}
+
+impl InProcess {
+    pub async fn start(backends: Vec<Arc<dyn SecretBackend>>) -> io::Result<Self> {
+        Self::start_with(backends, |_| {}).await
+    }
+
+    pub async fn start_with(
+        backends: Vec<Arc<dyn SecretBackend>>,
+        configure: impl FnOnce(&mut ServeOptions),
+    ) -> io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut options = ServeOptions {
+            provider_volume: dir.path().to_path_buf(),
+            health_addr: None,
+            grace_period: Duration::from_secs(5),
+            service: ServiceConfig::default(),
+        };
+        configure(&mut options);
+        let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+        let sockets: Vec<PathBuf> =
+            names.iter().map(|n| options.provider_volume.join(format!("{n}.sock"))).collect();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(options, backends, async move {
+            let _ = stopped.await;
+        }));
+        for socket in &sockets {
+            wait_for_socket(socket, Duration::from_secs(10)).await?;
+        }
+        Ok(Self { dir, stop: Some(stop), task: Some(task) })
+    }
+
+    pub fn socket(&self, backend: &str) -> PathBuf {
+        self.dir.path().join(format!("{backend}.sock"))
+    }
+
+    pub fn client(&self, backend: &str) -> DriverClient {
+        DriverClient::new(&self.socket(backend))
+    }
+
+    /// Stops like SIGTERM would and waits for the drain.
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Waits until a socket answers `Version`.
+pub async fn wait_for_socket(socket: &Path, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if socket.exists() && DriverClient::new(socket).version().await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} never answered", socket.display()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A provider binary running as its own process, its stderr captured in a file.
+#[derive(Debug)]
+pub struct ProviderProcess {
+    pub child: Child,
+    pub dir: TempDir,
+    pub log: PathBuf,
+}
+
+impl ProviderProcess {
+    /// Starts `binary serve --provider-volume <tmp> <extra args>`.
+    pub fn serve(binary: &str, extra: &[&str]) -> io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("provider.log");
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg("--provider-volume")
+            .arg(dir.path().join("sockets"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(Self { child, dir, log })
+    }
+
+    pub fn socket(&self, backend: &str) -> PathBuf {
+        self.dir.path().join("sockets").join(format!("{backend}.sock"))
+    }
+
+    /// Sends a signal by name (TERM, INT) with the system `kill`, keeping tests free of unsafe.
+    pub fn signal(&self, name: &str) -> io::Result<()> {
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status()?;
+        if status.success() { Ok(()) } else { Err(io::Error::other(format!("kill -{name} failed"))) }
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the provider did not exit"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -9,6 +9,8 @@ use csi_secrets_provider_tests::{DriverClient, InProcess, TestBackend, pod_attri
 use tonic::Code;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+/// SPC parameters and the words the error must contain.
+type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [&'a str]);
 
 async fn provider() -> Result<InProcess, std::io::Error> {
     InProcess::start(vec![Arc::new(TestBackend)]).await
@@ -67,7 +69,7 @@ async fn mount_returns_every_file_with_modes_and_versions() -> TestResult {
 async fn bad_input_is_invalid_argument_naming_object_and_field() -> TestResult {
     let provider = provider().await?;
     let mut client = provider.client("test");
-    let cases: Vec<(Vec<(&str, &str)>, &[&str])> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![("objects", "- {objectName: db, filePermission: '0999'}")],
             &["object \"db\"", "field \"filePermission\"", "Invalid File Permission: 0999"],

@@ -18,30 +18,39 @@ pub const MAX_ELEMENT_LEN: usize = 255;
 /// Checks a relative file path against the driver's rules. The error says what is wrong but not
 /// which object; callers add that.
 pub fn check_file_path(path: &str) -> Result<()> {
-    let problem = if path.is_empty() {
-        Some("the file name is empty".to_owned())
-    } else if path.starts_with('/') {
-        Some(format!("file name {path:?} is absolute; it must be relative to the mount"))
-    } else if path.starts_with("..") || path.split('/').any(|element| element == "..") {
-        Some(format!("path can not contain ../: file name {path:?} leaves the mount directory"))
-    } else if path.contains('\0') {
-        Some(format!("file name {path:?} contains a NUL character"))
-    } else if path.split('/').any(|element| element.is_empty() || element == ".") {
-        Some(format!("file name {path:?} is not in clean form (no empty, \".\" or trailing elements)"))
-    } else if path.len() > MAX_PATH_LEN {
-        Some(format!("file name is {} bytes long; the driver allows {MAX_PATH_LEN}", path.len()))
-    } else if let Some(long) = path.split('/').find(|element| element.len() > MAX_ELEMENT_LEN) {
-        Some(format!(
-            "file name element {long:?} is {} bytes long; the driver allows {MAX_ELEMENT_LEN}",
-            long.len()
-        ))
-    } else {
-        None
-    };
-    match problem {
+    match path_problem(path) {
         Some(message) => Err(Error::invalid_config(message)),
         None => Ok(()),
     }
+}
+
+fn path_problem(path: &str) -> Option<String> {
+    if path.is_empty() {
+        return Some("the file name is empty".to_owned());
+    }
+    if path.starts_with('/') {
+        return Some(format!("file name {path:?} is absolute; it must be relative to the mount"));
+    }
+    if path.starts_with("..") || path.split('/').any(|element| element == "..") {
+        return Some(format!("path can not contain ../: file name {path:?} leaves the mount directory"));
+    }
+    if path.contains('\0') {
+        return Some(format!("file name {path:?} contains a NUL character"));
+    }
+    if path.split('/').any(|element| element.is_empty() || element == ".") {
+        return Some(format!(
+            "file name {path:?} is not in clean form (no empty, \".\" or trailing elements)"
+        ));
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Some(format!("file name is {} bytes long; the driver allows {MAX_PATH_LEN}", path.len()));
+    }
+    path.split('/').find(|element| element.len() > MAX_ELEMENT_LEN).map(|long| {
+        format!(
+            "file name element {long:?} is {} bytes long; the driver allows {MAX_ELEMENT_LEN}",
+            long.len()
+        )
+    })
 }
 
 /// Replaces every `/` of an object name with `replacement` (the AWS `pathTranslation` rule), so

@@ -36,13 +36,13 @@ fn load_spc(path: &Path, name: Option<&str>) -> Result<SecretProviderClass, Erro
         .map_err(|e| Error::invalid_config(format!("cannot read {}: {e}", path.display())))?;
     let mut candidates = Vec::new();
     for document in parse_documents(&content)? {
-        if let Document::SecretProviderClass { spc, problems } = document {
-            if name.is_none_or(|n| n == spc.name) {
-                if let Some(error) = Error::combine(problems) {
-                    return Err(error);
-                }
-                candidates.push(spc);
+        if let Document::SecretProviderClass { spc, problems } = document
+            && name.is_none_or(|n| n == spc.name)
+        {
+            if let Some(error) = Error::combine(problems) {
+                return Err(error);
             }
+            candidates.push(spc);
         }
     }
     match candidates.len() {

@@ -16,12 +16,12 @@ pub struct Registry {
 impl Registry {
     /// The backends chosen by Cargo features.
     pub fn compiled_in() -> Self {
-        #[allow(unused_mut)]
-        let mut backends: Vec<Arc<dyn SecretBackend>> = Vec::new();
-        #[cfg(feature = "aws")]
-        backends.push(Arc::new(csi_secrets_provider_aws::AwsBackend::new()));
-        #[cfg(feature = "azure")]
-        backends.push(Arc::new(csi_secrets_provider_azure::AzureBackend::new()));
+        let backends: Vec<Arc<dyn SecretBackend>> = vec![
+            #[cfg(feature = "aws")]
+            Arc::new(csi_secrets_provider_aws::AwsBackend::new()),
+            #[cfg(feature = "azure")]
+            Arc::new(csi_secrets_provider_azure::AzureBackend::new()),
+        ];
         Self { backends }
     }
 
@@ -46,12 +46,12 @@ impl Registry {
 
     /// The backends to serve: the named ones, or every one when `names` is empty.
     pub fn select(&self, names: &[String]) -> Result<Vec<Arc<dyn SecretBackend>>, Error> {
-        if self.backends.is_empty() {
-            return Err(Error::invalid_config(
-                "no backend is compiled in; rebuild with --features aws, --features azure, or both",
-            ));
-        }
         if names.is_empty() {
+            if self.backends.is_empty() {
+                return Err(Error::invalid_config(
+                    "no backend is compiled in; rebuild with --features aws, --features azure, or both",
+                ));
+            }
             return Ok(self.backends.clone());
         }
         let mut selected: Vec<Arc<dyn SecretBackend>> = Vec::new();
@@ -120,6 +120,9 @@ mod tests {
     fn an_empty_build_says_so() {
         let error = message(Registry::default().select(&[]));
         assert!(error.contains("no backend is compiled in; rebuild with --features aws"), "{error}");
+        // A named backend still gets its own message.
+        let error = message(Registry::default().select(&["aws".to_owned()]));
+        assert_eq!(error, "backend 'aws' is not compiled in; rebuild with --features aws");
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! The real `csi-secrets-provider` binary, with the backends this build's features select.
+
+use std::process::Command;
+use std::time::Duration;
+
+use csi_secrets_provider_tests::{ProviderProcess, wait_for_socket};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+
+/// With every backend compiled in (the default build).
+#[cfg(all(feature = "aws", feature = "azure"))]
+mod all_backends {
+    use super::*;
+    use csi_secrets_provider_tests::DriverClient;
+    use std::path::PathBuf;
+
+    fn examples() -> Result<Vec<PathBuf>, std::io::Error> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    #[test]
+    fn every_example_validates() -> TestResult {
+        let files = examples()?;
+        assert!(files.len() >= 4, "{files:?}");
+        let output = Command::new(BINARY).arg("validate").args(&files).output()?;
+        let stdout = String::from_utf8(output.stdout)?;
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(stdout.lines().filter(|l| l.contains(": ok,")).count(), files.len(), "{stdout}");
+        // Both seed shapes, with the files they plan.
+        assert!(stdout.contains("(provider aws): ok, 2 file(s): db-credentials, api-key"), "{stdout}");
+        assert!(
+            stdout.contains("(provider azure): ok, 3 file(s): SQL_PASSWORD, signing-key, ingress-tls"),
+            "{stdout}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn serve_opens_a_socket_per_backend_answering_version() -> TestResult {
+        let mut provider = ProviderProcess::serve(BINARY, &[])?;
+        for backend in ["aws", "azure"] {
+            let socket = provider.socket(backend);
+            wait_for_socket(&socket, Duration::from_secs(20)).await?;
+            let version = DriverClient::new(&socket).version().await?;
+            assert_eq!(version.runtime_name, "csi-secrets-provider");
+            assert_eq!(version.runtime_version, env!("CARGO_PKG_VERSION"));
+        }
+        provider.signal("TERM")?;
+        let status = tokio::task::block_in_place(|| provider.wait(Duration::from_secs(15)))?;
+        assert!(status.success());
+        assert!(!provider.socket("aws").exists() && !provider.socket("azure").exists());
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_bad_spc_through_a_cloud_socket_is_invalid_argument() -> TestResult {
+        let mut provider = ProviderProcess::serve(BINARY, &["--backend", "aws", "--backend", "azure"])?;
+        let aws = provider.socket("aws");
+        wait_for_socket(&aws, Duration::from_secs(20)).await?;
+        let status = DriverClient::new(&aws)
+            .mount(&[("objects", "- {objectName: a, objectType: secretsmanager, filePermission: '0999'}")])
+            .await
+            .err()
+            .ok_or("must fail")?;
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .contains("object \"a\", field \"filePermission\": Invalid File Permission: 0999"),
+            "{status:?}"
+        );
+        let azure = provider.socket("azure");
+        wait_for_socket(&azure, Duration::from_secs(20)).await?;
+        let status = DriverClient::new(&azure)
+            .mount(&[("tenantId", "t"), ("objects", "array: []")])
+            .await
+            .err()
+            .ok_or("must fail")?;
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("keyvaultName is not provided"), "{status:?}");
+        provider.signal("TERM")?;
+        tokio::task::block_in_place(|| provider.wait(Duration::from_secs(15)))?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serving_one_backend_opens_only_its_socket() -> TestResult {
+    if !cfg!(feature = "aws") {
+        return Ok(());
+    }
+    let mut provider = ProviderProcess::serve(BINARY, &["--backend", "aws"])?;
+    wait_for_socket(&provider.socket("aws"), Duration::from_secs(20)).await?;
+    assert!(!provider.socket("azure").exists());
+    provider.signal("TERM")?;
+    tokio::task::block_in_place(|| provider.wait(Duration::from_secs(15)))?;
+    Ok(())
+}
+
+#[test]
+fn unknown_or_missing_backends_are_refused_at_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let output = Command::new(BINARY)
+        .args(["serve", "--backend", "gcp", "--provider-volume"])
+        .arg(dir.path())
+        .output()?;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(stderr.contains("unknown backend 'gcp'"), "{stderr}");
+    for (backend, compiled) in [("aws", cfg!(feature = "aws")), ("azure", cfg!(feature = "azure"))] {
+        if compiled {
+            continue;
+        }
+        let output = Command::new(BINARY)
+            .args(["serve", "--backend", backend, "--provider-volume"])
+            .arg(dir.path())
+            .output()?;
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8(output.stderr)?;
+        assert!(
+            stderr.contains(&format!(
+                "backend '{backend}' is not compiled in; rebuild with --features {backend}"
+            )),
+            "{stderr}"
+        );
+    }
+    if !cfg!(feature = "aws") && !cfg!(feature = "azure") {
+        let output = Command::new(BINARY).args(["serve", "--provider-volume"]).arg(dir.path()).output()?;
+        assert!(String::from_utf8(output.stderr)?.contains("no backend is compiled in"));
+    }
+    Ok(())
+}
+
+#[test]
+fn validate_names_a_provider_that_is_not_compiled_in() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let spc = dir.path().join("spc.yaml");
+    std::fs::write(
+        &spc,
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: x}\nspec:\n  provider: azure\n  parameters:\n    objects: 'array: []'\n",
+    )?;
+    let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
+    let stdout = String::from_utf8(output.stdout)?;
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    if cfg!(feature = "azure") {
+        assert!(stdout.contains("keyvaultName is not provided"), "{stdout}");
+    } else {
+        assert!(
+            stdout.contains("backend 'azure' is not compiled in; rebuild with --features azure"),
+            "{stdout}"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, clippy for every feature set, and the tests. This is the
+# README's test command and what CI runs (.ci/run). It installs what it needs and starts the
+# services the tests talk to; run it from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step "rustfmt"
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+cargo fmt --all --check
+
+step "clippy (default features: aws + azure, whole workspace)"
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+cargo clippy --workspace --all-targets --locked -- -D warnings
+for features in "--no-default-features" "--no-default-features --features aws" "--no-default-features --features azure"; do
+  step "clippy (csi-secrets-provider $features)"
+  # shellcheck disable=SC2086
+  cargo clippy -p csi-secrets-provider $features --all-targets --locked -- -D warnings
+done
+
+if cargo nextest --version >/dev/null 2>&1; then
+  run_tests() { cargo nextest run --locked --no-fail-fast "$@"; }
+else
+  echo "cargo-nextest not found; using cargo test"
+  run_tests() { cargo test --locked --no-fail-fast "$@"; }
+fi
+
+# The binary's feature-gated behaviour (which sockets, which errors) under each feature set.
+# These rebuild only the binary crate and its tests.
+for features in "--no-default-features" "--no-default-features --features aws" "--no-default-features --features azure"; do
+  step "tests (csi-secrets-provider $features)"
+  # shellcheck disable=SC2086
+  run_tests -p csi-secrets-provider $features
+done
+
+step "tests (whole workspace, default features)"
+run_tests --workspace

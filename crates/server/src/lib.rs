@@ -13,6 +13,28 @@ pub mod uds;
 #[allow(missing_debug_implementations, clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("v1alpha1");
+
+    impl std::fmt::Debug for File {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("File")
+                .field("path", &self.path)
+                .field("mode", &format_args!("{:#o}", self.mode))
+                .field("contents", &format_args!("[REDACTED {} bytes]", self.contents.len()))
+                .finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn file_debug_hides_contents() {
+            let file = super::File { path: "db".to_owned(), mode: 0o600, contents: b"hunter2".to_vec() };
+            let response = super::MountResponse { files: vec![file], ..Default::default() };
+            let debug = format!("{response:?}");
+            assert!(!debug.contains("hunter2") && !debug.contains("104, 117"), "{debug}");
+            assert!(debug.contains("[REDACTED 7 bytes]"), "{debug}");
+        }
+    }
 }
 
 pub use runtime::{ServeError, ServeOptions, serve, termination_signal};

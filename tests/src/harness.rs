@@ -100,9 +100,24 @@ pub struct ProviderProcess {
 impl ProviderProcess {
     /// Starts `binary serve --provider-volume <tmp> <extra args>`.
     pub fn serve(binary: &str, extra: &[&str]) -> io::Result<Self> {
+        Self::serve_with_env(binary, extra, &[], &[])
+    }
+
+    /// Like [`Self::serve`], with variables set and removed in the child's environment only.
+    pub fn serve_with_env(
+        binary: &str,
+        extra: &[&str],
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("provider.log");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        for name in remove {
+            command.env_remove(name);
+        }
+        let child = command
+            .envs(set.iter().copied())
             .arg("serve")
             .arg("--provider-volume")
             .arg(dir.path().join("sockets"))

@@ -1,10 +1,15 @@
 //! Test support for csi-secrets-provider: a driver-shaped gRPC client, ways to run the provider
-//! (in-process and as a process) and a backend that lives in test code only.
+//! (in-process and as a process), a backend that lives in test code only, and fake peers
+//! (Kubernetes API, AWS proxy in front of moto, Pod Identity agent).
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod backend;
 pub mod client;
 pub mod harness;
+pub mod http_server;
+pub mod kube_api;
+pub mod tls;
 
 pub use backend::TestBackend;
 pub use client::{DriverClient, pod_attributes};

@@ -1,22 +1,206 @@
 //! The AWS backend: Secrets Manager and SSM Parameter Store, drop-in for
 //! aws/secrets-store-csi-driver-provider-aws SecretProviderClasses (`provider: aws`).
+//!
+//! Endpoints and retries come from the AWS SDK's own configuration, so `AWS_ENDPOINT_URL` and
+//! `AWS_ENDPOINT_URL_<SERVICE>` work as everywhere else.
 #![forbid(unsafe_code)]
 
+pub mod credentials;
+pub mod fetch;
+pub mod kube_api;
 pub mod params;
+pub mod sdk_error;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::{
-    Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend, Validation,
+    Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters, Result,
+    SecretBackend, Validation,
 };
+use tokio::sync::OnceCell;
+
+use crate::credentials::{CredentialCache, IdentityKey, PodIdentityAgent};
+use crate::fetch::RegionClients;
+use crate::kube_api::KubeApi;
+use crate::params::{AddressType, Identity, MountSpec, ObjectType};
+
+/// Audience of the token exchanged for IRSA credentials.
+pub const IRSA_AUDIENCE: &str = "sts.amazonaws.com";
+/// Audience of the token sent to the EKS Pod Identity agent.
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
+pub const POD_IDENTITY_IPV4: &str = "http://169.254.170.23/v1/credentials";
+pub const POD_IDENTITY_IPV6: &str = "http://[fd00:ec2::23]/v1/credentials";
+
+/// Settings of the AWS backend (flags and environment of the provider process).
+#[derive(Debug, Clone)]
+pub struct AwsOptions {
+    /// Region used when an SPC has no `region` (the provider's `AWS_REGION`); otherwise the
+    /// node's `topology.kubernetes.io/region` label.
+    pub default_region: Option<String>,
+    /// Pod Identity agent endpoints for `preferredAddressType` ipv4 and ipv6.
+    pub pod_identity_ipv4: String,
+    pub pod_identity_ipv6: String,
+    pub pod_identity_timeout: Duration,
+    /// Objects (or SSM batches) fetched at once within one mount.
+    pub concurrency: usize,
+}
+
+impl Default for AwsOptions {
+    fn default() -> Self {
+        Self {
+            default_region: None,
+            pod_identity_ipv4: POD_IDENTITY_IPV4.to_owned(),
+            pod_identity_ipv6: POD_IDENTITY_IPV6.to_owned(),
+            pod_identity_timeout: Duration::from_secs(3),
+            concurrency: 8,
+        }
+    }
+}
 
 /// Serves `provider: aws`.
-#[derive(Debug, Default)]
-pub struct AwsBackend {}
+#[derive(Debug)]
+pub struct AwsBackend {
+    options: AwsOptions,
+    /// Shared SDK settings (HTTP client and its connection pool, endpoints, retries), loaded
+    /// once; per-mount clients differ only in region and credentials.
+    sdk: OnceCell<SdkConfig>,
+    kube: KubeApi,
+    credentials: CredentialCache,
+    agent: PodIdentityAgent,
+}
+
+impl Default for AwsBackend {
+    fn default() -> Self {
+        Self::new(AwsOptions::default())
+    }
+}
 
 impl AwsBackend {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(options: AwsOptions) -> Self {
+        let agent = PodIdentityAgent::new(options.pod_identity_timeout);
+        Self {
+            options,
+            sdk: OnceCell::new(),
+            kube: KubeApi::default(),
+            credentials: CredentialCache::new(),
+            agent,
+        }
     }
+
+    async fn sdk(&self) -> &SdkConfig {
+        self.sdk
+            .get_or_init(|| async {
+                // No credential chain: every call uses the pod's own credentials. An explicit
+                // region keeps the loader from asking IMDS; each client sets its own region.
+                aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::from_static("us-east-1"))
+                    .no_credentials()
+                    .load()
+                    .await
+            })
+            .await
+    }
+
+    async fn primary_region(&self, spec: &MountSpec, request: &MountRequest) -> Result<String> {
+        if let Some(region) = spec.region.clone().or_else(|| self.options.default_region.clone()) {
+            return Ok(region);
+        }
+        let namespace = request.pod.require_namespace()?;
+        let pod = request.pod.require_name()?;
+        self.kube.node_region(namespace, pod).await
+    }
+
+    async fn credentials(
+        &self,
+        spec: &MountSpec,
+        request: &MountRequest,
+        region: &str,
+    ) -> Result<Credentials> {
+        if !request.tokens.is_provided() {
+            return Err(Error::invalid_config(
+                "CSI token error: serviceAccount.tokens not provided - ensure tokenRequests is configured in CSIDriver spec \
+                 (audiences sts.amazonaws.com and pods.eks.amazonaws.com)",
+            ));
+        }
+        let namespace = request.pod.require_namespace()?.to_owned();
+        let service_account = request.pod.require_service_account()?.to_owned();
+        match spec.identity {
+            Identity::Irsa => {
+                let token = token_for(request, IRSA_AUDIENCE, "IRSA")?;
+                let role_arn = self.kube.role_arn(&namespace, &service_account).await?;
+                let session = credentials::session_name(&namespace, &service_account);
+                let sts = aws_sdk_sts::Client::from_conf(
+                    aws_sdk_sts::config::Builder::from(self.sdk().await)
+                        .region(Region::new(region.to_owned()))
+                        .build(),
+                );
+                let key = IdentityKey::Irsa { role_arn: role_arn.clone(), namespace, service_account };
+                self.credentials
+                    .get_or_exchange(key, || async {
+                        credentials::assume_role_with_web_identity(&sts, &role_arn, &token, &session).await
+                    })
+                    .await
+            }
+            Identity::PodIdentity(address) => {
+                let token = token_for(request, POD_IDENTITY_AUDIENCE, "Pod Identity")?;
+                let endpoints = match address {
+                    AddressType::Ipv4 => vec![self.options.pod_identity_ipv4.clone()],
+                    AddressType::Ipv6 => vec![self.options.pod_identity_ipv6.clone()],
+                    AddressType::Auto => {
+                        vec![self.options.pod_identity_ipv4.clone(), self.options.pod_identity_ipv6.clone()]
+                    }
+                };
+                let subject = credentials::token_subject(&token)
+                    .unwrap_or_else(|| format!("system:serviceaccount:{namespace}:{service_account}"));
+                let key = IdentityKey::PodIdentity { subject, namespace, service_account };
+                self.credentials
+                    .get_or_exchange(key, || async { self.agent.credentials(&endpoints, &token).await })
+                    .await
+            }
+        }
+    }
+
+    async fn region_clients(&self, region: &str, failover: bool, credentials: &Credentials) -> RegionClients {
+        let sdk = self.sdk().await;
+        let provider = SharedCredentialsProvider::new(credentials.clone());
+        let region_name = Region::new(region.to_owned());
+        RegionClients {
+            region: region.to_owned(),
+            failover,
+            secrets_manager: aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(sdk)
+                    .region(region_name.clone())
+                    .credentials_provider(provider.clone())
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(sdk)
+                    .region(region_name)
+                    .credentials_provider(provider)
+                    .build(),
+            ),
+        }
+    }
+}
+
+fn token_for(request: &MountRequest, audience: &str, mode: &str) -> Result<String> {
+    match request.tokens.get(audience).map(|t| t.expose().to_owned()) {
+        Some(token) if !token.is_empty() => Ok(token),
+        Some(_) => Err(Error::invalid_config(format!(
+            "{mode} token extraction failed: token for audience {audience:?} is empty"
+        ))),
+        None => Err(Error::invalid_config(format!(
+            "{mode} token extraction failed: token for audience {audience:?} not found - ensure tokenRequests includes this audience in CSIDriver"
+        ))),
+    }
+}
+
+fn combine(problems: Vec<Error>) -> Error {
+    Error::combine(problems).unwrap_or_else(|| Error::internal("validation failed without a problem"))
 }
 
 #[async_trait]
@@ -33,14 +217,47 @@ impl SecretBackend for AwsBackend {
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let _spec = params::parse(&request.parameters, request.default_mode).map_err(|problems| {
-            Error::combine(problems).unwrap_or_else(|| Error::internal("no problem reported"))
-        })?;
-        // Fetching through the AWS SDK is tracked by issue #4; until then say so plainly
-        // rather than returning anything that could look like success.
-        Err(Error::unavailable(
-            "the aws backend of this build cannot fetch from AWS yet (Secrets Manager/SSM support is in progress)",
-        ))
+        let spec = params::parse(&request.parameters, request.default_mode).map_err(combine)?;
+        let primary = self.primary_region(&spec, request).await?;
+        if spec.region.is_none() {
+            let problems = spec.check_regions(&primary);
+            if !problems.is_empty() {
+                return Err(combine(problems));
+            }
+        }
+        let credentials = self.credentials(&spec, request, &primary).await?;
+        let mut regions = vec![self.region_clients(&primary, false, &credentials).await];
+        if let Some(failover) = &spec.failover_region {
+            regions.push(self.region_clients(failover, true, &credentials).await);
+        }
+
+        let of_type =
+            |t: ObjectType| spec.objects.iter().filter(move |o| o.object_type == t).collect::<Vec<_>>();
+        let secrets = of_type(ObjectType::SecretsManager);
+        let parameters = of_type(ObjectType::SsmParameter);
+        let concurrency = self.options.concurrency;
+        let (secret_values, parameter_values) = tokio::try_join!(
+            fetch::secrets_manager(&regions, &secrets, concurrency),
+            fetch::parameters(&regions, &parameters, concurrency),
+        )?;
+
+        let mut response = MountResponse::default();
+        for (object, fetched) in
+            secrets.iter().chain(&parameters).zip(secret_values.iter().chain(&parameter_values))
+        {
+            let extracted = fetch::jmes_values(object, &fetched.value)?;
+            response.files.push(MountedFile::new(
+                object.file_name.clone(),
+                object.mode,
+                fetched.value.clone(),
+            ));
+            response.versions.push(ObjectVersion::new(object.file_name.clone(), fetched.version.clone()));
+            for (entry, value) in object.jmes.iter().zip(extracted) {
+                response.files.push(MountedFile::new(entry.file_name.clone(), entry.mode, value));
+                response.versions.push(ObjectVersion::new(entry.file_name.clone(), fetched.version.clone()));
+            }
+        }
+        Ok(response)
     }
 }
 

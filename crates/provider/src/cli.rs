@@ -16,8 +16,36 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CSI_PROVIDER_LOG_FORMAT")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub backends: BackendArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Settings of the compiled-in backends.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// AWS: region for SPCs without a `region` parameter (else the node's
+    /// topology.kubernetes.io/region label).
+    #[cfg(feature = "aws")]
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// AWS: timeout of calls to the EKS Pod Identity agent.
+    #[cfg(feature = "aws")]
+    #[arg(long, global = true, default_value = "3s", value_parser = parse_duration)]
+    pub pod_identity_http_timeout: Duration,
+    /// AWS: Pod Identity agent endpoint for IPv4 (override for tests or unusual setups).
+    #[cfg(feature = "aws")]
+    #[arg(long, global = true, default_value = csi_secrets_provider_aws::POD_IDENTITY_IPV4)]
+    pub pod_identity_endpoint_ipv4: String,
+    /// AWS: Pod Identity agent endpoint for IPv6.
+    #[cfg(feature = "aws")]
+    #[arg(long, global = true, default_value = csi_secrets_provider_aws::POD_IDENTITY_IPV6)]
+    pub pod_identity_endpoint_ipv6: String,
+    /// AWS: objects (or SSM batches of ten) fetched at once within one mount.
+    #[cfg(feature = "aws")]
+    #[arg(long, global = true, default_value_t = 8)]
+    pub aws_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -33,7 +33,7 @@ where
         }
     };
     init_logging(cli.log_format);
-    let mut registry = Registry::compiled_in();
+    let mut registry = Registry::compiled_in(&cli.backends);
     for backend in extra {
         registry.register(backend);
     }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use csi_secrets_provider_core::{Error, SecretBackend};
 
+use crate::cli::BackendArgs;
+
 /// Every backend this project has, compiled in or not.
 pub const KNOWN_BACKENDS: [&str; 2] = ["aws", "azure"];
 
@@ -14,11 +16,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The backends chosen by Cargo features.
-    pub fn compiled_in() -> Self {
+    /// The backends chosen by Cargo features, configured from the command line.
+    pub fn compiled_in(#[allow(unused_variables)] args: &BackendArgs) -> Self {
         let backends: Vec<Arc<dyn SecretBackend>> = vec![
             #[cfg(feature = "aws")]
-            Arc::new(csi_secrets_provider_aws::AwsBackend::new()),
+            Arc::new(csi_secrets_provider_aws::AwsBackend::new(csi_secrets_provider_aws::AwsOptions {
+                default_region: args.aws_region.clone().filter(|r| !r.trim().is_empty()),
+                pod_identity_ipv4: args.pod_identity_endpoint_ipv4.clone(),
+                pod_identity_ipv6: args.pod_identity_endpoint_ipv6.clone(),
+                pod_identity_timeout: args.pod_identity_http_timeout,
+                concurrency: args.aws_concurrency,
+            })),
             #[cfg(feature = "azure")]
             Arc::new(csi_secrets_provider_azure::AzureBackend::new()),
         ];
@@ -136,7 +144,10 @@ mod tests {
 
     #[test]
     fn compiled_in_follows_features() {
-        let names = Registry::compiled_in().names();
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["csi-secrets-provider", "validate", "x.yaml"]);
+        let Ok(cli) = cli else { panic!("the CLI parses") };
+        let names = Registry::compiled_in(&cli.backends).names();
         assert_eq!(names.contains(&"aws"), cfg!(feature = "aws"));
         assert_eq!(names.contains(&"azure"), cfg!(feature = "azure"));
     }

@@ -1,0 +1,324 @@
+//! AWS credentials for a pod: IRSA (STS web identity) or EKS Pod Identity, cached per identity
+//! until shortly before they expire. Concurrent mounts of one identity wait for a single
+//! exchange instead of each doing their own.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use csi_secrets_provider_core::{Error, ErrorKind};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+use crate::sdk_error::classify;
+
+/// Credentials closer than this to expiry are exchanged again.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// Whose credentials these are. A cached credential is only ever returned for an equal key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdentityKey {
+    Irsa { role_arn: String, namespace: String, service_account: String },
+    PodIdentity { subject: String, namespace: String, service_account: String },
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Credentials>>>;
+
+/// Credentials by identity.
+#[derive(Debug, Default)]
+pub struct CredentialCache {
+    slots: Mutex<HashMap<IdentityKey, Slot>>,
+}
+
+impl CredentialCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cached credentials for `key` while fresh; otherwise `exchange` once (concurrent callers
+    /// for the same key wait for that one exchange).
+    pub async fn get_or_exchange<F, Fut>(&self, key: IdentityKey, exchange: F) -> Result<Credentials, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Credentials, Error>>,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            prune(&mut slots);
+            Arc::clone(slots.entry(key).or_default())
+        };
+        let mut cached = slot.lock().await;
+        if let Some(credentials) = cached.as_ref().filter(|c| is_fresh(c)) {
+            return Ok(credentials.clone());
+        }
+        let credentials = exchange().await?;
+        // Without an expiry we cannot know when to stop using them: do not cache.
+        *cached = credentials.expiry().is_some().then(|| credentials.clone());
+        Ok(credentials)
+    }
+
+    /// Identities currently held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn is_fresh(credentials: &Credentials) -> bool {
+    credentials.expiry().is_some_and(|expiry| expiry > SystemTime::now() + REFRESH_MARGIN)
+}
+
+/// Drops slots nobody is using whose credentials are gone or stale, so the map does not grow
+/// with every service account ever seen.
+fn prune(slots: &mut HashMap<IdentityKey, Slot>) {
+    slots.retain(|_, slot| {
+        if Arc::strong_count(slot) > 1 {
+            return true;
+        }
+        match slot.try_lock() {
+            Ok(cached) => cached.as_ref().is_some_and(is_fresh),
+            Err(_) => true,
+        }
+    });
+}
+
+/// A role session name CloudTrail can attribute: `csi-<namespace>-<service account>`, limited
+/// to STS's 64 characters of `[\w+=,.@-]`.
+pub fn session_name(namespace: &str, service_account: &str) -> String {
+    let raw = format!("csi-{namespace}-{service_account}");
+    raw.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) { c } else { '-' })
+        .take(64)
+        .collect()
+}
+
+/// IRSA: `AssumeRoleWithWebIdentity` with the pod's `sts.amazonaws.com` token.
+pub async fn assume_role_with_web_identity(
+    sts: &aws_sdk_sts::Client,
+    role_arn: &str,
+    token: &str,
+    session_name: &str,
+) -> Result<Credentials, Error> {
+    let output = sts
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name(session_name)
+        .web_identity_token(token)
+        .send()
+        .await
+        .map_err(|e| {
+            let failure = classify(&e);
+            let kind = match failure.kind {
+                ErrorKind::InvalidConfig | ErrorKind::NotFound => ErrorKind::PermissionDenied,
+                other => other,
+            };
+            Error::new(kind, format!("IRSA: AssumeRoleWithWebIdentity for role {role_arn} failed: {failure}"))
+        })?;
+    let issued = output
+        .credentials
+        .ok_or_else(|| Error::internal(format!("STS returned no credentials for role {role_arn}")))?;
+    let expiry = SystemTime::try_from(issued.expiration).ok();
+    Ok(Credentials::new(
+        issued.access_key_id,
+        issued.secret_access_key,
+        Some(issued.session_token),
+        expiry,
+        "csi-secrets-provider-irsa",
+    ))
+}
+
+/// The EKS Pod Identity agent, reached over plain HTTP on a link-local address.
+#[derive(Debug, Clone)]
+pub struct PodIdentityAgent {
+    client: HttpClient<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AgentCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    token: String,
+    expiration: Option<String>,
+}
+
+impl PodIdentityAgent {
+    pub fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        Self { client: HttpClient::builder(TokioExecutor::new()).build(connector), timeout }
+    }
+
+    /// Asks each endpoint in order until one answers (auto = IPv4, then IPv6).
+    pub async fn credentials(&self, endpoints: &[String], token: &str) -> Result<Credentials, Error> {
+        let mut failures = Vec::new();
+        for endpoint in endpoints {
+            match self.ask(endpoint, token).await {
+                Ok(credentials) => return Ok(credentials),
+                // An answer from the agent (4xx) is final; only a transport failure moves on.
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(Error::unavailable(format!(
+            "failed to get AWS config from pod identity agent: {}",
+            failures.join("; ")
+        )))
+    }
+
+    async fn ask(&self, endpoint: &str, token: &str) -> Result<Credentials, Error> {
+        let unavailable = |what: String| Error::unavailable(format!("{endpoint}: {what}"));
+        let request = http::Request::get(endpoint)
+            .header(http::header::AUTHORIZATION, token)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| Error::invalid_config(format!("bad Pod Identity agent URL {endpoint}: {e}")))?;
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        let status = response.status();
+        let body = tokio::time::timeout(self.timeout, response.into_body().collect())
+            .await
+            .map_err(|_| unavailable("response body timed out".to_owned()))?
+            .map_err(|e| unavailable(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            let text: String = String::from_utf8_lossy(&body).chars().take(512).collect();
+            let message = format!("EKS Pod Identity agent {endpoint} answered {status}: {text}");
+            return Err(if status.is_client_error() {
+                Error::permission_denied(message)
+            } else {
+                Error::unavailable(message)
+            });
+        }
+        let parsed: AgentCredentials = serde_json::from_slice(&body).map_err(|e| {
+            // Do not echo the body: it holds credentials.
+            Error::internal(format!("EKS Pod Identity agent {endpoint} sent unreadable credentials: {e}"))
+        })?;
+        let expiry = parsed.expiration.as_deref().and_then(|e| humantime::parse_rfc3339_weak(e).ok());
+        Ok(Credentials::new(
+            parsed.access_key_id,
+            parsed.secret_access_key,
+            Some(parsed.token),
+            expiry,
+            "csi-secrets-provider-pod-identity",
+        ))
+    }
+}
+
+/// The `sub` claim of a JWT (not verified: it only keys the cache, the agent verifies).
+pub fn token_subject(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn credentials(expires_in: Duration) -> Credentials {
+        Credentials::new("AKID", "secret", Some("token".into()), Some(SystemTime::now() + expires_in), "test")
+    }
+
+    fn key(role: &str, sa: &str) -> IdentityKey {
+        IdentityKey::Irsa { role_arn: role.into(), namespace: "ns".into(), service_account: sa.into() }
+    }
+
+    #[tokio::test]
+    async fn one_exchange_per_identity_while_fresh() -> Result<(), Error> {
+        let cache = CredentialCache::new();
+        let exchanges = AtomicUsize::new(0);
+        let exchange = || async {
+            exchanges.fetch_add(1, Ordering::SeqCst);
+            Ok(credentials(Duration::from_secs(3600)))
+        };
+        for _ in 0..5 {
+            cache.get_or_exchange(key("r", "a"), exchange).await?;
+        }
+        assert_eq!(exchanges.load(Ordering::SeqCst), 1);
+        cache.get_or_exchange(key("r", "b"), exchange).await?;
+        cache.get_or_exchange(key("other-role", "a"), exchange).await?;
+        assert_eq!(exchanges.load(Ordering::SeqCst), 3, "identities never share credentials");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn concurrent_mounts_share_one_exchange() -> Result<(), Error> {
+        let cache = Arc::new(CredentialCache::new());
+        let exchanges = Arc::new(AtomicUsize::new(0));
+        let calls = (0..20).map(|_| {
+            let cache = Arc::clone(&cache);
+            let exchanges = Arc::clone(&exchanges);
+            async move {
+                cache
+                    .get_or_exchange(key("r", "a"), || async move {
+                        exchanges.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(credentials(Duration::from_secs(3600)))
+                    })
+                    .await
+            }
+        });
+        for result in futures::future::join_all(calls).await {
+            result?;
+        }
+        assert_eq!(exchanges.load(Ordering::SeqCst), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn near_expiry_and_failures_exchange_again() -> Result<(), Error> {
+        let cache = CredentialCache::new();
+        let exchanges = AtomicUsize::new(0);
+        let soon = || async {
+            exchanges.fetch_add(1, Ordering::SeqCst);
+            Ok(credentials(REFRESH_MARGIN / 2))
+        };
+        cache.get_or_exchange(key("r", "a"), soon).await?;
+        cache.get_or_exchange(key("r", "a"), soon).await?;
+        assert_eq!(exchanges.load(Ordering::SeqCst), 2, "credentials inside the margin are not reused");
+        let failed =
+            cache.get_or_exchange(key("r", "c"), || async { Err(Error::permission_denied("no")) }).await;
+        assert!(failed.is_err());
+        let ok = cache
+            .get_or_exchange(key("r", "c"), || async { Ok(credentials(Duration::from_secs(3600))) })
+            .await;
+        assert!(ok.is_ok(), "a failure is not cached");
+        Ok(())
+    }
+
+    #[test]
+    fn session_names_fit_sts_rules() {
+        assert_eq!(session_name("shop", "web"), "csi-shop-web");
+        let long = session_name(&"n".repeat(60), "sa:weird/chars");
+        assert_eq!(long.len(), 64);
+        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c)));
+    }
+
+    #[test]
+    fn jwt_subject() {
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"system:serviceaccount:shop:web","aud":["pods.eks.amazonaws.com"]}"#);
+        assert_eq!(
+            token_subject(&format!("h.{payload}.s")).as_deref(),
+            Some("system:serviceaccount:shop:web")
+        );
+        assert_eq!(token_subject("not-a-jwt"), None);
+    }
+}

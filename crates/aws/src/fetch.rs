@@ -1,0 +1,350 @@
+//! Fetching objects from Secrets Manager and SSM, with the failover region.
+//!
+//! Unlike upstream, which queries both regions on every mount, the failover region is asked
+//! only when the primary region failed for a reason another region may not share (5xx,
+//! throttling, access denied, network). A client fault (not found, invalid request) fails the
+//! mount at once, as upstream does.
+
+use csi_secrets_provider_core::{Error, SecretBytes};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::params::ObjectSpec;
+use crate::sdk_error::{AwsFailure, classify};
+
+/// SSM `GetParameters` takes at most this many names.
+pub const SSM_BATCH: usize = 10;
+
+/// The clients of one region.
+#[derive(Debug, Clone)]
+pub struct RegionClients {
+    pub region: String,
+    pub failover: bool,
+    pub secrets_manager: aws_sdk_secretsmanager::Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+/// One object's value and version.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub value: SecretBytes,
+    pub version: String,
+}
+
+/// Fetches Secrets Manager objects, `concurrency` at a time, in order.
+pub async fn secrets_manager(
+    regions: &[RegionClients],
+    objects: &[&ObjectSpec],
+    concurrency: usize,
+) -> Result<Vec<Fetched>, Error> {
+    // Futures collected first: a closure inside the stream trips the `Send` check of the
+    // async-trait future (higher-ranked lifetimes).
+    let fetches: Vec<_> = objects.iter().map(|object| secret(regions, object)).collect();
+    futures::stream::iter(fetches).buffered(concurrency.max(1)).try_collect().await
+}
+
+async fn secret(regions: &[RegionClients], object: &ObjectSpec) -> Result<Fetched, Error> {
+    let mut failures: Vec<(String, AwsFailure)> = Vec::new();
+    for clients in regions {
+        let (name, version, label) = object.target(clients.failover);
+        let result = clients
+            .secrets_manager
+            .get_secret_value()
+            .secret_id(name)
+            .set_version_id(version.map(str::to_owned))
+            .set_version_stage(label.map(str::to_owned))
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let value = match (output.secret_string, output.secret_binary) {
+                    (Some(text), _) => text.into_bytes(),
+                    (None, Some(blob)) => blob.into_inner(),
+                    (None, None) => Vec::new(),
+                };
+                return Ok(Fetched {
+                    value: SecretBytes::new(value),
+                    version: output.version_id.unwrap_or_default(),
+                });
+            }
+            Err(e) => {
+                let failure = classify(&e);
+                if failure.client_fault {
+                    return Err(Error::new(
+                        failure.kind,
+                        format!("{}: Failed fetching secret {name}: {failure}", clients.region),
+                    )
+                    .with_object(&object.name));
+                }
+                tracing::warn!(region = %clients.region, object = %object.name, error = %failure, "fetch failed; trying the next region if any");
+                failures.push((clients.region.clone(), failure));
+            }
+        }
+    }
+    Err(all_regions_failed(
+        &format!(
+            "Failed to fetch secret from all regions. Verify secret exists and required permissions are granted for: {}",
+            object.name
+        ),
+        failures,
+    )
+    .with_object(&object.name))
+}
+
+fn all_regions_failed(headline: &str, failures: Vec<(String, AwsFailure)>) -> Error {
+    let kind = failures.first().map_or(csi_secrets_provider_core::ErrorKind::Unavailable, |(_, f)| f.kind);
+    let details: Vec<String> = failures.iter().map(|(region, f)| format!("{region}: {f}")).collect();
+    Error::new(kind, format!("{headline} ({})", details.join("; ")))
+}
+
+/// Fetches SSM parameters in batches of ten, batches `concurrency` at a time, in order.
+pub async fn parameters(
+    regions: &[RegionClients],
+    objects: &[&ObjectSpec],
+    concurrency: usize,
+) -> Result<Vec<Fetched>, Error> {
+    let fetches: Vec<_> = objects.chunks(SSM_BATCH).map(|batch| parameter_batch(regions, batch)).collect();
+    let batches: Vec<Vec<Fetched>> =
+        futures::stream::iter(fetches).buffered(concurrency.max(1)).try_collect().await?;
+    Ok(batches.into_iter().flatten().collect())
+}
+
+async fn parameter_batch(regions: &[RegionClients], batch: &[&ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+    let mut failures: Vec<(String, AwsFailure)> = Vec::new();
+    for clients in regions {
+        let requested: Vec<(&str, Option<String>)> = batch
+            .iter()
+            .map(|object| {
+                let (name, version, label) = object.target(clients.failover);
+                (name, version.or(label).map(str::to_owned))
+            })
+            .collect();
+        let names: Vec<String> = requested
+            .iter()
+            .map(|(name, selector)| match selector {
+                Some(selector) => format!("{name}:{selector}"),
+                None => (*name).to_owned(),
+            })
+            .collect();
+        let result = clients.ssm.get_parameters().set_names(Some(names)).with_decryption(true).send().await;
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => {
+                let failure = classify(&e);
+                if failure.client_fault {
+                    return Err(Error::new(
+                        failure.kind,
+                        format!("{}: Failed fetching parameters: {failure}", clients.region),
+                    ));
+                }
+                tracing::warn!(region = %clients.region, error = %failure, "parameter fetch failed; trying the next region if any");
+                failures.push((clients.region.clone(), failure));
+                continue;
+            }
+        };
+        let invalid = output.invalid_parameters.unwrap_or_default();
+        if !invalid.is_empty() {
+            let mut unique = invalid;
+            unique.sort();
+            unique.dedup();
+            let first = unique.first().cloned().unwrap_or_default();
+            return Err(Error::not_found(format!(
+                "{}: invalid parameters: {}",
+                clients.region,
+                unique.join(", ")
+            ))
+            .with_object(first));
+        }
+        let found = output.parameters.unwrap_or_default();
+        let mut claimed = vec![false; found.len()];
+        let mut fetched = Vec::with_capacity(batch.len());
+        for ((name, selector), object) in requested.iter().zip(batch) {
+            let Some(index) = match_parameter(&found, &claimed, name, selector.as_deref()) else {
+                return Err(Error::not_found(format!(
+                    "{}: parameter {name} missing from the response",
+                    clients.region
+                ))
+                .with_object(&object.name));
+            };
+            claimed[index] = true;
+            let parameter = &found[index];
+            fetched.push(Fetched {
+                value: SecretBytes::new(parameter.value.clone().unwrap_or_default().into_bytes()),
+                version: parameter.version.to_string(),
+            });
+        }
+        return Ok(fetched);
+    }
+    Err(all_regions_failed("Failed to fetch parameters from all regions.", failures))
+}
+
+/// Which answered parameter serves a request for `name` (`:selector`). The `Selector` field
+/// decides when the service fills it; otherwise a numeric selector matches the version and an
+/// unpinned request takes the newest version. Each answer serves one request.
+fn match_parameter(
+    found: &[aws_sdk_ssm::types::Parameter],
+    claimed: &[bool],
+    name: &str,
+    selector: Option<&str>,
+) -> Option<usize> {
+    let candidates: Vec<usize> = (0..found.len())
+        .filter(|&i| !claimed[i])
+        .filter(|&i| found[i].name.as_deref() == Some(name) || found[i].arn.as_deref() == Some(name))
+        .collect();
+    let wanted = selector.map(|s| format!(":{s}"));
+    if let Some(&exact) =
+        candidates.iter().find(|&&i| found[i].selector.is_some() && found[i].selector == wanted)
+    {
+        return Some(exact);
+    }
+    let unlabelled = || candidates.iter().copied().filter(|&i| found[i].selector.is_none());
+    match selector {
+        Some(version) if version.parse::<i64>().is_ok() => {
+            unlabelled().find(|&i| Some(found[i].version) == version.parse::<i64>().ok())
+        }
+        None => unlabelled().max_by_key(|&i| found[i].version),
+        Some(_label) => unlabelled().next(),
+    }
+}
+
+/// The `jmesPath` entries of a JSON secret: each result must be a string.
+pub fn jmes_values(object: &ObjectSpec, value: &SecretBytes) -> Result<Vec<SecretBytes>, Error> {
+    if object.jmes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let invalid_json = || {
+        Error::invalid_config(format!("Invalid JSON used with jmesPath in secret: {}.", object.name))
+            .with_object(&object.name)
+    };
+    let document =
+        jmespath::Variable::from_json(std::str::from_utf8(value.expose()).map_err(|_| invalid_json())?)
+            .map_err(|_| invalid_json())?;
+    let mut values = Vec::with_capacity(object.jmes.len());
+    for entry in &object.jmes {
+        let field = || format!("jmesPath[{}]", entry.path);
+        let expression = jmespath::compile(&entry.path).map_err(|e| {
+            Error::invalid_config(format!(
+                "Invalid JMES Path: {}. {e} (quote keys with dashes: '\"db-password\"')",
+                entry.path
+            ))
+            .with_object(&object.name)
+            .with_field(field())
+        })?;
+        let result = expression.search(&document).map_err(|e| {
+            Error::invalid_config(format!("Invalid JMES Path: {}. {e}", entry.path))
+                .with_object(&object.name)
+                .with_field(field())
+        })?;
+        match result.as_ref() {
+            jmespath::Variable::String(text) => values.push(SecretBytes::new(text.clone().into_bytes())),
+            jmespath::Variable::Null => {
+                return Err(Error::invalid_config(format!(
+                    "JMES Path - {} for object alias - {} does not point to a valid object.",
+                    entry.path, entry.file_name
+                ))
+                .with_object(&object.name)
+                .with_field(field()));
+            }
+            other => {
+                return Err(Error::invalid_config(format!(
+                    "Invalid JMES search result type for path:{}. Only string is allowed (got {}).",
+                    entry.path,
+                    other.get_type()
+                ))
+                .with_object(&object.name)
+                .with_field(field()));
+            }
+        }
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::parse;
+    use csi_secrets_provider_core::{FileMode, Parameters};
+
+    fn object(jmes: &str) -> ObjectSpec {
+        let objects = format!("- objectName: db\n  objectType: secretsmanager\n  jmesPath:\n{jmes}");
+        let parameters: Parameters = [("objects".to_owned(), objects)].into_iter().collect();
+        match parse(&parameters, FileMode::DEFAULT) {
+            Ok(mut spec) => spec.objects.remove(0),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn texts(values: Vec<SecretBytes>) -> Vec<String> {
+        values.iter().map(|v| String::from_utf8_lossy(v.expose()).into_owned()).collect()
+    }
+
+    fn parameter(name: &str, version: i64, selector: Option<&str>) -> aws_sdk_ssm::types::Parameter {
+        aws_sdk_ssm::types::Parameter::builder()
+            .name(name)
+            .version(version)
+            .set_selector(selector.map(str::to_owned))
+            .build()
+    }
+
+    #[test]
+    fn parameters_match_by_selector_version_or_newest() {
+        // As real SSM answers: selectors filled in.
+        let found =
+            [parameter("/a", 2, None), parameter("/a", 1, Some(":1")), parameter("/a", 2, Some(":prod"))];
+        let none = [false; 3];
+        assert_eq!(match_parameter(&found, &none, "/a", Some("1")), Some(1));
+        assert_eq!(match_parameter(&found, &none, "/a", Some("prod")), Some(2));
+        assert_eq!(match_parameter(&found, &none, "/a", None), Some(0));
+        // As moto answers: no selectors.
+        let found = [parameter("/a", 1, None), parameter("/a", 2, None)];
+        assert_eq!(match_parameter(&found, &[false; 2], "/a", None), Some(1));
+        assert_eq!(match_parameter(&found, &[false; 2], "/a", Some("1")), Some(0));
+        assert_eq!(
+            match_parameter(&found, &[false, true], "/a", None),
+            Some(0),
+            "claimed answers are skipped"
+        );
+        assert_eq!(match_parameter(&found, &[false; 2], "/b", None), None);
+    }
+
+    #[test]
+    fn extracts_fields_including_quoted_hyphenated_keys() -> Result<(), Error> {
+        let object = object(
+            "    - {path: username, objectAlias: u}\n    - {path: '\"db-password\"', objectAlias: p}\n    - {path: nested.host, objectAlias: h}\n",
+        );
+        let value = SecretBytes::new(
+            br#"{"username":"admin","db-password":"pw","nested":{"host":"db.local"}}"#.to_vec(),
+        );
+        assert_eq!(texts(jmes_values(&object, &value)?), ["admin", "pw", "db.local"]);
+        Ok(())
+    }
+
+    #[test]
+    fn failures_say_which_object_path_and_why() {
+        let value = SecretBytes::new(br#"{"username":"admin","port":5432}"#.to_vec());
+        let cases = [
+            (
+                "    - {path: missing, objectAlias: m}\n",
+                "JMES Path - missing for object alias - m does not point to a valid object.",
+            ),
+            (
+                "    - {path: port, objectAlias: p}\n",
+                "Invalid JMES search result type for path:port. Only string is allowed (got number).",
+            ),
+            ("    - {path: db-password, objectAlias: p}\n", "quote keys with dashes"),
+        ];
+        for (jmes, expected) in cases {
+            let error = jmes_values(&object(jmes), &value).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains(expected), "{error}");
+            assert!(error.contains("object \"db\""), "{error}");
+        }
+        let error = jmes_values(
+            &object("    - {path: a, objectAlias: a}\n"),
+            &SecretBytes::new(b"not json".to_vec()),
+        );
+        assert!(
+            error
+                .err()
+                .is_some_and(|e| e.message().contains("Invalid JSON used with jmesPath in secret: db."))
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The Kubernetes lookups the AWS provider needs: the service account's role annotation and,
+//! when no region is configured, the region label of the pod's node.
+
+use csi_secrets_provider_core::Error;
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use kube::Api;
+use tokio::sync::OnceCell;
+
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+/// A Kubernetes client made on first use from `KUBECONFIG` or the in-cluster service account
+/// (`kube::Config::infer`).
+#[derive(Default)]
+pub struct KubeApi {
+    client: OnceCell<kube::Client>,
+}
+
+impl std::fmt::Debug for KubeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeApi").field("connected", &self.client.initialized()).finish()
+    }
+}
+
+impl KubeApi {
+    async fn client(&self) -> Result<kube::Client, Error> {
+        self.client
+            .get_or_try_init(|| async {
+                let config = kube::Config::infer().await.map_err(|e| {
+                    Error::unavailable(format!(
+                        "cannot configure the Kubernetes API client (KUBECONFIG or in-cluster): {e}"
+                    ))
+                })?;
+                kube::Client::try_from(config)
+                    .map_err(|e| Error::unavailable(format!("cannot create the Kubernetes API client: {e}")))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The IAM role of a service account, from `eks.amazonaws.com/role-arn`.
+    pub async fn role_arn(&self, namespace: &str, service_account: &str) -> Result<String, Error> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
+        let account = api.get(service_account).await.map_err(|e| {
+            kube_error(e, &format!("failed to get service account {namespace}/{service_account}"))
+        })?;
+        account
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ROLE_ARN_ANNOTATION))
+            .map(|arn| arn.trim().to_owned())
+            .filter(|arn| !arn.is_empty())
+            .ok_or_else(|| {
+                Error::permission_denied(format!(
+                    "An IAM role must be associated with service account {service_account} (namespace: {namespace}); \
+                     annotate it with {ROLE_ARN_ANNOTATION}"
+                ))
+            })
+    }
+
+    /// The region label of the node the pod runs on.
+    pub async fn node_region(&self, namespace: &str, pod_name: &str) -> Result<String, Error> {
+        let client = self.client().await?;
+        let fail =
+            |cause: String| Error::unavailable(format!("failed to retrieve region from node. error {cause}"));
+        let pod = Api::<Pod>::namespaced(client.clone(), namespace)
+            .get(pod_name)
+            .await
+            .map_err(|e| fail(format!("getting pod {namespace}/{pod_name}: {e}")))?;
+        let node_name = pod
+            .spec
+            .and_then(|spec| spec.node_name)
+            .ok_or_else(|| fail(format!("pod {namespace}/{pod_name} is not scheduled on a node")))?;
+        let node = Api::<Node>::all(client)
+            .get(&node_name)
+            .await
+            .map_err(|e| fail(format!("getting node {node_name}: {e}")))?;
+        node.metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(REGION_LABEL))
+            .filter(|region| !region.is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid_config(
+                    "failed to retrieve region from node. error Region not found (set the region parameter, \
+                     AWS_REGION, or the node label topology.kubernetes.io/region)",
+                )
+                .with_field("region")
+            })
+    }
+}
+
+fn kube_error(error: kube::Error, context: &str) -> Error {
+    match &error {
+        kube::Error::Api(status) if status.code == 404 => Error::not_found(format!("{context}: not found")),
+        kube::Error::Api(status) if status.code == 403 || status.code == 401 => {
+            Error::permission_denied(format!(
+                "{context}: {} (the provider's ClusterRole needs get on serviceaccounts)",
+                status.message
+            ))
+        }
+        _ => Error::unavailable(format!("{context}: {error}")),
+    }
+}

@@ -1,0 +1,443 @@
+//! The AWS backend end to end: the real binary's `aws.sock`, driven by a driver-shaped client,
+//! against moto (through a per-test recording proxy) and an HTTPS fake Kubernetes API.
+#![cfg(feature = "aws")]
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_sdk_secretsmanager::primitives::Blob;
+use csi_secrets_provider_server::proto::MountResponse;
+use csi_secrets_provider_tests::aws::{AwsProxy, FakePodIdentityAgent, moto_endpoint};
+use csi_secrets_provider_tests::kube_api::FakeKubeApi;
+use csi_secrets_provider_tests::{DriverClient, ProviderProcess, pod_attributes, wait_for_socket};
+use tonic::Code;
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+const ROLE: &str = "arn:aws:iam::123456789012:role/web";
+
+/// One test's world: its own proxy, Kubernetes API and provider process; moto is shared, so
+/// every name carries the test's prefix.
+struct World {
+    proxy: AwsProxy,
+    kube: FakeKubeApi,
+    provider: ProviderProcess,
+    prefix: String,
+}
+
+async fn world(test: &str, extra_args: &[&str]) -> Result<World, Box<dyn std::error::Error + Send + Sync>> {
+    let proxy = AwsProxy::start(&moto_endpoint()).await?;
+    let kube = FakeKubeApi::start().await?;
+    kube.add_service_account("shop", "web", Some(ROLE));
+    kube.add_service_account("shop", "batch", Some("arn:aws:iam::123456789012:role/batch"));
+    kube.add_service_account("shop", "no-role", None);
+    kube.add_pod("shop", "web-0", "node-a");
+    kube.add_node("node-a", Some("us-east-1"));
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = kube.write_kubeconfig(dir.path())?;
+    let endpoint = proxy.url();
+    let mut args = vec!["--backend", "aws"];
+    args.extend_from_slice(extra_args);
+    let provider = ProviderProcess::serve_with_env(
+        BINARY,
+        &args,
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("KUBECONFIG", &kubeconfig.display().to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+        &[
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+        ],
+    )?;
+    wait_for_socket(&provider.socket("aws"), Duration::from_secs(30)).await?;
+    std::mem::forget(dir);
+    Ok(World { proxy, kube, provider, prefix: format!("{test}-{}", std::process::id()) })
+}
+
+impl World {
+    fn name(&self, name: &str) -> String {
+        format!("{}/{name}", self.prefix)
+    }
+
+    /// Mounts as pod shop/web-0 with service account `sa`, with tokens for both audiences.
+    async fn mount_as(&self, sa: &str, parameters: &[(&str, &str)]) -> Result<MountResponse, tonic::Status> {
+        let tokens = serde_json::json!({
+            "sts.amazonaws.com": { "token": format!("jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
+            "pods.eks.amazonaws.com": { "token": format!("pod-identity-jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
+        })
+        .to_string();
+        let mut all: Vec<(&str, &str)> = parameters.to_vec();
+        all.push(("csi.storage.k8s.io/serviceAccount.name", sa));
+        all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
+        DriverClient::new(&self.provider.socket("aws"))
+            .mount_raw(pod_attributes(&all).to_string(), "null".to_owned(), "420".to_owned())
+            .await
+    }
+
+    async fn mount(&self, parameters: &[(&str, &str)]) -> Result<MountResponse, tonic::Status> {
+        self.mount_as("web", parameters).await
+    }
+}
+
+/// Clients straight to moto, for seeding.
+async fn seed(region: &str) -> (aws_sdk_secretsmanager::Client, aws_sdk_ssm::Client) {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "seed"))
+        .load()
+        .await;
+    (aws_sdk_secretsmanager::Client::new(&config), aws_sdk_ssm::Client::new(&config))
+}
+
+fn file<'a>(response: &'a MountResponse, path: &str) -> Result<&'a [u8], String> {
+    response
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| f.contents.as_slice())
+        .ok_or_else(|| format!("no file {path} in {:?}", response.files))
+}
+
+fn version<'a>(response: &'a MountResponse, id: &str) -> Option<&'a str> {
+    response.object_version.iter().find(|v| v.id == id).map(|v| v.version.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_shape_arn_and_alias_end_to_end() -> TestResult {
+    let world = world("seed", &[]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let created = sm.create_secret().name(world.name("db")).secret_string("p@ssw0rd").send().await?;
+    let arn = created.arn().ok_or("arn")?.to_owned();
+    let objects = format!("- objectName: \"{arn}\"\n  objectAlias: \"db-password\"\n");
+    let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
+    assert_eq!(file(&response, "db-password")?, b"p@ssw0rd");
+    assert_eq!(response.files[0].mode, 0o644);
+    assert_eq!(version(&response, "db-password"), created.version_id());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn by_name_versions_labels_and_rotation() -> TestResult {
+    let world = world("versions", &[]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let name = world.name("api");
+    let first = sm.create_secret().name(&name).secret_string("one").send().await?;
+    let objects = format!(
+        "- {{objectName: {name}, objectType: secretsmanager, objectAlias: current, filePermission: '0600'}}\n\
+         - {{objectName: {name}, objectType: secretsmanager, objectAlias: pinned, objectVersion: {v}}}\n",
+        v = first.version_id().ok_or("version")?
+    );
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(file(&response, "current")?, b"one");
+    assert_eq!(response.files.iter().find(|f| f.path == "current").map(|f| f.mode), Some(0o600));
+
+    // Rotation: a new value appears with a new version; the previous one stays reachable.
+    let second = sm.put_secret_value().secret_id(&name).secret_string("two").send().await?;
+    let objects = format!(
+        "{objects}- {{objectName: {name}, objectType: secretsmanager, objectAlias: previous, objectVersionLabel: AWSPREVIOUS}}\n"
+    );
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(file(&response, "current")?, b"two");
+    assert_eq!(version(&response, "current"), second.version_id());
+    assert_eq!(file(&response, "pinned")?, b"one");
+    assert_eq!(file(&response, "previous")?, b"one");
+    assert_eq!(version(&response, "previous"), first.version_id());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssm_string_secure_string_and_pinned_version() -> TestResult {
+    let world = world("params", &[]).await?;
+    let (_, ssm) = seed("us-east-1").await;
+    let plain = format!("/{}", world.name("plain"));
+    let secure = format!("/{}", world.name("secure"));
+    ssm.put_parameter()
+        .name(&plain)
+        .value("v1")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await?;
+    ssm.put_parameter()
+        .name(&plain)
+        .value("v2")
+        .overwrite(true)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await?;
+    ssm.put_parameter()
+        .name(&secure)
+        .value("top-secret")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await?;
+    let objects = format!(
+        "- {{objectName: {plain}, objectType: ssmparameter}}\n\
+         - {{objectName: {plain}, objectType: ssmparameter, objectVersion: '1', objectAlias: plain-v1}}\n\
+         - {{objectName: {secure}, objectType: ssmparameter, objectAlias: secure}}\n"
+    );
+    let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
+    let translated = plain.replace('/', "_");
+    assert_eq!(file(&response, &translated)?, b"v2");
+    assert_eq!(version(&response, &translated), Some("2"));
+    assert_eq!(file(&response, "plain-v1")?, b"v1");
+    assert_eq!(version(&response, "plain-v1"), Some("1"));
+    assert_eq!(file(&response, "secure")?, b"top-secret", "SecureString is decrypted");
+    assert_eq!(world.proxy.count("GetParameters"), 1, "three parameters, one batch");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssm_batches_of_ten() -> TestResult {
+    let world = world("batch", &[]).await?;
+    let (_, ssm) = seed("us-east-1").await;
+    let mut objects = String::new();
+    for i in 0..23 {
+        let name = format!("/{}", world.name(&format!("p{i}")));
+        ssm.put_parameter()
+            .name(&name)
+            .value(format!("value-{i}"))
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .send()
+            .await?;
+        objects.push_str(&format!("- {{objectName: {name}, objectType: ssmparameter, objectAlias: p{i}}}\n"));
+    }
+    let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
+    assert_eq!(response.files.len(), 23);
+    for i in 0..23 {
+        assert_eq!(file(&response, &format!("p{i}"))?, format!("value-{i}").as_bytes());
+    }
+    assert_eq!(world.proxy.count("GetParameters"), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmes_path_including_a_hyphenated_key_and_binary_bytes() -> TestResult {
+    let world = world("jmes", &[]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let json_name = world.name("json");
+    sm.create_secret()
+        .name(&json_name)
+        .secret_string(r#"{"username":"admin","db-password":"hunter2","port":5432}"#)
+        .send()
+        .await?;
+    let binary: Vec<u8> = (0u8..=255).chain([0, 0xff, 0xfe]).collect();
+    let bin_name = world.name("bin");
+    sm.create_secret().name(&bin_name).secret_binary(Blob::new(binary.clone())).send().await?;
+    let objects = format!(
+        "- objectName: {json_name}\n  objectType: secretsmanager\n  objectAlias: db.json\n  jmesPath:\n    - {{path: username, objectAlias: user}}\n    - {{path: '\"db-password\"', objectAlias: pass, filePermission: '0400'}}\n\
+         - {{objectName: {bin_name}, objectType: secretsmanager, objectAlias: blob}}\n"
+    );
+    let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
+    assert_eq!(file(&response, "user")?, b"admin");
+    assert_eq!(file(&response, "pass")?, b"hunter2");
+    assert_eq!(response.files.iter().find(|f| f.path == "pass").map(|f| f.mode), Some(0o400));
+    assert_eq!(file(&response, "blob")?, binary.as_slice(), "binary bytes exact");
+    assert_eq!(
+        version(&response, "user"),
+        version(&response, "db.json"),
+        "jmes files carry the parent's version"
+    );
+
+    let bad = format!(
+        "- objectName: {json_name}\n  objectType: secretsmanager\n  objectAlias: db.json\n  jmesPath:\n    - {{path: port, objectAlias: port}}\n"
+    );
+    let status = world.mount(&[("objects", &bad), ("region", "us-east-1")]).await.err().ok_or("must fail")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("Invalid JMES search result type for path:port"),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().contains(&format!("object \"{json_name}\"")), "{}", status.message());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_region_is_used_when_the_primary_fails() -> TestResult {
+    let world = world("failover", &[]).await?;
+    let name = world.name("db");
+    let (west, _) = seed("us-west-2").await;
+    west.create_secret().name(&name).secret_string("from-us-west-2").send().await?;
+    world.proxy.fail_region("us-east-1");
+    let objects = format!(
+        "- objectName: {name}\n  objectType: secretsmanager\n  objectAlias: db\n  failoverObject:\n    objectName: {name}\n"
+    );
+    let response = world
+        .mount(&[("objects", &objects), ("region", "us-east-1"), ("failoverRegion", "us-west-2")])
+        .await?;
+    assert_eq!(file(&response, "db")?, b"from-us-west-2");
+    let regions: Vec<String> =
+        world.proxy.calls().into_iter().filter(|c| c.action == "GetSecretValue").map(|c| c.region).collect();
+    assert!(
+        regions.contains(&"us-east-1".to_owned()) && regions.last().map(String::as_str) == Some("us-west-2"),
+        "{regions:?}"
+    );
+
+    // Without a failover region the outage is reported in upstream's words.
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}\n");
+    let status =
+        world.mount(&[("objects", &objects), ("region", "us-east-1")]).await.err().ok_or("must fail")?;
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("Failed to fetch secret from all regions"), "{}", status.message());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_users_grep_for() -> TestResult {
+    let world = world("errors", &[]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let name = world.name("exists");
+    sm.create_secret().name(&name).secret_string("x").send().await?;
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}\n");
+
+    let status = world
+        .mount_as("no-role", &[("objects", &objects), ("region", "us-east-1")])
+        .await
+        .err()
+        .ok_or("no role")?;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status
+            .message()
+            .contains("An IAM role must be associated with service account no-role (namespace: shop)"),
+        "{}",
+        status.message()
+    );
+
+    let missing = world.name("missing");
+    let objects_missing = format!(
+        "- {{objectName: {name}, objectType: secretsmanager}}\n- {{objectName: {missing}, objectType: secretsmanager}}\n"
+    );
+    let status = world
+        .mount(&[("objects", &objects_missing), ("region", "us-east-1")])
+        .await
+        .err()
+        .ok_or("missing")?;
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        status.message().contains(&missing) && status.message().contains("ResourceNotFoundException"),
+        "{}",
+        status.message()
+    );
+
+    let duplicate = format!(
+        "- {{objectName: {name}, objectType: secretsmanager, objectAlias: same}}\n- {{objectName: {missing}, objectType: secretsmanager, objectAlias: same}}\n"
+    );
+    let status = world.mount(&[("objects", &duplicate), ("region", "us-east-1")]).await.err().ok_or("dup")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("found duplicate object alias same"), "{}", status.message());
+
+    let no_tokens = pod_attributes(&[("objects", &objects), ("region", "us-east-1")]).to_string();
+    let status = DriverClient::new(&world.provider.socket("aws"))
+        .mount_raw(no_tokens, "null".to_owned(), "420".to_owned())
+        .await
+        .err()
+        .ok_or("no tokens")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("CSI token error: serviceAccount.tokens not provided"),
+        "{}",
+        status.message()
+    );
+
+    // Validation failures never reach AWS.
+    // Only the mount with the missing secret reached AWS (both its objects, fetched together).
+    assert_eq!(world.proxy.count("GetSecretValue"), 2, "{:?}", world.proxy.calls());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn region_from_the_nodes_label() -> TestResult {
+    let world = world("noderegion", &[]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let name = world.name("db");
+    sm.create_secret().name(&name).secret_string("east").send().await?;
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: db}}\n");
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(file(&response, "db")?, b"east");
+    let requests = world.kube.requests();
+    assert!(requests.contains(&"/api/v1/namespaces/shop/pods/web-0".to_owned()), "{requests:?}");
+    assert!(requests.contains(&"/api/v1/nodes/node-a".to_owned()), "{requests:?}");
+    let calls = world.proxy.calls();
+    // AssumeRoleWithWebIdentity is unsigned; every signed call went to the node's region.
+    assert!(calls.iter().filter(|c| !c.access_key.is_empty()).all(|c| c.region == "us-east-1"), "{calls:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_exchanged_once_per_identity() -> TestResult {
+    let world = world("cache", &[]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let mut objects = String::new();
+    for i in 0..3 {
+        let name = world.name(&format!("s{i}"));
+        sm.create_secret().name(&name).secret_string(format!("v{i}")).send().await?;
+        objects
+            .push_str(&format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s{i}}}\n"));
+    }
+    let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+    for _ in 0..5 {
+        world.mount(&parameters).await?;
+    }
+    assert_eq!(world.proxy.count("AssumeRoleWithWebIdentity"), 1, "{:?}", world.proxy.calls());
+    assert_eq!(world.proxy.count("GetSecretValue"), 15);
+
+    world.mount_as("batch", &parameters).await?;
+    assert_eq!(
+        world.proxy.count("AssumeRoleWithWebIdentity"),
+        2,
+        "a second identity gets its own credentials"
+    );
+    let calls = world.proxy.calls();
+    let keys: std::collections::BTreeSet<&str> =
+        calls.iter().filter(|c| c.action == "GetSecretValue").map(|c| c.access_key.as_str()).collect();
+    assert_eq!(keys.len(), 2, "two identities, two distinct credentials: {keys:?}");
+    let web_key = calls.iter().find(|c| c.action == "GetSecretValue").map(|c| c.access_key.clone());
+    let batch_key = calls.iter().rev().find(|c| c.action == "GetSecretValue").map(|c| c.access_key.clone());
+    assert_ne!(web_key, batch_key);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eks_pod_identity() -> TestResult {
+    let agent = FakePodIdentityAgent::start("pod-identity-jwt-for-web", "ASIAPODIDENTITY0001").await?;
+    let url = agent.url();
+    let world = world("podidentity", &["--pod-identity-endpoint-ipv4", &url]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let name = world.name("db");
+    sm.create_secret().name(&name).secret_string("via-pod-identity").send().await?;
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: db}}\n");
+    let parameters = [
+        ("objects", objects.as_str()),
+        ("region", "us-east-1"),
+        ("usePodIdentity", "true"),
+        ("preferredAddressType", "ipv4"),
+    ];
+    for _ in 0..3 {
+        let response = world.mount(&parameters).await?;
+        assert_eq!(file(&response, "db")?, b"via-pod-identity");
+    }
+    assert_eq!(agent.calls(), 1, "credentials cached per identity");
+    assert_eq!(world.proxy.count("AssumeRoleWithWebIdentity"), 0);
+    assert!(
+        world
+            .proxy
+            .calls()
+            .iter()
+            .filter(|c| c.action == "GetSecretValue")
+            .all(|c| c.access_key == "ASIAPODIDENTITY0001")
+    );
+
+    let status = world.mount_as("batch", &parameters).await.err().ok_or("wrong token")?;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("403"), "{}", status.message());
+    Ok(())
+}

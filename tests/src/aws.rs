@@ -1,0 +1,174 @@
+//! AWS test peers: a proxy in front of the moto server that records each call (action, region,
+//! access key) and can make a region answer 503, and a fake EKS Pod Identity agent.
+//!
+//! Each test starts its own proxy, so counts are per test although moto is shared.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::http_server::{self, Request, Response, Server, json};
+
+/// The moto server that `scripts/test.sh` starts (`MOTO_ENDPOINT`).
+pub fn moto_endpoint() -> String {
+    match std::env::var("MOTO_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ => panic!("MOTO_ENDPOINT is not set: run the suite with scripts/test.sh, which starts moto"),
+    }
+}
+
+/// One call seen by the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCall {
+    /// `AssumeRoleWithWebIdentity`, `GetSecretValue`, `GetParameters`, ...
+    pub action: String,
+    pub region: String,
+    pub access_key: String,
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    calls: Vec<AwsCall>,
+    failing_regions: HashSet<String>,
+}
+
+#[derive(Debug)]
+pub struct AwsProxy {
+    server: Server,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+impl AwsProxy {
+    pub async fn start(upstream: &str) -> std::io::Result<Self> {
+        let state: Arc<Mutex<ProxyState>> = Arc::default();
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let shared = Arc::clone(&state);
+        let server = http_server::serve(None, move |request| {
+            let (client, upstream, state) = (client.clone(), upstream.clone(), Arc::clone(&shared));
+            async move { forward(&client, &upstream, &state, request).await }
+        })
+        .await?;
+        Ok(Self { server, state })
+    }
+
+    /// What to put in `AWS_ENDPOINT_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Makes every call signed for `region` answer 503 (as a regional outage would).
+    pub fn fail_region(&self, region: &str) {
+        self.lock().failing_regions.insert(region.to_owned());
+    }
+
+    pub fn calls(&self) -> Vec<AwsCall> {
+        self.lock().calls.clone()
+    }
+
+    pub fn count(&self, action: &str) -> usize {
+        self.lock().calls.iter().filter(|c| c.action == action).count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProxyState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+async fn forward(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    state: &Mutex<ProxyState>,
+    request: Request,
+) -> Response {
+    let call = describe(&request);
+    let failing = {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.calls.push(call.clone());
+        state.failing_regions.contains(&call.region)
+    };
+    if failing {
+        return json(
+            503,
+            &serde_json::json!({ "__type": "ServiceUnavailable", "message": "injected regional outage" }),
+        );
+    }
+    let uri = format!("{upstream}{}", request.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut builder = http::Request::builder().method(request.method.clone()).uri(uri);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let Ok(outgoing) = builder.body(Full::new(request.body.clone())) else {
+        return json(500, &serde_json::json!({ "message": "proxy could not build the request" }));
+    };
+    match client.request(outgoing).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            http::Response::from_parts(parts, Full::new(body))
+        }
+        Err(e) => json(502, &serde_json::json!({ "message": format!("proxy: moto unreachable: {e}") })),
+    }
+}
+
+/// Action from `X-Amz-Target` (JSON protocols) or `Action=` (query protocol); region and
+/// access key from the SigV4 credential scope.
+fn describe(request: &Request) -> AwsCall {
+    let header =
+        |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let target = header("x-amz-target");
+    let action = if let Some((_, action)) = target.split_once('.') {
+        action.to_owned()
+    } else {
+        let body = String::from_utf8_lossy(&request.body);
+        body.split('&').find_map(|pair| pair.strip_prefix("Action=")).unwrap_or("Unknown").to_owned()
+    };
+    let authorization = header("authorization");
+    let scope = authorization.split("Credential=").nth(1).unwrap_or_default();
+    let mut parts = scope.split('/');
+    let access_key = parts.next().unwrap_or_default().to_owned();
+    let region = parts.nth(1).unwrap_or_default().to_owned();
+    AwsCall { action, region, access_key }
+}
+
+/// A fake EKS Pod Identity agent: answers credentials for the expected token, 403 otherwise.
+#[derive(Debug)]
+pub struct FakePodIdentityAgent {
+    server: Server,
+    calls: Arc<Mutex<usize>>,
+}
+
+impl FakePodIdentityAgent {
+    pub async fn start(expected_token: &str, access_key: &str) -> std::io::Result<Self> {
+        let calls: Arc<Mutex<usize>> = Arc::default();
+        let (token, key, counter) = (expected_token.to_owned(), access_key.to_owned(), Arc::clone(&calls));
+        let server = http_server::serve(None, move |request| {
+            *counter.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            let presented = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let answer = if request.uri.path() == "/v1/credentials" && presented == token {
+                json(200, &serde_json::json!({
+                    "AccessKeyId": key, "SecretAccessKey": "pod-identity-secret", "Token": "pod-identity-session",
+                    "AccountId": "123456789012", "Expiration": "2099-01-01T00:00:00Z"
+                }))
+            } else {
+                json(403, &serde_json::json!({ "code": "AccessDeniedException", "message": "invalid token" }))
+            };
+            async move { answer }
+        })
+        .await?;
+        Ok(Self { server, calls })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/credentials", self.server.addr)
+    }
+
+    pub fn calls(&self) -> usize {
+        *self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,126 @@
+//! A small HTTPS Kubernetes API server: GET of ServiceAccounts, Pods and Nodes, bearer-token
+//! auth, Kubernetes `Status` bodies on errors, and a kubeconfig that points at it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::Engine;
+
+use crate::http_server::{self, Request, Response, Server, json};
+use crate::tls::TestCa;
+
+const TOKEN: &str = "test-kube-token";
+
+#[derive(Debug)]
+pub struct FakeKubeApi {
+    server: Server,
+    ca_pem: String,
+    objects: Arc<Mutex<HashMap<String, serde_json::Value>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeKubeApi {
+    pub async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let ca = TestCa::new(&[])?;
+        let objects: Arc<Mutex<HashMap<String, serde_json::Value>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (served, seen) = (Arc::clone(&objects), Arc::clone(&requests));
+        let server = http_server::serve(Some(ca.server_config.clone()), move |request| {
+            let answer = answer(&served, &seen, &request);
+            async move { answer }
+        })
+        .await?;
+        Ok(Self { server, ca_pem: ca.ca_pem, objects, requests })
+    }
+
+    fn put(&self, path: String, object: serde_json::Value) {
+        self.objects.lock().unwrap_or_else(PoisonError::into_inner).insert(path, object);
+    }
+
+    /// A ServiceAccount, with the IRSA role annotation when `role_arn` is given.
+    pub fn add_service_account(&self, namespace: &str, name: &str, role_arn: Option<&str>) {
+        let annotations = role_arn.map(|arn| serde_json::json!({ "eks.amazonaws.com/role-arn": arn }));
+        self.put(
+            format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}"),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": { "name": name, "namespace": namespace, "annotations": annotations }
+            }),
+        );
+    }
+
+    /// A Pod scheduled on `node`.
+    pub fn add_pod(&self, namespace: &str, name: &str, node: &str) {
+        self.put(
+            format!("/api/v1/namespaces/{namespace}/pods/{name}"),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": { "name": name, "namespace": namespace },
+                "spec": { "nodeName": node, "containers": [{ "name": "app", "image": "app" }] }
+            }),
+        );
+    }
+
+    /// A Node with the region label when `region` is given.
+    pub fn add_node(&self, name: &str, region: Option<&str>) {
+        let labels = region.map(|r| serde_json::json!({ "topology.kubernetes.io/region": r }));
+        self.put(
+            format!("/api/v1/nodes/{name}"),
+            serde_json::json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name, "labels": labels } }),
+        );
+    }
+
+    /// Paths requested so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Writes a kubeconfig for this server (CA data, bearer token) and returns its path.
+    pub fn write_kubeconfig(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let path = dir.join("kubeconfig");
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\nusers:\n- name: test\n  user:\n    token: {TOKEN}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\ncurrent-context: test\n",
+            port = self.server.addr.port()
+        );
+        std::fs::write(&path, config)?;
+        Ok(path)
+    }
+}
+
+fn answer(
+    objects: &Mutex<HashMap<String, serde_json::Value>>,
+    requests: &Mutex<Vec<String>>,
+    request: &Request,
+) -> Response {
+    let path = request.uri.path().to_owned();
+    requests.lock().unwrap_or_else(PoisonError::into_inner).push(path.clone());
+    let authorized = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {TOKEN}"));
+    if !authorized {
+        return status(401, "Unauthorized", "Unauthorized");
+    }
+    if request.method != http::Method::GET {
+        return status(405, "MethodNotAllowed", "only GET is served");
+    }
+    match objects.lock().unwrap_or_else(PoisonError::into_inner).get(&path) {
+        Some(object) => json(200, object),
+        None => {
+            let mut parts = path.rsplit('/');
+            let name = parts.next().unwrap_or_default();
+            let kind = parts.next().unwrap_or_default();
+            status(404, "NotFound", &format!("{kind} \"{name}\" not found"))
+        }
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    json(
+        code,
+        &serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code
+        }),
+    )
+}

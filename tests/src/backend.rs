@@ -7,6 +7,8 @@
 //! `delayMs` (sleep before answering), `fail` (`notfound`, `denied`, `throttled`,
 //! `unavailable`, `panic`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,8 +21,37 @@ use serde_norway::Value;
 
 pub const NAME: &str = "test";
 
+/// Without a store, an object with no `value` reads `value-of-<name>`; with one, it is looked up
+/// there and a missing name is `NotFound`.
+#[derive(Debug, Default, Clone)]
+pub struct TestBackend {
+    store: Option<Arc<TestStore>>,
+}
+
+impl TestBackend {
+    pub fn with_store(store: Arc<TestStore>) -> Self {
+        Self { store: Some(store) }
+    }
+}
+
+/// Values by name with a version counter, standing in for a cloud's secret store.
 #[derive(Debug, Default)]
-pub struct TestBackend;
+pub struct TestStore {
+    values: Mutex<HashMap<String, (String, u64)>>,
+}
+
+impl TestStore {
+    /// Creates or replaces (as a new version) a value.
+    pub fn put(&self, name: &str, value: &str) {
+        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        let version = values.get(name).map_or(1, |(_, v)| v + 1);
+        values.insert(name.to_owned(), (value.to_owned(), version));
+    }
+
+    fn get(&self, name: &str) -> Option<(String, u64)> {
+        self.values.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    }
+}
 
 struct Planned {
     plan: FilePlan,
@@ -124,13 +155,22 @@ impl SecretBackend for TestBackend {
         }
         let mut response = MountResponse::default();
         for (object, file) in planned.objects.iter().zip(planned.plan.files()) {
-            let contents = match (object.size, &object.value) {
-                (Some(size), _) => vec![b'x'; size],
-                (None, Some(value)) => value.clone().into_bytes(),
-                (None, None) => format!("value-of-{}", object.name).into_bytes(),
+            let (contents, version) = match (object.size, &object.value, &self.store) {
+                (Some(size), _, _) => (vec![b'x'; size], object.version.clone()),
+                (None, Some(value), _) => (value.clone().into_bytes(), object.version.clone()),
+                (None, None, Some(store)) => match store.get(&object.name) {
+                    Some((value, version)) => (value.into_bytes(), version.to_string()),
+                    None => {
+                        return Err(Error::not_found(format!("secret {} not found", object.name))
+                            .with_object(&object.name));
+                    }
+                },
+                (None, None, None) => {
+                    (format!("value-of-{}", object.name).into_bytes(), object.version.clone())
+                }
             };
             response.files.push(MountedFile::new(file.path.clone(), file.mode, contents));
-            response.versions.push(ObjectVersion::new(file.path.clone(), object.version.clone()));
+            response.versions.push(ObjectVersion::new(file.path.clone(), version));
         }
         Ok(response)
     }

@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod backend;
 pub mod client;
+pub mod conformance;
 pub mod harness;
 pub mod http_server;
 pub mod kube_api;

@@ -13,7 +13,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [&'a str]);
 
 async fn provider() -> Result<InProcess, std::io::Error> {
-    InProcess::start(vec![Arc::new(TestBackend)]).await
+    InProcess::start(vec![Arc::new(TestBackend::default())]).await
 }
 
 fn file<'a>(response: &'a MountResponse, path: &str) -> Option<&'a csi_secrets_provider_server::proto::File> {
@@ -194,7 +194,7 @@ async fn responses_over_the_driver_limit_are_refused_whole() -> TestResult {
 
 #[tokio::test]
 async fn mounts_time_out_at_the_mount_deadline() -> TestResult {
-    let provider = InProcess::start_with(vec![Arc::new(TestBackend)], |options| {
+    let provider = InProcess::start_with(vec![Arc::new(TestBackend::default())], |options| {
         options.service.mount_timeout = Duration::from_millis(200);
     })
     .await?;
@@ -255,7 +255,7 @@ async fn a_stale_socket_is_replaced_and_sockets_are_removed_on_stop() -> TestRes
     drop(std::os::unix::net::UnixListener::bind(&stale)?);
     assert!(stale.exists());
     let volume = dir.path().to_path_buf();
-    let provider = InProcess::start_with(vec![Arc::new(TestBackend)], |options| {
+    let provider = InProcess::start_with(vec![Arc::new(TestBackend::default())], |options| {
         options.provider_volume = volume;
     })
     .await?;
@@ -286,7 +286,7 @@ async fn http_health_endpoints() -> TestResult {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     drop(listener);
-    let provider = InProcess::start_with(vec![Arc::new(TestBackend)], |options| {
+    let provider = InProcess::start_with(vec![Arc::new(TestBackend::default())], |options| {
         options.health_addr = Some(addr);
     })
     .await?;

@@ -441,3 +441,69 @@ async fn eks_pod_identity() -> TestResult {
     assert!(status.message().contains("403"), "{}", status.message());
     Ok(())
 }
+
+struct AwsFixture {
+    world: World,
+    secrets: aws_sdk_secretsmanager::Client,
+    counter: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl csi_secrets_provider_tests::conformance::Fixture for AwsFixture {
+    fn unique(&self, base: &str) -> String {
+        self.world
+            .name(&format!("{base}-{}", self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<(), csi_secrets_provider_tests::conformance::BoxError> {
+        let updated = self.secrets.put_secret_value().secret_id(name).secret_string(value).send().await;
+        if updated.is_err() {
+            self.secrets.create_secret().name(name).secret_string(value).send().await?;
+        }
+        Ok(())
+    }
+
+    fn parameters(
+        &self,
+        objects: &[csi_secrets_provider_tests::conformance::ObjectRef],
+    ) -> Vec<(String, String)> {
+        let yaml: String = objects
+            .iter()
+            .map(|o| {
+                let permission = o
+                    .file_permission
+                    .as_ref()
+                    .map(|p| format!(", filePermission: '{p}'"))
+                    .unwrap_or_default();
+                format!(
+                    "- {{objectName: {}, objectType: secretsmanager, objectAlias: {}{permission}}}\n",
+                    o.name, o.file
+                )
+            })
+            .collect();
+        vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())]
+    }
+
+    async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+        let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.world.mount(&pairs).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_backend_conforms() -> TestResult {
+    let world = world("conformance", &[]).await?;
+    let (secrets, _) = seed("us-east-1").await;
+    let fixture = AwsFixture { world, secrets, counter: std::sync::atomic::AtomicUsize::new(0) };
+    csi_secrets_provider_tests::conformance::run(&fixture).await?;
+    assert_eq!(
+        fixture.world.proxy.count("AssumeRoleWithWebIdentity"),
+        1,
+        "every conformance mount shared one credential"
+    );
+    Ok(())
+}

@@ -7,6 +7,6 @@ use std::sync::Arc;
 fn main() -> std::process::ExitCode {
     csi_secrets_provider::main_with(
         std::env::args_os(),
-        vec![Arc::new(csi_secrets_provider_tests::TestBackend)],
+        vec![Arc::new(csi_secrets_provider_tests::TestBackend::default())],
     )
 }

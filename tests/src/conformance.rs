@@ -1,0 +1,170 @@
+//! Behaviour every backend must show, whatever its cloud: one suite, run against each backend
+//! through its real socket (as object_store's `integration.rs` is run against every store).
+//!
+//! A backend's test provides a [`Fixture`]: how to store a value in its cloud (or emulator), and
+//! how to write SecretProviderClass parameters naming objects.
+
+use async_trait::async_trait;
+use csi_secrets_provider_server::proto::MountResponse;
+use tonic::Code;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One object to mount: its name in the store, the file name, an optional `filePermission`.
+#[derive(Debug, Clone)]
+pub struct ObjectRef {
+    pub name: String,
+    pub file: String,
+    pub file_permission: Option<String>,
+}
+
+impl ObjectRef {
+    pub fn new(name: &str, file: &str) -> Self {
+        Self { name: name.to_owned(), file: file.to_owned(), file_permission: None }
+    }
+
+    pub fn with_permission(mut self, permission: &str) -> Self {
+        self.file_permission = Some(permission.to_owned());
+        self
+    }
+}
+
+#[async_trait]
+pub trait Fixture: Send + Sync {
+    /// A name unique to this run for `base`, valid in the backend's store.
+    fn unique(&self, base: &str) -> String;
+    /// Creates the object, or stores `value` as its new version.
+    async fn put(&self, name: &str, value: &str) -> Result<(), BoxError>;
+    /// SPC parameters mounting `objects`.
+    fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)>;
+    /// Mounts through the backend's socket as the driver would, with whatever identity
+    /// attributes the backend needs.
+    async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status>;
+}
+
+/// Runs every check; the first failure names the check.
+pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    mounts_every_object_with_modes_and_versions(fixture)
+        .await
+        .map_err(|e| format!("mounts_every_object: {e}"))?;
+    rotation_changes_content_and_version(fixture).await.map_err(|e| format!("rotation: {e}"))?;
+    a_missing_object_fails_the_whole_mount_naming_it(fixture)
+        .await
+        .map_err(|e| format!("missing_object: {e}"))?;
+    bad_file_permission_is_invalid_argument(fixture)
+        .await
+        .map_err(|e| format!("bad_file_permission: {e}"))?;
+    duplicate_file_names_are_invalid_argument(fixture)
+        .await
+        .map_err(|e| format!("duplicate_file_names: {e}"))?;
+    concurrent_mounts_agree(fixture).await.map_err(|e| format!("concurrent_mounts: {e}"))?;
+    Ok(())
+}
+
+fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {
+    response
+        .files
+        .iter()
+        .find(|f| f.path == file)
+        .map(|f| f.contents.as_slice())
+        .ok_or_else(|| format!("no file {file} in {:?}", response.files).into())
+}
+
+fn mode(response: &MountResponse, file: &str) -> Option<i32> {
+    response.files.iter().find(|f| f.path == file).map(|f| f.mode)
+}
+
+fn version<'a>(response: &'a MountResponse, id: &str) -> Option<&'a str> {
+    response.object_version.iter().find(|v| v.id.contains(id)).map(|v| v.version.as_str())
+}
+
+fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), BoxError> {
+    if condition { Ok(()) } else { Err(what().into()) }
+}
+
+async fn mounts_every_object_with_modes_and_versions(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let (a, b) = (fixture.unique("conf-a"), fixture.unique("conf-b"));
+    fixture.put(&a, "alpha").await?;
+    fixture.put(&b, "beta").await?;
+    let objects = [ObjectRef::new(&a, "a.txt"), ObjectRef::new(&b, "b.txt").with_permission("0600")];
+    let response = fixture.mount(&fixture.parameters(&objects)).await?;
+    ensure(response.files.len() == 2, || format!("two files expected: {:?}", response.files))?;
+    ensure(contents(&response, "a.txt")? == b"alpha", || "a.txt content".into())?;
+    ensure(contents(&response, "b.txt")? == b"beta", || "b.txt content".into())?;
+    ensure(mode(&response, "a.txt") == Some(0o644), || "default mode is the driver's 0644".into())?;
+    ensure(mode(&response, "b.txt") == Some(0o600), || "filePermission 0600 applies".into())?;
+    ensure(response.object_version.len() >= 2, || {
+        format!("a version per object: {:?}", response.object_version)
+    })?;
+    ensure(response.object_version.iter().all(|v| !v.version.is_empty()), || "versions are set".into())?;
+    // Idempotent: the same mount again gives the same answer.
+    let again = fixture.mount(&fixture.parameters(&objects)).await?;
+    ensure(again.object_version == response.object_version, || {
+        "a second mount reports the same versions".into()
+    })?;
+    Ok(())
+}
+
+async fn rotation_changes_content_and_version(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-rotate");
+    fixture.put(&name, "before").await?;
+    let parameters = fixture.parameters(&[ObjectRef::new(&name, "rotating")]);
+    let first = fixture.mount(&parameters).await?;
+    fixture.put(&name, "after").await?;
+    let second = fixture.mount(&parameters).await?;
+    ensure(contents(&first, "rotating")? == b"before", || "first content".into())?;
+    ensure(contents(&second, "rotating")? == b"after", || "rotated content".into())?;
+    let (v1, v2) = (version(&first, "rotating"), version(&second, "rotating"));
+    ensure(v1.is_some() && v1 != v2, || format!("the version changes with the content: {v1:?} -> {v2:?}"))?;
+    Ok(())
+}
+
+async fn a_missing_object_fails_the_whole_mount_naming_it(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let (present, missing) = (fixture.unique("conf-present"), fixture.unique("conf-missing"));
+    fixture.put(&present, "here").await?;
+    let parameters =
+        fixture.parameters(&[ObjectRef::new(&present, "present"), ObjectRef::new(&missing, "missing")]);
+    match fixture.mount(&parameters).await {
+        Ok(response) => Err(format!("a mount with a missing object succeeded: {:?}", response.files).into()),
+        Err(status) => {
+            ensure(status.code() == Code::NotFound, || format!("NotFound expected: {status:?}"))?;
+            ensure(status.message().contains(&missing), || {
+                format!("the message names {missing}: {}", status.message())
+            })
+        }
+    }
+}
+
+async fn bad_file_permission_is_invalid_argument(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-perm");
+    fixture.put(&name, "x").await?;
+    let parameters = fixture.parameters(&[ObjectRef::new(&name, "perm").with_permission("0999")]);
+    let status = fixture.mount(&parameters).await.err().ok_or("filePermission 0999 was accepted")?;
+    ensure(status.code() == Code::InvalidArgument, || format!("InvalidArgument expected: {status:?}"))?;
+    ensure(status.message().contains("filePermission"), || format!("names the field: {}", status.message()))?;
+    ensure(status.message().contains(&name), || format!("names the object: {}", status.message()))
+}
+
+async fn duplicate_file_names_are_invalid_argument(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let (a, b) = (fixture.unique("conf-dup-a"), fixture.unique("conf-dup-b"));
+    fixture.put(&a, "a").await?;
+    fixture.put(&b, "b").await?;
+    let parameters = fixture.parameters(&[ObjectRef::new(&a, "same"), ObjectRef::new(&b, "same")]);
+    let status = fixture.mount(&parameters).await.err().ok_or("two objects writing one file was accepted")?;
+    ensure(status.code() == Code::InvalidArgument, || format!("InvalidArgument expected: {status:?}"))?;
+    ensure(status.message().contains("same"), || format!("names the file: {}", status.message()))
+}
+
+async fn concurrent_mounts_agree(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-concurrent");
+    fixture.put(&name, "shared").await?;
+    let parameters = fixture.parameters(&[ObjectRef::new(&name, "shared")]);
+    let mounts = (0..16).map(|_| fixture.mount(&parameters));
+    for result in futures::future::join_all(mounts).await {
+        let response = result?;
+        ensure(contents(&response, "shared")? == b"shared", || {
+            "every concurrent mount sees the value".into()
+        })?;
+    }
+    Ok(())
+}

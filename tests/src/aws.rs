@@ -35,6 +35,17 @@ pub struct AwsCall {
 struct ProxyState {
     calls: Vec<AwsCall>,
     failing_regions: HashSet<String>,
+    injected: Vec<Injected>,
+}
+
+/// An error to answer for the next `remaining` calls of `action`.
+#[derive(Debug, Clone)]
+struct Injected {
+    action: String,
+    remaining: usize,
+    status: u16,
+    code: String,
+    message: String,
 }
 
 #[derive(Debug)]
@@ -67,6 +78,18 @@ impl AwsProxy {
         self.lock().failing_regions.insert(region.to_owned());
     }
 
+    /// Answers the next `times` calls of `action` with an AWS error (`code`, HTTP `status`),
+    /// in the protocol the action's service speaks (XML for STS, JSON otherwise).
+    pub fn inject(&self, action: &str, times: usize, status: u16, code: &str, message: &str) {
+        self.lock().injected.push(Injected {
+            action: action.to_owned(),
+            remaining: times,
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
     pub fn calls(&self) -> Vec<AwsCall> {
         self.lock().calls.clone()
     }
@@ -87,16 +110,24 @@ async fn forward(
     request: Request,
 ) -> Response {
     let call = describe(&request);
-    let failing = {
+    let (failing, injected) = {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.calls.push(call.clone());
-        state.failing_regions.contains(&call.region)
+        let injected =
+            state.injected.iter_mut().find(|i| i.action == call.action && i.remaining > 0).map(|i| {
+                i.remaining -= 1;
+                i.clone()
+            });
+        (state.failing_regions.contains(&call.region), injected)
     };
     if failing {
         return json(
             503,
             &serde_json::json!({ "__type": "ServiceUnavailable", "message": "injected regional outage" }),
         );
+    }
+    if let Some(error) = injected {
+        return aws_error(&error);
     }
     let uri = format!("{upstream}{}", request.uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut builder = http::Request::builder().method(request.method.clone()).uri(uri);
@@ -114,6 +145,21 @@ async fn forward(
         }
         Err(e) => json(502, &serde_json::json!({ "message": format!("proxy: moto unreachable: {e}") })),
     }
+}
+
+fn aws_error(error: &Injected) -> Response {
+    if error.action == "AssumeRoleWithWebIdentity" {
+        let body = format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>injected</RequestId></ErrorResponse>",
+            error.code, error.message
+        );
+        let mut response = http::Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() =
+            http::StatusCode::from_u16(error.status).unwrap_or(http::StatusCode::BAD_REQUEST);
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/xml"));
+        return response;
+    }
+    json(error.status, &serde_json::json!({ "__type": error.code, "message": error.message }))
 }
 
 /// Action from `X-Amz-Target` (JSON protocols) or `Action=` (query protocol); region and

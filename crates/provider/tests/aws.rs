@@ -507,3 +507,43 @@ async fn the_aws_backend_conforms() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_refusal_and_throttling() -> TestResult {
+    let world = world("stsrefusal", &[]).await?;
+    let (sm, _) = seed("us-east-1").await;
+    let name = world.name("db");
+    sm.create_secret().name(&name).secret_string("x").send().await?;
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: db}}\n");
+    let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+
+    world.proxy.inject(
+        "AssumeRoleWithWebIdentity",
+        1,
+        403,
+        "AccessDenied",
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+    );
+    let status = world.mount(&parameters).await.err().ok_or("STS refused")?;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains(&format!("AssumeRoleWithWebIdentity for role {ROLE} failed: AccessDenied")),
+        "{}",
+        status.message()
+    );
+    assert_eq!(world.proxy.count("GetSecretValue"), 0);
+
+    // Throttling is retried by the SDK with backoff; the mount then succeeds.
+    world.proxy.inject("GetSecretValue", 2, 400, "ThrottlingException", "Rate exceeded");
+    let response = world.mount(&parameters).await?;
+    assert_eq!(file(&response, "db")?, b"x");
+    assert_eq!(world.proxy.count("GetSecretValue"), 3, "two throttled calls, then success");
+
+    // Access denied is not retried.
+    world.proxy.inject("GetSecretValue", 1, 400, "AccessDeniedException", "not allowed");
+    let status = world.mount(&parameters).await.err().ok_or("denied")?;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("AccessDeniedException"), "{}", status.message());
+    assert_eq!(world.proxy.count("GetSecretValue"), 4, "no retry after access denied");
+    Ok(())
+}

@@ -1,22 +1,187 @@
 //! The Azure Key Vault backend: secrets, keys and certificates, drop-in for
 //! Azure/secrets-store-csi-driver-provider-azure SecretProviderClasses (`provider: azure`).
+//!
+//! Azure AD and Key Vault are reached through the official Azure SDK for Rust (`azure_identity`,
+//! `azure_security_keyvault_*`) over one shared reqwest client.
 #![forbid(unsafe_code)]
 
+pub mod cloud;
+pub mod convert;
+pub mod identity;
 pub mod params;
+pub mod vault;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use csi_secrets_provider_core::{
     Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend, Validation,
 };
+use futures::{StreamExt, TryStreamExt};
+use secrecy::ExposeSecret;
+
+use crate::identity::{CredentialSpec, Identities, IdentityKey};
+use crate::params::{Cloud, Identity, MountSpec};
+use crate::vault::WriteOptions;
+
+/// Audience of the service account token exchanged for an Azure AD token.
+pub const WORKLOAD_IDENTITY_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// Settings of the Azure backend (flags and environment of the provider process).
+#[derive(Debug, Clone)]
+pub struct AzureOptions {
+    /// Cloud for SPCs without `cloudName` (upstream's `--cloud-name`).
+    pub default_cloud: Cloud,
+    /// Custom cloud description for `AzureStackCloud` (`AZURE_ENVIRONMENT_FILEPATH`).
+    pub environment_file: Option<PathBuf>,
+    pub construct_pem_chain: bool,
+    pub write_cert_and_key_in_separate_files: bool,
+    /// Extra trusted CAs (PEM bundle), added to the system roots: private clouds,
+    /// TLS-inspecting proxies.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Host names pinned to addresses (private endpoints without private DNS).
+    pub resolve: Vec<(String, IpAddr)>,
+    /// Objects fetched at once within one mount.
+    pub concurrency: usize,
+}
+
+impl Default for AzureOptions {
+    fn default() -> Self {
+        Self {
+            default_cloud: Cloud::Public,
+            environment_file: None,
+            construct_pem_chain: true,
+            write_cert_and_key_in_separate_files: false,
+            extra_ca_file: None,
+            resolve: Vec::new(),
+            concurrency: 8,
+        }
+    }
+}
 
 /// Serves `provider: azure`.
-#[derive(Debug, Default)]
-pub struct AzureBackend {}
+#[derive(Debug)]
+pub struct AzureBackend {
+    options: AzureOptions,
+    transport: std::result::Result<Transport, String>,
+    identities: Identities,
+}
+
+impl Default for AzureBackend {
+    fn default() -> Self {
+        Self::new(AzureOptions::default())
+    }
+}
 
 impl AzureBackend {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(options: AzureOptions) -> Self {
+        // A bad CA file is reported on every mount rather than taking the process down.
+        let transport = http_client(&options).map(|client| Transport::new(Arc::new(client)));
+        Self { options, transport, identities: Identities::default() }
     }
+
+    fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
+        let transport = self.transport.clone().map_err(Error::invalid_config)?;
+        let mut cloud = CustomConfiguration::default();
+        cloud.authority_host = authority_host.to_owned();
+        // Retries (429 honouring Retry-After, 5xx) stay within a mount's deadline.
+        let retry = ExponentialRetryOptions {
+            max_retries: 4,
+            max_total_elapsed: azure_core::time::Duration::seconds(30),
+            ..Default::default()
+        };
+        Ok(ClientOptions {
+            transport: Some(transport),
+            retry: RetryOptions::exponential(retry),
+            cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
+            ..Default::default()
+        })
+    }
+
+    fn credential<'a>(
+        &self,
+        spec: &'a MountSpec,
+        request: &'a MountRequest,
+        authority: &str,
+    ) -> Result<(IdentityKey, CredentialSpec<'a>)> {
+        let tenant = spec.tenant_id.as_str();
+        match &spec.identity {
+            Identity::WorkloadIdentity { client_id } => {
+                let token = request
+                    .tokens
+                    .get(WORKLOAD_IDENTITY_AUDIENCE)
+                    .map(|t| t.expose())
+                    .filter(|t| !t.is_empty());
+                let token = token.ok_or_else(|| {
+                    Error::invalid_config(format!(
+                        "token for audience {WORKLOAD_IDENTITY_AUDIENCE} not found: the CSIDriver's tokenRequests must \
+                         include audience {WORKLOAD_IDENTITY_AUDIENCE} for workload identity (clientID is set)"
+                    ))
+                })?;
+                let key = IdentityKey::Workload {
+                    authority: authority.to_owned(),
+                    tenant: tenant.to_owned(),
+                    client_id: client_id.clone(),
+                    namespace: request.pod.require_namespace()?.to_owned(),
+                    service_account: request.pod.require_service_account()?.to_owned(),
+                };
+                Ok((key, CredentialSpec::Workload { tenant, client_id, token }))
+            }
+            Identity::ServicePrincipal => {
+                if request.secrets.is_empty() {
+                    return Err(Error::invalid_config(
+                        "failed to get credentials, nodePublishSecretRef secret is not set (set clientID for workload \
+                         identity, or useVMManagedIdentity, or a nodePublishSecretRef with clientid and clientsecret)",
+                    ));
+                }
+                let get = |name: &str| {
+                    request
+                        .secrets
+                        .get_ignore_ascii_case(name)
+                        .map(|s| s.expose_secret())
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| Error::invalid_config(format!("could not find {name} in secrets")))
+                };
+                let (client_id, secret) = (get("clientid")?, get("clientsecret")?);
+                let key = IdentityKey::ServicePrincipal {
+                    authority: authority.to_owned(),
+                    tenant: tenant.to_owned(),
+                    client_id: client_id.to_owned(),
+                    secret_digest: identity::secret_digest(secret),
+                };
+                Ok((key, CredentialSpec::ServicePrincipal { tenant, client_id, secret }))
+            }
+            Identity::VmManagedIdentity { user_assigned_id } => Ok((
+                IdentityKey::VmManaged { user_assigned_id: user_assigned_id.clone() },
+                CredentialSpec::VmManaged { user_assigned_id: user_assigned_id.as_deref() },
+            )),
+        }
+    }
+}
+
+fn http_client(options: &AzureOptions) -> std::result::Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    if let Some(path) = &options.extra_ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("cannot parse the CA file {}: {e}", path.display()))?;
+        builder = builder.tls_certs_merge(certificates);
+    }
+    for (host, ip) in &options.resolve {
+        // The port of the URL is used; 0 here means "whatever the URL says".
+        builder = builder.resolve(host, SocketAddr::new(*ip, 0));
+    }
+    builder.build().map_err(|e| format!("cannot create the HTTPS client: {e}"))
+}
+
+fn combine(problems: Vec<Error>) -> Error {
+    Error::combine(problems).unwrap_or_else(|| Error::internal("validation failed without a problem"))
 }
 
 #[async_trait]
@@ -33,14 +198,30 @@ impl SecretBackend for AzureBackend {
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let _spec = params::parse(&request.parameters, request.default_mode).map_err(|problems| {
-            Error::combine(problems).unwrap_or_else(|| Error::internal("no problem reported"))
-        })?;
-        // Fetching from Key Vault is tracked by issue #5; until then say so plainly rather than
-        // returning anything that could look like success.
-        Err(Error::unavailable(
-            "the azure backend of this build cannot fetch from Key Vault yet (Key Vault support is in progress)",
-        ))
+        let spec = params::parse(&request.parameters, request.default_mode).map_err(combine)?;
+        request.pod.require_name()?;
+        let cloud = spec.cloud.unwrap_or(self.options.default_cloud);
+        let environment_file =
+            spec.cloud_env_file.as_ref().map(PathBuf::from).or_else(|| self.options.environment_file.clone());
+        let endpoints = cloud::endpoints(cloud, environment_file.as_deref())?;
+        let vault_url = endpoints.vault_url(&spec.keyvault_name);
+        let client_options = self.client_options(&endpoints.authority_host)?;
+        let (key, credential) = self.credential(&spec, request, &endpoints.authority_host)?;
+        let clients = self.identities.clients(key, credential, &vault_url, &client_options)?;
+        let write = WriteOptions {
+            construct_pem_chain: self.options.construct_pem_chain,
+            write_cert_and_key_in_separate_files: self.options.write_cert_and_key_in_separate_files,
+        };
+        let fetches: Vec<_> =
+            spec.objects.iter().map(|object| vault::fetch(&clients, object, write)).collect();
+        let fetched: Vec<vault::ObjectFiles> =
+            futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
+        let mut response = MountResponse::default();
+        for object in fetched {
+            response.files.extend(object.files);
+            response.versions.extend(object.versions);
+        }
+        Ok(response)
     }
 }
 

@@ -32,7 +32,7 @@ pub enum Cloud {
 impl Cloud {
     pub fn parse(name: &str) -> Option<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
-            "" | "azurepubliccloud" => Some(Self::Public),
+            "azurepubliccloud" => Some(Self::Public),
             "azureusgovernmentcloud" => Some(Self::UsGovernment),
             "azurechinacloud" => Some(Self::China),
             "azuregermancloud" => Some(Self::German),
@@ -113,7 +113,8 @@ impl ObjectSpec {
 pub struct MountSpec {
     pub keyvault_name: String,
     pub tenant_id: String,
-    pub cloud: Cloud,
+    /// `None` when `cloudName` is empty: the provider's default cloud applies.
+    pub cloud: Option<Cloud>,
     pub cloud_env_file: Option<String>,
     pub identity: Identity,
     pub objects: Vec<ObjectSpec>,
@@ -145,16 +146,18 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     if tenant_id.is_empty() {
         problems.push(Error::invalid_config("tenantId is not provided").with_field(TENANT_ID));
     }
-    let cloud_name = parameters.get(CLOUD_NAME).unwrap_or_default();
-    let cloud = Cloud::parse(cloud_name).unwrap_or_else(|| {
-        problems.push(
-            Error::invalid_config(format!(
-                "unknown cloudName {cloud_name:?}: expected AzurePublicCloud, AzureUSGovernmentCloud, \
-                 AzureChinaCloud, AzureGermanCloud or AzureStackCloud"
-            ))
-            .with_field(CLOUD_NAME),
-        );
-        Cloud::Public
+    let cloud = parameters.get_trimmed(CLOUD_NAME).and_then(|name| {
+        let cloud = Cloud::parse(name);
+        if cloud.is_none() {
+            problems.push(
+                Error::invalid_config(format!(
+                    "unknown cloudName {name:?}: expected AzurePublicCloud, AzureUSGovernmentCloud, \
+                     AzureChinaCloud, AzureGermanCloud or AzureStackCloud"
+                ))
+                .with_field(CLOUD_NAME),
+            );
+        }
+        cloud
     });
     let identity = parse_identity(parameters, &mut problems);
     let (objects, plan) = parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);

@@ -1,5 +1,6 @@
 use super::params::{Identity, ObjectEncoding, ObjectFormat, ObjectType, parse};
 use super::*;
+use csi_secrets_provider_core::FileMode;
 
 fn params(pairs: &[(&str, &str)]) -> Parameters {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()

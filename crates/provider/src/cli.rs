@@ -46,6 +46,52 @@ pub struct BackendArgs {
     #[cfg(feature = "aws")]
     #[arg(long, global = true, default_value_t = 8)]
     pub aws_concurrency: usize,
+
+    /// Azure: cloud for SPCs without `cloudName` (AzurePublicCloud, AzureUSGovernmentCloud,
+    /// AzureChinaCloud, AzureGermanCloud, AzureStackCloud).
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, default_value = "AzurePublicCloud", value_parser = parse_cloud)]
+    pub azure_cloud_name: csi_secrets_provider_azure::params::Cloud,
+    /// Azure: the AzureStackCloud environment file (JSON with activeDirectoryEndpoint and
+    /// keyVaultDNSSuffix).
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, env = "AZURE_ENVIRONMENT_FILEPATH")]
+    pub azure_environment_file: Option<PathBuf>,
+    /// Azure: order a PFX certificate's chain leaf → root (`--construct-pem-chain=false` keeps
+    /// the stored order).
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub construct_pem_chain: bool,
+    /// Azure: also write `<file>.crt` and `<file>.key` for certificates written as PEM.
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true)]
+    pub write_cert_and_key_in_separate_files: bool,
+    /// Azure: extra trusted CA certificates (PEM bundle) for Azure AD and Key Vault.
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, env = "SSL_CERT_FILE")]
+    pub azure_extra_ca_file: Option<PathBuf>,
+    /// Azure: pin a host name to an address (HOST=IP; repeatable), e.g. a Key Vault private
+    /// endpoint without a private DNS zone.
+    #[cfg(feature = "azure")]
+    #[arg(long = "azure-resolve", global = true, value_name = "HOST=IP", value_parser = parse_resolve)]
+    pub azure_resolve: Vec<(String, std::net::IpAddr)>,
+    /// Azure: objects fetched at once within one mount.
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, default_value_t = 8)]
+    pub azure_concurrency: usize,
+}
+
+#[cfg(feature = "azure")]
+fn parse_cloud(value: &str) -> Result<csi_secrets_provider_azure::params::Cloud, String> {
+    csi_secrets_provider_azure::params::Cloud::parse(value)
+        .ok_or_else(|| format!("unknown Azure cloud {value:?}"))
+}
+
+#[cfg(feature = "azure")]
+fn parse_resolve(value: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (host, ip) = value.split_once('=').ok_or("expected HOST=IP")?;
+    let ip = ip.parse().map_err(|e| format!("{ip:?} is not an IP address: {e}"))?;
+    Ok((host.to_owned(), ip))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -28,7 +28,17 @@ impl Registry {
                 concurrency: args.aws_concurrency,
             })),
             #[cfg(feature = "azure")]
-            Arc::new(csi_secrets_provider_azure::AzureBackend::new()),
+            Arc::new(csi_secrets_provider_azure::AzureBackend::new(
+                csi_secrets_provider_azure::AzureOptions {
+                    default_cloud: args.azure_cloud_name,
+                    environment_file: args.azure_environment_file.clone(),
+                    construct_pem_chain: args.construct_pem_chain,
+                    write_cert_and_key_in_separate_files: args.write_cert_and_key_in_separate_files,
+                    extra_ca_file: args.azure_extra_ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
+                    resolve: args.azure_resolve.clone(),
+                    concurrency: args.azure_concurrency,
+                },
+            )),
         ];
         Self { backends }
     }

@@ -1,0 +1,296 @@
+//! What the Azure provider writes for each kind of Key Vault object, in pure Rust.
+
+use base64::Engine;
+use csi_secrets_provider_core::Error;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::params::ObjectEncoding;
+
+/// A PEM block with LF line endings.
+pub fn pem_block(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// A secret's value as written: decoded per `objectEncoding`.
+pub fn decode(value: &str, encoding: ObjectEncoding) -> Result<Vec<u8>, Error> {
+    match encoding {
+        ObjectEncoding::Utf8 => Ok(value.as_bytes().to_vec()),
+        ObjectEncoding::Hex => hex::decode(value.trim()).map_err(|e| {
+            Error::invalid_config(format!("failed to decode the secret as hex: {e}"))
+                .with_field("objectEncoding")
+        }),
+        ObjectEncoding::Base64 => {
+            base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|e| {
+                Error::invalid_config(format!("failed to decode the secret as base64: {e}"))
+                    .with_field("objectEncoding")
+            })
+        }
+    }
+}
+
+/// A key's public part as PKIX `PUBLIC KEY` PEM, from its JSON Web Key fields.
+pub fn public_key_pem(
+    kty: &str,
+    crv: Option<&str>,
+    n: &[u8],
+    e: &[u8],
+    x: &[u8],
+    y: &[u8],
+) -> Result<String, Error> {
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
+    let invalid = |why: String| Error::invalid_config(format!("cannot convert the key to PEM: {why}"));
+    match kty {
+        "RSA" | "RSA-HSM" => {
+            let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e))
+                .map_err(|e| invalid(e.to_string()))?;
+            rsa::pkcs8::EncodePublicKey::to_public_key_pem(&key, rsa::pkcs8::LineEnding::LF)
+                .map_err(|e| invalid(e.to_string()))
+        }
+        "EC" | "EC-HSM" => {
+            let point: Vec<u8> = [&[0x04][..], x, y].concat();
+            let pem = match crv {
+                Some("P-256") => p256::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|e| invalid(e.to_string()))?
+                    .to_public_key_pem(LineEnding::LF),
+                Some("P-384") => p384::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|e| invalid(e.to_string()))?
+                    .to_public_key_pem(LineEnding::LF),
+                Some("P-521") => p521::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|e| invalid(e.to_string()))?
+                    .to_public_key_pem(LineEnding::LF),
+                other => {
+                    return Err(invalid(format!("unsupported curve {other:?} (P-256, P-384 and P-521 are)")));
+                }
+            };
+            pem.map_err(|e| invalid(e.to_string()))
+        }
+        other => Err(invalid(format!("unsupported key type {other} (RSA and EC are)"))),
+    }
+}
+
+/// A PFX (PKCS#12, empty password, as Key Vault stores it): every private key as PKCS#8
+/// `PRIVATE KEY` first, then the certificates, ordered leaf to root when `construct_chain`.
+pub fn pfx_to_pem(pfx: &[u8], construct_chain: bool) -> Result<Vec<u8>, Error> {
+    // The archive gives every bag as stored; the KeyStore view links keys to certificates by
+    // its own rules and may drop chain certificates.
+    let archive = p12_keystore::Pkcs12Archive::from_pkcs12(pfx, "")
+        .map_err(|e| Error::invalid_config(format!("cannot open the PFX of the certificate: {e}")))?;
+    let keys: String = archive.keys.iter().map(|bag| pem_block("PRIVATE KEY", bag.key.as_der())).collect();
+    let mut certificates: Vec<Vec<u8>> = Vec::new();
+    for bag in &archive.certs {
+        let der = bag.cert.as_der().to_vec();
+        if !certificates.contains(&der) {
+            certificates.push(der);
+        }
+    }
+    let ordered = if construct_chain { order_chain(certificates)? } else { certificates };
+    let mut out = keys.into_bytes();
+    for certificate in ordered {
+        out.extend_from_slice(pem_block("CERTIFICATE", &certificate).as_bytes());
+    }
+    Ok(out)
+}
+
+struct ChainLink {
+    subject_key_id: Option<Vec<u8>>,
+    authority_key_id: Option<Vec<u8>>,
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+}
+
+fn link(der: &[u8]) -> Result<ChainLink, Error> {
+    let (_, certificate) = X509Certificate::from_der(der)
+        .map_err(|e| Error::invalid_config(format!("cannot parse a certificate of the chain: {e}")))?;
+    let mut link = ChainLink {
+        subject_key_id: None,
+        authority_key_id: None,
+        subject: certificate.subject().as_raw().to_vec(),
+        issuer: certificate.issuer().as_raw().to_vec(),
+    };
+    for extension in certificate.extensions() {
+        match extension.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => link.subject_key_id = Some(id.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                link.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+            }
+            _ => {}
+        }
+    }
+    Ok(link)
+}
+
+/// Whether `issuer` signed `child`: by key identifiers when both are present, else by names.
+fn issued(issuer: &ChainLink, child: &ChainLink) -> bool {
+    match (&child.authority_key_id, &issuer.subject_key_id) {
+        (Some(aki), Some(ski)) => aki == ski,
+        _ => child.issuer == issuer.subject,
+    }
+}
+
+fn self_signed(link: &ChainLink) -> bool {
+    issued(link, link)
+}
+
+/// Orders certificates leaf → intermediates → root. An incomplete chain keeps the stored order
+/// (logged); a chain without a leaf (a cycle) is an error.
+pub fn order_chain(certificates: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, Error> {
+    if certificates.len() < 2 {
+        return Ok(certificates);
+    }
+    let links = certificates.iter().map(|c| link(c)).collect::<Result<Vec<_>, _>>()?;
+    // A leaf issues none of the others.
+    let leaves: Vec<usize> = (0..links.len())
+        .filter(|&i| !(0..links.len()).any(|j| j != i && issued(&links[i], &links[j])))
+        .collect();
+    let leaf = match leaves.as_slice() {
+        [leaf] => *leaf,
+        [] => {
+            return Err(Error::invalid_config(
+                "cannot order the certificate chain: no leaf certificate (a cycle?)",
+            ));
+        }
+        _ => {
+            tracing::warn!(
+                leaves = leaves.len(),
+                "certificate chain has several leaves; keeping the stored order"
+            );
+            return Ok(certificates);
+        }
+    };
+    let mut order = vec![leaf];
+    let mut current = leaf;
+    while !self_signed(&links[current]) {
+        let next = (0..links.len()).find(|&i| !order.contains(&i) && issued(&links[i], &links[current]));
+        match next {
+            Some(next) => {
+                order.push(next);
+                current = next;
+            }
+            None => break,
+        }
+    }
+    if order.len() != certificates.len() {
+        tracing::warn!("certificate chain is incomplete; keeping the stored order");
+        return Ok(certificates);
+    }
+    Ok(order.into_iter().map(|i| certificates[i].clone()).collect())
+}
+
+/// Splits PEM text into (certificate blocks, every other block), for
+/// `--write-cert-and-key-in-separate-files`.
+pub fn split_certificates_and_keys(pem_text: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    let blocks =
+        pem::parse_many(pem_text).map_err(|e| Error::invalid_config(format!("cannot split the PEM: {e}")))?;
+    let (mut certificates, mut others) = (String::new(), String::new());
+    for block in blocks {
+        let text = pem_block(block.tag(), block.contents());
+        if block.tag() == "CERTIFICATE" { certificates.push_str(&text) } else { others.push_str(&text) }
+    }
+    Ok((certificates.into_bytes(), others.into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// root → intermediate → leaf, as DER, and the leaf's key.
+    fn chain() -> Result<(Vec<Vec<u8>>, KeyPair), Box<dyn std::error::Error>> {
+        let root_key = KeyPair::generate()?;
+        let mut root_params = CertificateParams::new(Vec::<String>::new())?;
+        root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root_params.distinguished_name.push(rcgen::DnType::CommonName, "root");
+        let root = root_params.self_signed(&root_key)?;
+        let root_issuer = rcgen::Issuer::new(root_params, root_key);
+        let mid_key = KeyPair::generate()?;
+        let mut mid_params = CertificateParams::new(Vec::<String>::new())?;
+        mid_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        mid_params.distinguished_name.push(rcgen::DnType::CommonName, "intermediate");
+        let mid = mid_params.signed_by(&mid_key, &root_issuer)?;
+        let mid_issuer = rcgen::Issuer::new(mid_params, mid_key);
+        let leaf_key = KeyPair::generate()?;
+        let mut leaf_params = CertificateParams::new(vec!["app.example".to_owned()])?;
+        leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "leaf");
+        let leaf = leaf_params.signed_by(&leaf_key, &mid_issuer)?;
+        Ok((vec![leaf.der().to_vec(), mid.der().to_vec(), root.der().to_vec()], leaf_key))
+    }
+
+    fn names(certificates: &[Vec<u8>]) -> Vec<String> {
+        certificates
+            .iter()
+            .filter_map(|der| X509Certificate::from_der(der).ok())
+            .map(|(_, c)| c.subject().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn chains_are_ordered_leaf_to_root_whatever_the_stored_order() -> TestResult {
+        let (ordered, _) = chain()?;
+        let shuffled = vec![ordered[2].clone(), ordered[0].clone(), ordered[1].clone()];
+        assert_eq!(names(&order_chain(shuffled)?), ["CN=leaf", "CN=intermediate", "CN=root"]);
+        // Incomplete: keeps the stored order.
+        let partial = vec![ordered[2].clone(), ordered[0].clone()];
+        assert_eq!(names(&order_chain(partial)?), ["CN=root", "CN=leaf"]);
+        Ok(())
+    }
+
+    #[test]
+    fn pfx_becomes_key_first_then_ordered_chain() -> TestResult {
+        let (ordered, key) = chain()?;
+        let certs: Vec<p12_keystore::Certificate> = [&ordered[2], &ordered[1], &ordered[0]]
+            .iter()
+            .map(|d| p12_keystore::Certificate::from_der(d))
+            .collect::<Result<_, _>>()?;
+        let mut store = p12_keystore::KeyStore::new();
+        let private_key = p12_keystore::PrivateKey::from_der(&key.serialize_der())?;
+        store.add_entry(
+            "leaf",
+            p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+                b"1".to_vec(),
+                private_key,
+                certs,
+            )),
+        );
+        let pfx = store.writer("").write()?;
+        let pem_text = pfx_to_pem(&pfx, true)?;
+        let blocks = pem::parse_many(&pem_text)?;
+        let tags: Vec<&str> = blocks.iter().map(|b| b.tag()).collect();
+        assert_eq!(tags, ["PRIVATE KEY", "CERTIFICATE", "CERTIFICATE", "CERTIFICATE"]);
+        assert_eq!(blocks[0].contents(), key.serialize_der().as_slice(), "PKCS#8 key unchanged");
+        let chain: Vec<Vec<u8>> = blocks[1..].iter().map(|b| b.contents().to_vec()).collect();
+        assert_eq!(names(&chain), ["CN=leaf", "CN=intermediate", "CN=root"]);
+        let (certificates, keys) = split_certificates_and_keys(&pem_text)?;
+        assert_eq!(pem::parse_many(&certificates)?.len(), 3);
+        assert_eq!(pem::parse_many(&keys)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn keys_become_pkix_pem() -> TestResult {
+        use p256::pkcs8::DecodePublicKey;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let raw = key.public_key_raw().to_vec(); // 04 || x || y
+        let pem_text = public_key_pem("EC", Some("P-256"), &[], &[], &raw[1..33], &raw[33..])?;
+        assert!(pem_text.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let parsed = p256::PublicKey::from_public_key_pem(&pem_text)?;
+        assert_eq!(parsed.to_sec1_bytes().as_ref(), raw.as_slice());
+        assert!(public_key_pem("EC", Some("P-256K"), &[], &[], &[1], &[2]).is_err());
+        assert!(public_key_pem("oct", None, &[], &[], &[], &[]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn encodings() -> Result<(), Error> {
+        assert_eq!(decode("plain", ObjectEncoding::Utf8)?, b"plain");
+        assert_eq!(decode("00ff41", ObjectEncoding::Hex)?, [0, 0xff, b'A']);
+        assert_eq!(decode("AP9B", ObjectEncoding::Base64)?, [0, 0xff, b'A']);
+        assert!(decode("zz", ObjectEncoding::Hex).is_err());
+        Ok(())
+    }
+}

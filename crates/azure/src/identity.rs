@@ -1,0 +1,222 @@
+//! Azure AD credentials per identity. Each identity keeps one SDK credential (whose token cache
+//! coalesces concurrent requests and refreshes shortly before expiry) and one set of Key Vault
+//! clients per vault (which remember the vault's authentication challenge), so mounts and
+//! rotation polls of one identity share a token instead of each exchanging its own.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::ClientOptions;
+use azure_identity::{
+    ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId,
+};
+use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use csi_secrets_provider_core::Error;
+
+/// Whose tokens these are. A credential is only ever used for an equal key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdentityKey {
+    Workload {
+        authority: String,
+        tenant: String,
+        client_id: String,
+        namespace: String,
+        service_account: String,
+    },
+    ServicePrincipal {
+        authority: String,
+        tenant: String,
+        client_id: String,
+        secret_digest: u64,
+    },
+    VmManaged {
+        user_assigned_id: Option<String>,
+    },
+}
+
+/// A digest of a client secret for the cache key (a rotated secret is a new credential); the
+/// secret itself is not kept in the key.
+pub fn secret_digest(secret: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    secret.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The service account token of the newest mount of a workload identity, handed to Azure AD as
+/// the client assertion when the credential needs a new token.
+#[derive(Clone, Default)]
+pub struct ServiceAccountAssertion(Arc<RwLock<String>>);
+
+impl std::fmt::Debug for ServiceAccountAssertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceAccountAssertion([REDACTED])")
+    }
+}
+
+impl ServiceAccountAssertion {
+    pub fn update(&self, token: &str) {
+        let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if *current != token {
+            token.clone_into(&mut current);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientAssertion for ServiceAccountAssertion {
+    async fn secret(
+        &self,
+        _options: Option<azure_core::http::ClientMethodOptions<'_>>,
+    ) -> azure_core::Result<String> {
+        Ok(self.0.read().unwrap_or_else(PoisonError::into_inner).clone())
+    }
+}
+
+/// The Key Vault clients of one identity for one vault.
+#[derive(Clone)]
+pub struct VaultClients {
+    pub secrets: Arc<SecretClient>,
+    pub keys: Arc<KeyClient>,
+    pub certificates: Arc<CertificateClient>,
+}
+
+impl std::fmt::Debug for VaultClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultClients").field("endpoint", &self.secrets.endpoint().as_str()).finish()
+    }
+}
+
+#[derive(Debug)]
+struct IdentityEntry {
+    credential: Arc<dyn TokenCredential>,
+    assertion: Option<ServiceAccountAssertion>,
+    vaults: Mutex<HashMap<String, VaultClients>>,
+}
+
+/// How to build a credential when an identity is first seen.
+#[derive(Debug)]
+pub enum CredentialSpec<'a> {
+    Workload { tenant: &'a str, client_id: &'a str, token: &'a str },
+    ServicePrincipal { tenant: &'a str, client_id: &'a str, secret: &'a str },
+    VmManaged { user_assigned_id: Option<&'a str> },
+}
+
+#[derive(Debug, Default)]
+pub struct Identities {
+    entries: Mutex<HashMap<IdentityKey, Arc<IdentityEntry>>>,
+}
+
+impl Identities {
+    /// The clients for `vault_url` acting as `key`, creating the credential on first use. For a
+    /// workload identity the newest service account token replaces the stored assertion.
+    pub fn clients(
+        &self,
+        key: IdentityKey,
+        spec: CredentialSpec<'_>,
+        vault_url: &str,
+        options: &ClientOptions,
+    ) -> Result<VaultClients, Error> {
+        let entry = {
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            match entries.get(&key) {
+                Some(entry) => Arc::clone(entry),
+                None => {
+                    let entry = Arc::new(new_entry(&spec, options)?);
+                    entries.insert(key, Arc::clone(&entry));
+                    entry
+                }
+            }
+        };
+        if let (Some(assertion), CredentialSpec::Workload { token, .. }) = (&entry.assertion, &spec) {
+            assertion.update(token);
+        }
+        let mut vaults = entry.vaults.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(clients) = vaults.get(vault_url) {
+            return Ok(clients.clone());
+        }
+        let credential = Arc::clone(&entry.credential);
+        let sdk = |e: azure_core::Error| {
+            Error::invalid_config(format!("cannot create Key Vault clients for {vault_url}: {e}"))
+        };
+        let clients = VaultClients {
+            secrets: Arc::new(
+                SecretClient::new(
+                    vault_url,
+                    Arc::clone(&credential),
+                    Some(SecretClientOptions { client_options: options.clone(), ..Default::default() }),
+                )
+                .map_err(sdk)?,
+            ),
+            keys: Arc::new(
+                KeyClient::new(
+                    vault_url,
+                    Arc::clone(&credential),
+                    Some(KeyClientOptions { client_options: options.clone(), ..Default::default() }),
+                )
+                .map_err(sdk)?,
+            ),
+            certificates: Arc::new(
+                CertificateClient::new(
+                    vault_url,
+                    credential,
+                    Some(CertificateClientOptions { client_options: options.clone(), ..Default::default() }),
+                )
+                .map_err(sdk)?,
+            ),
+        };
+        vaults.insert(vault_url.to_owned(), clients.clone());
+        Ok(clients)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<IdentityEntry, Error> {
+    let invalid =
+        |e: azure_core::Error| Error::invalid_config(format!("cannot create the Azure credential: {e}"));
+    let (credential, assertion): (Arc<dyn TokenCredential>, _) = match spec {
+        CredentialSpec::Workload { tenant, client_id, token } => {
+            let assertion = ServiceAccountAssertion::default();
+            assertion.update(token);
+            let credential = ClientAssertionCredential::new(
+                (*tenant).to_owned(),
+                (*client_id).to_owned(),
+                assertion.clone(),
+                Some(ClientAssertionCredentialOptions { client_options: options.clone() }),
+            )
+            .map_err(invalid)?;
+            (credential, Some(assertion))
+        }
+        CredentialSpec::ServicePrincipal { tenant, client_id, secret } => {
+            let credential = ClientSecretCredential::new(
+                tenant,
+                (*client_id).to_owned(),
+                Secret::from((*secret).to_owned()),
+                Some(ClientSecretCredentialOptions { client_options: options.clone() }),
+            )
+            .map_err(invalid)?;
+            (credential, None)
+        }
+        CredentialSpec::VmManaged { user_assigned_id } => {
+            let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: user_assigned_id.map(|id| UserAssignedId::ClientId(id.to_owned())),
+                client_options: options.clone(),
+            }))
+            .map_err(invalid)?;
+            (credential, None)
+        }
+    };
+    Ok(IdentityEntry { credential, assertion, vaults: Mutex::new(HashMap::new()) })
+}

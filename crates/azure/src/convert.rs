@@ -199,9 +199,11 @@ mod tests {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
+    /// Certificates as DER, leaf first, and the leaf's key.
+    type Chain = (Vec<Vec<u8>>, KeyPair);
 
     /// root → intermediate → leaf, as DER, and the leaf's key.
-    fn chain() -> Result<(Vec<Vec<u8>>, KeyPair), Box<dyn std::error::Error>> {
+    fn chain() -> Result<Chain, Box<dyn std::error::Error>> {
         let root_key = KeyPair::generate()?;
         let mut root_params = CertificateParams::new(Vec::<String>::new())?;
         root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod azure;
 pub mod backend;
 pub mod client;
 pub mod conformance;

@@ -1,0 +1,435 @@
+//! The Azure backend end to end: the real binary's `azure.sock`, driven by a driver-shaped
+//! client, against the project's Key Vault + Azure AD test server over TLS.
+#![cfg(feature = "azure")]
+
+use std::time::Duration;
+
+use base64::Engine;
+use csi_secrets_provider_server::proto::MountResponse;
+use csi_secrets_provider_tests::azure::{CertificateSecret, FakeAzure, TestChain, service_account_token};
+use csi_secrets_provider_tests::{DriverClient, ProviderProcess, pod_attributes, wait_for_socket};
+use tonic::Code;
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+const TENANT: &str = "72f988bf-0000-0000-0000-000000000001";
+const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+const VAULT: &str = "kv-prod-app";
+
+struct World {
+    azure: FakeAzure,
+    provider: ProviderProcess,
+}
+
+async fn world(extra: &[&str]) -> Result<World, Box<dyn std::error::Error + Send + Sync>> {
+    let azure = FakeAzure::start().await?;
+    azure.add_vault(VAULT, TENANT);
+    azure.federate(TENANT, CLIENT, "default", "workload-sa");
+    let mut args: Vec<String> =
+        vec!["--backend".into(), "azure".into(), "--azure-cloud-name".into(), "AzureStackCloud".into()];
+    args.extend(azure.resolve_args(&[VAULT, "kv-other"]));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ca = azure.ca_file().display().to_string();
+    let environment = azure.environment_file().display().to_string();
+    let provider = ProviderProcess::serve_with_env(
+        BINARY,
+        &args,
+        &[("SSL_CERT_FILE", ca.as_str()), ("AZURE_ENVIRONMENT_FILEPATH", environment.as_str())],
+        &[
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "IDENTITY_ENDPOINT",
+            "MSI_ENDPOINT",
+        ],
+    )?;
+    wait_for_socket(&provider.socket("azure"), Duration::from_secs(30)).await?;
+    Ok(World { azure, provider })
+}
+
+/// The seed blog's parameters with these objects (`array:` of YAML strings).
+fn seed_parameters(objects: &[&str]) -> String {
+    let mut text = String::from("array:\n");
+    for object in objects {
+        text.push_str("  - |\n");
+        for line in object.lines() {
+            text.push_str(&format!("    {line}\n"));
+        }
+    }
+    text
+}
+
+impl World {
+    /// Mounts as pod default/app with `service_account`, the driver's workload identity token
+    /// attached, with the seed SPC's identity parameters plus `extra`.
+    async fn mount_as(
+        &self,
+        service_account: &str,
+        objects: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
+        let tokens = serde_json::json!({
+            "api://AzureADTokenExchange": { "token": service_account_token("default", service_account), "expirationTimestamp": "2099-01-01T00:00:00Z" }
+        })
+        .to_string();
+        let objects = seed_parameters(objects);
+        let mut parameters = vec![
+            ("usePodIdentity", "false"),
+            ("clientID", CLIENT),
+            ("keyvaultName", VAULT),
+            ("cloudName", ""),
+            ("objects", objects.as_str()),
+            ("tenantId", TENANT),
+            ("csi.storage.k8s.io/pod.namespace", "default"),
+            ("csi.storage.k8s.io/serviceAccount.name", service_account),
+            ("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()),
+        ];
+        parameters.extend_from_slice(extra);
+        DriverClient::new(&self.provider.socket("azure"))
+            .mount_raw(pod_attributes(&parameters).to_string(), "null".to_owned(), "420".to_owned())
+            .await
+    }
+
+    async fn mount(&self, objects: &[&str]) -> Result<MountResponse, tonic::Status> {
+        self.mount_as("workload-sa", objects, &[]).await
+    }
+}
+
+fn file<'a>(response: &'a MountResponse, path: &str) -> Result<&'a [u8], String> {
+    response
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| f.contents.as_slice())
+        .ok_or_else(|| format!("no file {path} in {:?}", response.files))
+}
+
+fn versions(response: &MountResponse) -> Vec<(String, String)> {
+    response.object_version.iter().map(|v| (v.id.clone(), v.version.clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_blog_spc_end_to_end() -> TestResult {
+    let world = world(&[]).await?;
+    let version = world.azure.set_secret(VAULT, "sql-password", "Sup3r-S3cret!");
+    let response = world
+        .mount(&[
+            "objectName: sql-password\nobjectType: secret\nobjectVersion: \"\"\nobjectAlias: SQL_PASSWORD",
+        ])
+        .await?;
+    assert_eq!(file(&response, "SQL_PASSWORD")?, b"Sup3r-S3cret!");
+    assert_eq!(response.files[0].mode, 0o644);
+    assert_eq!(versions(&response), [("secret/sql-password".to_owned(), version)]);
+    let requests = world.azure.token_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].grant, "assertion");
+    assert_eq!(requests[0].scope, "https://vault.test/.default", "scope from the Key Vault challenge");
+    assert!(!world.provider.log_text().contains("Sup3r-S3cret!"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_pin_rotation_and_history() -> TestResult {
+    let world = world(&[]).await?;
+    let v1 = world.azure.set_secret(VAULT, "db", "one");
+    let v2 = world.azure.set_secret(VAULT, "db", "two");
+    let pinned = world.mount(&[&format!("objectName: db\nobjectType: secret\nobjectVersion: {v1}")]).await?;
+    assert_eq!(file(&pinned, "db")?, b"one");
+    assert_eq!(versions(&pinned), [("secret/db".to_owned(), v1.clone())]);
+
+    let latest = world.mount(&["objectName: db\nobjectType: secret"]).await?;
+    assert_eq!(file(&latest, "db")?, b"two");
+    // Rotation: a new version shows as new content and a new version.
+    let v3 = world.azure.set_secret(VAULT, "db", "three");
+    let rotated = world.mount(&["objectName: db\nobjectType: secret"]).await?;
+    assert_eq!(file(&rotated, "db")?, b"three");
+    assert_eq!(versions(&rotated), [("secret/db".to_owned(), v3.clone())]);
+
+    // History: enabled versions only, newest first, N files.
+    world.azure.disable_secret_version(VAULT, "db", &v2);
+    let history = world
+        .mount(&["objectName: db\nobjectType: secret\nobjectAlias: hist\nobjectVersionHistory: 5"])
+        .await?;
+    assert_eq!(file(&history, "hist/0")?, b"three");
+    assert_eq!(file(&history, "hist/1")?, b"one");
+    assert_eq!(history.files.len(), 2, "the disabled version is skipped: {:?}", history.files);
+    assert_eq!(versions(&history), [("secret/db/0".to_owned(), v3), ("secret/db/1".to_owned(), v1)]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_as_cert_pem_and_pfx() -> TestResult {
+    let world = world(&["--write-cert-and-key-in-separate-files"]).await?;
+    let chain = TestChain::new()?;
+    // Stored root first: the provider must order leaf → intermediate → root.
+    let pfx = chain.pfx([2, 0, 1])?;
+    world.azure.import_certificate(VAULT, "tls", &chain.leaf, CertificateSecret::Pfx(pfx.clone()));
+    let stored_pem = chain.pem([0, 2, 1]);
+    world.azure.import_certificate(VAULT, "tls-pem", &chain.leaf, CertificateSecret::Pem(stored_pem.clone()));
+    let response = world
+        .mount(&[
+            "objectName: tls\nobjectType: cert\nobjectAlias: leaf.pem",
+            "objectName: tls\nobjectType: secret\nobjectAlias: bundle.pem\nfilePermission: \"0600\"",
+            "objectName: tls\nobjectType: secret\nobjectFormat: pfx\nobjectAlias: bundle.pfx.b64",
+            "objectName: tls\nobjectType: secret\nobjectFormat: PFX\nobjectEncoding: base64\nobjectAlias: bundle.pfx",
+            "objectName: tls-pem\nobjectType: secret\nobjectAlias: stored.pem",
+        ])
+        .await?;
+    let leaf = pem::parse(file(&response, "leaf.pem")?)?;
+    assert_eq!((leaf.tag(), leaf.contents()), ("CERTIFICATE", chain.leaf.as_slice()));
+
+    let bundle = pem::parse_many(file(&response, "bundle.pem")?)?;
+    let blocks: Vec<(&str, &[u8])> = bundle.iter().map(|b| (b.tag(), b.contents())).collect();
+    assert_eq!(
+        blocks,
+        [
+            ("PRIVATE KEY", chain.leaf_key.as_slice()),
+            ("CERTIFICATE", chain.leaf.as_slice()),
+            ("CERTIFICATE", chain.intermediate.as_slice()),
+            ("CERTIFICATE", chain.root.as_slice()),
+        ],
+        "PKCS#8 key first, then the chain leaf to root"
+    );
+    assert_eq!(response.files.iter().find(|f| f.path == "bundle.pem").map(|f| f.mode), Some(0o600));
+    assert_eq!(pem::parse_many(file(&response, "bundle.pem.crt")?)?.len(), 3);
+    assert_eq!(pem::parse(file(&response, "bundle.pem.key")?)?.contents(), chain.leaf_key.as_slice());
+
+    let base64_text = base64::engine::general_purpose::STANDARD.encode(&pfx);
+    assert_eq!(
+        file(&response, "bundle.pfx.b64")?,
+        base64_text.as_bytes(),
+        "objectFormat pfx: the stored base64 text"
+    );
+    assert_eq!(file(&response, "bundle.pfx")?, pfx.as_slice(), "with objectEncoding base64: the PFX bytes");
+    assert_eq!(
+        file(&response, "stored.pem")?,
+        stored_pem.as_bytes(),
+        "PEM-stored certificates are written as stored"
+    );
+    assert!(
+        response
+            .object_version
+            .iter()
+            .all(|v| v.id == "cert/tls" || v.id == "secret/tls" || v.id == "secret/tls-pem")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsa_and_ec_keys_as_pem_that_parse_back() -> TestResult {
+    use rcgen::PublicKeyData;
+    use x509_parser::prelude::FromDer;
+    use x509_parser::public_key::PublicKey;
+    let world = world(&[]).await?;
+    let b64url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+    let rsa_der = rsa.subject_public_key_info();
+    let (_, rsa_spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&rsa_der)?;
+    let PublicKey::RSA(rsa_key) = rsa_spki.parsed()? else { return Err("not RSA".into()) };
+    let modulus = rsa_key.modulus.strip_prefix(&[0]).unwrap_or(rsa_key.modulus);
+    world.azure.set_key(
+        VAULT,
+        "rsa",
+        serde_json::json!({ "kty": "RSA-HSM", "n": b64url(modulus), "e": b64url(rsa_key.exponent) }),
+    );
+    let mut ec_keys = Vec::new();
+    for (name, alg, crv) in [
+        ("ec256", &rcgen::PKCS_ECDSA_P256_SHA256, "P-256"),
+        ("ec384", &rcgen::PKCS_ECDSA_P384_SHA384, "P-384"),
+    ] {
+        let key = rcgen::KeyPair::generate_for(alg)?;
+        let point = key.public_key_raw().to_vec();
+        let half = (point.len() - 1) / 2;
+        world.azure.set_key(VAULT, name, serde_json::json!({ "kty": "EC", "crv": crv, "x": b64url(&point[1..=half]), "y": b64url(&point[1 + half..]) }));
+        ec_keys.push((name, key.subject_public_key_info()));
+    }
+    let response = world
+        .mount(&[
+            "objectName: rsa\nobjectType: key",
+            "objectName: ec256\nobjectType: key",
+            "objectName: ec384\nobjectType: key",
+        ])
+        .await?;
+    let rsa_pem = pem::parse(file(&response, "rsa")?)?;
+    assert_eq!(rsa_pem.tag(), "PUBLIC KEY");
+    assert_eq!(rsa_pem.contents(), rsa.subject_public_key_info().as_slice(), "the same RSA key, PKIX");
+    for (name, der) in ec_keys {
+        let parsed = pem::parse(file(&response, name)?)?;
+        assert_eq!((parsed.tag(), parsed.contents()), ("PUBLIC KEY", der.as_slice()), "{name}");
+    }
+    assert!(versions(&response).iter().any(|(id, _)| id == "key/rsa"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hex_and_base64_encodings() -> TestResult {
+    let world = world(&[]).await?;
+    world.azure.set_secret(VAULT, "hexed", "00ff41");
+    world.azure.set_secret(VAULT, "b64", "AP9B");
+    let response = world
+        .mount(&[
+            "objectName: hexed\nobjectType: secret\nobjectEncoding: hex",
+            "objectName: b64\nobjectType: secret\nobjectEncoding: Base64",
+        ])
+        .await?;
+    assert_eq!(file(&response, "hexed")?, [0, 0xff, b'A']);
+    assert_eq!(file(&response, "b64")?, [0, 0xff, b'A']);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_and_lookup_errors() -> TestResult {
+    let world = world(&[]).await?;
+    world.azure.set_secret(VAULT, "present", "x");
+    let status = world
+        .mount_as("wrong-sa", &["objectName: present\nobjectType: secret"], &[])
+        .await
+        .err()
+        .ok_or("wrong SA")?;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("AADSTS70021"), "{}", status.message());
+    assert!(
+        status.message().contains("system:serviceaccount:default:wrong-sa"),
+        "AAD's words verbatim: {}",
+        status.message()
+    );
+    assert!(status.message().contains("hint: "), "{}", status.message());
+
+    let status = world
+        .mount(&["objectName: present\nobjectType: secret", "objectName: no-such-secret\nobjectType: secret"])
+        .await
+        .err()
+        .ok_or("unknown object")?;
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().contains("object \"no-such-secret\""), "{}", status.message());
+    assert!(status.message().contains("SecretNotFound"), "{}", status.message());
+
+    let status = world
+        .mount_as("workload-sa", &["objectName: present\nobjectType: secret"], &[("usePodIdentity", "true")])
+        .await
+        .err()
+        .ok_or("pod identity")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("workload identity"), "{}", status.message());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_twice_then_success() -> TestResult {
+    let world = world(&[]).await?;
+    world.azure.set_secret(VAULT, "busy", "eventually");
+    world.azure.throttle("/secrets/busy", 2, 1);
+    let response = world.mount(&["objectName: busy\nobjectType: secret"]).await?;
+    assert_eq!(file(&response, "busy")?, b"eventually");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_principal_from_the_node_publish_secret() -> TestResult {
+    let world = world(&[]).await?;
+    world.azure.add_client_secret(TENANT, "sp-client", "sp-secret-value");
+    world.azure.set_secret(VAULT, "db", "via-sp");
+    let objects = seed_parameters(&["objectName: db\nobjectType: secret"]);
+    let attributes = pod_attributes(&[
+        ("keyvaultName", VAULT),
+        ("tenantID", TENANT),
+        ("objects", objects.as_str()),
+        ("csi.storage.k8s.io/pod.namespace", "default"),
+    ])
+    .to_string();
+    let mut client = DriverClient::new(&world.provider.socket("azure"));
+    let secrets = r#"{"ClientID":"sp-client","ClientSecret":"sp-secret-value"}"#.to_owned();
+    let response = client.mount_raw(attributes.clone(), secrets, "420".to_owned()).await?;
+    assert_eq!(file(&response, "db")?, b"via-sp");
+    assert_eq!(world.azure.token_requests().last().map(|r| r.grant.clone()).as_deref(), Some("secret"));
+
+    let wrong = r#"{"clientid":"sp-client","clientsecret":"nope"}"#.to_owned();
+    let status =
+        client.mount_raw(attributes.clone(), wrong, "420".to_owned()).await.err().ok_or("wrong secret")?;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("AADSTS7000215"), "{}", status.message());
+    assert!(!status.message().contains("nope"), "the secret is not echoed");
+
+    let status =
+        client.mount_raw(attributes, "null".to_owned(), "420".to_owned()).await.err().ok_or("no secret")?;
+    assert!(status.message().contains("nodePublishSecretRef secret is not set"), "{}", status.message());
+    assert!(!world.provider.log_text().contains("sp-secret-value"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_token_per_identity() -> TestResult {
+    let world = world(&[]).await?;
+    world.azure.federate(TENANT, CLIENT, "default", "other-sa");
+    for name in ["a", "b", "c"] {
+        world.azure.set_secret(VAULT, name, name);
+    }
+    let objects = [
+        "objectName: a\nobjectType: secret",
+        "objectName: b\nobjectType: secret",
+        "objectName: c\nobjectType: secret",
+    ];
+    for _ in 0..5 {
+        world.mount(&objects).await?;
+    }
+    let granted =
+        |sa_count: usize| world.azure.token_requests().iter().filter(|r| r.granted).count() == sa_count;
+    assert!(granted(1), "five mounts of three objects, one token: {:?}", world.azure.token_requests());
+    world.mount_as("other-sa", &objects, &[]).await?;
+    assert!(granted(2), "a second identity gets its own token: {:?}", world.azure.token_requests());
+    Ok(())
+}
+
+struct AzureFixture {
+    world: World,
+    counter: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl csi_secrets_provider_tests::conformance::Fixture for AzureFixture {
+    fn unique(&self, base: &str) -> String {
+        format!("{base}-{}", self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<(), csi_secrets_provider_tests::conformance::BoxError> {
+        self.world.azure.set_secret(VAULT, name, value);
+        Ok(())
+    }
+
+    fn parameters(
+        &self,
+        objects: &[csi_secrets_provider_tests::conformance::ObjectRef],
+    ) -> Vec<(String, String)> {
+        let objects: Vec<String> = objects
+            .iter()
+            .map(|o| {
+                let permission = o
+                    .file_permission
+                    .as_ref()
+                    .map(|p| format!("\nfilePermission: \"{p}\""))
+                    .unwrap_or_default();
+                format!("objectName: {}\nobjectType: secret\nobjectAlias: {}{permission}", o.name, o.file)
+            })
+            .collect();
+        vec![("objects".to_owned(), objects.join("\n---\n"))]
+    }
+
+    async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+        let objects: Vec<&str> = parameters[0].1.split("\n---\n").collect();
+        self.world.mount(&objects).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_azure_backend_conforms() -> TestResult {
+    let fixture = AzureFixture { world: world(&[]).await?, counter: std::sync::atomic::AtomicUsize::new(0) };
+    csi_secrets_provider_tests::conformance::run(&fixture).await?;
+    assert_eq!(fixture.world.azure.token_requests().len(), 1, "every conformance mount shared one token");
+    Ok(())
+}

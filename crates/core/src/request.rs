@@ -204,9 +204,15 @@ impl NodePublishSecrets {
     /// Decodes the `secrets` field: `"null"` or empty means none. On Kubernetes >= 1.35 the
     /// service account tokens may arrive here too; they are taken from the attributes instead.
     pub fn parse(json: &str) -> Result<Self> {
+        Self::parse_with_tokens(json).map(|(secrets, _)| secrets)
+    }
+
+    /// Like [`Self::parse`], also returning the service account tokens attribute when the
+    /// secrets carry it (Kubernetes >= 1.35 with `serviceAccountTokenInSecrets`).
+    pub fn parse_with_tokens(json: &str) -> Result<(Self, Option<String>)> {
         let trimmed = json.trim();
         if trimmed.is_empty() || trimmed == "null" {
-            return Ok(Self::default());
+            return Ok((Self::default(), None));
         }
         let raw: Option<BTreeMap<String, String>> = serde_json::from_str(trimmed).map_err(|e| {
             // serde's message may quote a value: report only the position.
@@ -217,13 +223,9 @@ impl NodePublishSecrets {
             ))
             .with_field("secrets")
         })?;
-        Ok(Self(
-            raw.unwrap_or_default()
-                .into_iter()
-                .filter(|(key, _)| key != attr::SERVICE_ACCOUNT_TOKENS)
-                .map(|(key, value)| (key, SecretString::from(value)))
-                .collect(),
-        ))
+        let mut raw = raw.unwrap_or_default();
+        let tokens = raw.remove(attr::SERVICE_ACCOUNT_TOKENS);
+        Ok((Self(raw.into_iter().map(|(key, value)| (key, SecretString::from(value))).collect()), tokens))
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
@@ -290,7 +292,10 @@ impl MountRequest {
                 ))
                 .with_field("attributes")
             })?;
-        let tokens = match attributes.remove(attr::SERVICE_ACCOUNT_TOKENS) {
+        let (secrets, tokens_in_secrets) = NodePublishSecrets::parse_with_tokens(secrets_json)?;
+        // The driver copies tokens from the secrets into the attributes; take them from the
+        // secrets only when that copy is missing.
+        let tokens = match attributes.remove(attr::SERVICE_ACCOUNT_TOKENS).or(tokens_in_secrets) {
             Some(json) => ServiceAccountTokens::parse(&json)?,
             None => ServiceAccountTokens::default(),
         };
@@ -299,7 +304,7 @@ impl MountRequest {
             pod: PodInfo::from_parameters(&parameters),
             spc_name: parameters.get_trimmed(attr::SPC_NAME).map(str::to_owned),
             tokens,
-            secrets: NodePublishSecrets::parse(secrets_json)?,
+            secrets,
             default_mode: FileMode::from_driver_permission(permission)?,
             target_path: target_path.to_owned(),
             current_versions,
@@ -384,6 +389,19 @@ mod tests {
         assert!(!debug.contains("azure-jwt"), "{debug}");
         assert!(!debug.contains("s3cr3t-value"), "{debug}");
         assert!(debug.contains("clientsecret"));
+        Ok(())
+    }
+
+    #[test]
+    fn tokens_carried_only_in_the_secrets_are_used() -> Result<()> {
+        let attributes = serde_json::json!({ "csi.storage.k8s.io/pod.namespace": "shop" }).to_string();
+        let secrets = serde_json::json!({ attr::SERVICE_ACCOUNT_TOKENS: TOKENS }).to_string();
+        let request = MountRequest::from_driver(&attributes, &secrets, "/t", "420", vec![])?;
+        assert_eq!(
+            request.tokens.get("api://AzureADTokenExchange").map(ServiceAccountToken::expose),
+            Some("azure-jwt")
+        );
+        assert!(request.secrets.is_empty(), "the token attribute is not a node-publish secret");
         Ok(())
     }
 

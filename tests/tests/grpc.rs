@@ -301,6 +301,13 @@ async fn http_health_endpoints() -> TestResult {
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     let healthy = http_get(addr, "/healthz").await?;
     assert!(healthy.starts_with("HTTP/1.1 200") && healthy.ends_with("ok\n"), "{healthy}");
+    provider.client("test").mount(&[("objects", "- objectName: counted")]).await?;
+    let metrics = http_get(addr, "/metrics").await?;
+    assert!(
+        metrics.contains(r#"csi_secrets_provider_mounts_total{backend="test",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("counted"), "object names never become labels");
     // A socket that vanished from the host directory fails the probe, so kubelet restarts us.
     std::fs::remove_file(provider.socket("test"))?;
     let broken = http_get(addr, "/healthz").await?;

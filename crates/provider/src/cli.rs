@@ -119,7 +119,7 @@ pub struct ServeArgs {
     /// Backend to serve; repeat for several. Default: every backend compiled in.
     #[arg(long = "backend", value_name = "NAME")]
     pub backends: Vec<String>,
-    /// Address for HTTP /healthz and /readyz (for example 0.0.0.0:8989); off unless set.
+    /// Address for HTTP /healthz, /readyz and /metrics (for example 0.0.0.0:8989); off unless set.
     #[arg(long, env = "CSI_PROVIDER_HEALTH_ADDR")]
     pub health_addr: Option<SocketAddr>,
     /// How long in-flight mounts may finish after SIGTERM/SIGINT.

@@ -1,4 +1,4 @@
-//! HTTP `/healthz` and `/readyz` for kubelet probes. Both ask each socket for `Version`, as the
+//! HTTP `/healthz` and `/readyz` for kubelet probes, and `/metrics` for Prometheus. Both ask each socket for `Version`, as the
 //! driver's own health check does, so a socket that vanished from the host directory (or a
 //! wedged server) fails the probe and kubelet restarts us, which recreates the socket.
 
@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::metrics::Metrics;
 use crate::proto::VersionRequest;
 use crate::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use crate::uds;
@@ -22,11 +23,12 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HealthState {
     sockets: Arc<Vec<PathBuf>>,
     draining: Arc<AtomicBool>,
+    metrics: Metrics,
 }
 
 impl HealthState {
-    pub fn new(sockets: Vec<PathBuf>) -> Self {
-        Self { sockets: Arc::new(sockets), draining: Arc::new(AtomicBool::new(false)) }
+    pub fn new(sockets: Vec<PathBuf>, metrics: Metrics) -> Self {
+        Self { sockets: Arc::new(sockets), draining: Arc::new(AtomicBool::new(false)), metrics }
     }
 
     /// From now on `/readyz` fails: we are shutting down.
@@ -50,7 +52,11 @@ impl HealthState {
 }
 
 pub fn router(state: HealthState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 async fn healthz(State(state): State<HealthState>) -> (StatusCode, String) {
@@ -62,6 +68,13 @@ async fn readyz(State(state): State<HealthState>) -> (StatusCode, String) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned());
     }
     answer(state.probe().await)
+}
+
+async fn metrics(State(state): State<HealthState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
 }
 
 fn answer(problems: Vec<String>) -> (StatusCode, String) {

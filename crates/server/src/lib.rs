@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod health;
+pub mod metrics;
 pub mod runtime;
 pub mod service;
 pub mod status;
@@ -37,6 +38,7 @@ pub mod proto {
     }
 }
 
+pub use metrics::Metrics;
 pub use runtime::{ServeError, ServeOptions, serve, termination_signal};
 pub use service::{ProviderService, ServiceConfig};
 

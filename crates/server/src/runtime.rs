@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::health::{self, HealthState};
+use crate::metrics::Metrics;
 use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 use crate::service::{ProviderService, ServiceConfig};
 use crate::uds;
@@ -25,7 +26,7 @@ pub const DEFAULT_PROVIDER_VOLUME: &str = "/var/run/secrets-store-csi-providers"
 pub struct ServeOptions {
     /// Directory of the sockets: `<provider_volume>/<backend>.sock`.
     pub provider_volume: PathBuf,
-    /// Where to answer `/healthz` and `/readyz`; off when `None`.
+    /// Where to answer `/healthz`, `/readyz` and `/metrics`; off when `None`.
     pub health_addr: Option<SocketAddr>,
     /// How long in-flight calls may run after a stop signal.
     pub grace_period: Duration,
@@ -83,12 +84,13 @@ pub async fn serve(
         }
     }
     let sockets: Vec<PathBuf> = bound.iter().map(|(_, path, _)| path.clone()).collect();
-    let health_state = HealthState::new(sockets.clone());
+    let metrics = Metrics::new();
+    let health_state = HealthState::new(sockets.clone(), metrics.clone());
 
     let mut servers = JoinSet::new();
     let mut services = Vec::new();
     for (backend, path, listener) in bound {
-        let service = ProviderService::new(backend, options.service.clone());
+        let service = ProviderService::with_metrics(backend, options.service.clone(), metrics.clone());
         services.push(service.clone());
         let (reporter, health_service) = tonic_health::server::health_reporter();
         reporter.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
@@ -123,7 +125,7 @@ pub async fn serve(
             Some(tokio::spawn(
                 async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await },
             ));
-        tracing::info!(%addr, "health endpoints /healthz and /readyz listening");
+        tracing::info!(%addr, "health and metrics endpoints /healthz, /readyz and /metrics listening");
     }
     let names: Vec<&str> = services.iter().map(ProviderService::backend_name).collect();
     tracing::info!(

@@ -13,6 +13,7 @@ use futures::FutureExt;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::metrics::Metrics;
 use crate::proto;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::status::to_status;
@@ -38,11 +39,17 @@ pub struct ProviderService {
     backend: Arc<dyn SecretBackend>,
     config: ServiceConfig,
     in_flight: Arc<AtomicUsize>,
+    metrics: Metrics,
 }
 
 impl ProviderService {
     pub fn new(backend: Arc<dyn SecretBackend>, config: ServiceConfig) -> Self {
-        Self { backend, config, in_flight: Arc::new(AtomicUsize::new(0)) }
+        Self::with_metrics(backend, config, Metrics::new())
+    }
+
+    /// A service recording into shared `metrics`.
+    pub fn with_metrics(backend: Arc<dyn SecretBackend>, config: ServiceConfig, metrics: Metrics) -> Self {
+        Self { backend, config, in_flight: Arc::new(AtomicUsize::new(0)), metrics }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -71,6 +78,7 @@ impl ProviderService {
     ) -> Result<proto::MountResponse, Error> {
         let started = Instant::now();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.mount_started(self.backend.name());
         let _guard = InFlightGuard(&self.in_flight);
         let decoded = decode(request);
         let outcome = match &decoded {
@@ -78,6 +86,8 @@ impl ProviderService {
             Err(error) => Err(error.clone()),
         };
         log_mount(self.backend.name(), decoded.as_ref().ok(), &outcome, started.elapsed());
+        let counted = outcome.as_ref().map(|(response, _)| response.files.len()).map_err(Error::kind);
+        self.metrics.mount_finished(self.backend.name(), counted, started.elapsed());
         outcome.map(|(response, _)| response)
     }
 

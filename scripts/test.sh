@@ -21,6 +21,9 @@ for features in "--no-default-features" "--no-default-features --features aws" "
   cargo clippy -p csi-secrets-provider $features --all-targets --locked -- -D warnings
 done
 
+step "Helm chart: lint, render per flavour, validate against Kubernetes schemas"
+scripts/test-chart.sh
+
 # moto: the AWS emulator the AWS backend's tests talk to (through a per-test proxy).
 MOTO_VERSION="5.1.22"
 step "moto server $MOTO_VERSION (AWS emulator)"

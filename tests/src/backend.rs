@@ -130,15 +130,11 @@ impl SecretBackend for TestBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        match plan(parameters, FileMode::DEFAULT) {
-            Ok(planned) => Validation { plan: planned.plan, problems: Vec::new() },
-            Err(problems) => Validation::failed(problems),
-        }
+        plan(parameters, FileMode::DEFAULT).map(|planned| planned.plan).into()
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let planned = plan(&request.parameters, request.default_mode)
-            .map_err(|p| Error::combine(p).unwrap_or_else(|| Error::internal("no problem")))?;
+        let planned = plan(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
         if let Some(delay) = request.parameters.get("delayMs").and_then(|d| d.parse().ok()) {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }

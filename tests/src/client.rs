@@ -61,3 +61,16 @@ pub fn pod_attributes(parameters: &[(&str, &str)]) -> serde_json::Value {
     attributes.extend(parameters.iter().copied());
     serde_json::json!(attributes)
 }
+
+/// The contents of the file at `path` in a mount response, or a message listing what came.
+pub fn file_contents<'a>(
+    response: &'a csi_secrets_provider_server::proto::MountResponse,
+    path: &str,
+) -> Result<&'a [u8], String> {
+    response
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| f.contents.as_slice())
+        .ok_or_else(|| format!("no file {path} in {:?}", response.files))
+}

@@ -62,12 +62,7 @@ pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
 }
 
 fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {
-    response
-        .files
-        .iter()
-        .find(|f| f.path == file)
-        .map(|f| f.contents.as_slice())
-        .ok_or_else(|| format!("no file {file} in {:?}", response.files).into())
+    crate::client::file_contents(response, file).map_err(Into::into)
 }
 
 fn mode(response: &MountResponse, file: &str) -> Option<i32> {

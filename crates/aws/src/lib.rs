@@ -199,10 +199,6 @@ fn token_for(request: &MountRequest, audience: &str, mode: &str) -> Result<Strin
     }
 }
 
-fn combine(problems: Vec<Error>) -> Error {
-    Error::combine(problems).unwrap_or_else(|| Error::internal("validation failed without a problem"))
-}
-
 #[async_trait]
 impl SecretBackend for AwsBackend {
     fn name(&self) -> &'static str {
@@ -210,19 +206,16 @@ impl SecretBackend for AwsBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        match params::parse(parameters, FileMode::DEFAULT) {
-            Ok(spec) => Validation { plan: spec.plan, problems: Vec::new() },
-            Err(problems) => Validation::failed(problems),
-        }
+        params::parse(parameters, FileMode::DEFAULT).map(|spec| spec.plan).into()
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let spec = params::parse(&request.parameters, request.default_mode).map_err(combine)?;
+        let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
         let primary = self.primary_region(&spec, request).await?;
         if spec.region.is_none() {
             let problems = spec.check_regions(&primary);
             if !problems.is_empty() {
-                return Err(combine(problems));
+                return Err(Error::from_problems(problems));
             }
         }
         let credentials = self.credentials(&spec, request, &primary).await?;

@@ -2,7 +2,7 @@
 //! Rules and error words follow aws/secrets-store-csi-driver-provider-aws v3 (see
 //! docs/aws.md); where upstream stops at the first error we report every one.
 
-use csi_secrets_provider_core::yaml::{non_empty, scalar};
+use csi_secrets_provider_core::yaml::{non_empty, read_fields, scalar};
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_bool, translate_slashes};
 use serde_norway::Value;
 
@@ -269,20 +269,11 @@ fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result
                 .with_object(fallback_name),
         ]);
     }
-    let mut problems = Vec::new();
-    let mut read = |key: &str| match non_empty(item, key) {
-        Ok(value) => value,
-        Err(e) => {
-            problems.push(e);
-            None
-        }
-    };
-    let name = read("objectName");
-    let object_type = read("objectType");
-    let alias = read("objectAlias");
-    let version = read("objectVersion");
-    let version_label = read("objectVersionLabel");
-    let file_permission = read("filePermission");
+    let ([name, object_type, alias, version, version_label, file_permission], problems) = read_fields(
+        item,
+        ["objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission"],
+        non_empty,
+    );
     let object_id = name.clone().unwrap_or(fallback_name);
     let mut problems: Vec<Error> = problems.into_iter().map(|e| e.or_object(&object_id)).collect();
     let Some(name) = name else {

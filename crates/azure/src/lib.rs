@@ -180,10 +180,6 @@ fn http_client(options: &AzureOptions) -> std::result::Result<reqwest::Client, S
     builder.build().map_err(|e| format!("cannot create the HTTPS client: {e}"))
 }
 
-fn combine(problems: Vec<Error>) -> Error {
-    Error::combine(problems).unwrap_or_else(|| Error::internal("validation failed without a problem"))
-}
-
 #[async_trait]
 impl SecretBackend for AzureBackend {
     fn name(&self) -> &'static str {
@@ -191,14 +187,11 @@ impl SecretBackend for AzureBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        match params::parse(parameters, FileMode::DEFAULT) {
-            Ok(spec) => Validation { plan: spec.plan, problems: Vec::new() },
-            Err(problems) => Validation::failed(problems),
-        }
+        params::parse(parameters, FileMode::DEFAULT).map(|spec| spec.plan).into()
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let spec = params::parse(&request.parameters, request.default_mode).map_err(combine)?;
+        let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
         request.pod.require_name()?;
         let cloud = spec.cloud.unwrap_or(self.options.default_cloud);
         let environment_file =

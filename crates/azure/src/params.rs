@@ -2,7 +2,7 @@
 //! Azure call. Rules and error words follow Azure/secrets-store-csi-driver-provider-azure v1.x
 //! (see docs/azure.md); where upstream stops at the first error we report every one.
 
-use csi_secrets_provider_core::yaml::trimmed;
+use csi_secrets_provider_core::yaml::{read_fields, trimmed};
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_bool};
 use serde_norway::Value;
 
@@ -307,22 +307,20 @@ fn parse_objects(
 }
 
 fn parse_object(index: usize, entry: &Value, default_mode: FileMode) -> Result<ObjectSpec, Vec<Error>> {
-    let mut problems = Vec::new();
-    let mut read = |key: &str| match trimmed(entry, key) {
-        Ok(value) => value,
-        Err(e) => {
-            problems.push(e);
-            None
-        }
-    };
-    let name = read("objectName");
-    let object_type = read("objectType");
-    let alias = read("objectAlias");
-    let version = read("objectVersion");
-    let history = read("objectVersionHistory");
-    let format = read("objectFormat");
-    let encoding = read("objectEncoding");
-    let permission = read("filePermission");
+    let ([name, object_type, alias, version, history, format, encoding, permission], problems) = read_fields(
+        entry,
+        [
+            "objectName",
+            "objectType",
+            "objectAlias",
+            "objectVersion",
+            "objectVersionHistory",
+            "objectFormat",
+            "objectEncoding",
+            "filePermission",
+        ],
+        trimmed,
+    );
     // Upstream wraps every object error this way; keep the prefix users search for.
     let prefix = format!(
         "failed to get objectType:{}, objectName:{}, objectVersion:{}",

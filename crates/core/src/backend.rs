@@ -39,10 +39,21 @@ impl Validation {
     }
 
     /// The plan, or every problem folded into one error.
+    ///
+    /// Backends parse once and turn the outcome into a [`Validation`] with `From`.
     pub fn into_result(self) -> Result<FilePlan> {
         match Error::combine(self.problems) {
             Some(error) => Err(error),
             None => Ok(self.plan),
+        }
+    }
+}
+
+impl From<std::result::Result<FilePlan, Vec<Error>>> for Validation {
+    fn from(parsed: std::result::Result<FilePlan, Vec<Error>>) -> Self {
+        match parsed {
+            Ok(plan) => Self { plan, problems: Vec::new() },
+            Err(problems) => Self::failed(problems),
         }
     }
 }

@@ -117,6 +117,11 @@ impl Error {
         matches!(self.kind, ErrorKind::Throttled | ErrorKind::Unavailable)
     }
 
+    /// [`Self::combine`] for a list known to be non-empty (a validation that failed).
+    pub fn from_problems(problems: Vec<Error>) -> Error {
+        Self::combine(problems).unwrap_or_else(|| Error::internal("validation failed without a problem"))
+    }
+
     /// Folds several problems into one error. The kind is that of the first problem; the
     /// message lists every problem, so a user sees all of them in one `kubectl describe`.
     pub fn combine(mut problems: Vec<Error>) -> Option<Error> {

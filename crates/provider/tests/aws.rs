@@ -10,7 +10,9 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::aws::{AwsProxy, FakePodIdentityAgent, moto_endpoint};
 use csi_secrets_provider_tests::kube_api::FakeKubeApi;
-use csi_secrets_provider_tests::{DriverClient, ProviderProcess, pod_attributes, wait_for_socket};
+use csi_secrets_provider_tests::{
+    DriverClient, ProviderProcess, file_contents as file, pod_attributes, wait_for_socket,
+};
 use tonic::Code;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -95,15 +97,6 @@ async fn seed(region: &str) -> (aws_sdk_secretsmanager::Client, aws_sdk_ssm::Cli
         .load()
         .await;
     (aws_sdk_secretsmanager::Client::new(&config), aws_sdk_ssm::Client::new(&config))
-}
-
-fn file<'a>(response: &'a MountResponse, path: &str) -> Result<&'a [u8], String> {
-    response
-        .files
-        .iter()
-        .find(|f| f.path == path)
-        .map(|f| f.contents.as_slice())
-        .ok_or_else(|| format!("no file {path} in {:?}", response.files))
 }
 
 fn version<'a>(response: &'a MountResponse, id: &str) -> Option<&'a str> {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use base64::Engine;
 use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::azure::{CertificateSecret, FakeAzure, TestChain, service_account_token};
-use csi_secrets_provider_tests::{DriverClient, ProviderProcess, pod_attributes, wait_for_socket};
+use csi_secrets_provider_tests::{
+    DriverClient, ProviderProcess, file_contents as file, pod_attributes, wait_for_socket,
+};
 use tonic::Code;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -95,15 +97,6 @@ impl World {
     async fn mount(&self, objects: &[&str]) -> Result<MountResponse, tonic::Status> {
         self.mount_as("workload-sa", objects, &[]).await
     }
-}
-
-fn file<'a>(response: &'a MountResponse, path: &str) -> Result<&'a [u8], String> {
-    response
-        .files
-        .iter()
-        .find(|f| f.path == path)
-        .map(|f| f.contents.as_slice())
-        .ok_or_else(|| format!("no file {path} in {:?}", response.files))
 }
 
 fn versions(response: &MountResponse) -> Vec<(String, String)> {

@@ -88,7 +88,10 @@ async fn main() -> Result<(), BoxError> {
     let binary = sibling("test-provider")?;
     let binary = binary.to_str().ok_or("non-UTF-8 path")?.to_owned();
     if !Path::new(&binary).exists() {
-        return Err(format!("{binary} is missing: cargo build --release -p csi-secrets-provider-tests --bins").into());
+        return Err(format!(
+            "{binary} is missing: cargo build --release -p csi-secrets-provider-tests --bins"
+        )
+        .into());
     }
     let mut provider = ProviderProcess::serve(&binary, &["--backend", "test", "--log-format", "json"])?;
     let socket = provider.socket("test");
@@ -144,8 +147,15 @@ async fn main() -> Result<(), BoxError> {
     provider.signal("TERM")?;
     let _ = provider.wait(Duration::from_secs(10));
 
-    println!("mounts: {} ({} objects of {} bytes each), concurrency {}", options.mounts, options.objects, options.bytes, options.concurrency);
-    println!("throughput: {:.0} mounts/s over {:.2} s", options.mounts as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
+    println!(
+        "mounts: {} ({} objects of {} bytes each), concurrency {}",
+        options.mounts, options.objects, options.bytes, options.concurrency
+    );
+    println!(
+        "throughput: {:.0} mounts/s over {:.2} s",
+        options.mounts as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
     println!(
         "mount latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,

@@ -20,8 +20,9 @@ FROM scratch
 COPY --from=certificates /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /src/target/x86_64-unknown-linux-musl/release/csi-secrets-provider /csi-secrets-provider
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-# Root without capabilities by default: the driver's provider directory is a root-owned
-# hostPath. Run as 65532 where that directory is prepared for it (chart: podSecurityContext).
-USER 0:0
+# Non-root by default. The chart runs it as UID 0 without any capability, because the driver's
+# provider directory is a root-owned hostPath; where that directory is writable for 65532, keep
+# the image's user (chart: podSecurityContext.runAsUser=65532).
+USER 65532:65532
 ENTRYPOINT ["/csi-secrets-provider"]
 CMD ["serve"]

@@ -38,7 +38,7 @@ for flavour in "${flavours[@]}"; do
   ctr=$(buildah from scratch)
   buildah copy "$ctr" "target/images/csi-secrets-provider-$flavour" /csi-secrets-provider >/dev/null
   buildah copy "$ctr" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
-  buildah config --entrypoint '["/csi-secrets-provider"]' --cmd serve --user 0:0 \
+  buildah config --entrypoint '["/csi-secrets-provider"]' --cmd serve --user 65532:65532 \
     --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     --label org.opencontainers.image.title=csi-secrets-provider \
     --label org.opencontainers.image.version="$version" \

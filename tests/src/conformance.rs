@@ -29,6 +29,19 @@ impl ObjectRef {
     }
 }
 
+/// `objects` as a YAML list of flow mappings (the AWS shape), with `extra` keys (for example
+/// `objectType: secretsmanager, `) in each.
+pub fn yaml_object_list(objects: &[ObjectRef], extra: &str) -> String {
+    objects
+        .iter()
+        .map(|o| {
+            let permission =
+                o.file_permission.as_ref().map(|p| format!(", filePermission: '{p}'")).unwrap_or_default();
+            format!("- {{objectName: {}, {extra}objectAlias: {}{permission}}}\n", o.name, o.file)
+        })
+        .collect()
+}
+
 #[async_trait]
 pub trait Fixture: Send + Sync {
     /// A name unique to this run for `base`, valid in the backend's store.

@@ -28,18 +28,7 @@ impl Fixture for TestFixture {
     }
 
     fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)> {
-        let yaml: String = objects
-            .iter()
-            .map(|o| {
-                let permission = o
-                    .file_permission
-                    .as_ref()
-                    .map(|p| format!(", filePermission: '{p}'"))
-                    .unwrap_or_default();
-                format!("- {{objectName: {}, objectAlias: {}{permission}}}\n", o.name, o.file)
-            })
-            .collect();
-        vec![("objects".to_owned(), yaml)]
+        vec![("objects".to_owned(), conformance::yaml_object_list(objects, ""))]
     }
 
     async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {

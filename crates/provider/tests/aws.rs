@@ -464,20 +464,10 @@ impl csi_secrets_provider_tests::conformance::Fixture for AwsFixture {
         &self,
         objects: &[csi_secrets_provider_tests::conformance::ObjectRef],
     ) -> Vec<(String, String)> {
-        let yaml: String = objects
-            .iter()
-            .map(|o| {
-                let permission = o
-                    .file_permission
-                    .as_ref()
-                    .map(|p| format!(", filePermission: '{p}'"))
-                    .unwrap_or_default();
-                format!(
-                    "- {{objectName: {}, objectType: secretsmanager, objectAlias: {}{permission}}}\n",
-                    o.name, o.file
-                )
-            })
-            .collect();
+        let yaml = csi_secrets_provider_tests::conformance::yaml_object_list(
+            objects,
+            "objectType: secretsmanager, ",
+        );
         vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())]
     }
 

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::ClientOptions;
@@ -97,7 +98,12 @@ struct IdentityEntry {
     credential: Arc<dyn TokenCredential>,
     assertion: Option<ServiceAccountAssertion>,
     vaults: Mutex<HashMap<String, VaultClients>>,
+    last_used: Mutex<Instant>,
 }
+
+/// Identities unused this long are dropped (their tokens expire within about an hour anyway),
+/// so a node that sees many short-lived service accounts does not grow without bound.
+pub const IDLE_EVICTION: Duration = Duration::from_secs(60 * 60);
 
 /// How to build a credential when an identity is first seen.
 #[derive(Debug)]
@@ -107,12 +113,23 @@ pub enum CredentialSpec<'a> {
     VmManaged { user_assigned_id: Option<&'a str> },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Identities {
     entries: Mutex<HashMap<IdentityKey, Arc<IdentityEntry>>>,
+    idle_eviction: Duration,
+}
+
+impl Default for Identities {
+    fn default() -> Self {
+        Self::with_idle_eviction(IDLE_EVICTION)
+    }
 }
 
 impl Identities {
+    pub fn with_idle_eviction(idle_eviction: Duration) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), idle_eviction }
+    }
+
     /// The clients for `vault_url` acting as `key`, creating the credential on first use. For a
     /// workload identity the newest service account token replaces the stored assertion.
     pub fn clients(
@@ -124,6 +141,12 @@ impl Identities {
     ) -> Result<VaultClients, Error> {
         let entry = {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            // Mounts still using an evicted entry keep their Arc; only the map forgets it.
+            entries.retain(|_, entry| {
+                now.duration_since(*entry.last_used.lock().unwrap_or_else(PoisonError::into_inner))
+                    < self.idle_eviction
+            });
             match entries.get(&key) {
                 Some(entry) => Arc::clone(entry),
                 None => {
@@ -133,6 +156,7 @@ impl Identities {
                 }
             }
         };
+        *entry.last_used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         if let (Some(assertion), CredentialSpec::Workload { token, .. }) = (&entry.assertion, &spec) {
             assertion.update(token);
         }
@@ -218,5 +242,51 @@ fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<Ident
             (credential, None)
         }
     };
-    Ok(IdentityEntry { credential, assertion, vaults: Mutex::new(HashMap::new()) })
+    Ok(IdentityEntry {
+        credential,
+        assertion,
+        vaults: Mutex::new(HashMap::new()),
+        last_used: Mutex::new(Instant::now()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(client_id: &str) -> IdentityKey {
+        IdentityKey::ServicePrincipal {
+            authority: "https://login.test/".into(),
+            tenant: "t".into(),
+            client_id: client_id.into(),
+            secret_digest: secret_digest("s"),
+        }
+    }
+
+    fn spec(client_id: &str) -> CredentialSpec<'_> {
+        CredentialSpec::ServicePrincipal { tenant: "t", client_id, secret: "s" }
+    }
+
+    #[test]
+    fn one_entry_per_identity_and_idle_ones_are_evicted() -> Result<(), Error> {
+        let options = ClientOptions::default();
+        let identities = Identities::default();
+        identities.clients(key("a"), spec("a"), "https://kv.vault.test/", &options)?;
+        identities.clients(key("a"), spec("a"), "https://kv2.vault.test/", &options)?;
+        identities.clients(key("b"), spec("b"), "https://kv.vault.test/", &options)?;
+        assert_eq!(identities.len(), 2, "identities are never shared, and reused across vaults");
+
+        let evicting = Identities::with_idle_eviction(Duration::from_millis(20));
+        evicting.clients(key("a"), spec("a"), "https://kv.vault.test/", &options)?;
+        std::thread::sleep(Duration::from_millis(40));
+        evicting.clients(key("b"), spec("b"), "https://kv.vault.test/", &options)?;
+        assert_eq!(evicting.len(), 1, "the idle identity was dropped");
+        Ok(())
+    }
+
+    #[test]
+    fn secret_digests_tell_secrets_apart() {
+        assert_eq!(secret_digest("one"), secret_digest("one"));
+        assert_ne!(secret_digest("one"), secret_digest("two"));
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! Parameters: `objects` (YAML list of `{objectName, objectAlias?, filePermission?, value?,
 //! version?, sizeBytes?}`), `pathTranslation` (`false` or one character, default `_`),
-//! `delayMs` (sleep before answering), `fail` (`notfound`, `denied`, `throttled`,
+//! `delayMs` (sleep before answering), `startedFile` (a file created when a mount starts, so
+//! a test can wait for a mount to be in flight instead of sleeping), `fail` (`notfound`, `denied`, `throttled`,
 //! `unavailable`, `panic`).
 
 use std::collections::HashMap;
@@ -135,6 +136,10 @@ impl SecretBackend for TestBackend {
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
         let planned = plan(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
+        if let Some(marker) = request.parameters.get("startedFile") {
+            std::fs::write(marker, b"started")
+                .map_err(|e| Error::internal(format!("cannot write {marker}: {e}")))?;
+        }
         if let Some(delay) = request.parameters.get("delayMs").and_then(|d| d.parse().ok()) {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }

@@ -72,6 +72,21 @@ impl InProcess {
     }
 }
 
+/// Waits until `path` exists (a test backend's `startedFile`): the mount is in flight.
+pub async fn wait_for_file(path: &Path, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} never appeared", path.display()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// Waits until a socket answers `Version`.
 pub async fn wait_for_socket(socket: &Path, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;

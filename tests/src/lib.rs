@@ -15,4 +15,4 @@ pub mod tls;
 
 pub use backend::TestBackend;
 pub use client::{DriverClient, file_contents, pod_attributes};
-pub use harness::{InProcess, ProviderProcess, wait_for_socket};
+pub use harness::{InProcess, ProviderProcess, wait_for_file, wait_for_socket};

@@ -269,11 +269,19 @@ async fn a_stale_socket_is_replaced_and_sockets_are_removed_on_stop() -> TestRes
 async fn in_flight_mounts_finish_during_drain() -> TestResult {
     let provider = provider().await?;
     let socket = provider.socket("test");
+    let started = provider.dir.path().join("started");
+    let marker = started.display().to_string();
     let mut client = provider.client("test");
     let slow = tokio::spawn(async move {
-        client.mount(&[("objects", "- {objectName: slow, value: done}"), ("delayMs", "700")]).await
+        client
+            .mount(&[
+                ("objects", "- {objectName: slow, value: done}"),
+                ("delayMs", "700"),
+                ("startedFile", &marker),
+            ])
+            .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    csi_secrets_provider_tests::wait_for_file(&started, Duration::from_secs(20)).await?;
     provider.stop().await?;
     let response = slow.await??;
     assert_eq!(response.files[0].contents, b"done");

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use csi_secrets_provider_tests::{DriverClient, ProviderProcess, wait_for_socket};
+use csi_secrets_provider_tests::{DriverClient, ProviderProcess, wait_for_file, wait_for_socket};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -18,9 +18,12 @@ async fn sigterm_drains_an_in_flight_mount_and_removes_the_socket() -> TestResul
     wait_for_socket(&socket, Duration::from_secs(20)).await?;
     let mut client = DriverClient::new(&socket);
     let objects = format!("- {{objectName: db, value: {SECRET}}}");
-    let in_flight =
-        tokio::spawn(async move { client.mount(&[("objects", &objects), ("delayMs", "1500")]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = provider.dir.path().join("started");
+    let marker = started.display().to_string();
+    let in_flight = tokio::spawn(async move {
+        client.mount(&[("objects", &objects), ("delayMs", "1500"), ("startedFile", &marker)]).await
+    });
+    wait_for_file(&started, Duration::from_secs(20)).await?;
     provider.signal("TERM")?;
     let response = in_flight.await??;
     assert_eq!(response.files[0].contents, SECRET.as_bytes(), "the in-flight mount completed");
@@ -39,11 +42,12 @@ async fn the_grace_period_bounds_the_drain() -> TestResult {
     let socket = provider.socket("test");
     wait_for_socket(&socket, Duration::from_secs(20)).await?;
     let mut client = DriverClient::new(&socket);
-    let stuck =
-        tokio::spawn(
-            async move { client.mount(&[("objects", "- objectName: db"), ("delayMs", "30000")]).await },
-        );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = provider.dir.path().join("started");
+    let marker = started.display().to_string();
+    let stuck = tokio::spawn(async move {
+        client.mount(&[("objects", "- objectName: db"), ("delayMs", "30000"), ("startedFile", &marker)]).await
+    });
+    wait_for_file(&started, Duration::from_secs(20)).await?;
     let signalled = Instant::now();
     provider.signal("INT")?;
     let status = tokio::task::block_in_place(|| provider.wait(Duration::from_secs(10)))?;

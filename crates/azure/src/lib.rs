@@ -187,7 +187,20 @@ impl SecretBackend for AzureBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        params::parse(parameters, FileMode::DEFAULT).map(|spec| spec.plan).into()
+        let parsed = params::parse(parameters, FileMode::DEFAULT);
+        let possible_files = match (&parsed, self.options.write_cert_and_key_in_separate_files) {
+            // A secret that turns out to be a certificate also gets `.crt` and `.key`.
+            (Ok(spec), true) => spec
+                .objects
+                .iter()
+                .filter(|o| {
+                    o.object_type == params::ObjectType::Secret && o.format == params::ObjectFormat::Pem
+                })
+                .flat_map(|o| [format!("{}.crt", o.file_name()), format!("{}.key", o.file_name())])
+                .collect(),
+            _ => Vec::new(),
+        };
+        Validation { possible_files, ..parsed.map(|spec| spec.plan).into() }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {

@@ -127,3 +127,18 @@ fn objects_shape() {
     assert!(has(&problems(&base("- a\n- b")), "`array:` list"));
     assert!(has(&problems(&base("array:\n  - |\n    objectName: [\n")), "failed to unmarshal object"));
 }
+
+#[test]
+fn split_certificate_files_are_possible_targets_only_with_the_flag() {
+    let objects = "array:\n  - |\n    objectName: tls\n    objectType: secret\n    objectAlias: bundle.pem\n  - |\n    objectName: k\n    objectType: key\n";
+    let parameters = params(&base(objects));
+    let plain = AzureBackend::default().validate(&parameters);
+    assert!(plain.possible_files.is_empty());
+    let split = AzureBackend::new(AzureOptions {
+        write_cert_and_key_in_separate_files: true,
+        ..AzureOptions::default()
+    })
+    .validate(&parameters);
+    assert_eq!(split.possible_files, ["bundle.pem.crt", "bundle.pem.key"]);
+    assert_eq!(split.plan.len(), 2, "the planned files are unchanged");
+}

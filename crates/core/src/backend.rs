@@ -29,13 +29,16 @@ pub trait SecretBackend: Send + Sync + fmt::Debug {
 pub struct Validation {
     /// The files a mount would write, as far as they are known without fetching.
     pub plan: FilePlan,
+    /// Files a mount may add depending on what the cloud returns (for example a certificate's
+    /// `.crt`/`.key` split); valid targets for `secretObjects`, but not listed as planned.
+    pub possible_files: Vec<String>,
     pub problems: Vec<Error>,
 }
 
 impl Validation {
     /// A validation that failed with these problems.
     pub fn failed(problems: Vec<Error>) -> Self {
-        Self { plan: FilePlan::new(), problems }
+        Self { plan: FilePlan::new(), possible_files: Vec::new(), problems }
     }
 
     /// The plan, or every problem folded into one error.
@@ -52,7 +55,7 @@ impl Validation {
 impl From<std::result::Result<FilePlan, Vec<Error>>> for Validation {
     fn from(parsed: std::result::Result<FilePlan, Vec<Error>>) -> Self {
         match parsed {
-            Ok(plan) => Self { plan, problems: Vec::new() },
+            Ok(plan) => Self { plan, possible_files: Vec::new(), problems: Vec::new() },
             Err(problems) => Self::failed(problems),
         }
     }

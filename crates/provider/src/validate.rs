@@ -78,11 +78,12 @@ fn check_spc(registry: &Registry, spc: &SecretProviderClass, problems: &mut Vec<
     let validation = backend.validate(&spc.parameters);
     problems.extend(validation.problems);
     let plan = validation.plan;
+    let possible = validation.possible_files;
     // secretObjects name mounted files; a typo there makes the driver's Secret sync fail late.
     if !plan.is_empty() {
         for (i, object) in spc.secret_objects.iter().enumerate() {
             for (j, (object_name, _key)) in object.data.iter().enumerate() {
-                if !plan.files().iter().any(|f| &f.path == object_name) {
+                if !plan.files().iter().any(|f| &f.path == object_name) && !possible.contains(object_name) {
                     problems.push(
                         Error::invalid_config(format!(
                             "objectName {object_name:?} is not a file this SecretProviderClass mounts"

@@ -335,3 +335,38 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<Str
     stream.read_to_string(&mut answer).await?;
     Ok(answer)
 }
+
+#[tokio::test]
+async fn an_abandoned_mount_leaves_the_in_flight_gauge() -> TestResult {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    let provider = InProcess::start_with(vec![Arc::new(TestBackend::default())], |options| {
+        options.health_addr = Some(addr);
+    })
+    .await?;
+    let started = provider.dir.path().join("started");
+    let marker = started.display().to_string();
+    let mut client = provider.client("test");
+    let call = tokio::spawn(async move {
+        client
+            .mount(&[("objects", "- objectName: slow"), ("delayMs", "30000"), ("startedFile", &marker)])
+            .await
+    });
+    csi_secrets_provider_tests::wait_for_file(&started, Duration::from_secs(20)).await?;
+    let gauge = |n: u8| format!("csi_secrets_provider_mounts_in_flight{{backend=\"test\"}} {n}");
+    assert!(http_get(addr, "/metrics").await?.contains(&gauge(1)));
+    // The driver gives up: the call is cancelled and the server drops the handler's future.
+    call.abort();
+    let mut metrics = String::new();
+    for _ in 0..250 {
+        metrics = http_get(addr, "/metrics").await?;
+        if metrics.contains(&gauge(0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(&gauge(0)), "{metrics}");
+    provider.stop().await?;
+    Ok(())
+}

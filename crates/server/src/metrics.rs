@@ -62,13 +62,14 @@ impl Metrics {
         Self { registry: Arc::new(registry), mounts, mount_seconds, in_flight, files }
     }
 
-    pub fn mount_started(&self, backend: &str) {
-        self.in_flight.get_or_create(&BackendLabels { backend: backend.to_owned() }).inc();
+    /// The in-flight gauge of a backend. The service raises and lowers it around each mount
+    /// with a drop guard, so a call the driver abandons (its future dropped) still counts down.
+    pub fn in_flight(&self, backend: &str) -> Gauge {
+        self.in_flight.get_or_create(&BackendLabels { backend: backend.to_owned() }).clone()
     }
 
     pub fn mount_finished(&self, backend: &str, outcome: Result<usize, ErrorKind>, elapsed: Duration) {
         let labels = BackendLabels { backend: backend.to_owned() };
-        self.in_flight.get_or_create(&labels).dec();
         self.mount_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
         if let Ok(files) = outcome {
             self.files.get_or_create(&labels).inc_by(u64::try_from(files).unwrap_or(u64::MAX));
@@ -105,9 +106,10 @@ mod tests {
     #[test]
     fn counts_by_backend_and_outcome() {
         let metrics = Metrics::new();
-        metrics.mount_started("aws");
+        let in_flight = metrics.in_flight("aws");
+        in_flight.inc();
+        in_flight.dec();
         metrics.mount_finished("aws", Ok(3), Duration::from_millis(20));
-        metrics.mount_started("aws");
         metrics.mount_finished("aws", Err(ErrorKind::NotFound), Duration::from_millis(5));
         let text = metrics.render();
         assert!(

@@ -2,7 +2,6 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use csi_secrets_provider_core::{
@@ -17,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::proto;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::status::to_status;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Limits applied to every mount.
 #[derive(Debug, Clone)]
@@ -38,7 +38,8 @@ impl Default for ServiceConfig {
 pub struct ProviderService {
     backend: Arc<dyn SecretBackend>,
     config: ServiceConfig,
-    in_flight: Arc<AtomicUsize>,
+    /// Mounts being served: the metrics gauge itself, so the drain log and `/metrics` agree.
+    in_flight: Gauge,
     metrics: Metrics,
 }
 
@@ -49,7 +50,8 @@ impl ProviderService {
 
     /// A service recording into shared `metrics`.
     pub fn with_metrics(backend: Arc<dyn SecretBackend>, config: ServiceConfig, metrics: Metrics) -> Self {
-        Self { backend, config, in_flight: Arc::new(AtomicUsize::new(0)), metrics }
+        let in_flight = metrics.in_flight(backend.name());
+        Self { backend, config, in_flight, metrics }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -58,7 +60,7 @@ impl ProviderService {
 
     /// Mounts being served right now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        usize::try_from(self.in_flight.get()).unwrap_or(0)
     }
 
     pub fn version_response() -> proto::VersionResponse {
@@ -77,9 +79,7 @@ impl ProviderService {
         caller_timeout: Option<Duration>,
     ) -> Result<proto::MountResponse, Error> {
         let started = Instant::now();
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.metrics.mount_started(self.backend.name());
-        let _guard = InFlightGuard(&self.in_flight);
+        let _guard = InFlightGuard::enter(&self.in_flight);
         let decoded = decode(request);
         let outcome = match &decoded {
             Ok(decoded) => self.run(decoded, started, caller_timeout).await,
@@ -121,11 +121,20 @@ impl ProviderService {
     }
 }
 
-struct InFlightGuard<'a>(&'a AtomicUsize);
+/// Counts a mount in flight until dropped: also when the driver abandons the call and tonic
+/// drops the handler's future half-way.
+struct InFlightGuard<'a>(&'a Gauge);
+
+impl<'a> InFlightGuard<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 

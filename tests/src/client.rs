@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use csi_secrets_provider_server::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use csi_secrets_provider_server::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
@@ -31,8 +32,21 @@ impl DriverClient {
         self.mount_raw(pod_attributes(parameters).to_string(), "null".to_owned(), "420".to_owned()).await
     }
 
+    /// A first mount: a target path never used before, as for a new pod.
     pub async fn mount_raw(
         &mut self,
+        attributes: String,
+        secrets: String,
+        permission: String,
+    ) -> Result<MountResponse, tonic::Status> {
+        self.mount_raw_at(&new_target_path(), attributes, secrets, permission).await
+    }
+
+    /// A mount of `target_path`: the same path again is what a kubelet republish (rotation)
+    /// sends.
+    pub async fn mount_raw_at(
+        &mut self,
+        target_path: &str,
         attributes: String,
         secrets: String,
         permission: String,
@@ -40,12 +54,23 @@ impl DriverClient {
         let request = MountRequest {
             attributes,
             secrets,
-            target_path: "/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/secrets/mount".to_owned(),
+            target_path: target_path.to_owned(),
             permission,
             current_object_version: Vec::new(),
         };
         self.inner.mount(request).await.map(tonic::Response::into_inner)
     }
+}
+
+/// A pod volume's target path as kubelet names it, unique in this process.
+pub fn new_target_path() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let pod = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "/var/lib/kubelet/pods/{:08x}-0000-4000-8000-{:012x}/volumes/kubernetes.io~csi/secrets-store-inline/mount",
+        std::process::id(),
+        pod
+    )
 }
 
 /// SPC parameters merged with the attributes kubelet and the driver add.

@@ -14,5 +14,5 @@ pub mod kube_api;
 pub mod tls;
 
 pub use backend::TestBackend;
-pub use client::{DriverClient, file_contents, pod_attributes};
+pub use client::{DriverClient, file_contents, new_target_path, pod_attributes};
 pub use harness::{InProcess, ProviderProcess, wait_for_file, wait_for_socket};

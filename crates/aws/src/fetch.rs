@@ -5,14 +5,17 @@
 //! throttling, access denied, network). A client fault (not found, invalid request) fails the
 //! mount at once, as upstream does.
 
-use csi_secrets_provider_core::{Error, SecretBytes};
-use futures::{StreamExt, TryStreamExt};
+use csi_secrets_provider_core::{CloudCalls, Error, SecretBytes};
 
 use crate::params::ObjectSpec;
 use crate::sdk_error::{AwsFailure, classify};
 
 /// SSM `GetParameters` takes at most this many names.
 pub const SSM_BATCH: usize = 10;
+
+/// API names in the `cloud_requests` metric.
+pub(crate) const GET_SECRET_VALUE: &str = "secretsmanager:GetSecretValue";
+pub(crate) const GET_PARAMETERS: &str = "ssm:GetParameters";
 
 /// The clients of one region.
 #[derive(Debug, Clone)]
@@ -30,30 +33,26 @@ pub struct Fetched {
     pub version: String,
 }
 
-/// Fetches Secrets Manager objects, `concurrency` at a time, in order.
-pub async fn secrets_manager(
+/// One Secrets Manager object: the primary region, then the failover region if the primary
+/// failed for a reason another region may not share.
+pub(crate) async fn secret(
     regions: &[RegionClients],
-    objects: &[&ObjectSpec],
-    concurrency: usize,
-) -> Result<Vec<Fetched>, Error> {
-    // Futures collected first: a closure inside the stream trips the `Send` check of the
-    // async-trait future (higher-ranked lifetimes).
-    let fetches: Vec<_> = objects.iter().map(|object| secret(regions, object)).collect();
-    futures::stream::iter(fetches).buffered(concurrency.max(1)).try_collect().await
-}
-
-async fn secret(regions: &[RegionClients], object: &ObjectSpec) -> Result<Fetched, Error> {
+    object: &ObjectSpec,
+    calls: &CloudCalls,
+) -> Result<Fetched, Error> {
     let mut failures: Vec<(String, AwsFailure)> = Vec::new();
     for clients in regions {
-        let (name, version, label) = object.target(clients.failover);
+        let target = object.target(clients.failover);
+        let name = target.name;
         let result = clients
             .secrets_manager
             .get_secret_value()
             .secret_id(name)
-            .set_version_id(version.map(str::to_owned))
-            .set_version_stage(label.map(str::to_owned))
+            .set_version_id(target.version.map(str::to_owned))
+            .set_version_stage(target.label.map(str::to_owned))
             .send()
             .await;
+        calls.record_kind(GET_SECRET_VALUE, result.as_ref().err().map(|e| classify(e).kind));
         match result {
             Ok(output) => {
                 let value = match (output.secret_string, output.secret_binary) {
@@ -96,26 +95,19 @@ fn all_regions_failed(headline: &str, failures: Vec<(String, AwsFailure)>) -> Er
     Error::new(kind, format!("{headline} ({})", details.join("; ")))
 }
 
-/// Fetches SSM parameters in batches of ten, batches `concurrency` at a time, in order.
-pub async fn parameters(
+/// Up to ten SSM parameters in one `GetParameters` call per region, in order.
+pub(crate) async fn parameter_batch(
     regions: &[RegionClients],
-    objects: &[&ObjectSpec],
-    concurrency: usize,
+    batch: &[&ObjectSpec],
+    calls: &CloudCalls,
 ) -> Result<Vec<Fetched>, Error> {
-    let fetches: Vec<_> = objects.chunks(SSM_BATCH).map(|batch| parameter_batch(regions, batch)).collect();
-    let batches: Vec<Vec<Fetched>> =
-        futures::stream::iter(fetches).buffered(concurrency.max(1)).try_collect().await?;
-    Ok(batches.into_iter().flatten().collect())
-}
-
-async fn parameter_batch(regions: &[RegionClients], batch: &[&ObjectSpec]) -> Result<Vec<Fetched>, Error> {
     let mut failures: Vec<(String, AwsFailure)> = Vec::new();
     for clients in regions {
         let requested: Vec<(&str, Option<String>)> = batch
             .iter()
             .map(|object| {
-                let (name, version, label) = object.target(clients.failover);
-                (name, version.or(label).map(str::to_owned))
+                let target = object.target(clients.failover);
+                (target.name, target.version.or(target.label).map(str::to_owned))
             })
             .collect();
         let names: Vec<String> = requested
@@ -126,6 +118,7 @@ async fn parameter_batch(regions: &[RegionClients], batch: &[&ObjectSpec]) -> Re
             })
             .collect();
         let result = clients.ssm.get_parameters().set_names(Some(names)).with_decryption(true).send().await;
+        calls.record_kind(GET_PARAMETERS, result.as_ref().err().map(|e| classify(e).kind));
         let output = match result {
             Ok(output) => output,
             Err(e) => {

@@ -1,13 +1,18 @@
 //! The Kubernetes lookups the AWS provider needs: the service account's role annotation and,
 //! when no region is configured, the region label of the pod's node.
 
-use csi_secrets_provider_core::Error;
+use csi_secrets_provider_core::{CloudCalls, Error, ErrorKind};
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::Api;
 use tokio::sync::OnceCell;
 
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+/// API names in the `cloud_requests` metric.
+const GET_SERVICE_ACCOUNT: &str = "kubernetes:GetServiceAccount";
+const GET_POD: &str = "kubernetes:GetPod";
+const GET_NODE: &str = "kubernetes:GetNode";
 
 /// A Kubernetes client made on first use from `KUBECONFIG` or the in-cluster service account
 /// (`kube::Config::infer`).
@@ -39,11 +44,18 @@ impl KubeApi {
     }
 
     /// The IAM role of a service account, from `eks.amazonaws.com/role-arn`.
-    pub async fn role_arn(&self, namespace: &str, service_account: &str) -> Result<String, Error> {
+    pub async fn role_arn(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        calls: &CloudCalls,
+    ) -> Result<String, Error> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
         let account = api.get(service_account).await.map_err(|e| {
             kube_error(e, &format!("failed to get service account {namespace}/{service_account}"))
-        })?;
+        });
+        calls.record(GET_SERVICE_ACCOUNT, &account);
+        let account = account?;
         account
             .metadata
             .annotations
@@ -60,22 +72,25 @@ impl KubeApi {
     }
 
     /// The region label of the node the pod runs on.
-    pub async fn node_region(&self, namespace: &str, pod_name: &str) -> Result<String, Error> {
+    pub async fn node_region(
+        &self,
+        namespace: &str,
+        pod_name: &str,
+        calls: &CloudCalls,
+    ) -> Result<String, Error> {
         let client = self.client().await?;
         let fail =
             |cause: String| Error::unavailable(format!("failed to retrieve region from node. error {cause}"));
-        let pod = Api::<Pod>::namespaced(client.clone(), namespace)
-            .get(pod_name)
-            .await
-            .map_err(|e| fail(format!("getting pod {namespace}/{pod_name}: {e}")))?;
+        let pod = Api::<Pod>::namespaced(client.clone(), namespace).get(pod_name).await;
+        calls.record_kind(GET_POD, pod.as_ref().err().map(|_| ErrorKind::Unavailable));
+        let pod = pod.map_err(|e| fail(format!("getting pod {namespace}/{pod_name}: {e}")))?;
         let node_name = pod
             .spec
             .and_then(|spec| spec.node_name)
             .ok_or_else(|| fail(format!("pod {namespace}/{pod_name} is not scheduled on a node")))?;
-        let node = Api::<Node>::all(client)
-            .get(&node_name)
-            .await
-            .map_err(|e| fail(format!("getting node {node_name}: {e}")))?;
+        let node = Api::<Node>::all(client).get(&node_name).await;
+        calls.record_kind(GET_NODE, node.as_ref().err().map(|_| ErrorKind::Unavailable));
+        let node = node.map_err(|e| fail(format!("getting node {node_name}: {e}")))?;
         node.metadata
             .labels
             .as_ref()

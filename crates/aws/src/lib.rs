@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod fetch;
 pub mod kube_api;
 pub mod params;
+mod reads;
 pub mod sdk_error;
 
 use std::time::Duration;
@@ -18,8 +19,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::{
-    Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters, Result,
-    SecretBackend, Validation,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters,
+    Result, SecretBackend, SharedReads, SharingOptions, Validation,
 };
 use tokio::sync::OnceCell;
 
@@ -27,6 +28,11 @@ use crate::credentials::{CredentialCache, IdentityKey, PodIdentityAgent};
 use crate::fetch::RegionClients;
 use crate::kube_api::KubeApi;
 use crate::params::{AddressType, Identity, MountSpec, ObjectType};
+use crate::reads::{ObjectReads, SharedObjects};
+
+/// API names in the `cloud_requests` metric.
+const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
+const POD_IDENTITY_AGENT: &str = "eks-pod-identity-agent:GetCredentials";
 
 /// Audience of the token exchanged for IRSA credentials.
 pub const IRSA_AUDIENCE: &str = "sts.amazonaws.com";
@@ -47,6 +53,8 @@ pub struct AwsOptions {
     pub pod_identity_timeout: Duration,
     /// Objects (or SSM batches) fetched at once within one mount.
     pub concurrency: usize,
+    /// How remounts of one identity share reads (objects, role annotation, node region).
+    pub sharing: SharingOptions,
 }
 
 impl Default for AwsOptions {
@@ -57,6 +65,7 @@ impl Default for AwsOptions {
             pod_identity_ipv6: POD_IDENTITY_IPV6.to_owned(),
             pod_identity_timeout: Duration::from_secs(3),
             concurrency: 8,
+            sharing: SharingOptions::default(),
         }
     }
 }
@@ -71,6 +80,27 @@ pub struct AwsBackend {
     kube: KubeApi,
     credentials: CredentialCache,
     agent: PodIdentityAgent,
+    /// Calls made and what sharing saved, for `/metrics`.
+    stats: BackendStats,
+    objects: SharedObjects,
+    /// `eks.amazonaws.com/role-arn` by service account, shared on remounts.
+    role_arns: SharedReads<ServiceAccountRef, String>,
+    /// The node's region label by pod, shared on remounts.
+    node_regions: SharedReads<PodRef, String>,
+}
+
+/// A service account, namespaced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ServiceAccountRef {
+    namespace: String,
+    name: String,
+}
+
+/// A pod, namespaced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PodRef {
+    namespace: String,
+    name: String,
 }
 
 impl Default for AwsBackend {
@@ -82,12 +112,18 @@ impl Default for AwsBackend {
 impl AwsBackend {
     pub fn new(options: AwsOptions) -> Self {
         let agent = PodIdentityAgent::new(options.pod_identity_timeout);
+        let stats = BackendStats::default();
+        let sharing = options.sharing;
         Self {
             options,
             sdk: OnceCell::new(),
             kube: KubeApi::default(),
             credentials: CredentialCache::new(),
             agent,
+            objects: SharedObjects::new(sharing, &stats.sharing),
+            role_arns: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
+            node_regions: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
+            stats,
         }
     }
 
@@ -109,17 +145,38 @@ impl AwsBackend {
         if let Some(region) = spec.region.clone().or_else(|| self.options.default_region.clone()) {
             return Ok(region);
         }
-        let namespace = request.pod.require_namespace()?;
-        let pod = request.pod.require_name()?;
-        self.kube.node_region(namespace, pod).await
+        let pod = PodRef {
+            namespace: request.pod.require_namespace()?.to_owned(),
+            name: request.pod.require_name()?.to_owned(),
+        };
+        self.node_regions
+            .read(pod.clone(), request.kind, || {
+                self.kube.node_region(&pod.namespace, &pod.name, &self.stats.cloud_calls)
+            })
+            .await
     }
 
+    async fn role_arn(
+        &self,
+        request: &MountRequest,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<String> {
+        let account = ServiceAccountRef { namespace: namespace.to_owned(), name: service_account.to_owned() };
+        self.role_arns
+            .read(account, request.kind, || {
+                self.kube.role_arn(namespace, service_account, &self.stats.cloud_calls)
+            })
+            .await
+    }
+
+    /// The pod's identity and its credentials (cached per identity until near expiry).
     async fn credentials(
         &self,
         spec: &MountSpec,
         request: &MountRequest,
         region: &str,
-    ) -> Result<Credentials> {
+    ) -> Result<(IdentityKey, Credentials)> {
         if !request.tokens.is_provided() {
             return Err(Error::invalid_config(
                 "CSI token error: serviceAccount.tokens not provided - ensure tokenRequests is configured in CSIDriver spec \
@@ -131,7 +188,7 @@ impl AwsBackend {
         match spec.identity {
             Identity::Irsa => {
                 let token = token_for(request, IRSA_AUDIENCE, "IRSA")?;
-                let role_arn = self.kube.role_arn(&namespace, &service_account).await?;
+                let role_arn = self.role_arn(request, &namespace, &service_account).await?;
                 let session = credentials::session_name(&namespace, &service_account);
                 let sts = aws_sdk_sts::Client::from_conf(
                     aws_sdk_sts::config::Builder::from(self.sdk().await)
@@ -139,11 +196,17 @@ impl AwsBackend {
                         .build(),
                 );
                 let key = IdentityKey::Irsa { role_arn: role_arn.clone(), namespace, service_account };
-                self.credentials
-                    .get_or_exchange(key, || async {
-                        credentials::assume_role_with_web_identity(&sts, &role_arn, &token, &session).await
+                let credentials = self
+                    .credentials
+                    .get_or_exchange(key.clone(), || async {
+                        let result =
+                            credentials::assume_role_with_web_identity(&sts, &role_arn, &token, &session)
+                                .await;
+                        self.stats.cloud_calls.record(ASSUME_ROLE_WITH_WEB_IDENTITY, &result);
+                        result
                     })
-                    .await
+                    .await?;
+                Ok((key, credentials))
             }
             Identity::PodIdentity(address) => {
                 let token = token_for(request, POD_IDENTITY_AUDIENCE, "Pod Identity")?;
@@ -157,9 +220,15 @@ impl AwsBackend {
                 let subject = credentials::token_subject(&token)
                     .unwrap_or_else(|| format!("system:serviceaccount:{namespace}:{service_account}"));
                 let key = IdentityKey::PodIdentity { subject, namespace, service_account };
-                self.credentials
-                    .get_or_exchange(key, || async { self.agent.credentials(&endpoints, &token).await })
-                    .await
+                let credentials = self
+                    .credentials
+                    .get_or_exchange(key.clone(), || async {
+                        let result = self.agent.credentials(&endpoints, &token).await;
+                        self.stats.cloud_calls.record(POD_IDENTITY_AGENT, &result);
+                        result
+                    })
+                    .await?;
+                Ok((key, credentials))
             }
         }
     }
@@ -218,7 +287,7 @@ impl SecretBackend for AwsBackend {
                 return Err(Error::from_problems(problems));
             }
         }
-        let credentials = self.credentials(&spec, request, &primary).await?;
+        let (identity, credentials) = self.credentials(&spec, request, &primary).await?;
         let mut regions = vec![self.region_clients(&primary, false, &credentials).await];
         if let Some(failover) = &spec.failover_region {
             regions.push(self.region_clients(failover, true, &credentials).await);
@@ -228,11 +297,16 @@ impl SecretBackend for AwsBackend {
             |t: ObjectType| spec.objects.iter().filter(move |o| o.object_type == t).collect::<Vec<_>>();
         let secrets = of_type(ObjectType::SecretsManager);
         let parameters = of_type(ObjectType::SsmParameter);
-        let concurrency = self.options.concurrency;
-        let (secret_values, parameter_values) = tokio::try_join!(
-            fetch::secrets_manager(&regions, &secrets, concurrency),
-            fetch::parameters(&regions, &parameters, concurrency),
-        )?;
+        let reads = ObjectReads {
+            regions: &regions,
+            identity: &identity,
+            kind: request.kind,
+            shared: &self.objects,
+            calls: &self.stats.cloud_calls,
+            concurrency: self.options.concurrency,
+        };
+        let (secret_values, parameter_values) =
+            tokio::try_join!(reads.secrets(&secrets), reads.parameters(&parameters))?;
 
         let mut response = MountResponse::default();
         for (object, fetched) in
@@ -251,6 +325,10 @@ impl SecretBackend for AwsBackend {
             }
         }
         Ok(response)
+    }
+
+    fn stats(&self) -> Option<&BackendStats> {
+        Some(&self.stats)
     }
 }
 

@@ -99,16 +99,28 @@ pub struct ObjectSpec {
 
 impl ObjectSpec {
     /// Name, version and label to use in the primary (`failover = false`) or failover region.
-    pub fn target(&self, failover: bool) -> (&str, Option<&str>, Option<&str>) {
+    pub fn target(&self, failover: bool) -> Target<'_> {
         match (&self.failover, failover) {
-            (Some(f), true) => (
-                &f.name,
-                f.version.as_deref().or(self.version.as_deref()),
-                f.version_label.as_deref().or(self.version_label.as_deref()),
-            ),
-            _ => (&self.name, self.version.as_deref(), self.version_label.as_deref()),
+            (Some(f), true) => Target {
+                name: &f.name,
+                version: f.version.as_deref().or(self.version.as_deref()),
+                label: f.version_label.as_deref().or(self.version_label.as_deref()),
+            },
+            _ => Target {
+                name: &self.name,
+                version: self.version.as_deref(),
+                label: self.version_label.as_deref(),
+            },
         }
     }
+}
+
+/// What is asked of one region for an object: the name (or ARN), and the version id or label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub version: Option<&'a str>,
+    pub label: Option<&'a str>,
 }
 
 /// Everything a mount needs from the parameters.

@@ -162,8 +162,8 @@ fn jmes_entries_and_failover() -> std::result::Result<(), Vec<Error>> {
     assert_eq!(object.jmes.len(), 2);
     assert_eq!(object.jmes[0].mode.bits(), 0o600, "jmes entries inherit the parent's mode");
     assert_eq!(object.jmes[1].mode.bits(), 0o400);
-    assert_eq!(object.target(true).0, "arn:aws:secretsmanager:us-west-2:1:secret:db-x");
-    assert_eq!(object.target(false).0, "db");
+    assert_eq!(object.target(true).name, "arn:aws:secretsmanager:us-west-2:1:secret:db-x");
+    assert_eq!(object.target(false).name, "db");
     assert_eq!(spec.plan.len(), 3);
 
     let found = problems(&[(

@@ -9,6 +9,8 @@ pub mod cloud;
 pub mod convert;
 pub mod identity;
 pub mod params;
+mod reads;
+mod transport;
 pub mod vault;
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,13 +22,16 @@ use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use csi_secrets_provider_core::{
-    Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend, Validation,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend,
+    SharingOptions, Validation,
 };
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 
 use crate::identity::{CredentialSpec, Identities, IdentityKey};
 use crate::params::{Cloud, Identity, MountSpec};
+use crate::reads::{SharedVaultReads, VaultReads};
+use crate::transport::CountingClient;
 use crate::vault::WriteOptions;
 
 /// Audience of the service account token exchanged for an Azure AD token.
@@ -48,6 +53,8 @@ pub struct AzureOptions {
     pub resolve: Vec<(String, IpAddr)>,
     /// Objects fetched at once within one mount.
     pub concurrency: usize,
+    /// How remounts of one identity share Key Vault reads.
+    pub sharing: SharingOptions,
 }
 
 impl Default for AzureOptions {
@@ -60,6 +67,7 @@ impl Default for AzureOptions {
             extra_ca_file: None,
             resolve: Vec::new(),
             concurrency: 8,
+            sharing: SharingOptions::default(),
         }
     }
 }
@@ -70,6 +78,9 @@ pub struct AzureBackend {
     options: AzureOptions,
     transport: std::result::Result<Transport, String>,
     identities: Identities,
+    /// Requests made (counted by the transport) and what sharing saved, for `/metrics`.
+    stats: BackendStats,
+    reads: SharedVaultReads,
 }
 
 impl Default for AzureBackend {
@@ -80,9 +91,13 @@ impl Default for AzureBackend {
 
 impl AzureBackend {
     pub fn new(options: AzureOptions) -> Self {
+        let stats = BackendStats::default();
         // A bad CA file is reported on every mount rather than taking the process down.
-        let transport = http_client(&options).map(|client| Transport::new(Arc::new(client)));
-        Self { options, transport, identities: Identities::default() }
+        let transport = http_client(&options).map(|client| {
+            Transport::new(Arc::new(CountingClient::new(Arc::new(client), Arc::clone(&stats.cloud_calls))))
+        });
+        let reads = SharedVaultReads::new(options.sharing, &stats.sharing);
+        Self { options, transport, identities: Identities::default(), stats, reads }
     }
 
     fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
@@ -212,14 +227,20 @@ impl SecretBackend for AzureBackend {
         let endpoints = cloud::endpoints(cloud, environment_file.as_deref())?;
         let vault_url = endpoints.vault_url(&spec.keyvault_name);
         let client_options = self.client_options(&endpoints.authority_host)?;
-        let (key, credential) = self.credential(&spec, request, &endpoints.authority_host)?;
-        let clients = self.identities.clients(key, credential, &vault_url, &client_options)?;
+        let (identity, credential) = self.credential(&spec, request, &endpoints.authority_host)?;
+        let clients = self.identities.clients(identity.clone(), credential, &vault_url, &client_options)?;
         let write = WriteOptions {
             construct_pem_chain: self.options.construct_pem_chain,
             write_cert_and_key_in_separate_files: self.options.write_cert_and_key_in_separate_files,
         };
-        let fetches: Vec<_> =
-            spec.objects.iter().map(|object| vault::fetch(&clients, object, write)).collect();
+        let reads = VaultReads {
+            clients: &clients,
+            identity: &identity,
+            vault_url: &vault_url,
+            kind: request.kind,
+            shared: &self.reads,
+        };
+        let fetches: Vec<_> = spec.objects.iter().map(|object| vault::fetch(&reads, object, write)).collect();
         let fetched: Vec<vault::ObjectFiles> =
             futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
         let mut response = MountResponse::default();
@@ -228,6 +249,10 @@ impl SecretBackend for AzureBackend {
             response.versions.extend(object.versions);
         }
         Ok(response)
+    }
+
+    fn stats(&self) -> Option<&BackendStats> {
+        Some(&self.stats)
     }
 }
 

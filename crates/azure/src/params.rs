@@ -53,7 +53,7 @@ pub enum Identity {
     ServicePrincipal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectType {
     Secret,
     Key,

@@ -1,12 +1,14 @@
 //! Fetching one SPC object from Key Vault and turning it into files, as the Azure provider does.
 
 use base64::Engine;
-use csi_secrets_provider_core::{Error, ErrorKind, MountedFile, ObjectVersion};
+use csi_secrets_provider_core::{Error, ErrorKind, HeldBytes, MountedFile, ObjectVersion};
 use futures::TryStreamExt;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::convert;
 use crate::identity::VaultClients;
 use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType};
+use crate::reads::VaultReads;
 
 /// Provider-wide settings that change what is written.
 #[derive(Debug, Clone, Copy)]
@@ -23,22 +25,25 @@ pub struct ObjectFiles {
 }
 
 /// Fetches `object` (with its version history when asked) and renders its files.
-pub async fn fetch(
-    clients: &VaultClients,
+pub(crate) async fn fetch(
+    reads: &VaultReads<'_>,
     object: &ObjectSpec,
     write: WriteOptions,
 ) -> Result<ObjectFiles, Error> {
     let mut out = ObjectFiles::default();
     if object.version_history > 1 {
-        let versions = history(clients, object).await?;
+        let versions = reads.history(object).await?;
         for (index, version) in versions.iter().enumerate() {
-            let (contents, version_id) = content(clients, object, Some(version), write).await?;
-            let base = format!("{}/{index}", object.file_name());
-            push(&mut out, object, &base, format!("{}/{index}", object.version_id()), contents, &version_id);
+            let raw = reads.object(object, Some(version)).await?;
+            let contents = render(&raw, object, write)?;
+            let file = format!("{}/{index}", object.file_name());
+            let id = format!("{}/{index}", object.version_id());
+            push(&mut out, object, &file, id, contents, raw.version());
         }
     } else {
-        let (contents, version_id) = content(clients, object, object.version.as_deref(), write).await?;
-        push(&mut out, object, object.file_name(), object.version_id(), contents, &version_id);
+        let raw = reads.object(object, object.version.as_deref()).await?;
+        let contents = render(&raw, object, write)?;
+        push(&mut out, object, object.file_name(), object.version_id(), contents, raw.version());
     }
     Ok(out)
 }
@@ -46,7 +51,13 @@ pub async fn fetch(
 /// The main file's bytes and, for certificates split into `.crt`/`.key`, the extra ones.
 struct Contents {
     main: Vec<u8>,
-    split: Option<(Vec<u8>, Vec<u8>)>,
+    split: Option<SplitPem>,
+}
+
+/// A PEM bundle split by block type (`--write-cert-and-key-in-separate-files`).
+struct SplitPem {
+    certificates: Vec<u8>,
+    keys: Vec<u8>,
 }
 
 fn push(
@@ -59,10 +70,10 @@ fn push(
 ) {
     out.files.push(MountedFile::new(file, object.mode, contents.main));
     out.versions.push(ObjectVersion::new(id.clone(), version));
-    if let Some((certificates, keys)) = contents.split {
-        out.files.push(MountedFile::new(format!("{file}.crt"), object.mode, certificates));
+    if let Some(split) = contents.split {
+        out.files.push(MountedFile::new(format!("{file}.crt"), object.mode, split.certificates));
         out.versions.push(ObjectVersion::new(id.clone(), version));
-        out.files.push(MountedFile::new(format!("{file}.key"), object.mode, keys));
+        out.files.push(MountedFile::new(format!("{file}.key"), object.mode, split.keys));
         out.versions.push(ObjectVersion::new(id, version));
     }
 }
@@ -72,14 +83,64 @@ pub fn version_of(id: Option<&str>) -> String {
     id.and_then(|id| id.trim_end_matches('/').rsplit('/').next()).unwrap_or_default().to_owned()
 }
 
-async fn content(
+/// What Key Vault answered for one object version, before it is turned into files. This is
+/// what remounts share; rendering runs per mount, since it depends on the object's options.
+#[derive(Debug, Clone)]
+pub(crate) enum RawObject {
+    Secret(RawSecret),
+    Key(PublicJwk),
+    Certificate { der: Vec<u8>, version: String },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RawSecret {
+    value: SecretString,
+    content_type: Option<String>,
+    /// Set when the secret backs a certificate.
+    kid: Option<String>,
+    version: String,
+}
+
+/// A key's public part.
+#[derive(Debug, Clone)]
+pub(crate) struct PublicJwk {
+    kty: String,
+    crv: Option<String>,
+    n: Vec<u8>,
+    e: Vec<u8>,
+    x: Vec<u8>,
+    y: Vec<u8>,
+    version: String,
+}
+
+impl RawObject {
+    fn version(&self) -> &str {
+        match self {
+            Self::Secret(secret) => &secret.version,
+            Self::Key(jwk) => &jwk.version,
+            Self::Certificate { version, .. } => version,
+        }
+    }
+}
+
+impl HeldBytes for RawObject {
+    fn held_bytes(&self) -> usize {
+        match self {
+            Self::Secret(secret) => secret.value.expose_secret().len() + secret.version.len(),
+            Self::Key(jwk) => jwk.n.len() + jwk.e.len() + jwk.x.len() + jwk.y.len() + jwk.version.len(),
+            Self::Certificate { der, version } => der.len() + version.len(),
+        }
+    }
+}
+
+/// One GET of `object` at `version` (latest when `None`, empty or `latest`).
+pub(crate) async fn fetch_raw(
     clients: &VaultClients,
     object: &ObjectSpec,
     version: Option<&str>,
-    write: WriteOptions,
-) -> Result<(Contents, String), Error> {
+) -> Result<RawObject, Error> {
     let version = version.filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("latest")).map(str::to_owned);
-    let plain = |main: Vec<u8>| Contents { main, split: None };
+    let failed = |e| sdk_error(e, object, version.as_deref());
     match object.object_type {
         ObjectType::Secret => {
             let options = azure_security_keyvault_secrets::models::SecretClientGetSecretOptions {
@@ -91,19 +152,13 @@ async fn content(
                 .get_secret(&object.name, Some(options))
                 .await
                 .and_then(|r| r.into_model())
-                .map_err(|e| sdk_error(e, object, version.as_deref()))?;
-            let value = secret.value.unwrap_or_default();
-            let version_id = version_of(secret.id.as_deref());
-            if secret.kid.is_none() {
-                return Ok((
-                    plain(convert::decode(&value, object.encoding).map_err(|e| e.or_object(&object.name))?),
-                    version_id,
-                ));
-            }
-            let content_type = secret.content_type.unwrap_or_default();
-            let contents = certificate_secret(&value, &content_type, object, write)
-                .map_err(|e| e.or_object(&object.name))?;
-            Ok((contents, version_id))
+                .map_err(failed)?;
+            Ok(RawObject::Secret(RawSecret {
+                value: SecretString::from(secret.value.unwrap_or_default()),
+                content_type: secret.content_type,
+                version: version_of(secret.id.as_deref()),
+                kid: secret.kid,
+            }))
         }
         ObjectType::Key => {
             let options = azure_security_keyvault_keys::models::KeyClientGetKeyOptions {
@@ -115,23 +170,19 @@ async fn content(
                 .get_key(&object.name, Some(options))
                 .await
                 .and_then(|r| r.into_model())
-                .map_err(|e| sdk_error(e, object, version.as_deref()))?;
+                .map_err(failed)?;
             let jwk = key.key.ok_or_else(|| {
                 Error::internal("Key Vault returned a key without key material").with_object(&object.name)
             })?;
-            let kty = jwk.kty.as_ref().map(ToString::to_string).unwrap_or_default();
-            let crv = jwk.crv.as_ref().map(ToString::to_string);
-            let empty = Vec::new();
-            let pem = convert::public_key_pem(
-                &kty,
-                crv.as_deref(),
-                jwk.n.as_ref().unwrap_or(&empty),
-                jwk.e.as_ref().unwrap_or(&empty),
-                jwk.x.as_ref().unwrap_or(&empty),
-                jwk.y.as_ref().unwrap_or(&empty),
-            )
-            .map_err(|e| e.with_object(&object.name))?;
-            Ok((plain(pem.into_bytes()), version_of(jwk.kid.as_deref())))
+            Ok(RawObject::Key(PublicJwk {
+                kty: jwk.kty.as_ref().map(ToString::to_string).unwrap_or_default(),
+                crv: jwk.crv.as_ref().map(ToString::to_string),
+                n: jwk.n.unwrap_or_default(),
+                e: jwk.e.unwrap_or_default(),
+                x: jwk.x.unwrap_or_default(),
+                y: jwk.y.unwrap_or_default(),
+                version: version_of(jwk.kid.as_deref()),
+            }))
         }
         ObjectType::Cert => {
             let options =
@@ -144,16 +195,38 @@ async fn content(
                 .get_certificate(&object.name, Some(options))
                 .await
                 .and_then(|r| r.into_model())
-                .map_err(|e| sdk_error(e, object, version.as_deref()))?;
+                .map_err(failed)?;
             let der = certificate.cer.ok_or_else(|| {
                 Error::internal("Key Vault returned a certificate without its DER").with_object(&object.name)
             })?;
-            Ok((
-                plain(convert::pem_block("CERTIFICATE", &der).into_bytes()),
-                version_of(certificate.id.as_deref()),
-            ))
+            Ok(RawObject::Certificate { der, version: version_of(certificate.id.as_deref()) })
         }
     }
+}
+
+/// The files' bytes for one object version, as the Azure provider writes them.
+fn render(raw: &RawObject, object: &ObjectSpec, write: WriteOptions) -> Result<Contents, Error> {
+    let plain = |main: Vec<u8>| Contents { main, split: None };
+    let rendered = match raw {
+        RawObject::Secret(secret) => {
+            let value = secret.value.expose_secret();
+            match &secret.kid {
+                None => convert::decode(value, object.encoding).map(plain),
+                Some(_) => certificate_secret(
+                    value,
+                    secret.content_type.as_deref().unwrap_or_default(),
+                    object,
+                    write,
+                ),
+            }
+        }
+        RawObject::Key(jwk) => {
+            convert::public_key_pem(&jwk.kty, jwk.crv.as_deref(), &jwk.n, &jwk.e, &jwk.x, &jwk.y)
+                .map(|pem| plain(pem.into_bytes()))
+        }
+        RawObject::Certificate { der, .. } => Ok(plain(convert::pem_block("CERTIFICATE", der).into_bytes())),
+    };
+    rendered.map_err(|e| e.or_object(&object.name))
 }
 
 /// A certificate's secret: PEM as stored; PFX as stored with `objectFormat: pfx`; otherwise the
@@ -183,16 +256,19 @@ fn certificate_secret(
         }
     };
     let split = if write.write_cert_and_key_in_separate_files && object.encoding == ObjectEncoding::Utf8 {
-        Some(convert::split_certificates_and_keys(&pem_text)?)
+        let (certificates, keys) = convert::split_certificates_and_keys(&pem_text)?;
+        Some(SplitPem { certificates, keys })
     } else {
         None
     };
     Ok(Contents { main: pem_text, split })
 }
 
-/// The object's enabled versions, newest first, starting at `objectVersion` when given, at most
-/// `objectVersionHistory` of them.
-async fn history(clients: &VaultClients, object: &ObjectSpec) -> Result<Vec<String>, Error> {
+/// Every enabled version of the object, newest first (one listing, shared by remounts).
+pub(crate) async fn enabled_versions(
+    clients: &VaultClients,
+    object: &ObjectSpec,
+) -> Result<Vec<String>, Error> {
     let mut versions: Vec<(i128, String)> = Vec::new();
     let mut add =
         |id: Option<String>, enabled: Option<bool>, created: Option<azure_core::time::OffsetDateTime>| {
@@ -227,7 +303,12 @@ async fn history(clients: &VaultClients, object: &ObjectSpec) -> Result<Vec<Stri
         }
     }
     versions.sort_by_key(|v| std::cmp::Reverse(v.0));
-    let mut ordered: Vec<String> = versions.into_iter().map(|(_, v)| v).collect();
+    Ok(versions.into_iter().map(|(_, v)| v).collect())
+}
+
+/// The versions to write: from `objectVersion` when given (else the newest), at most
+/// `objectVersionHistory` of them.
+pub(crate) fn select_history(mut ordered: Vec<String>, object: &ObjectSpec) -> Result<Vec<String>, Error> {
     if let Some(start) =
         object.version.as_deref().filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("latest"))
     {

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::files::FilePlan;
 use crate::request::{MountRequest, Parameters};
 use crate::response::MountResponse;
+use crate::stats::BackendStats;
 
 /// A secret store the provider can mount from. Object-safe: the server holds
 /// `Arc<dyn SecretBackend>`, one per socket.
@@ -22,6 +23,11 @@ pub trait SecretBackend: Send + Sync + fmt::Debug {
 
     /// Fetches every object and returns all files, or an error and nothing.
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse>;
+
+    /// Cloud calls and sharing figures for `/metrics`; `None` for a backend that counts none.
+    fn stats(&self) -> Option<&BackendStats> {
+        None
+    }
 }
 
 /// What an offline check found.

@@ -9,7 +9,9 @@ pub mod files;
 pub mod mode;
 pub mod request;
 pub mod response;
+pub mod sharing;
 pub mod spc;
+pub mod stats;
 pub mod yaml;
 
 pub use backend::{SecretBackend, Validation};
@@ -23,3 +25,5 @@ pub use request::{
 pub use response::{
     DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, check_response_size,
 };
+pub use sharing::{HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats};
+pub use stats::{BackendStats, CloudCallCount, CloudCalls};

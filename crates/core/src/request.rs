@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::mode::FileMode;
 use crate::response::ObjectVersion;
+use crate::sharing::MountKind;
 
 /// Volume-context keys the driver and kubelet add to the SPC parameters.
 pub mod attr {
@@ -271,6 +272,9 @@ pub struct MountRequest {
     pub current_versions: Vec<ObjectVersion>,
     /// When the caller stops waiting. Backends bound retries by it.
     pub deadline: Option<Instant>,
+    /// Whether this target path was served before (set by the server): remounts may reuse a
+    /// recent read of the same identity (see [`crate::sharing`]).
+    pub kind: MountKind,
 }
 
 impl MountRequest {
@@ -310,6 +314,7 @@ impl MountRequest {
             current_versions,
             parameters,
             deadline: None,
+            kind: MountKind::First,
         })
     }
 }

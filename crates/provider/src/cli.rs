@@ -127,6 +127,30 @@ pub struct ServeArgs {
     pub grace_period: Duration,
     #[command(flatten)]
     pub limits: MountLimits,
+    #[command(flatten)]
+    pub sharing: SharingArgs,
+}
+
+/// How remounts (kubelet republishes) of one identity share cloud reads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SharingArgs {
+    /// How old a read of the same identity and object may be for a remount to reuse it instead
+    /// of asking the cloud; also how stale a rotated value may be after the read. 0 turns sharing
+    /// off (every mount reads every object, as the official providers do).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "CSI_PROVIDER_SHARED_READ_WINDOW")]
+    pub shared_read_window: Duration,
+    /// The most bytes of secret values held for sharing, per backend; the oldest go first.
+    #[arg(long, default_value_t = csi_secrets_provider_core::SharingOptions::DEFAULT_MAX_BYTES, env = "CSI_PROVIDER_SHARED_READ_MAX_BYTES")]
+    pub shared_read_max_bytes: usize,
+}
+
+impl SharingArgs {
+    pub fn options(&self) -> csi_secrets_provider_core::SharingOptions {
+        csi_secrets_provider_core::SharingOptions {
+            window: self.shared_read_window,
+            max_bytes: self.shared_read_max_bytes,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -33,7 +33,12 @@ where
         }
     };
     init_logging(cli.log_format);
-    let mut registry = Registry::compiled_in(&cli.backends);
+    // Only a serving provider sees remounts; a one-off `mount` always reads fresh.
+    let sharing = match &cli.command {
+        Command::Serve(args) => args.sharing.options(),
+        Command::Validate(_) | Command::Mount(_) => csi_secrets_provider_core::SharingOptions::disabled(),
+    };
+    let mut registry = Registry::compiled_in(&cli.backends, sharing);
     for backend in extra {
         registry.register(backend);
     }
@@ -91,6 +96,7 @@ async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
         service: ServiceConfig {
             max_response_bytes: args.limits.max_response_bytes,
             mount_timeout: args.limits.mount_timeout,
+            ..ServiceConfig::default()
         },
     };
     let shutdown = async {

@@ -24,6 +24,7 @@ pub async fn run(registry: &Registry, args: &MountArgs) -> Result<Vec<proto::Obj
         ServiceConfig {
             max_response_bytes: args.limits.max_response_bytes,
             mount_timeout: args.limits.mount_timeout,
+            ..ServiceConfig::default()
         },
     );
     let response = service.mount(request, None).await?;

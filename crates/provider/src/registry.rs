@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use csi_secrets_provider_core::{Error, SecretBackend};
+use csi_secrets_provider_core::{Error, SecretBackend, SharingOptions};
 
 use crate::cli::BackendArgs;
 
@@ -16,8 +16,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The backends chosen by Cargo features, configured from the command line.
-    pub fn compiled_in(#[allow(unused_variables)] args: &BackendArgs) -> Self {
+    /// The backends chosen by Cargo features, configured from the command line; `sharing` says
+    /// how remounts share reads (off outside `serve`).
+    pub fn compiled_in(
+        #[allow(unused_variables)] args: &BackendArgs,
+        #[allow(unused_variables)] sharing: SharingOptions,
+    ) -> Self {
         let backends: Vec<Arc<dyn SecretBackend>> = vec![
             #[cfg(feature = "aws")]
             Arc::new(csi_secrets_provider_aws::AwsBackend::new(csi_secrets_provider_aws::AwsOptions {
@@ -26,6 +30,7 @@ impl Registry {
                 pod_identity_ipv6: args.pod_identity_endpoint_ipv6.clone(),
                 pod_identity_timeout: args.pod_identity_http_timeout,
                 concurrency: args.aws_concurrency,
+                sharing,
             })),
             #[cfg(feature = "azure")]
             Arc::new(csi_secrets_provider_azure::AzureBackend::new(
@@ -37,6 +42,7 @@ impl Registry {
                     extra_ca_file: args.azure_extra_ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
                     resolve: args.azure_resolve.clone(),
                     concurrency: args.azure_concurrency,
+                    sharing,
                 },
             )),
         ];
@@ -157,7 +163,7 @@ mod tests {
         use clap::Parser;
         let cli = crate::cli::Cli::try_parse_from(["csi-secrets-provider", "validate", "x.yaml"]);
         let Ok(cli) = cli else { panic!("the CLI parses") };
-        let names = Registry::compiled_in(&cli.backends).names();
+        let names = Registry::compiled_in(&cli.backends, SharingOptions::default()).names();
         assert_eq!(names.contains(&"aws"), cfg!(feature = "aws"));
         assert_eq!(names.contains(&"azure"), cfg!(feature = "azure"));
     }

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod service;
 pub mod status;
+pub mod targets;
 pub mod uds;
 
 /// Code generated from `proto/v1alpha1/service.proto` at build time.
@@ -41,6 +42,7 @@ pub mod proto {
 pub use metrics::Metrics;
 pub use runtime::{ServeError, ServeOptions, serve, termination_signal};
 pub use service::{ProviderService, ServiceConfig};
+pub use targets::{MountedTargets, TargetMemory};
 
 /// What `Version` answers as `runtime_name`.
 pub const RUNTIME_NAME: &str = "csi-secrets-provider";

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use csi_secrets_provider_core::ErrorKind;
-use prometheus_client::encoding::EncodeLabelSet;
+use csi_secrets_provider_core::{ErrorKind, MountKind, SecretBackend};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,6 +25,21 @@ pub struct BackendLabels {
     pub backend: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloudRequestLabels {
+    pub backend: String,
+    /// `secretsmanager:GetSecretValue`, `keyvault:GetSecret`, `kubernetes:GetServiceAccount`, ...
+    pub api: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SharedReadLabels {
+    pub backend: String,
+    /// `remount` (a remount took a recent read) or `in_flight` (joined an identical read).
+    pub how: String,
+}
+
 /// The provider's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -32,6 +48,7 @@ pub struct Metrics {
     mount_seconds: Family<BackendLabels, Histogram>,
     in_flight: Family<BackendLabels, Gauge>,
     files: Family<BackendLabels, Counter>,
+    remounts: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,6 +65,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_backends(&[])
+    }
+
+    /// Metrics that also report, on each scrape, the cloud calls and sharing figures of
+    /// `backends`.
+    pub fn with_backends(backends: &[Arc<dyn SecretBackend>]) -> Self {
         let mut registry = Registry::with_prefix("csi_secrets_provider");
         let mounts = Family::<MountLabels, Counter>::default();
         registry.register("mounts", "Mount calls by backend and outcome", mounts.clone());
@@ -59,7 +82,14 @@ impl Metrics {
         registry.register("mounts_in_flight", "Mount calls being served", in_flight.clone());
         let files = Family::<BackendLabels, Counter>::default();
         registry.register("files_returned", "Files returned to the driver", files.clone());
-        Self { registry: Arc::new(registry), mounts, mount_seconds, in_flight, files }
+        let remounts = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "remounts",
+            "Mount calls for a target path already served (kubelet republish, rotation)",
+            remounts.clone(),
+        );
+        registry.register_collector(Box::new(BackendStatsCollector { backends: backends.to_vec() }));
+        Self { registry: Arc::new(registry), mounts, mount_seconds, in_flight, files, remounts }
     }
 
     /// The in-flight gauge of a backend. The service raises and lowers it around each mount
@@ -68,22 +98,22 @@ impl Metrics {
         self.in_flight.get_or_create(&BackendLabels { backend: backend.to_owned() }).clone()
     }
 
-    pub fn mount_finished(&self, backend: &str, outcome: Result<usize, ErrorKind>, elapsed: Duration) {
+    pub fn mount_finished(
+        &self,
+        backend: &str,
+        kind: MountKind,
+        outcome: Result<usize, ErrorKind>,
+        elapsed: Duration,
+    ) {
         let labels = BackendLabels { backend: backend.to_owned() };
+        if kind == MountKind::Remount {
+            self.remounts.get_or_create(&labels).inc();
+        }
         self.mount_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
         if let Ok(files) = outcome {
             self.files.get_or_create(&labels).inc_by(u64::try_from(files).unwrap_or(u64::MAX));
         }
-        let outcome = match outcome {
-            Ok(_) => "ok",
-            Err(ErrorKind::InvalidConfig) => "invalid_config",
-            Err(ErrorKind::NotFound) => "not_found",
-            Err(ErrorKind::PermissionDenied) => "permission_denied",
-            Err(ErrorKind::Throttled) => "throttled",
-            Err(ErrorKind::Unavailable) => "unavailable",
-            Err(ErrorKind::DeadlineExceeded) => "deadline_exceeded",
-            Err(ErrorKind::Internal) => "internal",
-        };
+        let outcome = outcome.map_or_else(ErrorKind::as_str, |_| "ok");
         self.mounts
             .get_or_create(&MountLabels { backend: backend.to_owned(), outcome: outcome.to_owned() })
             .inc();
@@ -99,6 +129,54 @@ impl Metrics {
     }
 }
 
+/// Reads each backend's own counters on every scrape.
+#[derive(Debug)]
+struct BackendStatsCollector {
+    backends: Vec<Arc<dyn SecretBackend>>,
+}
+
+impl Collector for BackendStatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let requests = Family::<CloudRequestLabels, Counter>::default();
+        let shared = Family::<SharedReadLabels, Counter>::default();
+        let held = Family::<BackendLabels, Gauge>::default();
+        for backend in &self.backends {
+            let Some(stats) = backend.stats() else { continue };
+            let name = backend.name().to_owned();
+            for call in stats.cloud_calls.snapshot() {
+                let labels = CloudRequestLabels {
+                    backend: name.clone(),
+                    api: call.api.to_owned(),
+                    outcome: call.outcome.to_owned(),
+                };
+                requests.get_or_create(&labels).inc_by(call.count);
+            }
+            let shared_by = |how: &str| SharedReadLabels { backend: name.clone(), how: how.to_owned() };
+            shared.get_or_create(&shared_by("remount")).inc_by(stats.sharing.remount_hits());
+            shared.get_or_create(&shared_by("in_flight")).inc_by(stats.sharing.in_flight_joins());
+            held.get_or_create(&BackendLabels { backend: name })
+                .set(i64::try_from(stats.sharing.bytes_held()).unwrap_or(i64::MAX));
+        }
+        let described = [
+            (
+                "cloud_requests",
+                "Requests to the cloud and the APIs around it (token exchange, Kubernetes lookups) by API and outcome",
+                &requests as &dyn EncodeMetric,
+            ),
+            (
+                "shared_reads",
+                "Reads served without asking the cloud: by a recent read (remount) or one in flight",
+                &shared,
+            ),
+            ("shared_read_bytes", "Bytes of values held for remounts to share", &held),
+        ];
+        for (name, help, metric) in described {
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,8 +187,8 @@ mod tests {
         let in_flight = metrics.in_flight("aws");
         in_flight.inc();
         in_flight.dec();
-        metrics.mount_finished("aws", Ok(3), Duration::from_millis(20));
-        metrics.mount_finished("aws", Err(ErrorKind::NotFound), Duration::from_millis(5));
+        metrics.mount_finished("aws", MountKind::First, Ok(3), Duration::from_millis(20));
+        metrics.mount_finished("aws", MountKind::Remount, Err(ErrorKind::NotFound), Duration::from_millis(5));
         let text = metrics.render();
         assert!(
             text.contains(r#"csi_secrets_provider_mounts_total{backend="aws",outcome="ok"} 1"#),
@@ -122,9 +200,56 @@ mod tests {
         );
         assert!(text.contains(r#"csi_secrets_provider_files_returned_total{backend="aws"} 3"#), "{text}");
         assert!(text.contains(r#"csi_secrets_provider_mounts_in_flight{backend="aws"} 0"#), "{text}");
+        assert!(text.contains(r#"csi_secrets_provider_remounts_total{backend="aws"} 1"#), "{text}");
         assert!(
             text.contains("csi_secrets_provider_mount_duration_seconds_count{backend=\"aws\"} 2"),
             "{text}"
         );
+    }
+
+    #[derive(Debug, Default)]
+    struct Counting(csi_secrets_provider_core::BackendStats);
+
+    #[async_trait::async_trait]
+    impl SecretBackend for Counting {
+        fn name(&self) -> &'static str {
+            "aws"
+        }
+        fn validate(
+            &self,
+            _: &csi_secrets_provider_core::Parameters,
+        ) -> csi_secrets_provider_core::Validation {
+            csi_secrets_provider_core::Validation::default()
+        }
+        async fn mount(
+            &self,
+            _: &csi_secrets_provider_core::MountRequest,
+        ) -> csi_secrets_provider_core::Result<csi_secrets_provider_core::MountResponse> {
+            Err(csi_secrets_provider_core::Error::internal("not used"))
+        }
+        fn stats(&self) -> Option<&csi_secrets_provider_core::BackendStats> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn backend_counters_are_read_on_each_scrape() {
+        let backend = Arc::new(Counting::default());
+        let metrics = Metrics::with_backends(&[backend.clone() as Arc<dyn SecretBackend>]);
+        backend.0.cloud_calls.record("secretsmanager:GetSecretValue", &Ok(()));
+        backend.0.cloud_calls.record_kind("kubernetes:GetServiceAccount", Some(ErrorKind::PermissionDenied));
+        let text = metrics.render();
+        for expected in [
+            r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="secretsmanager:GetSecretValue",outcome="ok"} 1"#,
+            r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="kubernetes:GetServiceAccount",outcome="permission_denied"} 1"#,
+            r#"csi_secrets_provider_shared_reads_total{backend="aws",how="remount"} 0"#,
+            r#"csi_secrets_provider_shared_read_bytes{backend="aws"} 0"#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+        backend.0.cloud_calls.record("secretsmanager:GetSecretValue", &Ok(()));
+        assert!(metrics.render().contains(
+            r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="secretsmanager:GetSecretValue",outcome="ok"} 2"#
+        ));
     }
 }

@@ -84,7 +84,7 @@ pub async fn serve(
         }
     }
     let sockets: Vec<PathBuf> = bound.iter().map(|(_, path, _)| path.clone()).collect();
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_backends(&backends);
     let health_state = HealthState::new(sockets.clone(), metrics.clone());
 
     let mut servers = JoinSet::new();

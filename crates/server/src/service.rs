@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use csi_secrets_provider_core::{
-    DRIVER_MAX_RESPONSE_BYTES, Error, MountRequest, MountResponse, ObjectVersion, SecretBackend,
+    DRIVER_MAX_RESPONSE_BYTES, Error, MountKind, MountRequest, MountResponse, ObjectVersion, SecretBackend,
     check_response_size,
 };
 use futures::FutureExt;
@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::proto;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::status::to_status;
+use crate::targets::{MountedTargets, TargetMemory};
 use prometheus_client::metrics::gauge::Gauge;
 
 /// Limits applied to every mount.
@@ -25,11 +26,17 @@ pub struct ServiceConfig {
     pub max_response_bytes: usize,
     /// Longest a mount may take when the driver sends no deadline (or a longer one).
     pub mount_timeout: Duration,
+    /// Which target paths are remembered to recognise remounts.
+    pub targets: TargetMemory,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { max_response_bytes: DRIVER_MAX_RESPONSE_BYTES, mount_timeout: Duration::from_secs(60) }
+        Self {
+            max_response_bytes: DRIVER_MAX_RESPONSE_BYTES,
+            mount_timeout: Duration::from_secs(60),
+            targets: TargetMemory::default(),
+        }
     }
 }
 
@@ -41,6 +48,8 @@ pub struct ProviderService {
     /// Mounts being served: the metrics gauge itself, so the drain log and `/metrics` agree.
     in_flight: Gauge,
     metrics: Metrics,
+    /// Target paths mounted successfully, shared by every connection to this socket.
+    targets: Arc<MountedTargets>,
 }
 
 impl ProviderService {
@@ -51,7 +60,8 @@ impl ProviderService {
     /// A service recording into shared `metrics`.
     pub fn with_metrics(backend: Arc<dyn SecretBackend>, config: ServiceConfig, metrics: Metrics) -> Self {
         let in_flight = metrics.in_flight(backend.name());
-        Self { backend, config, in_flight, metrics }
+        let targets = Arc::new(MountedTargets::new(config.targets));
+        Self { backend, config, in_flight, metrics, targets }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -80,14 +90,21 @@ impl ProviderService {
     ) -> Result<proto::MountResponse, Error> {
         let started = Instant::now();
         let _guard = InFlightGuard::enter(&self.in_flight);
-        let decoded = decode(request);
+        let decoded = decode(request).map(|mut decoded| {
+            decoded.kind = self.targets.kind_of(&decoded.target_path);
+            decoded
+        });
         let outcome = match &decoded {
             Ok(decoded) => self.run(decoded, started, caller_timeout).await,
             Err(error) => Err(error.clone()),
         };
+        if let (Ok(decoded), Ok(_)) = (&decoded, &outcome) {
+            self.targets.remember(&decoded.target_path);
+        }
         log_mount(self.backend.name(), decoded.as_ref().ok(), &outcome, started.elapsed());
         let counted = outcome.as_ref().map(|(response, _)| response.files.len()).map_err(Error::kind);
-        self.metrics.mount_finished(self.backend.name(), counted, started.elapsed());
+        let kind = decoded.as_ref().map_or(MountKind::First, |d| d.kind);
+        self.metrics.mount_finished(self.backend.name(), kind, counted, started.elapsed());
         outcome.map(|(response, _)| response)
     }
 
@@ -192,6 +209,7 @@ fn log_mount(
             pod.namespace = namespace,
             pod.name = pod,
             spc,
+            remount = request.is_some_and(|r| r.kind == MountKind::Remount),
             objects,
             files = response.files.len(),
             duration_ms,
@@ -203,6 +221,7 @@ fn log_mount(
             pod.namespace = namespace,
             pod.name = pod,
             spc,
+            remount = request.is_some_and(|r| r.kind == MountKind::Remount),
             duration_ms,
             outcome = "error",
             error.kind = ?error.kind(),

@@ -1,0 +1,588 @@
+//! Cloud reads shared between mounts of one identity.
+//!
+//! Since driver v1.6 every kubelet republish reaches the provider as a Mount for a target path
+//! it already served. A [`SharedReads`] cache lets those remounts reuse a read of the same
+//! (identity, object) finished within a window, and lets every mount join an identical read
+//! that is already in flight (single-flight), so a burst of pod starts costs one read too.
+//!
+//! Rules, in one place:
+//! - a key is everything that decides the answer: the backend builds it from the identity that
+//!   authorizes the read and the object's address, so nothing is shared across identities;
+//! - first mounts never take a finished read: they read fresh (or join one in flight);
+//! - remounts take a finished read while it is younger than the window;
+//! - failures are never kept: the next mount asks again;
+//! - what is kept is bounded in bytes, dropped when its window ends, and held in the caller's
+//!   zeroizing types ([`crate::SecretBytes`]); nothing reaches disk.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::files::SecretBytes;
+
+/// Whether the driver served this target path before: a kubelet republish (rotation) or a
+/// pod's first mount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MountKind {
+    /// A target path this provider has not served since it started.
+    #[default]
+    First,
+    /// A target path this provider mounted successfully before.
+    Remount,
+}
+
+/// How long and how much a backend may share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharingOptions {
+    /// How old a finished read may be for a remount to reuse it; zero turns sharing off (every
+    /// mount reads on its own, as the official providers do).
+    pub window: Duration,
+    /// The most bytes of values held at once, over all of a backend's shared reads.
+    pub max_bytes: usize,
+}
+
+impl SharingOptions {
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+    pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+    /// Every mount reads on its own.
+    pub const fn disabled() -> Self {
+        Self { window: Duration::ZERO, max_bytes: 0 }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.window.is_zero()
+    }
+}
+
+impl Default for SharingOptions {
+    fn default() -> Self {
+        Self { window: Self::DEFAULT_WINDOW, max_bytes: Self::DEFAULT_MAX_BYTES }
+    }
+}
+
+/// The size a kept value counts against [`SharingOptions::max_bytes`].
+pub trait HeldBytes {
+    fn held_bytes(&self) -> usize;
+}
+
+impl HeldBytes for SecretBytes {
+    fn held_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl HeldBytes for String {
+    fn held_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T: HeldBytes> HeldBytes for Vec<T> {
+    fn held_bytes(&self) -> usize {
+        self.iter().map(HeldBytes::held_bytes).sum()
+    }
+}
+
+impl<T: HeldBytes> HeldBytes for Arc<T> {
+    fn held_bytes(&self) -> usize {
+        self.as_ref().held_bytes()
+    }
+}
+
+/// What one backend's sharing did, for `/metrics`. Shared by all caches of the backend.
+#[derive(Debug, Default)]
+pub struct SharingStats {
+    remount_hits: AtomicU64,
+    in_flight_joins: AtomicU64,
+    bytes_held: AtomicU64,
+}
+
+impl SharingStats {
+    /// Reads a remount took from a finished read instead of asking the cloud.
+    pub fn remount_hits(&self) -> u64 {
+        self.remount_hits.load(Ordering::Relaxed)
+    }
+
+    /// Reads a mount took from an identical read already in flight.
+    pub fn in_flight_joins(&self) -> u64 {
+        self.in_flight_joins.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of values held right now.
+    pub fn bytes_held(&self) -> u64 {
+        self.bytes_held.load(Ordering::Relaxed)
+    }
+}
+
+/// A cache of reads by key, with single-flight. Cheap to clone (one shared state).
+pub struct SharedReads<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for SharedReads<K, V> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<K, V> std::fmt::Debug for SharedReads<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.inner.lock();
+        f.debug_struct("SharedReads")
+            .field("options", &self.inner.options)
+            .field("kept", &state.kept.len())
+            .field("in_flight", &state.in_flight.len())
+            .field("bytes", &state.bytes)
+            .finish()
+    }
+}
+
+type Outcome<V> = Option<Result<V>>;
+
+struct Inner<K, V> {
+    options: SharingOptions,
+    stats: Arc<SharingStats>,
+    state: Mutex<State<K, V>>,
+}
+
+struct State<K, V> {
+    kept: HashMap<K, Kept<V>>,
+    in_flight: HashMap<K, watch::Receiver<Outcome<V>>>,
+    bytes: usize,
+    next_generation: u64,
+}
+
+struct Kept<V> {
+    value: V,
+    read_at: Instant,
+    bytes: usize,
+    /// Tells a kept value from a later one under the same key, for the expiry task.
+    generation: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Yes,
+    No,
+}
+
+enum Role<V> {
+    Lead(watch::Sender<Outcome<V>>),
+    Follow(watch::Receiver<Outcome<V>>),
+}
+
+impl<K, V> SharedReads<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + HeldBytes + Send + Sync + 'static,
+{
+    pub fn new(options: SharingOptions, stats: Arc<SharingStats>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                options,
+                stats,
+                state: Mutex::new(State {
+                    kept: HashMap::new(),
+                    in_flight: HashMap::new(),
+                    bytes: 0,
+                    next_generation: 0,
+                }),
+            }),
+        }
+    }
+
+    /// The value for `key`: for a remount, a read finished within the window; otherwise the
+    /// result of an identical read in flight, or of `fetch`, which this call then runs for
+    /// everyone who asks meanwhile. A successful fetch is kept for later remounts.
+    pub async fn read<F, Fut>(&self, key: K, kind: MountKind, fetch: F) -> Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>>,
+    {
+        self.run(key, kind, Keep::Yes, fetch).await
+    }
+
+    /// The result of an identical read in flight, or of `fetch`, run once for everyone who asks
+    /// meanwhile; nothing is kept (for one call that answers several keys, each then kept with
+    /// [`Self::keep`]).
+    pub async fn single_flight<F, Fut>(&self, key: K, fetch: F) -> Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>>,
+    {
+        self.run(key, MountKind::First, Keep::No, fetch).await
+    }
+
+    async fn run<F, Fut>(&self, key: K, kind: MountKind, keep: Keep, fetch: F) -> Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>>,
+    {
+        if !self.inner.options.is_enabled() {
+            return fetch().await;
+        }
+        loop {
+            let role = {
+                let mut state = self.inner.lock();
+                if kind == MountKind::Remount
+                    && let Some(kept) = state.kept.get(&key).filter(|k| self.inner.is_fresh(k))
+                {
+                    self.inner.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(kept.value.clone());
+                }
+                match state.in_flight.get(&key) {
+                    Some(receiver) => Role::Follow(receiver.clone()),
+                    None => {
+                        let (sender, receiver) = watch::channel(None);
+                        state.in_flight.insert(key.clone(), receiver);
+                        Role::Lead(sender)
+                    }
+                }
+            };
+            match role {
+                Role::Follow(mut receiver) => {
+                    let outcome = receiver.wait_for(Option::is_some).await.ok().and_then(|o| o.clone());
+                    if let Some(result) = outcome {
+                        self.inner.stats.in_flight_joins.fetch_add(1, Ordering::Relaxed);
+                        return result;
+                    }
+                    // The leading mount was abandoned (its caller gave up): read again.
+                }
+                Role::Lead(sender) => {
+                    let flight = Flight { inner: &self.inner, key: &key, keep, sender: Some(sender) };
+                    let result = fetch().await;
+                    flight.finish(&result);
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// A read finished within the window, without asking anyone (for lookups a remount may
+    /// skip entirely).
+    pub fn recent(&self, key: &K) -> Option<V> {
+        let state = self.inner.lock();
+        let value = state.kept.get(key).filter(|k| self.inner.is_fresh(k)).map(|k| k.value.clone());
+        if value.is_some() {
+            self.inner.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        value
+    }
+
+    /// Keeps a value read outside [`Self::read`] (one call that answered several keys).
+    pub fn keep(&self, key: K, value: V) {
+        Inner::keep(&self.inner, key, value);
+    }
+
+    /// Bytes held by this cache.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+
+    /// Values held by this cache.
+    pub fn len(&self) -> usize {
+        self.inner.lock().kept.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K, V> Inner<K, V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K, V>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_fresh(&self, kept: &Kept<V>) -> bool {
+        kept.read_at.elapsed() < self.options.window
+    }
+}
+
+impl<K, V> Inner<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + HeldBytes + Send + Sync + 'static,
+{
+    fn keep(this: &Arc<Self>, key: K, value: V) {
+        if !this.options.is_enabled() {
+            return;
+        }
+        let bytes = value.held_bytes();
+        let generation = {
+            let mut state = this.lock();
+            this.forget(&mut state, &key);
+            if bytes > this.options.max_bytes {
+                return;
+            }
+            // Expired first, then oldest, until the new value fits under the cap.
+            let expired: Vec<K> =
+                state.kept.iter().filter(|(_, k)| !this.is_fresh(k)).map(|(key, _)| key.clone()).collect();
+            for old in expired {
+                this.forget(&mut state, &old);
+            }
+            while state.bytes + bytes > this.options.max_bytes {
+                let Some(oldest) = state.kept.iter().min_by_key(|(_, k)| k.read_at).map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                this.forget(&mut state, &oldest);
+            }
+            let generation = state.next_generation;
+            state.next_generation += 1;
+            state.bytes += bytes;
+            this.stats.bytes_held.fetch_add(bytes as u64, Ordering::Relaxed);
+            state.kept.insert(key.clone(), Kept { value, read_at: Instant::now(), bytes, generation });
+            generation
+        };
+        // Drop the value when its window ends rather than at the next access.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak: Weak<Self> = Arc::downgrade(this);
+            let window = this.options.window;
+            runtime.spawn(async move {
+                tokio::time::sleep(window).await;
+                if let Some(inner) = weak.upgrade() {
+                    let mut state = inner.lock();
+                    if state.kept.get(&key).is_some_and(|k| k.generation == generation) {
+                        inner.forget(&mut state, &key);
+                    }
+                }
+            });
+        }
+    }
+
+    fn forget(&self, state: &mut State<K, V>, key: &K) {
+        if let Some(old) = state.kept.remove(key) {
+            state.bytes -= old.bytes;
+            self.stats.bytes_held.fetch_sub(old.bytes as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The leading read of a key. Dropped without [`Flight::finish`] (the mount was abandoned), it
+/// clears the in-flight entry so waiting mounts read again instead of waiting forever.
+struct Flight<'a, K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + HeldBytes + Send + Sync + 'static,
+{
+    inner: &'a Arc<Inner<K, V>>,
+    key: &'a K,
+    keep: Keep,
+    sender: Option<watch::Sender<Outcome<V>>>,
+}
+
+impl<K, V> Flight<'_, K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + HeldBytes + Send + Sync + 'static,
+{
+    fn finish(mut self, result: &Result<V>) {
+        if let (Ok(value), Keep::Yes) = (result, self.keep) {
+            Inner::keep(self.inner, self.key.clone(), value.clone());
+        }
+        self.inner.lock().in_flight.remove(self.key);
+        if let Some(sender) = self.sender.take() {
+            // Nobody waiting is fine.
+            let _ = sender.send(Some(result.clone()));
+        }
+    }
+}
+
+impl<K, V> Drop for Flight<'_, K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + HeldBytes + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        if self.sender.is_some() {
+            self.inner.lock().in_flight.remove(self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use std::sync::atomic::AtomicUsize;
+
+    fn cache(window: Duration, max_bytes: usize) -> SharedReads<&'static str, SecretBytes> {
+        SharedReads::new(SharingOptions { window, max_bytes }, Arc::default())
+    }
+
+    fn value(text: &str) -> SecretBytes {
+        SecretBytes::new(text.as_bytes().to_vec())
+    }
+
+    /// A fetch that counts its calls and answers `text`.
+    async fn counted(calls: &AtomicUsize, text: &str) -> Result<SecretBytes> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(value(text))
+    }
+
+    #[tokio::test]
+    async fn remounts_reuse_a_read_within_the_window_and_first_mounts_read_fresh() -> Result<()> {
+        let reads = cache(Duration::from_secs(60), 1024);
+        let calls = AtomicUsize::new(0);
+        reads.read("a", MountKind::First, || counted(&calls, "v1")).await?;
+        let remount = reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+        assert_eq!(remount.expose(), b"v1", "the remount took the kept read");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let first = reads.read("a", MountKind::First, || counted(&calls, "v2")).await?;
+        assert_eq!(first.expose(), b"v2", "a first mount reads fresh");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let remount = reads.read("a", MountKind::Remount, || counted(&calls, "v3")).await?;
+        assert_eq!(remount.expose(), b"v2", "the fresh read replaced the old one");
+        reads.read("b", MountKind::Remount, || counted(&calls, "b")).await?;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "another key is another read");
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_ends_and_the_value_is_dropped() -> Result<()> {
+        let stats = Arc::new(SharingStats::default());
+        let reads: SharedReads<&str, SecretBytes> = SharedReads::new(
+            SharingOptions { window: Duration::from_secs(60), max_bytes: 1024 },
+            stats.clone(),
+        );
+        let calls = AtomicUsize::new(0);
+        reads.read("a", MountKind::First, || counted(&calls, "v1")).await?;
+        assert_eq!(stats.bytes_held(), 2);
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(reads.is_empty(), "dropped when the window ended, without another access");
+        assert_eq!(stats.bytes_held(), 0);
+        let after = reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+        assert_eq!(after.expose(), b"v2");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(stats.remount_hits(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn window_zero_shares_nothing() -> Result<()> {
+        let reads = cache(Duration::ZERO, 1024);
+        let calls = AtomicUsize::new(0);
+        for _ in 0..3 {
+            reads.read("a", MountKind::Remount, || counted(&calls, "v")).await?;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(reads.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_mounts_share_one_read() -> Result<()> {
+        let stats = Arc::new(SharingStats::default());
+        let reads: SharedReads<&str, SecretBytes> =
+            SharedReads::new(SharingOptions::default(), stats.clone());
+        let calls = AtomicUsize::new(0);
+        let (release, released) = tokio::sync::watch::channel(false);
+        let calls = &calls;
+        let mounts = (0..20).map(|_| {
+            let mut released = released.clone();
+            reads.read("a", MountKind::First, move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let _ = released.wait_for(|r| *r).await;
+                Ok(value("v"))
+            })
+        });
+        let all = futures::future::join_all(mounts);
+        let opener = async {
+            tokio::task::yield_now().await;
+            let _ = release.send(true);
+        };
+        let (results, ()) = tokio::join!(all, opener);
+        for result in results {
+            assert_eq!(result?.expose(), b"v");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(stats.in_flight_joins(), 19);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn single_flight_keeps_nothing_but_keep_does() -> Result<()> {
+        let reads = cache(Duration::from_secs(60), 1024);
+        let calls = AtomicUsize::new(0);
+        reads.single_flight("batch", || counted(&calls, "ab")).await?;
+        assert!(reads.is_empty());
+        reads.keep("a", value("a"));
+        assert_eq!(reads.recent(&"a").map(|v| v.expose().to_vec()), Some(b"a".to_vec()));
+        assert_eq!(reads.recent(&"b").map(|v| v.expose().to_vec()), None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn failures_are_shared_in_flight_but_never_kept() -> Result<()> {
+        let reads = cache(Duration::from_secs(60), 1024);
+        let calls = AtomicUsize::new(0);
+        let failed = reads
+            .read("a", MountKind::First, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(Error::permission_denied("no"))
+            })
+            .await;
+        assert!(failed.is_err());
+        let retried = reads.read("a", MountKind::Remount, || counted(&calls, "v")).await?;
+        assert_eq!(retried.expose(), b"v");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_leader_lets_the_followers_read() -> Result<()> {
+        let reads = cache(Duration::from_secs(60), 1024);
+        let calls = AtomicUsize::new(0);
+        let leader = reads.read("a", MountKind::First, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok(value("never"))
+        });
+        // The leader starts, the follower joins, then the leader's caller gives up (a timeout
+        // drops its future).
+        let leader = tokio::time::timeout(Duration::from_secs(1), leader);
+        let follower = async {
+            tokio::task::yield_now().await;
+            reads.read("a", MountKind::First, || counted(&calls, "v")).await
+        };
+        let (abandoned, followed) = tokio::join!(leader, follower);
+        assert!(abandoned.is_err(), "the leader timed out");
+        assert_eq!(followed?.expose(), b"v");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_byte_cap_evicts_the_oldest_and_skips_values_larger_than_it() -> Result<()> {
+        let stats = Arc::new(SharingStats::default());
+        let reads: SharedReads<&str, SecretBytes> = SharedReads::new(
+            SharingOptions { window: Duration::from_secs(60), max_bytes: 10 },
+            stats.clone(),
+        );
+        let calls = AtomicUsize::new(0);
+        reads.read("a", MountKind::First, || counted(&calls, "aaaa")).await?;
+        reads.read("b", MountKind::First, || counted(&calls, "bbbb")).await?;
+        assert_eq!(reads.bytes(), 8);
+        reads.read("c", MountKind::First, || counted(&calls, "cccc")).await?;
+        assert_eq!(reads.bytes(), 8, "a was evicted to make room");
+        assert_eq!(stats.bytes_held(), 8);
+        reads.read("a", MountKind::Remount, || counted(&calls, "aaaa")).await?;
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "the evicted value was read again");
+        reads.read("big", MountKind::First, || counted(&calls, "0123456789a")).await?;
+        reads.read("big", MountKind::Remount, || counted(&calls, "0123456789a")).await?;
+        assert_eq!(calls.load(Ordering::SeqCst), 6, "a value over the cap is never kept");
+        assert!(reads.bytes() <= 10);
+        Ok(())
+    }
+}

@@ -3,8 +3,9 @@
 //!
 //! Each test starts its own proxy, so counts are per test although moto is shared.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -36,6 +37,10 @@ struct ProxyState {
     calls: Vec<AwsCall>,
     failing_regions: HashSet<String>,
     injected: Vec<Injected>,
+    /// Secret ids readable only with this access key (an IAM policy on one role).
+    readable_only_by: HashMap<String, String>,
+    /// Actions answered only after this long (a slow region), so concurrent calls overlap.
+    delays: HashMap<String, Duration>,
 }
 
 /// An error to answer for the next `remaining` calls of `action`.
@@ -90,6 +95,17 @@ impl AwsProxy {
         });
     }
 
+    /// Lets only `access_key` read the Secrets Manager secret `secret_id`; any other caller gets
+    /// `AccessDeniedException`, as IAM answers a role without `secretsmanager:GetSecretValue`.
+    pub fn allow_only(&self, secret_id: &str, access_key: &str) {
+        self.lock().readable_only_by.insert(secret_id.to_owned(), access_key.to_owned());
+    }
+
+    /// Answers every call of `action` only after `delay`.
+    pub fn delay(&self, action: &str, delay: Duration) {
+        self.lock().delays.insert(action.to_owned(), delay);
+    }
+
     pub fn calls(&self) -> Vec<AwsCall> {
         self.lock().calls.clone()
     }
@@ -110,7 +126,7 @@ async fn forward(
     request: Request,
 ) -> Response {
     let call = describe(&request);
-    let (failing, injected) = {
+    let (failing, injected, denied, delay) = {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.calls.push(call.clone());
         let injected =
@@ -118,8 +134,32 @@ async fn forward(
                 i.remaining -= 1;
                 i.clone()
             });
-        (state.failing_regions.contains(&call.region), injected)
+        let secret_id = (call.action == "GetSecretValue")
+            .then(|| serde_json::from_slice::<serde_json::Value>(&request.body).ok())
+            .flatten()
+            .and_then(|body| body["SecretId"].as_str().map(str::to_owned));
+        let denied = secret_id
+            .and_then(|id| state.readable_only_by.get(&id))
+            .is_some_and(|allowed| *allowed != call.access_key);
+        (
+            state.failing_regions.contains(&call.region),
+            injected,
+            denied,
+            state.delays.get(&call.action).copied(),
+        )
     };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    if denied {
+        return json(
+            400,
+            &serde_json::json!({
+                "__type": "AccessDeniedException",
+                "message": format!("User: {} is not authorized to perform: secretsmanager:GetSecretValue because no identity-based policy allows the secretsmanager:GetSecretValue action", call.access_key)
+            }),
+        );
+    }
     if failing {
         return json(
             503,

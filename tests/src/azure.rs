@@ -57,15 +57,37 @@ pub struct TokenRequest {
     pub granted: bool,
 }
 
+/// One request to a vault, and the status it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultRequest {
+    pub vault: String,
+    pub path: String,
+    pub status: u16,
+}
+
+/// An access token the token endpoint issued.
+#[derive(Debug, Clone)]
+struct Issued {
+    tenant: String,
+    scope: String,
+    client_id: String,
+}
+
 #[derive(Debug, Default)]
 struct State {
     port: u16,
     federated: Vec<(String, String, String)>,
     client_secrets: Vec<(String, String, String)>,
-    issued: HashMap<String, (String, String)>,
+    issued: HashMap<String, Issued>,
     token_requests: Vec<TokenRequest>,
+    vault_requests: Vec<VaultRequest>,
+    /// (vault, object name) readable only by these client ids (an access policy / RBAC role
+    /// assignment on one object).
+    restricted: HashMap<(String, String), Vec<String>>,
     vaults: HashMap<String, Vault>,
     throttles: Vec<(String, usize, u64)>,
+    /// How long every vault answer waits, so concurrent reads overlap.
+    vault_delay: std::time::Duration,
     clock: u64,
 }
 
@@ -84,8 +106,11 @@ impl FakeAzure {
             Arc::new(Mutex::new(State { clock: 1_700_000_000, ..State::default() }));
         let shared = Arc::clone(&state);
         let server = http_server::serve(Some(ca.server_config.clone()), move |request| {
-            let answer = handle(&shared, &request);
-            async move { answer }
+            let (answer, delay) = handle(&shared, &request);
+            async move {
+                tokio::time::sleep(delay).await;
+                answer
+            }
         })
         .await?;
         state.lock().unwrap_or_else(PoisonError::into_inner).port = server.addr.port();
@@ -147,6 +172,30 @@ impl FakeAzure {
 
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.lock().token_requests.clone()
+    }
+
+    /// Answers every vault request only after `delay`.
+    pub fn set_vault_delay(&self, delay: std::time::Duration) {
+        self.lock().vault_delay = delay;
+    }
+
+    /// Every request a vault received, in order (401 challenges included).
+    pub fn vault_requests(&self) -> Vec<VaultRequest> {
+        self.lock().vault_requests.clone()
+    }
+
+    /// Object reads a vault answered (200), the challenges and refusals left out.
+    pub fn vault_reads(&self) -> usize {
+        self.lock().vault_requests.iter().filter(|r| r.status == 200).count()
+    }
+
+    /// Lets only `client_ids` read any object named `name` in `vault`; others get Key Vault's
+    /// 403 `ForbiddenByPolicy`.
+    pub fn restrict(&self, vault: &str, name: &str, client_ids: &[&str]) {
+        self.lock().restricted.insert(
+            (vault.to_owned(), name.to_owned()),
+            client_ids.iter().map(|c| (*c).to_owned()).collect(),
+        );
     }
 
     /// Answers the next `times` Key Vault requests whose path contains `fragment` with 429.
@@ -270,16 +319,20 @@ pub fn service_account_token(namespace: &str, service_account: &str) -> String {
     format!("{header}.{}.c2lnbmF0dXJl", URL_SAFE_NO_PAD.encode(claims.to_string()))
 }
 
-fn handle(state: &Mutex<State>, request: &Request) -> Response {
+/// The answer, and how long to wait before sending it.
+fn handle(state: &Mutex<State>, request: &Request) -> (Response, std::time::Duration) {
     let host = request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     let host = host.split(':').next().unwrap_or_default().to_owned();
     let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
     if host == AUTHORITY_HOST {
-        token_endpoint(&mut state, request)
+        (token_endpoint(&mut state, request), std::time::Duration::ZERO)
     } else if let Some(vault) = host.strip_suffix(&format!(".{VAULT_SUFFIX}")) {
-        key_vault(&mut state, vault, request)
+        (key_vault(&mut state, vault, request), state.vault_delay)
     } else {
-        json(404, &serde_json::json!({ "error": format!("unknown host {host}") }))
+        (
+            json(404, &serde_json::json!({ "error": format!("unknown host {host}") })),
+            std::time::Duration::ZERO,
+        )
     }
 }
 
@@ -364,7 +417,7 @@ fn token_endpoint(state: &mut State, request: &Request) -> Response {
         return response;
     }
     let token = format!("at-{}-{}", state.token_requests.len(), client_id);
-    state.issued.insert(token.clone(), (tenant, scope));
+    state.issued.insert(token.clone(), Issued { tenant, scope, client_id });
     json(
         200,
         &serde_json::json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token }),
@@ -411,6 +464,16 @@ fn kv_error(status: u16, code: &str, message: &str) -> Response {
 }
 
 fn key_vault(state: &mut State, vault_name: &str, request: &Request) -> Response {
+    let response = vault_answer(state, vault_name, request);
+    state.vault_requests.push(VaultRequest {
+        vault: vault_name.to_owned(),
+        path: request.uri.path().to_owned(),
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn vault_answer(state: &mut State, vault_name: &str, request: &Request) -> Response {
     let path = request.uri.path().to_owned();
     if let Some(throttle) = state
         .throttles
@@ -438,10 +501,10 @@ fn key_vault(state: &mut State, vault_name: &str, request: &Request) -> Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let resource = format!("https://{VAULT_SUFFIX}");
-    let authorized = bearer
+    let caller = bearer
         .and_then(|token| state.issued.get(token))
-        .is_some_and(|(tenant, scope)| *tenant == vault.tenant && *scope == format!("{resource}/.default"));
-    if !authorized {
+        .filter(|issued| issued.tenant == vault.tenant && issued.scope == format!("{resource}/.default"));
+    let Some(caller) = caller else {
         let challenge = format!(
             "Bearer authorization=\"https://{AUTHORITY_HOST}:{port}/{}\", resource=\"{resource}\"",
             vault.tenant
@@ -452,13 +515,25 @@ fn key_vault(state: &mut State, vault_name: &str, request: &Request) -> Response
             response.headers_mut().insert(http::header::WWW_AUTHENTICATE, value);
         }
         return response;
-    }
+    };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (kind, name, rest) = match segments.as_slice() {
         [kind, name] => (*kind, *name, None),
         [kind, name, rest] => (*kind, *name, Some(*rest)),
         _ => return kv_error(400, "BadParameter", "unsupported path"),
     };
+    if let Some(allowed) = state.restricted.get(&(vault_name.to_owned(), name.to_owned()))
+        && !allowed.contains(&caller.client_id)
+    {
+        return json(
+            403,
+            &serde_json::json!({ "error": {
+                "code": "Forbidden",
+                "message": format!("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid={};\r\nAction: 'Microsoft.KeyVault/vaults/{kind}/getSecret/action'\r\nResource: '{vault_name}/{kind}/{name}'", caller.client_id),
+                "innererror": { "code": "ForbiddenByRbac" }
+            }}),
+        );
+    }
     match kind {
         "secrets" => object(vault.secrets.get(name), rest, "Secret", "secret", name, |v| {
             let mut body = serde_json::json!({ "value": v.content.value, "id": v.id, "attributes": attributes(v.enabled, v.created) });

@@ -99,3 +99,16 @@ pub fn file_contents<'a>(
         .map(|f| f.contents.as_slice())
         .ok_or_else(|| format!("no file {path} in {:?}", response.files))
 }
+
+/// A plain HTTP/1.1 GET (for `/metrics` and the health endpoints); the whole answer, headers
+/// included.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
+}

@@ -174,6 +174,26 @@ impl ProviderProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The address of `/healthz` and `/metrics`, from the provider's start-up log line (start it
+    /// with `--health-addr 127.0.0.1:0` so the system picks a free port).
+    pub async fn health_addr(&self, timeout: Duration) -> io::Result<std::net::SocketAddr> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .log_text()
+                .lines()
+                .filter(|line| line.contains("/metrics"))
+                .find_map(|line| line.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok());
+            if let Some(addr) = found {
+                return Ok(addr);
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no health address in the provider log"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for ProviderProcess {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use base64::Engine;
 
@@ -18,6 +19,7 @@ pub struct FakeKubeApi {
     ca_pem: String,
     objects: Arc<Mutex<HashMap<String, serde_json::Value>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    delay: Arc<Mutex<Duration>>,
 }
 
 impl FakeKubeApi {
@@ -25,13 +27,18 @@ impl FakeKubeApi {
         let ca = TestCa::new(&[])?;
         let objects: Arc<Mutex<HashMap<String, serde_json::Value>>> = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (served, seen) = (Arc::clone(&objects), Arc::clone(&requests));
+        let delay: Arc<Mutex<Duration>> = Arc::default();
+        let (served, seen, slow) = (Arc::clone(&objects), Arc::clone(&requests), Arc::clone(&delay));
         let server = http_server::serve(Some(ca.server_config.clone()), move |request| {
             let answer = answer(&served, &seen, &request);
-            async move { answer }
+            let delay = *slow.lock().unwrap_or_else(PoisonError::into_inner);
+            async move {
+                tokio::time::sleep(delay).await;
+                answer
+            }
         })
         .await?;
-        Ok(Self { server, ca_pem: ca.ca_pem, objects, requests })
+        Ok(Self { server, ca_pem: ca.ca_pem, objects, requests, delay })
     }
 
     fn put(&self, path: String, object: serde_json::Value) {
@@ -69,6 +76,11 @@ impl FakeKubeApi {
             format!("/api/v1/nodes/{name}"),
             serde_json::json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name, "labels": labels } }),
         );
+    }
+
+    /// Answers every request only after `delay`, so concurrent lookups overlap.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap_or_else(PoisonError::into_inner) = delay;
     }
 
     /// Paths requested so far.

@@ -12,7 +12,8 @@ pub mod harness;
 pub mod http_server;
 pub mod kube_api;
 pub mod tls;
+pub mod worlds;
 
 pub use backend::TestBackend;
-pub use client::{DriverClient, file_contents, new_target_path, pod_attributes};
+pub use client::{DriverClient, file_contents, http_get, new_target_path, pod_attributes};
 pub use harness::{InProcess, ProviderProcess, wait_for_file, wait_for_socket};

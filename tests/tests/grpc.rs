@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csi_secrets_provider_server::proto::MountResponse;
-use csi_secrets_provider_tests::{DriverClient, InProcess, TestBackend, pod_attributes};
+use csi_secrets_provider_tests::{DriverClient, InProcess, TestBackend, http_get, pod_attributes};
 use tonic::Code;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -323,17 +323,6 @@ async fn http_health_endpoints() -> TestResult {
     assert!(broken.contains("test.sock"), "{broken}");
     provider.stop().await?;
     Ok(())
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    Ok(answer)
 }
 
 #[tokio::test]

@@ -2,90 +2,23 @@
 //! against moto (through a per-test recording proxy) and an HTTPS fake Kubernetes API.
 #![cfg(feature = "aws")]
 
-use std::time::Duration;
-
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::primitives::Blob;
 use csi_secrets_provider_server::proto::MountResponse;
-use csi_secrets_provider_tests::aws::{AwsProxy, FakePodIdentityAgent, moto_endpoint};
-use csi_secrets_provider_tests::kube_api::FakeKubeApi;
-use csi_secrets_provider_tests::{
-    DriverClient, ProviderProcess, file_contents as file, pod_attributes, wait_for_socket,
-};
+use csi_secrets_provider_tests::aws::{FakePodIdentityAgent, moto_endpoint};
+use csi_secrets_provider_tests::worlds::{AWS_ROLE as ROLE, AwsWorld, BoxError};
+use csi_secrets_provider_tests::{DriverClient, file_contents as file, pod_attributes};
 use tonic::Code;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
-const ROLE: &str = "arn:aws:iam::123456789012:role/web";
 
-/// One test's world: its own proxy, Kubernetes API and provider process; moto is shared, so
-/// every name carries the test's prefix.
-struct World {
-    proxy: AwsProxy,
-    kube: FakeKubeApi,
-    provider: ProviderProcess,
-    prefix: String,
-}
+type World = AwsWorld;
 
-async fn world(test: &str, extra_args: &[&str]) -> Result<World, Box<dyn std::error::Error + Send + Sync>> {
-    let proxy = AwsProxy::start(&moto_endpoint()).await?;
-    let kube = FakeKubeApi::start().await?;
-    kube.add_service_account("shop", "web", Some(ROLE));
-    kube.add_service_account("shop", "batch", Some("arn:aws:iam::123456789012:role/batch"));
-    kube.add_service_account("shop", "no-role", None);
-    kube.add_pod("shop", "web-0", "node-a");
-    kube.add_node("node-a", Some("us-east-1"));
-    let dir = tempfile::tempdir()?;
-    let kubeconfig = kube.write_kubeconfig(dir.path())?;
-    let endpoint = proxy.url();
-    let mut args = vec!["--backend", "aws"];
-    args.extend_from_slice(extra_args);
-    let provider = ProviderProcess::serve_with_env(
-        BINARY,
-        &args,
-        &[
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-            ("KUBECONFIG", &kubeconfig.display().to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ],
-        &[
-            "AWS_REGION",
-            "AWS_DEFAULT_REGION",
-            "AWS_PROFILE",
-            "AWS_CONFIG_FILE",
-            "AWS_SHARED_CREDENTIALS_FILE",
-        ],
-    )?;
-    wait_for_socket(&provider.socket("aws"), Duration::from_secs(30)).await?;
-    std::mem::forget(dir);
-    Ok(World { proxy, kube, provider, prefix: format!("{test}-{}", std::process::id()) })
-}
-
-impl World {
-    fn name(&self, name: &str) -> String {
-        format!("{}/{name}", self.prefix)
-    }
-
-    /// Mounts as pod shop/web-0 with service account `sa`, with tokens for both audiences.
-    async fn mount_as(&self, sa: &str, parameters: &[(&str, &str)]) -> Result<MountResponse, tonic::Status> {
-        let tokens = serde_json::json!({
-            "sts.amazonaws.com": { "token": format!("jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
-            "pods.eks.amazonaws.com": { "token": format!("pod-identity-jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
-        })
-        .to_string();
-        let mut all: Vec<(&str, &str)> = parameters.to_vec();
-        all.push(("csi.storage.k8s.io/serviceAccount.name", sa));
-        all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
-        DriverClient::new(&self.provider.socket("aws"))
-            .mount_raw(pod_attributes(&all).to_string(), "null".to_owned(), "420".to_owned())
-            .await
-    }
-
-    async fn mount(&self, parameters: &[(&str, &str)]) -> Result<MountResponse, tonic::Status> {
-        self.mount_as("web", parameters).await
-    }
+async fn world(test: &str, extra_args: &[&str]) -> Result<World, BoxError> {
+    AwsWorld::start(BINARY, test, extra_args).await
 }
 
 /// Clients straight to moto, for seeding.

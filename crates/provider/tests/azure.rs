@@ -2,101 +2,24 @@
 //! client, against the project's Key Vault + Azure AD test server over TLS.
 #![cfg(feature = "azure")]
 
-use std::time::Duration;
-
 use base64::Engine;
 use csi_secrets_provider_server::proto::MountResponse;
-use csi_secrets_provider_tests::azure::{CertificateSecret, FakeAzure, TestChain, service_account_token};
-use csi_secrets_provider_tests::{
-    DriverClient, ProviderProcess, file_contents as file, pod_attributes, wait_for_socket,
+use csi_secrets_provider_tests::azure::{CertificateSecret, TestChain};
+use csi_secrets_provider_tests::worlds::{
+    AZURE_CLIENT as CLIENT, AZURE_TENANT as TENANT, AZURE_VAULT as VAULT, AzureWorld, BoxError,
+    azure_objects as seed_parameters,
 };
+use csi_secrets_provider_tests::{DriverClient, file_contents as file, pod_attributes};
 use tonic::Code;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
-const TENANT: &str = "72f988bf-0000-0000-0000-000000000001";
-const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
-const VAULT: &str = "kv-prod-app";
 
-struct World {
-    azure: FakeAzure,
-    provider: ProviderProcess,
-}
+type World = AzureWorld;
 
-async fn world(extra: &[&str]) -> Result<World, Box<dyn std::error::Error + Send + Sync>> {
-    let azure = FakeAzure::start().await?;
-    azure.add_vault(VAULT, TENANT);
-    azure.federate(TENANT, CLIENT, "default", "workload-sa");
-    let mut args: Vec<String> =
-        vec!["--backend".into(), "azure".into(), "--azure-cloud-name".into(), "AzureStackCloud".into()];
-    args.extend(azure.resolve_args(&[VAULT, "kv-other"]));
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ca = azure.ca_file().display().to_string();
-    let environment = azure.environment_file().display().to_string();
-    let provider = ProviderProcess::serve_with_env(
-        BINARY,
-        &args,
-        &[("SSL_CERT_FILE", ca.as_str()), ("AZURE_ENVIRONMENT_FILEPATH", environment.as_str())],
-        &[
-            "AZURE_CLIENT_ID",
-            "AZURE_TENANT_ID",
-            "AZURE_FEDERATED_TOKEN_FILE",
-            "IDENTITY_ENDPOINT",
-            "MSI_ENDPOINT",
-        ],
-    )?;
-    wait_for_socket(&provider.socket("azure"), Duration::from_secs(30)).await?;
-    Ok(World { azure, provider })
-}
-
-/// The seed blog's parameters with these objects (`array:` of YAML strings).
-fn seed_parameters(objects: &[&str]) -> String {
-    let mut text = String::from("array:\n");
-    for object in objects {
-        text.push_str("  - |\n");
-        for line in object.lines() {
-            text.push_str(&format!("    {line}\n"));
-        }
-    }
-    text
-}
-
-impl World {
-    /// Mounts as pod default/app with `service_account`, the driver's workload identity token
-    /// attached, with the seed SPC's identity parameters plus `extra`.
-    async fn mount_as(
-        &self,
-        service_account: &str,
-        objects: &[&str],
-        extra: &[(&str, &str)],
-    ) -> Result<MountResponse, tonic::Status> {
-        let tokens = serde_json::json!({
-            "api://AzureADTokenExchange": { "token": service_account_token("default", service_account), "expirationTimestamp": "2099-01-01T00:00:00Z" }
-        })
-        .to_string();
-        let objects = seed_parameters(objects);
-        let mut parameters = vec![
-            ("usePodIdentity", "false"),
-            ("clientID", CLIENT),
-            ("keyvaultName", VAULT),
-            ("cloudName", ""),
-            ("objects", objects.as_str()),
-            ("tenantId", TENANT),
-            ("csi.storage.k8s.io/pod.namespace", "default"),
-            ("csi.storage.k8s.io/serviceAccount.name", service_account),
-            ("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()),
-        ];
-        parameters.extend_from_slice(extra);
-        DriverClient::new(&self.provider.socket("azure"))
-            .mount_raw(pod_attributes(&parameters).to_string(), "null".to_owned(), "420".to_owned())
-            .await
-    }
-
-    async fn mount(&self, objects: &[&str]) -> Result<MountResponse, tonic::Status> {
-        self.mount_as("workload-sa", objects, &[]).await
-    }
+async fn world(extra: &[&str]) -> Result<World, BoxError> {
+    AzureWorld::start(BINARY, extra).await
 }
 
 fn versions(response: &MountResponse) -> Vec<(String, String)> {

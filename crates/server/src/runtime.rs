@@ -119,6 +119,8 @@ pub async fn serve(
                 return Err(ServeError::HealthBind { addr, source });
             }
         };
+        // The bound address, so a port of 0 shows which one was chosen.
+        let addr = listener.local_addr().unwrap_or(addr);
         let router = health::router(health_state.clone());
         let stopped = stop.clone().cancelled_owned();
         health_task =

@@ -1,0 +1,314 @@
+//! Remounts share cloud reads, end to end: the real binary's sockets, driven by a driver-shaped
+//! client that sends a kubelet republish as a Mount for a target path already served, against
+//! the project's test peers. The peers count what reaches them, so every figure here is what a
+//! cloud would bill.
+
+use std::time::Duration;
+
+use csi_secrets_provider_tests::worlds::BoxError;
+use csi_secrets_provider_tests::{file_contents as file, http_get, new_target_path};
+
+type TestResult = Result<(), BoxError>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+
+/// The value of the metric line starting with `series` (name and labels), if present.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[cfg(feature = "aws")]
+mod aws {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::AwsWorld;
+    use tonic::Code;
+
+    /// Secrets Manager objects aliased by their short names.
+    fn objects(world: &AwsWorld, names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| {
+                format!("- {{objectName: {}, objectType: secretsmanager, objectAlias: {n}}}\n", world.name(n))
+            })
+            .collect()
+    }
+
+    /// (GetSecretValue, ServiceAccount GETs, AssumeRoleWithWebIdentity) so far.
+    fn counts(world: &AwsWorld) -> (usize, usize, usize) {
+        (
+            world.proxy.count("GetSecretValue"),
+            world.service_account_reads(),
+            world.proxy.count("AssumeRoleWithWebIdentity"),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_remount_round_of_one_identity_asks_nobody_and_new_pods_read_fresh() -> TestResult {
+        let world = AwsWorld::start(BINARY, "share", &["--health-addr", "127.0.0.1:0"]).await?;
+        world.put_secret(&world.name("db"), "one").await?;
+        world.put_secret(&world.name("api"), "key").await?;
+        let objects = objects(&world, &["db", "api"]);
+        let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+        let pods: Vec<String> = (0..10).map(|_| new_target_path()).collect();
+        for pod in &pods {
+            world.mount_at(pod, "web", &parameters).await?;
+        }
+        assert_eq!(counts(&world), (20, 10, 1), "first mounts read fresh; one token exchange");
+
+        for pod in &pods {
+            let response = world.mount_at(pod, "web", &parameters).await?;
+            assert_eq!(file(&response, "db")?, b"one");
+            assert_eq!(file(&response, "api")?, b"key");
+        }
+        assert_eq!(counts(&world), (20, 10, 1), "the remount round reused the reads and the lookup");
+
+        // A pod started right after a change reads fresh, and its read refreshes the shared one.
+        world.put_secret(&world.name("db"), "two").await?;
+        let new_pod = world.mount(&parameters).await?;
+        assert_eq!(file(&new_pod, "db")?, b"two");
+        let remount = world.mount_at(&pods[0], "web", &parameters).await?;
+        assert_eq!(file(&remount, "db")?, b"two");
+        assert_eq!(counts(&world), (22, 11, 1));
+
+        let addr = world.provider.health_addr(Duration::from_secs(5)).await?;
+        let metrics = http_get(addr, "/metrics").await?;
+        let expect = [
+            (r#"csi_secrets_provider_remounts_total{backend="aws"}"#, 11.0),
+            (r#"csi_secrets_provider_shared_reads_total{backend="aws",how="remount"}"#, 33.0),
+            (
+                r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="secretsmanager:GetSecretValue",outcome="ok"}"#,
+                22.0,
+            ),
+            (
+                r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="kubernetes:GetServiceAccount",outcome="ok"}"#,
+                11.0,
+            ),
+            (
+                r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="sts:AssumeRoleWithWebIdentity",outcome="ok"}"#,
+                1.0,
+            ),
+        ];
+        for (series, value) in expect {
+            assert_eq!(metric(&metrics, series), Some(value), "{series} in\n{metrics}");
+        }
+        assert!(
+            metric(&metrics, r#"csi_secrets_provider_shared_read_bytes{backend="aws"}"#)
+                .is_some_and(|b| b > 0.0)
+        );
+        assert!(
+            !metrics.contains("two") && !metrics.contains(&world.prefix),
+            "no values or names in metrics"
+        );
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_first_mounts_join_one_read_in_flight() -> TestResult {
+        let world = AwsWorld::start(BINARY, "flight", &[]).await?;
+        world.put_secret(&world.name("db"), "one").await?;
+        world.put_secret(&world.name("api"), "key").await?;
+        // Slow peers, so every pod's mount arrives while the first reads are still in flight.
+        world.proxy.delay("GetSecretValue", Duration::from_millis(400));
+        world.kube.set_delay(Duration::from_millis(400));
+        let objects = objects(&world, &["db", "api"]);
+        let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+        let mounts = (0..20).map(|_| world.mount(&parameters));
+        for response in futures::future::join_all(mounts).await {
+            assert_eq!(file(&response?, "db")?, b"one");
+        }
+        assert_eq!(counts(&world), (2, 1, 1), "20 pods starting at once: one read of each");
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn window_zero_shares_nothing() -> TestResult {
+        let world = AwsWorld::start(BINARY, "nowindow", &["--shared-read-window", "0"]).await?;
+        world.put_secret(&world.name("db"), "one").await?;
+        world.put_secret(&world.name("api"), "key").await?;
+        let objects = objects(&world, &["db", "api"]);
+        let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+        for _ in 0..3 {
+            let pod = new_target_path();
+            world.mount_at(&pod, "web", &parameters).await?;
+            world.mount_at(&pod, "web", &parameters).await?;
+        }
+        assert_eq!(counts(&world), (12, 6, 1), "every mount read every object, as upstream does");
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_window_ends() -> TestResult {
+        let world = AwsWorld::start(BINARY, "windowend", &["--shared-read-window", "1s"]).await?;
+        world.put_secret(&world.name("db"), "one").await?;
+        let objects = objects(&world, &["db"]);
+        let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+        let pod = new_target_path();
+        world.mount_at(&pod, "web", &parameters).await?;
+        world.mount_at(&pod, "web", &parameters).await?;
+        assert_eq!(counts(&world), (1, 1, 1));
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        world.mount_at(&pod, "web", &parameters).await?;
+        assert_eq!(counts(&world), (2, 2, 1), "past the window the remount asked again");
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn values_over_the_byte_cap_are_not_kept() -> TestResult {
+        let world = AwsWorld::start(BINARY, "cap", &["--shared-read-max-bytes", "200"]).await?;
+        world.put_secret(&world.name("tiny"), "t").await?;
+        world.put_secret(&world.name("big"), &"b".repeat(300)).await?;
+        let objects = objects(&world, &["tiny", "big"]);
+        let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+        let pod = new_target_path();
+        world.mount_at(&pod, "web", &parameters).await?;
+        let remount = world.mount_at(&pod, "web", &parameters).await?;
+        assert_eq!(file(&remount, "big")?, "b".repeat(300).as_bytes());
+        assert_eq!(counts(&world), (3, 1, 1), "the big value was read again, the tiny one shared");
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_remount_never_gets_another_identitys_value() -> TestResult {
+        let world = AwsWorld::start(BINARY, "isolation", &[]).await?;
+        world.put_secret(&world.name("a-only"), "value only web may read").await?;
+        world.put_secret(&world.name("b-own"), "batch's own").await?;
+        let region = ("region", "us-east-1");
+        // Pod B (service account batch, its own role) mounts its own secret.
+        let pod_b = new_target_path();
+        let b_objects = objects(&world, &["b-own"]);
+        world.mount_at(&pod_b, "batch", &[("objects", b_objects.as_str()), region]).await?;
+        // Identity A reads a secret only its role may read; that read is now shared for A.
+        let a_objects = objects(&world, &["a-only"]);
+        world.mount(&[("objects", a_objects.as_str()), region]).await?;
+        let a_key = world.proxy.calls().last().map(|c| c.access_key.clone()).ok_or("no call")?;
+        world.proxy.allow_only(&world.name("a-only"), &a_key);
+
+        // B's SPC changes to name A's secret; B's remount goes to AWS with B's own credentials.
+        let denied = world
+            .mount_at(&pod_b, "batch", &[("objects", a_objects.as_str()), region])
+            .await
+            .err()
+            .ok_or("B must not get A's secret")?;
+        assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+        assert!(denied.message().contains("not authorized"), "{}", denied.message());
+        assert!(!denied.message().contains("value only web may read"));
+        let last = world.proxy.calls().last().cloned().ok_or("no call")?;
+        assert_eq!(last.action, "GetSecretValue");
+        assert_ne!(last.access_key, a_key, "B asked with its own credentials");
+        Ok(())
+    }
+}
+
+#[cfg(feature = "azure")]
+mod azure {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::{
+        AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AzureWorld,
+    };
+    use tonic::Code;
+
+    const OTHER_CLIENT: &str = "99999999-8888-7777-6666-555555555555";
+
+    fn granted_tokens(world: &AzureWorld) -> usize {
+        world.azure.token_requests().iter().filter(|r| r.granted).count()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_remount_round_of_one_identity_asks_nobody() -> TestResult {
+        let world = AzureWorld::start(BINARY, &["--health-addr", "127.0.0.1:0"]).await?;
+        world.azure.set_secret(AZURE_VAULT, "db", "one");
+        world.azure.set_secret(AZURE_VAULT, "api", "key");
+        let objects = ["objectName: db\nobjectType: secret", "objectName: api\nobjectType: secret"];
+        let pods: Vec<String> = (0..10).map(|_| new_target_path()).collect();
+        for pod in &pods {
+            world.mount_at(pod, "workload-sa", &objects, &[]).await?;
+        }
+        assert_eq!((world.azure.vault_reads(), granted_tokens(&world)), (20, 1));
+        for pod in &pods {
+            let response = world.mount_at(pod, "workload-sa", &objects, &[]).await?;
+            assert_eq!(file(&response, "db")?, b"one");
+        }
+        assert_eq!(
+            (world.azure.vault_reads(), granted_tokens(&world)),
+            (20, 1),
+            "the remount round read nothing"
+        );
+
+        world.azure.set_secret(AZURE_VAULT, "db", "two");
+        let new_pod = world.mount(&objects).await?;
+        assert_eq!(file(&new_pod, "db")?, b"two", "a pod started after the change reads fresh");
+
+        let addr = world.provider.health_addr(Duration::from_secs(5)).await?;
+        let metrics = http_get(addr, "/metrics").await?;
+        let expect = [
+            (r#"csi_secrets_provider_remounts_total{backend="azure"}"#, 10.0),
+            (r#"csi_secrets_provider_shared_reads_total{backend="azure",how="remount"}"#, 20.0),
+            (
+                r#"csi_secrets_provider_cloud_requests_total{backend="azure",api="keyvault:GetSecret",outcome="ok"}"#,
+                22.0,
+            ),
+            (
+                r#"csi_secrets_provider_cloud_requests_total{backend="azure",api="aad:Token",outcome="ok"}"#,
+                1.0,
+            ),
+        ];
+        for (series, value) in expect {
+            assert_eq!(metric(&metrics, series), Some(value), "{series} in\n{metrics}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_first_mounts_join_one_read_in_flight() -> TestResult {
+        let world = AzureWorld::start(BINARY, &[]).await?;
+        world.azure.set_secret(AZURE_VAULT, "db", "one");
+        world.azure.set_vault_delay(Duration::from_millis(400));
+        let objects = ["objectName: db\nobjectType: secret"];
+        let mounts = (0..20).map(|_| world.mount(&objects));
+        for response in futures::future::join_all(mounts).await {
+            assert_eq!(file(&response?, "db")?, b"one");
+        }
+        assert_eq!(world.azure.vault_reads(), 1, "{:?}", world.azure.vault_requests());
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn window_zero_shares_nothing() -> TestResult {
+        let world = AzureWorld::start(BINARY, &["--shared-read-window", "0"]).await?;
+        world.azure.set_secret(AZURE_VAULT, "db", "one");
+        let objects = ["objectName: db\nobjectType: secret"];
+        let pod = new_target_path();
+        for _ in 0..3 {
+            world.mount_at(&pod, "workload-sa", &objects, &[]).await?;
+        }
+        assert_eq!(world.azure.vault_reads(), 3);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_remount_never_gets_another_identitys_value() -> TestResult {
+        let world = AzureWorld::start(BINARY, &[]).await?;
+        world.azure.federate(AZURE_TENANT, OTHER_CLIENT, AZURE_NAMESPACE, "other-sa");
+        world.azure.set_secret(AZURE_VAULT, "a-only", "value only the first app may read");
+        world.azure.set_secret(AZURE_VAULT, "b-own", "b's own");
+        world.azure.restrict(AZURE_VAULT, "a-only", &[AZURE_CLIENT]);
+        let as_b = [("clientID", OTHER_CLIENT)];
+        let pod_b = new_target_path();
+        world.mount_at(&pod_b, "other-sa", &["objectName: b-own\nobjectType: secret"], &as_b).await?;
+        let a_only = ["objectName: a-only\nobjectType: secret"];
+        let a = world.mount(&a_only).await?;
+        assert_eq!(file(&a, "a-only")?, b"value only the first app may read");
+
+        let denied = world
+            .mount_at(&pod_b, "other-sa", &a_only, &as_b)
+            .await
+            .err()
+            .ok_or("B must not get A's secret")?;
+        assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+        assert!(denied.message().contains("ForbiddenByRbac") || denied.message().contains("not authorized"));
+        assert!(!denied.message().contains("value only the first app"));
+        let last = world.azure.vault_requests().last().cloned().ok_or("no request")?;
+        assert_eq!((last.path.trim_end_matches('/'), last.status), ("/secrets/a-only", 403));
+        Ok(())
+    }
+}

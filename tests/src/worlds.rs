@@ -1,0 +1,274 @@
+//! One test's world per cloud: the provider binary as a process, wired to its test peers (moto
+//! through a recording proxy and an HTTPS Kubernetes API for AWS; the Key Vault + Azure AD test
+//! server for Azure), and mount helpers that send what the driver sends. Used by the end-to-end
+//! tests and the remount benchmark alike.
+
+use std::time::Duration;
+
+use csi_secrets_provider_server::proto::MountResponse;
+use tempfile::TempDir;
+
+use crate::aws::{AwsProxy, moto_endpoint};
+use crate::azure::{FakeAzure, service_account_token};
+use crate::client::{DriverClient, new_target_path, pod_attributes};
+use crate::harness::{ProviderProcess, wait_for_socket};
+use crate::kube_api::FakeKubeApi;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The IRSA role of service account `shop/web`.
+pub const AWS_ROLE: &str = "arn:aws:iam::123456789012:role/web";
+/// The IRSA role of service account `shop/batch`.
+pub const AWS_BATCH_ROLE: &str = "arn:aws:iam::123456789012:role/batch";
+
+/// The provider serving `aws` against moto (shared by all tests, so names carry a prefix) through
+/// this world's own recording proxy, and this world's own Kubernetes API.
+#[derive(Debug)]
+pub struct AwsWorld {
+    pub proxy: AwsProxy,
+    pub kube: FakeKubeApi,
+    pub provider: ProviderProcess,
+    pub prefix: String,
+    /// Holds the kubeconfig for the provider's lifetime.
+    _config: TempDir,
+}
+
+impl AwsWorld {
+    /// Service accounts `shop/web` ([`AWS_ROLE`]), `shop/batch` ([`AWS_BATCH_ROLE`]) and
+    /// `shop/no-role`; pod `shop/web-0` on a node in us-east-1.
+    pub async fn start(binary: &str, test: &str, extra_args: &[&str]) -> Result<Self, BoxError> {
+        let proxy = AwsProxy::start(&moto_endpoint()).await?;
+        let kube = FakeKubeApi::start().await?;
+        kube.add_service_account("shop", "web", Some(AWS_ROLE));
+        kube.add_service_account("shop", "batch", Some(AWS_BATCH_ROLE));
+        kube.add_service_account("shop", "no-role", None);
+        kube.add_pod("shop", "web-0", "node-a");
+        kube.add_node("node-a", Some("us-east-1"));
+        let config = tempfile::tempdir()?;
+        let kubeconfig = kube.write_kubeconfig(config.path())?.display().to_string();
+        let endpoint = proxy.url();
+        let mut args = vec!["--backend", "aws"];
+        args.extend_from_slice(extra_args);
+        let provider = ProviderProcess::serve_with_env(
+            binary,
+            &args,
+            &[
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("KUBECONFIG", kubeconfig.as_str()),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+            &[
+                "AWS_REGION",
+                "AWS_DEFAULT_REGION",
+                "AWS_PROFILE",
+                "AWS_CONFIG_FILE",
+                "AWS_SHARED_CREDENTIALS_FILE",
+            ],
+        )?;
+        wait_for_socket(&provider.socket("aws"), Duration::from_secs(30)).await?;
+        Ok(Self { proxy, kube, provider, prefix: format!("{test}-{}", std::process::id()), _config: config })
+    }
+
+    /// A name unique to this world in the shared moto.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}/{name}", self.prefix)
+    }
+
+    /// A first mount (a new pod's target path) as pod `shop/web-0` with service account `sa`.
+    pub async fn mount_as(
+        &self,
+        sa: &str,
+        parameters: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
+        self.mount_at(&new_target_path(), sa, parameters).await
+    }
+
+    /// A mount of `target_path` (the same path again is a remount) as pod `shop/web-0` with
+    /// service account `sa`, with tokens for both audiences.
+    pub async fn mount_at(
+        &self,
+        target_path: &str,
+        sa: &str,
+        parameters: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
+        let tokens = serde_json::json!({
+            "sts.amazonaws.com": { "token": format!("jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
+            "pods.eks.amazonaws.com": { "token": format!("pod-identity-jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
+        })
+        .to_string();
+        let mut all: Vec<(&str, &str)> = parameters.to_vec();
+        all.push(("csi.storage.k8s.io/serviceAccount.name", sa));
+        all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
+        DriverClient::new(&self.provider.socket("aws"))
+            .mount_raw_at(target_path, pod_attributes(&all).to_string(), "null".to_owned(), "420".to_owned())
+            .await
+    }
+
+    /// A first mount as service account `shop/web`.
+    pub async fn mount(&self, parameters: &[(&str, &str)]) -> Result<MountResponse, tonic::Status> {
+        self.mount_as("web", parameters).await
+    }
+
+    /// Creates the Secrets Manager secret `name` (in us-east-1) or stores a new value of it;
+    /// returns the new version id.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<String, BoxError> {
+        let body = serde_json::json!({ "SecretId": name, "SecretString": value });
+        let answer = moto_call("secretsmanager", "PutSecretValue", &body).await?;
+        let answer = match answer["__type"].as_str() {
+            Some(t) if t.contains("ResourceNotFound") => {
+                moto_call(
+                    "secretsmanager",
+                    "CreateSecret",
+                    &serde_json::json!({ "Name": name, "SecretString": value }),
+                )
+                .await?
+            }
+            _ => answer,
+        };
+        answer["VersionId"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("moto answered {answer}").into())
+    }
+
+    /// Service account GETs the provider made on the Kubernetes API.
+    pub fn service_account_reads(&self) -> usize {
+        self.kube.requests().iter().filter(|path| path.contains("/serviceaccounts/")).count()
+    }
+}
+
+pub const AZURE_TENANT: &str = "72f988bf-0000-0000-0000-000000000001";
+pub const AZURE_CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+pub const AZURE_VAULT: &str = "kv-prod-app";
+/// The namespace of every Azure test pod.
+pub const AZURE_NAMESPACE: &str = "default";
+
+/// The provider serving `azure` against this world's Key Vault + Azure AD test server: vault
+/// [`AZURE_VAULT`] in [`AZURE_TENANT`], app [`AZURE_CLIENT`] federated with
+/// `default/workload-sa`.
+#[derive(Debug)]
+pub struct AzureWorld {
+    pub azure: FakeAzure,
+    pub provider: ProviderProcess,
+}
+
+impl AzureWorld {
+    pub async fn start(binary: &str, extra: &[&str]) -> Result<Self, BoxError> {
+        let azure = FakeAzure::start().await?;
+        azure.add_vault(AZURE_VAULT, AZURE_TENANT);
+        azure.federate(AZURE_TENANT, AZURE_CLIENT, AZURE_NAMESPACE, "workload-sa");
+        let mut args: Vec<String> =
+            vec!["--backend".into(), "azure".into(), "--azure-cloud-name".into(), "AzureStackCloud".into()];
+        args.extend(azure.resolve_args(&[AZURE_VAULT, "kv-other"]));
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ca = azure.ca_file().display().to_string();
+        let environment = azure.environment_file().display().to_string();
+        let provider = ProviderProcess::serve_with_env(
+            binary,
+            &args,
+            &[("SSL_CERT_FILE", ca.as_str()), ("AZURE_ENVIRONMENT_FILEPATH", environment.as_str())],
+            &[
+                "AZURE_CLIENT_ID",
+                "AZURE_TENANT_ID",
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "IDENTITY_ENDPOINT",
+                "MSI_ENDPOINT",
+            ],
+        )?;
+        wait_for_socket(&provider.socket("azure"), Duration::from_secs(30)).await?;
+        Ok(Self { azure, provider })
+    }
+
+    /// A first mount (a new pod's target path); see [`Self::mount_at`].
+    pub async fn mount_as(
+        &self,
+        service_account: &str,
+        objects: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
+        self.mount_at(&new_target_path(), service_account, objects, extra).await
+    }
+
+    /// A mount of `target_path` as a pod in `default` with `service_account`, the driver's
+    /// workload identity token attached, with the seed SPC's identity parameters plus `extra`.
+    pub async fn mount_at(
+        &self,
+        target_path: &str,
+        service_account: &str,
+        objects: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
+        let tokens = serde_json::json!({
+            "api://AzureADTokenExchange": {
+                "token": service_account_token(AZURE_NAMESPACE, service_account),
+                "expirationTimestamp": "2099-01-01T00:00:00Z"
+            }
+        })
+        .to_string();
+        let objects = azure_objects(objects);
+        let mut parameters = vec![
+            ("usePodIdentity", "false"),
+            ("clientID", AZURE_CLIENT),
+            ("keyvaultName", AZURE_VAULT),
+            ("cloudName", ""),
+            ("objects", objects.as_str()),
+            ("tenantId", AZURE_TENANT),
+            ("csi.storage.k8s.io/pod.namespace", AZURE_NAMESPACE),
+            ("csi.storage.k8s.io/serviceAccount.name", service_account),
+            ("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()),
+        ];
+        parameters.extend_from_slice(extra);
+        DriverClient::new(&self.provider.socket("azure"))
+            .mount_raw_at(
+                target_path,
+                pod_attributes(&parameters).to_string(),
+                "null".to_owned(),
+                "420".to_owned(),
+            )
+            .await
+    }
+
+    /// A first mount as `workload-sa`.
+    pub async fn mount(&self, objects: &[&str]) -> Result<MountResponse, tonic::Status> {
+        self.mount_as("workload-sa", objects, &[]).await
+    }
+}
+
+/// The Azure provider's `objects` parameter (`array:` of YAML strings) for these objects.
+pub fn azure_objects(objects: &[&str]) -> String {
+    let mut text = String::from("array:\n");
+    for object in objects {
+        text.push_str("  - |\n");
+        for line in object.lines() {
+            text.push_str(&format!("    {line}\n"));
+        }
+    }
+    text
+}
+
+/// One JSON-protocol call straight to moto (in us-east-1), for seeding.
+async fn moto_call(
+    service: &str,
+    action: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, BoxError> {
+    use http_body_util::{BodyExt, Full};
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let target = match service {
+        "secretsmanager" => format!("secretsmanager.{action}"),
+        other => format!("{other}.{action}"),
+    };
+    let request = http::Request::post(moto_endpoint())
+        .header("x-amz-target", target)
+        .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+        .header(
+            http::header::AUTHORIZATION,
+            format!("AWS4-HMAC-SHA256 Credential=seed/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+    let response = client.request(request).await?;
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(serde_json::from_slice(&bytes)?)
+}

@@ -25,29 +25,10 @@ step "Helm chart: lint, render per flavour, validate against Kubernetes schemas"
 scripts/test-chart.sh
 
 # moto: the AWS emulator the AWS backend's tests talk to (through a per-test proxy).
-MOTO_VERSION="5.1.22"
-step "moto server $MOTO_VERSION (AWS emulator)"
-if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-fi
-mkdir -p target
-moto_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" > target/moto.log 2>&1 &
-moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
-export MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
-.venv/bin/python - "$MOTO_ENDPOINT" <<'PY'
-import sys, time, urllib.request
-for _ in range(150):
-    try:
-        urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=1)
-        sys.exit(0)
-    except Exception:
-        time.sleep(0.2)
-sys.exit("moto did not start; see target/moto.log")
-PY
-echo "moto listening at $MOTO_ENDPOINT"
+step "moto server (AWS emulator)"
+# shellcheck source=scripts/moto.sh
+source scripts/moto.sh
+start_moto
 
 if cargo nextest --version >/dev/null 2>&1; then
   run_tests() { cargo nextest run --locked --no-fail-fast "$@"; }

@@ -2,6 +2,7 @@
 //! client that sends a kubelet republish as a Mount for a target path already served, against
 //! the project's test peers. The peers count what reaches them, so every figure here is what a
 //! cloud would bill.
+#![cfg(any(feature = "aws", feature = "azure"))]
 
 use std::time::Duration;
 

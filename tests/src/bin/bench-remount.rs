@@ -1,0 +1,192 @@
+//! Remount benchmark: what a first-mount round and a remount (kubelet republish) round cost in
+//! cloud calls, for N pods × M secrets × K service accounts on one node, for each backend,
+//! counted by the test peers themselves (the AWS recording proxy in front of moto, the fake
+//! Kubernetes API, the Key Vault + Azure AD test server). Beside each round it prints what the
+//! official providers' code does for the same work: every mount reads every object, exchanges
+//! a token and (AWS IRSA) GETs the ServiceAccount.
+//!
+//!   cargo build --release --locked -p csi-secrets-provider -p csi-secrets-provider-tests --bins
+//!   scripts/with-moto.sh target/release/bench-remount [--pods 100] [--secrets 2]
+//!       [--service-accounts 1] [--concurrency 1] [--window 60s] [--binary PATH]
+//!
+//! `--binary` defaults to the `csi-secrets-provider` next to this program (what ships).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use csi_secrets_provider_tests::new_target_path;
+use csi_secrets_provider_tests::worlds::{AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError};
+use futures::StreamExt;
+
+struct Options {
+    pods: usize,
+    secrets: usize,
+    service_accounts: usize,
+    concurrency: usize,
+    window: String,
+    binary: Option<String>,
+}
+
+fn options() -> Result<Options, BoxError> {
+    let mut options =
+        Options { pods: 100, secrets: 2, service_accounts: 1, concurrency: 1, window: "60s".to_owned(), binary: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--pods" => options.pods = value.parse()?,
+            "--secrets" => options.secrets = value.parse()?,
+            "--service-accounts" => options.service_accounts = value.parse::<usize>()?.max(1),
+            "--concurrency" => options.concurrency = value.parse::<usize>()?.max(1),
+            "--window" => options.window = value,
+            "--binary" => options.binary = Some(value),
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(options)
+}
+
+/// What the peers counted during one round.
+#[derive(Debug, Clone, Copy, Default)]
+struct Calls {
+    reads: usize,
+    exchanges: usize,
+    kube: usize,
+}
+
+impl std::ops::Sub for Calls {
+    type Output = Calls;
+    fn sub(self, before: Calls) -> Calls {
+        Calls { reads: self.reads - before.reads, exchanges: self.exchanges - before.exchanges, kube: self.kube - before.kube }
+    }
+}
+
+/// One pod: its volume's target path and service account.
+struct Pod {
+    target: String,
+    service_account: String,
+}
+
+fn pods(options: &Options) -> Vec<Pod> {
+    (0..options.pods)
+        .map(|i| Pod { target: new_target_path(), service_account: format!("app-{}", i % options.service_accounts) })
+        .collect()
+}
+
+fn report(backend: &str, round: &str, options: &Options, calls: Calls, official: Calls, elapsed: Duration) {
+    println!(
+        "{backend:<6} {round:<8} {pods:>5} {reads:>7} {exchanges:>10} {kube:>9}   | {o_reads:>7} {o_exchanges:>10} {o_kube:>9}   {ms:>8.1} ms",
+        pods = options.pods,
+        reads = calls.reads,
+        exchanges = calls.exchanges,
+        kube = calls.kube,
+        o_reads = official.reads,
+        o_exchanges = official.exchanges,
+        o_kube = official.kube,
+        ms = elapsed.as_secs_f64() * 1e3,
+    );
+}
+
+/// Runs the mounts, `concurrency` at a time; fails on the first failed mount.
+async fn round<Fut>(mounts: impl Iterator<Item = Fut>, concurrency: usize) -> Result<Duration, BoxError>
+where
+    Fut: std::future::Future<Output = Result<usize, tonic::Status>>,
+{
+    let started = Instant::now();
+    let mut mounts = futures::stream::iter(mounts).buffer_unordered(concurrency);
+    while let Some(result) = mounts.next().await {
+        result?;
+    }
+    Ok(started.elapsed())
+}
+
+async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
+    let world = AwsWorld::start(binary, "bench", &["--shared-read-window", &options.window]).await?;
+    for i in 0..options.service_accounts {
+        world.kube.add_service_account("shop", &format!("app-{i}"), Some(&format!("arn:aws:iam::123456789012:role/app-{i}")));
+    }
+    let mut objects = String::new();
+    for i in 0..options.secrets {
+        let name = world.name(&format!("secret-{i}"));
+        world.put_secret(&name, &format!("value-{i}")).await?;
+        objects.push_str(&format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: secret-{i}}}\n"));
+    }
+    let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+    let counted = || Calls {
+        reads: world.proxy.count("GetSecretValue"),
+        exchanges: world.proxy.count("AssumeRoleWithWebIdentity"),
+        kube: world.service_account_reads(),
+    };
+    let pods = pods(options);
+    let official = Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
+    for name in ["first", "remount"] {
+        let before = counted();
+        let mounts = pods.iter().map(|pod| async {
+            world.mount_at(&pod.target, &pod.service_account, &parameters).await.map(|r| r.files.len())
+        });
+        let elapsed = round(mounts, options.concurrency).await?;
+        report("aws", name, options, counted() - before, official, elapsed);
+    }
+    Ok(())
+}
+
+async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
+    let world = AzureWorld::start(binary, &["--shared-read-window", &options.window]).await?;
+    for i in 0..options.service_accounts {
+        world.azure.federate(AZURE_TENANT, AZURE_CLIENT, AZURE_NAMESPACE, &format!("app-{i}"));
+    }
+    let objects: Vec<String> = (0..options.secrets)
+        .map(|i| {
+            world.azure.set_secret(AZURE_VAULT, &format!("secret-{i}"), &format!("value-{i}"));
+            format!("objectName: secret-{i}\nobjectType: secret")
+        })
+        .collect();
+    let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
+    let counted = || Calls {
+        reads: world.azure.vault_reads(),
+        exchanges: world.azure.token_requests().len(),
+        kube: 0,
+    };
+    let pods = pods(options);
+    // Upstream makes a new credential per mount: one token request per mount.
+    let official = Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0 };
+    for name in ["first", "remount"] {
+        let before = counted();
+        let mounts = pods.iter().map(|pod| async {
+            world.mount_at(&pod.target, &pod.service_account, &objects, &[]).await.map(|r| r.files.len())
+        });
+        let elapsed = round(mounts, options.concurrency).await?;
+        report("azure", name, options, counted() - before, official, elapsed);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let options = options()?;
+    let binary = match &options.binary {
+        Some(binary) => PathBuf::from(binary),
+        None => std::env::current_exe()?.parent().ok_or("no parent directory")?.join("csi-secrets-provider"),
+    };
+    if !binary.exists() {
+        return Err(format!(
+            "{} is missing: cargo build --release --locked -p csi-secrets-provider -p csi-secrets-provider-tests --bins",
+            binary.display()
+        )
+        .into());
+    }
+    let binary = binary.to_str().ok_or("non-UTF-8 path")?.to_owned();
+    println!(
+        "{} pods x {} secrets x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}",
+        options.pods, options.secrets, options.service_accounts, options.concurrency, options.window
+    );
+    println!(
+        "{:<6} {:<8} {:>5} {:>7} {:>10} {:>9}   | {:>7} {:>10} {:>9}   {:>11}",
+        "cloud", "round", "pods", "reads", "exchanges", "k8s reads", "reads", "exchanges", "k8s reads", "round time"
+    );
+    println!("{:<31}this provider                   | official providers' code", "");
+    aws(&binary, &options).await?;
+    azure(&binary, &options).await?;
+    Ok(())
+}

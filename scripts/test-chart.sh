@@ -50,6 +50,9 @@ if grep -q 'kind: ClusterRole' target/chart/flavour-azure.yaml; then echo "azure
 if grep -q '"pods", "nodes"' target/chart/aws-only.yaml; then echo "a fixed aws.region needs no pods/nodes access" >&2; exit 1; fi
 grep -q 'path: /etc/kubernetes/secrets-store-csi-providers' target/chart/aws-only.yaml
 grep -q 'registry.example.com/platform/csi-secrets-provider:0.1.0-aws' target/chart/aws-only.yaml
+grep -q -- '- --shared-read-window=60s' target/chart/default.yaml
+grep -q -- '- --shared-read-window=0$' target/chart/all-custom.yaml
+grep -q -- '- --shared-read-max-bytes=1048576' target/chart/all-custom.yaml
 
 while IFS= read -r bad; do
   case "$bad" in ''|'#'*) continue ;; esac

@@ -110,6 +110,8 @@ pub struct ProviderProcess {
     pub child: Child,
     pub dir: TempDir,
     pub log: PathBuf,
+    /// The socket directory (`--provider-volume`).
+    pub provider_volume: PathBuf,
 }
 
 impl ProviderProcess {
@@ -125,8 +127,21 @@ impl ProviderProcess {
         set: &[(&str, &str)],
         remove: &[&str],
     ) -> io::Result<Self> {
+        Self::serve_in(binary, None, extra, set, remove)
+    }
+
+    /// Starts `binary serve` on `provider_volume` (a directory of its own when `None`): two
+    /// processes on one directory are a rolling update with surge.
+    pub fn serve_in(
+        binary: &str,
+        provider_volume: Option<&Path>,
+        extra: &[&str],
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("provider.log");
+        let provider_volume = provider_volume.map_or_else(|| dir.path().join("sockets"), Path::to_path_buf);
         let mut command = Command::new(binary);
         for name in remove {
             command.env_remove(name);
@@ -135,18 +150,18 @@ impl ProviderProcess {
             .envs(set.iter().copied())
             .arg("serve")
             .arg("--provider-volume")
-            .arg(dir.path().join("sockets"))
+            .arg(&provider_volume)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        Ok(Self { child, dir, log })
+        Ok(Self { child, dir, log, provider_volume })
     }
 
     pub fn socket(&self, backend: &str) -> PathBuf {
-        self.dir.path().join("sockets").join(format!("{backend}.sock"))
+        self.provider_volume.join(format!("{backend}.sock"))
     }
 
     /// Sends a signal by name (TERM, INT) with the system `kill`, keeping tests free of unsafe.

@@ -36,6 +36,57 @@ async fn sigterm_drains_an_in_flight_mount_and_removes_the_socket() -> TestResul
     Ok(())
 }
 
+/// A DaemonSet update with `maxSurge`: the new provider starts on the same directory while the
+/// old one serves a mount; the old one finishes it on SIGTERM and leaves the new socket alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_surge_update_hands_the_socket_over_without_a_gap() -> TestResult {
+    let volume = tempfile::tempdir()?;
+    let args = ["--backend", "test", "--grace-period", "10s"];
+    let mut old = ProviderProcess::serve_in(BINARY, Some(volume.path()), &args, &[], &[])?;
+    let socket = old.socket("test");
+    wait_for_socket(&socket, Duration::from_secs(20)).await?;
+    let started = volume.path().join("started");
+    let marker = started.display().to_string();
+    let mut client = DriverClient::new(&socket);
+    let in_flight = tokio::spawn(async move {
+        client
+            .mount(&[
+                ("objects", "- {objectName: db, value: old}"),
+                ("delayMs", "1500"),
+                ("startedFile", &marker),
+            ])
+            .await
+    });
+    wait_for_file(&started, Duration::from_secs(20)).await?;
+
+    let mut new = ProviderProcess::serve_in(BINARY, Some(volume.path()), &args, &[], &[])?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !new.log_text().contains("taking over a live socket") {
+        assert!(
+            Instant::now() < deadline,
+            "the new provider did not take the socket over:\n{}",
+            new.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_socket(&socket, Duration::from_secs(20)).await?;
+    old.signal("TERM")?;
+    let response = in_flight.await??;
+    assert_eq!(response.files[0].contents, b"old", "the old provider finished its in-flight mount");
+    let status = tokio::task::block_in_place(|| old.wait(Duration::from_secs(15)))?;
+    assert!(status.success(), "{status:?}\n{}", old.log_text());
+    assert!(old.log_text().contains("now belongs to a newer provider"), "{}", old.log_text());
+
+    assert!(socket.exists(), "the old provider left the new provider's socket in place");
+    let mounted = DriverClient::new(&socket).mount(&[("objects", "- {objectName: db, value: new}")]).await?;
+    assert_eq!(mounted.files[0].contents, b"new", "the new provider serves");
+    new.signal("TERM")?;
+    let status = tokio::task::block_in_place(|| new.wait(Duration::from_secs(15)))?;
+    assert!(status.success());
+    assert!(!socket.exists(), "the last provider removes its own socket");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_grace_period_bounds_the_drain() -> TestResult {
     let mut provider = ProviderProcess::serve(BINARY, &["--backend", "test", "--grace-period", "500ms"])?;

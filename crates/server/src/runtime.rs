@@ -17,7 +17,7 @@ use crate::health::{self, HealthState};
 use crate::metrics::Metrics;
 use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 use crate::service::{ProviderService, ServiceConfig};
-use crate::uds;
+use crate::uds::{self, BoundSocket, Removal};
 
 /// The driver's default provider directory, as the AWS provider uses.
 pub const DEFAULT_PROVIDER_VOLUME: &str = "/var/run/secrets-store-csi-providers";
@@ -76,20 +76,22 @@ pub async fn serve(
     for backend in &backends {
         let path = socket_path(&options.provider_volume, backend.name());
         match uds::bind(&path) {
-            Ok(listener) => bound.push((Arc::clone(backend), path, listener)),
+            Ok((listener, socket)) => bound.push((Arc::clone(backend), socket, listener)),
             Err(source) => {
-                remove_sockets(bound.iter().map(|(_, path, _)| path.as_path()));
+                remove_sockets(bound.iter().map(|(_, socket, _)| socket));
                 return Err(ServeError::Bind { path, source });
             }
         }
     }
-    let sockets: Vec<PathBuf> = bound.iter().map(|(_, path, _)| path.clone()).collect();
+    let owned: Vec<BoundSocket> = bound.iter().map(|(_, socket, _)| socket.clone()).collect();
+    let sockets: Vec<PathBuf> = owned.iter().map(|socket| socket.path.clone()).collect();
     let metrics = Metrics::with_backends(&backends);
     let health_state = HealthState::new(sockets.clone(), metrics.clone());
 
     let mut servers = JoinSet::new();
     let mut services = Vec::new();
-    for (backend, path, listener) in bound {
+    for (backend, socket, listener) in bound {
+        let path = socket.path;
         let service = ProviderService::with_metrics(backend, options.service.clone(), metrics.clone());
         services.push(service.clone());
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -115,7 +117,7 @@ pub async fn serve(
             Err(source) => {
                 stop.cancel();
                 servers.shutdown().await;
-                remove_sockets(sockets.iter().map(PathBuf::as_path));
+                remove_sockets(owned.iter());
                 return Err(ServeError::HealthBind { addr, source });
             }
         };
@@ -170,17 +172,21 @@ pub async fn serve(
     if let Some(task) = health_task {
         task.abort();
     }
-    remove_sockets(sockets.iter().map(PathBuf::as_path));
+    remove_sockets(owned.iter());
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
 }
 
-fn remove_sockets<'a>(paths: impl Iterator<Item = &'a Path>) {
-    for path in paths {
-        if let Err(e) = std::fs::remove_file(path)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(socket = %path.display(), error = %e, "cannot remove socket");
+/// Removes the sockets this process bound, leaving any a successor bound since.
+fn remove_sockets<'a>(sockets: impl Iterator<Item = &'a BoundSocket>) {
+    for socket in sockets {
+        match socket.remove_if_ours() {
+            Ok(Removal::Replaced) => tracing::info!(
+                socket = %socket.path.display(),
+                "the socket now belongs to a newer provider; leaving it"
+            ),
+            Ok(Removal::Removed | Removal::Gone) => {}
+            Err(e) => tracing::warn!(socket = %socket.path.display(), error = %e, "cannot remove socket"),
         }
     }
 }

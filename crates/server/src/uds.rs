@@ -1,23 +1,85 @@
-//! Unix socket plumbing: binding with stale-socket replacement, and a client channel (used by
-//! the HTTP health probe, `mount` tests and the test harness).
+//! Unix socket plumbing: binding that takes a socket over from a previous or still-running
+//! provider, removal that leaves a successor's socket alone, and a client channel (used by the
+//! HTTP health probe, `mount` tests and the test harness).
+//!
+//! A DaemonSet update with `maxSurge` starts the new provider on the node while the old one
+//! still serves the same directory. The new one binds a fresh socket at the path (the driver's
+//! next dial reaches it); the old one finishes its in-flight calls on the connections it has and,
+//! on exit, removes the socket file only if it is still the one it bound.
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tonic::transport::{Channel, Endpoint};
 
-/// Binds `path`, replacing a socket file a previous run left behind. Anything else at that path
-/// (a directory, a regular file) is left alone and reported: it is not ours to delete.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
+/// A socket file this process bound, told apart from a later one at the same path. The inode
+/// number alone is not enough: a removed socket's number is reused at once for the next one, so
+/// the change time (to the nanosecond) is part of the identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundSocket {
+    pub path: PathBuf,
+    identity: FileIdentity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+    changed: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self { device: meta.dev(), inode: meta.ino(), changed: (meta.ctime(), meta.ctime_nsec()) }
+    }
+}
+
+impl BoundSocket {
+    /// Removes the socket file if it is still the one this process bound; a successor's socket
+    /// (a rolling update started a new provider on this directory) is left to it.
+    pub fn remove_if_ours(&self) -> io::Result<Removal> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if FileIdentity::of(&meta) == self.identity => {
+                std::fs::remove_file(&self.path)?;
+                Ok(Removal::Removed)
+            }
+            Ok(_) => Ok(Removal::Replaced),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Gone),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What [`BoundSocket::remove_if_ours`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Another process bound the path since; its socket stays.
+    Replaced,
+    /// Nothing was there any more.
+    Gone,
+}
+
+/// Binds `path`. A socket already there is taken over: a stale one a previous run left behind,
+/// or a live one whose provider is being replaced (rolling update with surge). Anything else at
+/// that path (a directory, a regular file) is left alone and reported: it is not ours to delete.
+pub fn bind(path: &Path) -> io::Result<(UnixListener, BoundSocket)> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            tracing::info!(socket = %path.display(), "replacing stale socket");
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                tracing::info!(
+                    socket = %path.display(),
+                    "taking over a live socket from another provider (rolling update); it finishes its own calls"
+                );
+            } else {
+                tracing::info!(socket = %path.display(), "replacing stale socket");
+            }
             std::fs::remove_file(path)?;
         }
         Ok(_) => {
@@ -32,7 +94,8 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     let listener = UnixListener::bind(path)?;
     // Only the driver (root) needs to connect; nobody else on the node should.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    let identity = FileIdentity::of(&std::fs::symlink_metadata(path)?);
+    Ok((listener, BoundSocket { path: path.to_path_buf(), identity }))
 }
 
 /// A gRPC channel over the Unix socket at `path`, shaped like the driver's (authority
@@ -54,10 +117,16 @@ mod tests {
     async fn stale_socket_is_replaced_but_other_files_are_not() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("nested/aws.sock");
-        let first = bind(&socket)?;
+        let (first, first_bound) = bind(&socket)?;
         drop(first);
         assert!(socket.exists(), "a dropped listener leaves its file behind");
-        let _second = bind(&socket)?;
+        let (_second, second_bound) = bind(&socket)?;
+        assert_eq!(first_bound.remove_if_ours()?, Removal::Replaced, "the successor's socket stays");
+        assert!(socket.exists());
+        assert_eq!(second_bound.remove_if_ours()?, Removal::Removed);
+        assert!(!socket.exists());
+        assert_eq!(second_bound.remove_if_ours()?, Removal::Gone);
+        let _third = bind(&socket)?;
         let mode = std::fs::metadata(&socket)?.permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 

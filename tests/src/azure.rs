@@ -86,6 +86,9 @@ struct State {
     restricted: HashMap<(String, String), Vec<String>>,
     vaults: HashMap<String, Vault>,
     throttles: Vec<(String, usize, u64)>,
+    /// AAD pod identity: (namespace, pod) → (tenant, client id) NMI assigns.
+    pod_identities: HashMap<(String, String), (String, String)>,
+    nmi_requests: usize,
     /// How long every vault answer waits, so concurrent reads overlap.
     vault_delay: std::time::Duration,
     clock: u64,
@@ -94,6 +97,8 @@ struct State {
 #[derive(Debug)]
 pub struct FakeAzure {
     server: Server,
+    /// The node's NMI (AAD pod identity), plain HTTP as on the node.
+    nmi: Server,
     state: Arc<Mutex<State>>,
     dir: tempfile::TempDir,
 }
@@ -114,6 +119,12 @@ impl FakeAzure {
         })
         .await?;
         state.lock().unwrap_or_else(PoisonError::into_inner).port = server.addr.port();
+        let shared = Arc::clone(&state);
+        let nmi = http_server::serve(None, move |request| {
+            let answer = nmi_token(&mut shared.lock().unwrap_or_else(PoisonError::into_inner), &request);
+            async move { answer }
+        })
+        .await?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("ca.pem"), &ca.ca_pem)?;
         let environment = serde_json::json!({
@@ -123,7 +134,7 @@ impl FakeAzure {
             "keyVaultDNSSuffix": format!("{VAULT_SUFFIX}:{}", server.addr.port()),
         });
         std::fs::write(dir.path().join("environment.json"), environment.to_string())?;
-        Ok(Self { server, state, dir })
+        Ok(Self { server, nmi, state, dir })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -172,6 +183,23 @@ impl FakeAzure {
 
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.lock().token_requests.clone()
+    }
+
+    /// NMI's address, for the provider's `--aad-pod-identity-nmi-endpoint`.
+    pub fn nmi_url(&self) -> String {
+        format!("http://{}", self.nmi.addr)
+    }
+
+    /// Makes NMI hand pod `namespace/pod` tokens of app `client_id` (an AzureIdentityBinding).
+    pub fn bind_pod_identity(&self, namespace: &str, pod: &str, tenant: &str, client_id: &str) {
+        self.lock()
+            .pod_identities
+            .insert((namespace.to_owned(), pod.to_owned()), (tenant.to_owned(), client_id.to_owned()));
+    }
+
+    /// Token requests NMI answered or refused.
+    pub fn nmi_requests(&self) -> usize {
+        self.lock().nmi_requests
     }
 
     /// Answers every vault request only after `delay`.
@@ -334,6 +362,44 @@ fn handle(state: &Mutex<State>, request: &Request) -> (Response, std::time::Dura
             std::time::Duration::ZERO,
         )
     }
+}
+
+/// NMI's `GET /host/token/?resource=<resource>` with headers `podns` and `podname`, as
+/// aad-pod-identity answers it.
+fn nmi_token(state: &mut State, request: &Request) -> Response {
+    state.nmi_requests += 1;
+    let header =
+        |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (namespace, pod) = (header("podns"), header("podname"));
+    let resource = form_urlencoded::parse(request.uri.query().unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == "resource")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    if request.uri.path() != "/host/token/" || resource.is_empty() || namespace.is_empty() || pod.is_empty() {
+        return json(400, &serde_json::json!({ "error": "bad NMI request" }));
+    }
+    let Some((tenant, client_id)) = state.pod_identities.get(&(namespace.clone(), pod.clone())).cloned()
+    else {
+        return json(
+            403,
+            &serde_json::json!({ "error": format!("no AzureAssignedIdentity found for pod:{namespace}/{pod} in assigned state") }),
+        );
+    };
+    let token = format!("nmi-{}-{client_id}", state.nmi_requests);
+    state.issued.insert(
+        token.clone(),
+        Issued { tenant, scope: format!("{resource}/.default"), client_id: client_id.clone() },
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let expires_on = (now + 3600).to_string();
+    json(
+        200,
+        &serde_json::json!({
+            "token": { "access_token": token, "refresh_token": "", "expires_in": "3599", "expires_on": expires_on,
+                       "not_before": now.to_string(), "resource": resource, "token_type": "Bearer" },
+            "clientid": client_id
+        }),
+    )
 }
 
 fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Response {

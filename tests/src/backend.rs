@@ -97,7 +97,7 @@ fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<
             problems.push(Error::invalid_config("objectName is required").with_field("objectName"));
             continue;
         };
-        let mode = match get("filePermission").map(|p| FileMode::parse_octal(&p)) {
+        let mode = match get("filePermission").map(|p| FileMode::parse_go_octal(&p)) {
             None => default_mode,
             Some(Ok(mode)) => mode,
             Some(Err(e)) => {

@@ -170,12 +170,14 @@ impl AwsBackend {
             .await
     }
 
-    /// The pod's identity and its credentials (cached per identity until near expiry).
+    /// The pod's identity and its credentials (cached per identity until near expiry). IRSA
+    /// asks STS in each of `regions` in turn (primary, then failover) until one answers, so
+    /// failover does not depend on the primary region's STS being up.
     async fn credentials(
         &self,
         spec: &MountSpec,
         request: &MountRequest,
-        region: &str,
+        regions: &[&str],
     ) -> Result<(IdentityKey, Credentials)> {
         if !request.tokens.is_provided() {
             return Err(Error::invalid_config(
@@ -190,21 +192,10 @@ impl AwsBackend {
                 let token = token_for(request, IRSA_AUDIENCE, "IRSA")?;
                 let role_arn = self.role_arn(request, &namespace, &service_account).await?;
                 let session = credentials::session_name(&namespace, &service_account);
-                let sts = aws_sdk_sts::Client::from_conf(
-                    aws_sdk_sts::config::Builder::from(self.sdk().await)
-                        .region(Region::new(region.to_owned()))
-                        .build(),
-                );
                 let key = IdentityKey::Irsa { role_arn: role_arn.clone(), namespace, service_account };
                 let credentials = self
                     .credentials
-                    .get_or_exchange(key.clone(), || async {
-                        let result =
-                            credentials::assume_role_with_web_identity(&sts, &role_arn, &token, &session)
-                                .await;
-                        self.stats.cloud_calls.record(ASSUME_ROLE_WITH_WEB_IDENTITY, &result);
-                        result
-                    })
+                    .get_or_exchange(key.clone(), || self.assume_role(regions, &role_arn, &token, &session))
                     .await?;
                 Ok((key, credentials))
             }
@@ -231,6 +222,35 @@ impl AwsBackend {
                 Ok((key, credentials))
             }
         }
+    }
+
+    /// `AssumeRoleWithWebIdentity` at the regional STS of each region in turn; a refusal is
+    /// final, an outage or throttling moves on to the next region.
+    async fn assume_role(
+        &self,
+        regions: &[&str],
+        role_arn: &str,
+        token: &str,
+        session: &str,
+    ) -> Result<Credentials> {
+        let mut failures = Vec::new();
+        for region in regions {
+            let sts = aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(self.sdk().await)
+                    .region(Region::new((*region).to_owned()))
+                    .build(),
+            );
+            let result = credentials::assume_role_with_web_identity(&sts, role_arn, token, session).await;
+            self.stats.cloud_calls.record(ASSUME_ROLE_WITH_WEB_IDENTITY, &result);
+            match result {
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(region, error = %e, "STS failed; trying the next region if any");
+                    failures.push(e);
+                }
+                other => return other,
+            }
+        }
+        Err(Error::combine(failures).unwrap_or_else(|| Error::internal("no region to ask STS in")))
     }
 
     async fn region_clients(&self, region: &str, failover: bool, credentials: &Credentials) -> RegionClients {
@@ -287,7 +307,9 @@ impl SecretBackend for AwsBackend {
                 return Err(Error::from_problems(problems));
             }
         }
-        let (identity, credentials) = self.credentials(&spec, request, &primary).await?;
+        let sts_regions: Vec<&str> =
+            std::iter::once(primary.as_str()).chain(spec.failover_region.as_deref()).collect();
+        let (identity, credentials) = self.credentials(&spec, request, &sts_regions).await?;
         let mut regions = vec![self.region_clients(&primary, false, &credentials).await];
         if let Some(failover) = &spec.failover_region {
             regions.push(self.region_clients(failover, true, &credentials).await);

@@ -74,7 +74,9 @@ pub struct JmesEntry {
 /// `failoverObject`: what to fetch in the failover region instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailoverObject {
-    pub name: String,
+    /// The object to read there; `None` reads the primary's name (with this entry's version or
+    /// label), as upstream does for an entry that only names a version or label.
+    pub name: Option<String>,
     pub version: Option<String>,
     pub version_label: Option<String>,
 }
@@ -102,7 +104,7 @@ impl ObjectSpec {
     pub fn target(&self, failover: bool) -> Target<'_> {
         match (&self.failover, failover) {
             (Some(f), true) => Target {
-                name: &f.name,
+                name: f.name.as_deref().unwrap_or(&self.name),
                 version: f.version.as_deref().or(self.version.as_deref()),
                 label: f.version_label.as_deref().or(self.version_label.as_deref()),
             },
@@ -160,7 +162,7 @@ impl MountSpec {
                 (&object.failover_arn_region, &self.failover_region)
                 && arn_region != failover_region
             {
-                let name = object.failover.as_ref().map_or("", |f| f.name.as_str());
+                let name = object.failover.as_ref().and_then(|f| f.name.as_deref()).unwrap_or_default();
                 problems.push(
                     Error::invalid_config(format!("ARN region must match region {failover_region}: {name}"))
                         .with_object(&object.name)
@@ -409,7 +411,8 @@ fn both_versions(name: &str) -> Error {
     .with_field("objectVersionLabel")
 }
 
-/// `filePermission` must be exactly four octal digits, as upstream requires.
+/// `filePermission` must be exactly four octal digits, as upstream requires; the driver keeps
+/// the permission bits.
 fn file_mode(
     value: Option<&str>,
     default: FileMode,
@@ -418,17 +421,10 @@ fn file_mode(
     problems: &mut Vec<Error>,
 ) -> FileMode {
     let Some(value) = value else { return default };
-    let four_digits = value.len() == 4 && value.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    match FileMode::parse_octal(value) {
-        Ok(mode) if four_digits => mode,
-        _ => {
-            problems.push(
-                Error::invalid_config(format!(
-                    "Invalid File Permission: {value} (expected four octal digits such as \"0600\")"
-                ))
-                .with_object(object)
-                .with_field(field),
-            );
+    match FileMode::parse_four_octal_digits(value) {
+        Ok(mode) => mode,
+        Err(error) => {
+            problems.push(error.with_object(object).with_field(field));
             default
         }
     }
@@ -524,7 +520,18 @@ fn parse_failover(
 ) -> (Option<FailoverObject>, Option<String>) {
     let Some(entry) = item.get("failoverObject").filter(|v| !v.is_null()) else { return (None, None) };
     let get = |key: &str| non_empty(entry, key).ok().flatten();
-    let Some(failover_name) = get("objectName") else { return (None, None) };
+    let version = get("objectVersion");
+    let version_label = get("objectVersionLabel");
+    let Some(failover_name) = get("objectName") else {
+        // Upstream checks a failover entry only when it names an object, and still asks the
+        // failover region for its version or label (of the primary's name).
+        let failover = (version.is_some() || version_label.is_some()).then_some(FailoverObject {
+            name: None,
+            version,
+            version_label,
+        });
+        return (failover, None);
+    };
     let field = "failoverObject";
     if !has_alias {
         problems.push(
@@ -544,8 +551,6 @@ fn parse_failover(
             .with_field(FAILOVER_REGION),
         );
     }
-    let version = get("objectVersion");
-    let version_label = get("objectVersionLabel");
     let mut arn_region = None;
     if failover_name.starts_with("arn:") {
         match resolve_type(&failover_name, Some(object_type.as_str())) {
@@ -565,7 +570,7 @@ fn parse_failover(
             .with_field(format!("{field}.objectVersion")),
         );
     }
-    (Some(FailoverObject { name: failover_name, version, version_label }), arn_region)
+    (Some(FailoverObject { name: Some(failover_name), version, version_label }), arn_region)
 }
 
 /// Upstream's duplicate rules, in its words.

@@ -20,6 +20,13 @@ impl CloudEndpoints {
     pub fn vault_url(&self, vault: &str) -> String {
         format!("https://{vault}.{}/", self.keyvault_dns_suffix)
     }
+
+    /// The Key Vault resource tokens are asked for (`https://vault.azure.net`): what Key Vault's
+    /// challenge names, without a port.
+    pub fn vault_resource(&self) -> String {
+        let host = self.keyvault_dns_suffix.split(':').next().unwrap_or_default();
+        format!("https://{host}")
+    }
 }
 
 /// The fields of a go-autorest environment file that matter here.

@@ -24,7 +24,9 @@ pub fn decode(value: &str, encoding: ObjectEncoding) -> Result<Vec<u8>, Error> {
                 .with_field("objectEncoding")
         }),
         ObjectEncoding::Base64 => {
-            base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|e| {
+            // Go's decoder skips CR and LF, so line-wrapped base64 (as `base64` prints it) works.
+            let unwrapped: String = value.trim().chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+            base64::engine::general_purpose::STANDARD.decode(unwrapped).map_err(|e| {
                 Error::invalid_config(format!("failed to decode the secret as base64: {e}"))
                     .with_field("objectEncoding")
             })

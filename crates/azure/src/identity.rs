@@ -20,6 +20,8 @@ use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use csi_secrets_provider_core::Error;
 
+use crate::pod_identity::PodIdentityCredential;
+
 /// Whose tokens these are. A credential is only ever used for an equal key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum IdentityKey {
@@ -38,6 +40,19 @@ pub enum IdentityKey {
     },
     VmManaged {
         user_assigned_id: Option<String>,
+    },
+    /// AAD pod identity: NMI picks the identity per pod, so each pod has its own credential.
+    PodIdentity {
+        authority: String,
+        namespace: String,
+        pod: String,
+    },
+    /// The identity NMI assigned (learnt from its answer): what authorizes a pod-identity read,
+    /// shared by every pod NMI gives that identity.
+    PodIdentityClient {
+        authority: String,
+        tenant: String,
+        client_id: String,
     },
 }
 
@@ -85,6 +100,8 @@ pub struct VaultClients {
     pub secrets: Arc<SecretClient>,
     pub keys: Arc<KeyClient>,
     pub certificates: Arc<CertificateClient>,
+    /// For AAD pod identity: the credential, which knows the identity NMI assigned.
+    pub(crate) pod_identity: Option<Arc<PodIdentityCredential>>,
 }
 
 impl std::fmt::Debug for VaultClients {
@@ -97,6 +114,7 @@ impl std::fmt::Debug for VaultClients {
 struct IdentityEntry {
     credential: Arc<dyn TokenCredential>,
     assertion: Option<ServiceAccountAssertion>,
+    pod_identity: Option<Arc<PodIdentityCredential>>,
     vaults: Mutex<HashMap<String, VaultClients>>,
     last_used: Mutex<Instant>,
 }
@@ -111,6 +129,14 @@ pub enum CredentialSpec<'a> {
     Workload { tenant: &'a str, client_id: &'a str, token: &'a str },
     ServicePrincipal { tenant: &'a str, client_id: &'a str, secret: &'a str },
     VmManaged { user_assigned_id: Option<&'a str> },
+    PodIdentity { namespace: &'a str, pod: &'a str, nmi: &'a Nmi },
+}
+
+/// Where NMI answers (AAD pod identity) and the HTTP client to ask it with.
+#[derive(Debug, Clone)]
+pub struct Nmi {
+    pub http: Arc<dyn azure_core::http::HttpClient>,
+    pub endpoint: String,
 }
 
 #[derive(Debug)]
@@ -193,6 +219,7 @@ impl Identities {
                 )
                 .map_err(sdk)?,
             ),
+            pod_identity: entry.pod_identity.clone(),
         };
         vaults.insert(vault_url.to_owned(), clients.clone());
         Ok(clients)
@@ -210,6 +237,7 @@ impl Identities {
 fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<IdentityEntry, Error> {
     let invalid =
         |e: azure_core::Error| Error::invalid_config(format!("cannot create the Azure credential: {e}"));
+    let mut pod_identity = None;
     let (credential, assertion): (Arc<dyn TokenCredential>, _) = match spec {
         CredentialSpec::Workload { tenant, client_id, token } => {
             let assertion = ServiceAccountAssertion::default();
@@ -241,10 +269,17 @@ fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<Ident
             .map_err(invalid)?;
             (credential, None)
         }
+        CredentialSpec::PodIdentity { namespace, pod, nmi } => {
+            let credential =
+                Arc::new(PodIdentityCredential::new(Arc::clone(&nmi.http), &nmi.endpoint, namespace, pod));
+            pod_identity = Some(Arc::clone(&credential));
+            (credential, None)
+        }
     };
     Ok(IdentityEntry {
         credential,
         assertion,
+        pod_identity,
         vaults: Mutex::new(HashMap::new()),
         last_used: Mutex::new(Instant::now()),
     })

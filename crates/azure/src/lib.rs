@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod convert;
 pub mod identity;
 pub mod params;
+mod pod_identity;
 mod reads;
 mod transport;
 pub mod vault;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend,
     SharingOptions, Validation,
@@ -28,11 +29,13 @@ use csi_secrets_provider_core::{
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 
-use crate::identity::{CredentialSpec, Identities, IdentityKey};
+use crate::identity::{CredentialSpec, Identities, IdentityKey, Nmi};
 use crate::params::{Cloud, Identity, MountSpec};
 use crate::reads::{SharedVaultReads, VaultReads};
 use crate::transport::CountingClient;
 use crate::vault::WriteOptions;
+
+pub use crate::pod_identity::DEFAULT_NMI_ENDPOINT;
 
 /// Audience of the service account token exchanged for an Azure AD token.
 pub const WORKLOAD_IDENTITY_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -53,6 +56,8 @@ pub struct AzureOptions {
     pub resolve: Vec<(String, IpAddr)>,
     /// Objects fetched at once within one mount.
     pub concurrency: usize,
+    /// Where the node's NMI answers for AAD pod identity (`usePodIdentity: "true"`).
+    pub nmi_endpoint: String,
     /// How remounts of one identity share Key Vault reads.
     pub sharing: SharingOptions,
 }
@@ -67,6 +72,7 @@ impl Default for AzureOptions {
             extra_ca_file: None,
             resolve: Vec::new(),
             concurrency: 8,
+            nmi_endpoint: pod_identity::DEFAULT_NMI_ENDPOINT.to_owned(),
             sharing: SharingOptions::default(),
         }
     }
@@ -76,7 +82,8 @@ impl Default for AzureOptions {
 #[derive(Debug)]
 pub struct AzureBackend {
     options: AzureOptions,
-    transport: std::result::Result<Transport, String>,
+    /// The shared, counting HTTP client (an error when the CA file was bad).
+    http: std::result::Result<Arc<dyn HttpClient>, String>,
     identities: Identities,
     /// Requests made (counted by the transport) and what sharing saved, for `/metrics`.
     stats: BackendStats,
@@ -93,15 +100,16 @@ impl AzureBackend {
     pub fn new(options: AzureOptions) -> Self {
         let stats = BackendStats::default();
         // A bad CA file is reported on every mount rather than taking the process down.
-        let transport = http_client(&options).map(|client| {
-            Transport::new(Arc::new(CountingClient::new(Arc::new(client), Arc::clone(&stats.cloud_calls))))
+        let http = http_client(&options).map(|client| {
+            Arc::new(CountingClient::new(Arc::new(client), Arc::clone(&stats.cloud_calls)))
+                as Arc<dyn HttpClient>
         });
         let reads = SharedVaultReads::new(options.sharing, &stats.sharing);
-        Self { options, transport, identities: Identities::default(), stats, reads }
+        Self { options, http, identities: Identities::default(), stats, reads }
     }
 
     fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
-        let transport = self.transport.clone().map_err(Error::invalid_config)?;
+        let transport = Transport::new(self.http.clone().map_err(Error::invalid_config)?);
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = authority_host.to_owned();
         // Retries (429 honouring Retry-After, 5xx) stay within a mount's deadline.
@@ -123,6 +131,7 @@ impl AzureBackend {
         spec: &'a MountSpec,
         request: &'a MountRequest,
         authority: &str,
+        nmi: &'a Nmi,
     ) -> Result<(IdentityKey, CredentialSpec<'a>)> {
         let tenant = spec.tenant_id.as_str();
         match &spec.identity {
@@ -170,6 +179,15 @@ impl AzureBackend {
                     secret_digest: identity::secret_digest(secret),
                 };
                 Ok((key, CredentialSpec::ServicePrincipal { tenant, client_id, secret }))
+            }
+            Identity::PodIdentity => {
+                let (namespace, pod) = (request.pod.require_namespace()?, request.pod.require_name()?);
+                let key = IdentityKey::PodIdentity {
+                    authority: authority.to_owned(),
+                    namespace: namespace.to_owned(),
+                    pod: pod.to_owned(),
+                };
+                Ok((key, CredentialSpec::PodIdentity { namespace, pod, nmi }))
             }
             Identity::VmManagedIdentity { user_assigned_id } => Ok((
                 IdentityKey::VmManaged { user_assigned_id: user_assigned_id.clone() },
@@ -227,8 +245,24 @@ impl SecretBackend for AzureBackend {
         let endpoints = cloud::endpoints(cloud, environment_file.as_deref())?;
         let vault_url = endpoints.vault_url(&spec.keyvault_name);
         let client_options = self.client_options(&endpoints.authority_host)?;
-        let (identity, credential) = self.credential(&spec, request, &endpoints.authority_host)?;
+        let nmi = Nmi {
+            http: self.http.clone().map_err(Error::invalid_config)?,
+            endpoint: self.options.nmi_endpoint.clone(),
+        };
+        let (identity, credential) = self.credential(&spec, request, &endpoints.authority_host, &nmi)?;
         let clients = self.identities.clients(identity.clone(), credential, &vault_url, &client_options)?;
+        // A pod-identity read is authorized by the identity NMI assigned: pods NMI gives the same
+        // identity share reads.
+        let identity = match &clients.pod_identity {
+            Some(nmi) => IdentityKey::PodIdentityClient {
+                authority: endpoints.authority_host.clone(),
+                tenant: spec.tenant_id.clone(),
+                client_id: nmi.client_id(&endpoints.vault_resource()).await.map_err(|e| {
+                    Error::permission_denied(format!("AAD pod identity: failed to get a token from NMI: {e}"))
+                })?,
+            },
+            None => identity,
+        };
         let write = WriteOptions {
             construct_pem_chain: self.options.construct_pem_chain,
             write_cert_and_key_in_separate_files: self.options.write_cert_and_key_in_separate_files,

@@ -51,6 +51,9 @@ pub enum Identity {
     VmManagedIdentity { user_assigned_id: Option<String> },
     /// `clientid` / `clientsecret` from the node-publish secret.
     ServicePrincipal,
+    /// AAD pod identity: tokens from the node's NMI for whatever identity is bound to the pod
+    /// (`usePodIdentity: "true"`; `userAssignedIdentityID` is not read, as upstream).
+    PodIdentity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +84,12 @@ pub enum ObjectEncoding {
     Utf8,
     Hex,
     Base64,
+}
+
+/// Upstream wraps every error about an object this way (validation and fetching alike); users'
+/// alerts and runbooks search for it.
+pub(crate) fn upstream_prefix(object_type: &str, name: &str, version: &str) -> String {
+    format!("failed to get objectType:{object_type}, objectName:{name}, objectVersion:{version}")
 }
 
 /// One entry of `objects.array`.
@@ -197,16 +206,6 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
             "only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy",
         ));
     }
-    if pod_identity {
-        problems.push(
-            Error::invalid_config(
-                "usePodIdentity is not supported: AAD pod identity is deprecated and retired; use workload \
-                 identity instead (set clientID to the identity's client id and federate it with the pod's \
-                 service account)",
-            )
-            .with_field(USE_POD_IDENTITY),
-        );
-    }
     if token_proxy {
         problems.push(
             Error::invalid_config(
@@ -215,7 +214,9 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
             .with_field(USE_AZURE_TOKEN_PROXY),
         );
     }
-    if vm_identity {
+    if pod_identity {
+        Identity::PodIdentity
+    } else if vm_identity {
         Identity::VmManagedIdentity {
             user_assigned_id: parameters.get_trimmed(USER_ASSIGNED_IDENTITY_ID).map(str::to_owned),
         }
@@ -321,12 +322,10 @@ fn parse_object(index: usize, entry: &Value, default_mode: FileMode) -> Result<O
         ],
         trimmed,
     );
-    // Upstream wraps every object error this way; keep the prefix users search for.
-    let prefix = format!(
-        "failed to get objectType:{}, objectName:{}, objectVersion:{}",
+    let prefix = upstream_prefix(
         object_type.as_deref().unwrap_or_default(),
         name.as_deref().unwrap_or_default(),
-        version.as_deref().unwrap_or_default()
+        version.as_deref().unwrap_or_default(),
     );
     let id = name.clone().unwrap_or_else(|| format!("objects.array[{index}]"));
     let mut problems: Vec<Error> = problems.into_iter().map(|e| e.or_object(&id)).collect();
@@ -348,7 +347,9 @@ fn parse_object(index: usize, entry: &Value, default_mode: FileMode) -> Result<O
     let format = match format.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("pem") => ObjectFormat::Pem,
         Some("pfx") => {
-            if parsed_type.is_some_and(|t| t != ObjectType::Secret) {
+            // Upstream refuses only the exact `pfx` for keys and certificates (a case-sensitive
+            // comparison); `PFX` passes there and changes nothing for them.
+            if format.as_deref() == Some("pfx") && parsed_type.is_some_and(|t| t != ObjectType::Secret) {
                 fail("objectFormat", "objectFormat pfx is only supported for objectType secret".to_owned());
             }
             ObjectFormat::Pfx
@@ -385,7 +386,7 @@ fn parse_object(index: usize, entry: &Value, default_mode: FileMode) -> Result<O
             0
         }
     };
-    let mode = match permission.as_deref().map(FileMode::parse_octal) {
+    let mode = match permission.as_deref().map(FileMode::parse_go_octal) {
         None => default_mode,
         Some(Ok(mode)) => mode,
         Some(Err(e)) => {

@@ -44,6 +44,9 @@ fn api_of(path: &str) -> &'static str {
     if path.ends_with("/oauth2/v2.0/token") {
         return "aad:Token";
     }
+    if path.starts_with("/host/token") {
+        return "aad-pod-identity:Token";
+    }
     if path.contains("/identity/oauth2/token") || path.contains("/msi/token") {
         return "managed-identity:Token";
     }
@@ -83,6 +86,7 @@ mod tests {
     fn apis_by_path() {
         assert_eq!(api_of("/72f988bf/oauth2/v2.0/token"), "aad:Token");
         assert_eq!(api_of("/metadata/identity/oauth2/token"), "managed-identity:Token");
+        assert_eq!(api_of("/host/token/"), "aad-pod-identity:Token");
         assert_eq!(api_of("/secrets/db-password"), "keyvault:GetSecret");
         assert_eq!(api_of("/secrets/db-password/0123abcd"), "keyvault:GetSecret");
         assert_eq!(api_of("/secrets/db-password/versions"), "keyvault:ListSecretVersions");

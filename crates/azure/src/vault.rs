@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::convert;
 use crate::identity::VaultClients;
-use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType};
+use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, upstream_prefix};
 use crate::reads::VaultReads;
 
 /// Provider-wide settings that change what is written.
@@ -24,8 +24,20 @@ pub struct ObjectFiles {
     pub versions: Vec<ObjectVersion>,
 }
 
-/// Fetches `object` (with its version history when asked) and renders its files.
+/// Fetches `object` (with its version history when asked) and renders its files. Errors carry
+/// upstream's `failed to get objectType:…, objectName:…, objectVersion:…` prefix.
 pub(crate) async fn fetch(
+    reads: &VaultReads<'_>,
+    object: &ObjectSpec,
+    write: WriteOptions,
+) -> Result<ObjectFiles, Error> {
+    let version = object.version.as_deref().unwrap_or_default();
+    fetch_files(reads, object, write)
+        .await
+        .map_err(|e| e.prefixed(upstream_prefix(object.object_type.as_str(), &object.name, version)))
+}
+
+async fn fetch_files(
     reads: &VaultReads<'_>,
     object: &ObjectSpec,
     write: WriteOptions,

@@ -101,6 +101,14 @@ impl Error {
         self
     }
 
+    /// Puts `context` before the message (`<context>: <message>`), keeping kind, object, field
+    /// and retry hint: for wording users' alerts search for.
+    #[must_use]
+    pub fn prefixed(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
     /// Sets the object only when none is set yet (inner code knows better).
     #[must_use]
     pub fn or_object(self, object: impl Into<String>) -> Self {
@@ -190,6 +198,14 @@ mod tests {
         assert_eq!(error.object(), Some("inner"));
         let error = Error::not_found("gone").or_object("outer");
         assert_eq!(error.object(), Some("outer"));
+    }
+
+    #[test]
+    fn prefixed_keeps_everything_but_the_message() {
+        let error =
+            Error::throttled("slow down", Some(Duration::from_secs(2))).with_object("db").prefixed("reading");
+        assert_eq!(error.to_string(), r#"object "db": reading: slow down"#);
+        assert_eq!((error.kind(), error.retry_after()), (ErrorKind::Throttled, Some(Duration::from_secs(2))));
     }
 
     #[test]

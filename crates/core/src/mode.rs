@@ -37,23 +37,43 @@ impl FileMode {
         })
     }
 
-    /// A per-object `filePermission`: three or four octal digits (`"0600"`, `"640"`), at most
-    /// 0777. Unlike the Azure provider, which silently turns a bad value into mode 0, a bad value
-    /// is an error. The caller adds the object name.
-    pub fn parse_octal(value: &str) -> Result<Self> {
-        let trimmed = value.trim();
-        let well_formed =
-            (3..=4).contains(&trimmed.len()) && trimmed.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    /// The AWS provider's `filePermission`: exactly four octal digits (`^[0-7]{4}$`, so `"1640"`
+    /// passes). The driver writes only the permission bits, so only those are kept. The caller
+    /// adds the object name.
+    pub fn parse_four_octal_digits(value: &str) -> Result<Self> {
+        let well_formed = value.len() == 4 && value.bytes().all(|b| (b'0'..=b'7').contains(&b));
         well_formed
-            .then(|| u32::from_str_radix(trimmed, 8).ok())
+            .then(|| u32::from_str_radix(value, 8).ok())
             .flatten()
-            .and_then(Self::new)
+            .map(Self::permission_bits)
             .ok_or_else(|| {
                 Error::invalid_config(format!(
-                    "Invalid File Permission: {value} (expected an octal mode such as \"0600\", at most \"0777\")"
+                    "Invalid File Permission: {value} (expected four octal digits such as \"0600\")"
                 ))
                 .with_field("filePermission")
             })
+    }
+
+    /// The Azure provider's `filePermission`: what Go's `strconv.ParseInt(value, 8, 32)` accepts
+    /// (`"0644"`, `"00644"`, `"644"`, `"0"`, a leading `+`), permission bits kept. Upstream turns
+    /// anything else silently into mode 0; here it is an error. The caller adds the object name.
+    pub fn parse_go_octal(value: &str) -> Result<Self> {
+        let digits = value.strip_prefix('+').unwrap_or(value);
+        let parsed = (!digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+            .then(|| i32::from_str_radix(digits, 8).ok())
+            .flatten()
+            .and_then(|v| u32::try_from(v).ok());
+        parsed.map(Self::permission_bits).ok_or_else(|| {
+            Error::invalid_config(format!(
+                "Invalid File Permission: {value} (file permission must be a valid octal number such as \"0644\")"
+            ))
+            .with_field("filePermission")
+        })
+    }
+
+    /// The permission bits of a mode (`0o1640` → `0o640`): what the driver writes.
+    fn permission_bits(mode: u32) -> Self {
+        Self(mode & Self::MAX)
     }
 }
 
@@ -92,14 +112,27 @@ mod tests {
     }
 
     #[test]
-    fn file_permission_is_strict_octal() {
-        assert_eq!(FileMode::parse_octal("0600").map(FileMode::bits), Ok(0o600));
-        assert_eq!(FileMode::parse_octal("640").map(FileMode::bits), Ok(0o640));
-        assert_eq!(FileMode::parse_octal(" 0444 ").map(FileMode::bits), Ok(0o444));
-        for bad in ["0999", "1644", "0o644", "64", "00644", "", "rw-r--r--", "4755"] {
-            let error = FileMode::parse_octal(bad).err();
+    fn aws_file_permission_is_four_octal_digits_keeping_permission_bits() {
+        assert_eq!(FileMode::parse_four_octal_digits("0600").map(FileMode::bits), Ok(0o600));
+        assert_eq!(FileMode::parse_four_octal_digits("1640").map(FileMode::bits), Ok(0o640));
+        assert_eq!(FileMode::parse_four_octal_digits("4755").map(FileMode::bits), Ok(0o755));
+        for bad in ["0999", "640", "0o644", "00644", "", "rw-r--r--", " 0644"] {
+            let error = FileMode::parse_four_octal_digits(bad).err();
             assert_eq!(error.as_ref().and_then(Error::field), Some("filePermission"), "{bad}");
             assert!(error.is_some_and(|e| e.message().contains("Invalid File Permission")));
+        }
+    }
+
+    #[test]
+    fn azure_file_permission_is_what_go_parses_in_base_8() {
+        for (value, bits) in
+            [("0644", 0o644), ("00644", 0o644), ("644", 0o644), ("0", 0), ("+600", 0o600), ("1640", 0o640)]
+        {
+            assert_eq!(FileMode::parse_go_octal(value).map(FileMode::bits), Ok(bits), "{value}");
+        }
+        for bad in ["0999", "0o644", "", "-1", "+", "rw-r--r--", "77777777777777"] {
+            let error = FileMode::parse_go_octal(bad).err();
+            assert_eq!(error.as_ref().and_then(Error::field), Some("filePermission"), "{bad}");
         }
     }
 

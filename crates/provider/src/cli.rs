@@ -79,6 +79,11 @@ pub struct BackendArgs {
     #[cfg(feature = "azure")]
     #[arg(long, global = true, default_value_t = 8)]
     pub azure_concurrency: usize,
+    /// Azure: the node's NMI for AAD pod identity (`usePodIdentity: "true"`); reachable from
+    /// the provider only with hostNetwork.
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, default_value = csi_secrets_provider_azure::DEFAULT_NMI_ENDPOINT)]
+    pub aad_pod_identity_nmi_endpoint: String,
 }
 
 #[cfg(feature = "azure")]

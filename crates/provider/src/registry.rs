@@ -42,6 +42,7 @@ impl Registry {
                     extra_ca_file: args.azure_extra_ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
                     resolve: args.azure_resolve.clone(),
                     concurrency: args.azure_concurrency,
+                    nmi_endpoint: args.aad_pod_identity_nmi_endpoint.clone(),
                     sharing,
                 },
             )),

@@ -211,8 +211,66 @@ async fn failover_region_is_used_when_the_primary_fails() -> TestResult {
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}\n");
     let status =
         world.mount(&[("objects", &objects), ("region", "us-east-1")]).await.err().ok_or("must fail")?;
-    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.code(), Code::Aborted);
     assert!(status.message().contains("Failed to fetch secret from all regions"), "{}", status.message());
+    Ok(())
+}
+
+/// What upstream accepts mounts here too: any four octal digits as `filePermission` (the driver
+/// keeps the permission bits).
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_leniencies_mount() -> TestResult {
+    let world = world("lenient", &[]).await?;
+    let name = world.name("db");
+    world.put_secret(&name, "value").await?;
+    let objects = format!(
+        "- {{objectName: {name}, objectType: secretsmanager, objectAlias: db, filePermission: '1640'}}\n"
+    );
+    let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
+    assert_eq!(response.files.iter().find(|f| f.path == "db").map(|f| f.mode), Some(0o640));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_object_with_only_a_version_label_is_honoured() -> TestResult {
+    let world = world("failoverlabel", &[]).await?;
+    let name = world.name("db");
+    let (west, _) = seed("us-west-2").await;
+    west.create_secret().name(&name).secret_string("west-previous").send().await?;
+    west.put_secret_value().secret_id(&name).secret_string("west-current").send().await?;
+    world.proxy.fail_region("us-east-1");
+    let objects = format!(
+        "- objectName: {name}\n  objectType: secretsmanager\n  objectAlias: db\n  failoverObject:\n    objectVersionLabel: AWSPREVIOUS\n"
+    );
+    let response = world
+        .mount(&[("objects", &objects), ("region", "us-east-1"), ("failoverRegion", "us-west-2")])
+        .await?;
+    assert_eq!(file(&response, "db")?, b"west-previous", "the failover region was asked for AWSPREVIOUS");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_exchanges_the_token_in_the_failover_region_when_sts_is_down() -> TestResult {
+    let world = world("stsfailover", &[]).await?;
+    let name = world.name("db");
+    world.put_secret(&name, "value").await?;
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: db}}\n");
+    // The primary region's STS fails every attempt the SDK makes (three).
+    world.proxy.inject("AssumeRoleWithWebIdentity", 3, 503, "ServiceUnavailable", "injected STS outage");
+    let response = world
+        .mount(&[("objects", &objects), ("region", "us-east-1"), ("failoverRegion", "us-west-2")])
+        .await?;
+    assert_eq!(file(&response, "db")?, b"value");
+    assert_eq!(
+        world.proxy.count("AssumeRoleWithWebIdentity"),
+        4,
+        "three in the primary, one in the failover region"
+    );
+    assert!(
+        world.provider.log_text().contains("STS failed; trying the next region"),
+        "{}",
+        world.provider.log_text()
+    );
     Ok(())
 }
 

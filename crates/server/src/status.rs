@@ -14,7 +14,11 @@ pub fn code_for(kind: ErrorKind) -> Code {
         // Not UNAVAILABLE: the driver's service config retries that at once, three times,
         // which is the opposite of what throttling asks for.
         ErrorKind::Throttled => Code::ResourceExhausted,
-        ErrorKind::Unavailable => Code::Unavailable,
+        // Not UNAVAILABLE either: that code is the driver's cue to retry at once (three attempts,
+        // no backoff), right for "this instance cannot take the call" (the transport answers it
+        // while a provider is starting or draining) but wrong for a cloud our own retries
+        // already gave up on. ABORTED fails the mount; kubelet retries it with backoff.
+        ErrorKind::Unavailable => Code::Aborted,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     }
@@ -42,7 +46,7 @@ mod tests {
             (Error::not_found("x"), Code::NotFound),
             (Error::permission_denied("x"), Code::PermissionDenied),
             (Error::throttled("x", None), Code::ResourceExhausted),
-            (Error::unavailable("x"), Code::Unavailable),
+            (Error::unavailable("x"), Code::Aborted),
             (Error::deadline_exceeded("x"), Code::DeadlineExceeded),
             (Error::internal("x"), Code::Internal),
         ];

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use csi_secrets_provider_tests::new_target_path;
-use csi_secrets_provider_tests::worlds::{AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError};
+use csi_secrets_provider_tests::worlds::{
+    AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError,
+};
 use futures::StreamExt;
 
 struct Options {
@@ -29,8 +31,14 @@ struct Options {
 }
 
 fn options() -> Result<Options, BoxError> {
-    let mut options =
-        Options { pods: 100, secrets: 2, service_accounts: 1, concurrency: 1, window: "60s".to_owned(), binary: None };
+    let mut options = Options {
+        pods: 100,
+        secrets: 2,
+        service_accounts: 1,
+        concurrency: 1,
+        window: "60s".to_owned(),
+        binary: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -58,7 +66,11 @@ struct Calls {
 impl std::ops::Sub for Calls {
     type Output = Calls;
     fn sub(self, before: Calls) -> Calls {
-        Calls { reads: self.reads - before.reads, exchanges: self.exchanges - before.exchanges, kube: self.kube - before.kube }
+        Calls {
+            reads: self.reads - before.reads,
+            exchanges: self.exchanges - before.exchanges,
+            kube: self.kube - before.kube,
+        }
     }
 }
 
@@ -70,7 +82,10 @@ struct Pod {
 
 fn pods(options: &Options) -> Vec<Pod> {
     (0..options.pods)
-        .map(|i| Pod { target: new_target_path(), service_account: format!("app-{}", i % options.service_accounts) })
+        .map(|i| Pod {
+            target: new_target_path(),
+            service_account: format!("app-{}", i % options.service_accounts),
+        })
         .collect()
 }
 
@@ -104,13 +119,19 @@ where
 async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
     let world = AwsWorld::start(binary, "bench", &["--shared-read-window", &options.window]).await?;
     for i in 0..options.service_accounts {
-        world.kube.add_service_account("shop", &format!("app-{i}"), Some(&format!("arn:aws:iam::123456789012:role/app-{i}")));
+        world.kube.add_service_account(
+            "shop",
+            &format!("app-{i}"),
+            Some(&format!("arn:aws:iam::123456789012:role/app-{i}")),
+        );
     }
     let mut objects = String::new();
     for i in 0..options.secrets {
         let name = world.name(&format!("secret-{i}"));
         world.put_secret(&name, &format!("value-{i}")).await?;
-        objects.push_str(&format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: secret-{i}}}\n"));
+        objects.push_str(&format!(
+            "- {{objectName: {name}, objectType: secretsmanager, objectAlias: secret-{i}}}\n"
+        ));
     }
     let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
     let counted = || Calls {
@@ -119,7 +140,8 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
         kube: world.service_account_reads(),
     };
     let pods = pods(options);
-    let official = Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
+    let official =
+        Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
     for name in ["first", "remount"] {
         let before = counted();
         let mounts = pods.iter().map(|pod| async {
@@ -143,11 +165,8 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
         })
         .collect();
     let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
-    let counted = || Calls {
-        reads: world.azure.vault_reads(),
-        exchanges: world.azure.token_requests().len(),
-        kube: 0,
-    };
+    let counted =
+        || Calls { reads: world.azure.vault_reads(), exchanges: world.azure.token_requests().len(), kube: 0 };
     let pods = pods(options);
     // Upstream makes a new credential per mount: one token request per mount.
     let official = Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0 };
@@ -183,7 +202,16 @@ async fn main() -> Result<(), BoxError> {
     );
     println!(
         "{:<6} {:<8} {:>5} {:>7} {:>10} {:>9}   | {:>7} {:>10} {:>9}   {:>11}",
-        "cloud", "round", "pods", "reads", "exchanges", "k8s reads", "reads", "exchanges", "k8s reads", "round time"
+        "cloud",
+        "round",
+        "pods",
+        "reads",
+        "exchanges",
+        "k8s reads",
+        "reads",
+        "exchanges",
+        "k8s reads",
+        "round time"
     );
     println!("{:<31}this provider                   | official providers' code", "");
     aws(&binary, &options).await?;

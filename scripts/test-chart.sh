@@ -51,6 +51,8 @@ if grep -q '"pods", "nodes"' target/chart/aws-only.yaml; then echo "a fixed aws.
 grep -q 'path: /etc/kubernetes/secrets-store-csi-providers' target/chart/aws-only.yaml
 grep -q 'registry.example.com/platform/csi-secrets-provider:0.1.0-aws' target/chart/aws-only.yaml
 grep -q -- '- --shared-read-window=60s' target/chart/default.yaml
+grep -q 'hostNetwork: true' target/chart/azure-only.yaml && grep -q 'dnsPolicy: ClusterFirstWithHostNet' target/chart/azure-only.yaml
+grep -q 'hostNetwork: false' target/chart/default.yaml
 grep -q 'maxSurge: 1' target/chart/default.yaml && grep -q 'maxUnavailable: 0' target/chart/default.yaml
 grep -q -- '- --shared-read-window=0$' target/chart/all-custom.yaml
 grep -q -- '- --shared-read-max-bytes=1048576' target/chart/all-custom.yaml

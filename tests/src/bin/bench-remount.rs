@@ -7,7 +7,10 @@
 //!
 //!   cargo build --release --locked -p csi-secrets-provider -p csi-secrets-provider-tests --bins
 //!   scripts/with-moto.sh target/release/bench-remount [--pods 100] [--secrets 2]
-//!       [--service-accounts 1] [--concurrency 1] [--window 60s] [--binary PATH]
+//!       [--service-accounts 1] [--concurrency 1] [--window 60s] [--pause 0s] [--binary PATH]
+//!
+//! `--pause` waits between the rounds, as the driver's rotation poll interval does; a pause
+//! longer than the window shows a remount round that finds no recent read.
 //!
 //! `--binary` defaults to the `csi-secrets-provider` next to this program (what ships).
 #![forbid(unsafe_code)]
@@ -27,6 +30,8 @@ struct Options {
     service_accounts: usize,
     concurrency: usize,
     window: String,
+    /// Wait between the first-mount and the remount round (the driver's rotation poll interval).
+    pause: Duration,
     binary: Option<String>,
 }
 
@@ -37,6 +42,7 @@ fn options() -> Result<Options, BoxError> {
         service_accounts: 1,
         concurrency: 1,
         window: "60s".to_owned(),
+        pause: Duration::ZERO,
         binary: None,
     };
     let mut args = std::env::args().skip(1);
@@ -48,6 +54,7 @@ fn options() -> Result<Options, BoxError> {
             "--service-accounts" => options.service_accounts = value.parse::<usize>()?.max(1),
             "--concurrency" => options.concurrency = value.parse::<usize>()?.max(1),
             "--window" => options.window = value,
+            "--pause" => options.pause = humantime::parse_duration(&value)?,
             "--binary" => options.binary = Some(value),
             other => return Err(format!("unknown flag {other}").into()),
         }
@@ -143,6 +150,9 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
     let official =
         Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
     for name in ["first", "remount"] {
+        if name == "remount" {
+            tokio::time::sleep(options.pause).await;
+        }
         let before = counted();
         let mounts = pods.iter().map(|pod| async {
             world.mount_at(&pod.target, &pod.service_account, &parameters).await.map(|r| r.files.len())
@@ -171,6 +181,9 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
     // Upstream makes a new credential per mount: one token request per mount.
     let official = Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0 };
     for name in ["first", "remount"] {
+        if name == "remount" {
+            tokio::time::sleep(options.pause).await;
+        }
         let before = counted();
         let mounts = pods.iter().map(|pod| async {
             world.mount_at(&pod.target, &pod.service_account, &objects, &[]).await.map(|r| r.files.len())
@@ -197,8 +210,13 @@ async fn main() -> Result<(), BoxError> {
     }
     let binary = binary.to_str().ok_or("non-UTF-8 path")?.to_owned();
     println!(
-        "{} pods x {} secrets x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}",
-        options.pods, options.secrets, options.service_accounts, options.concurrency, options.window
+        "{} pods x {} secrets x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}, {} between rounds",
+        options.pods,
+        options.secrets,
+        options.service_accounts,
+        options.concurrency,
+        options.window,
+        humantime::format_duration(options.pause)
     );
     println!(
         "{:<6} {:<8} {:>5} {:>7} {:>10} {:>9}   | {:>7} {:>10} {:>9}   {:>11}",

@@ -61,6 +61,9 @@ struct Planned {
 
 struct TestObject {
     name: String,
+    /// The file it writes and its mode.
+    file: String,
+    mode: FileMode,
     value: Option<String>,
     version: String,
     size: Option<usize>,
@@ -110,11 +113,13 @@ fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<
             Some(c) => translate_slashes(&file, c),
             None => file,
         };
-        if let Err(e) = planned.plan.add(&name, file, mode) {
+        if let Err(e) = planned.plan.add(&name, file.clone(), mode) {
             problems.push(e.with_field("objectAlias"));
             continue;
         }
         planned.objects.push(TestObject {
+            file,
+            mode,
             value: get("value"),
             version: get("version").unwrap_or_else(|| "v1".to_owned()),
             size: get("sizeBytes").and_then(|s| s.parse().ok()),
@@ -155,7 +160,7 @@ impl SecretBackend for TestBackend {
             _ => {}
         }
         let mut response = MountResponse::default();
-        for (object, file) in planned.objects.iter().zip(planned.plan.files()) {
+        for object in &planned.objects {
             let (contents, version) = match (object.size, &object.value, &self.store) {
                 (Some(size), _, _) => (vec![b'x'; size], object.version.clone()),
                 (None, Some(value), _) => (value.clone().into_bytes(), object.version.clone()),
@@ -170,8 +175,8 @@ impl SecretBackend for TestBackend {
                     (format!("value-of-{}", object.name).into_bytes(), object.version.clone())
                 }
             };
-            response.files.push(MountedFile::new(file.path.clone(), file.mode, contents));
-            response.versions.push(ObjectVersion::new(file.path.clone(), version));
+            response.files.push(MountedFile::new(object.file.clone(), object.mode, contents));
+            response.versions.push(ObjectVersion::new(object.file.clone(), version));
         }
         Ok(response)
     }

@@ -75,8 +75,14 @@ async fn bad_input_is_invalid_argument_naming_object_and_field() -> TestResult {
             &["object \"db\"", "field \"filePermission\"", "Invalid File Permission: 0999"],
         ),
         (
-            vec![("objects", "- {objectName: a, objectAlias: same}\n- {objectName: b, objectAlias: same}")],
-            &["object \"b\"", "field \"objectAlias\"", "duplicate file name \"same\"", "\"a\""],
+            vec![
+                (
+                    "objects",
+                    "- {objectName: a, objectAlias: same}\n- {objectName: b, objectAlias: same/inner}",
+                ),
+                ("pathTranslation", "false"),
+            ],
+            &["object \"b\"", "field \"objectAlias\"", "one would be a directory of the other", "\"a\""],
         ),
         (
             vec![("objects", "- {objectName: a, objectAlias: /etc/passwd}"), ("pathTranslation", "false")],

@@ -330,7 +330,8 @@ impl SecretBackend for AwsBackend {
         let (secret_values, parameter_values) =
             tokio::try_join!(reads.secrets(&secrets), reads.parameters(&parameters))?;
 
-        let mut response = MountResponse::default();
+        let mut response =
+            MountResponse { warnings: spec.plan.warnings().to_vec(), ..MountResponse::default() };
         for (object, fetched) in
             secrets.iter().chain(&parameters).zip(secret_values.iter().chain(&parameter_values))
         {

@@ -2,8 +2,10 @@
 //! Rules and error words follow aws/secrets-store-csi-driver-provider-aws v3 (see
 //! docs/aws.md); where upstream stops at the first error we report every one.
 
-use csi_secrets_provider_core::yaml::{non_empty, read_fields, scalar};
-use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_bool, translate_slashes};
+use csi_secrets_provider_core::{
+    ConfigKey, Error, Fields, FileMode, FilePlan, KeyMatching, Parameters, Warning, parse_go_bool,
+    translate_slashes,
+};
 use serde_norway::Value;
 
 pub const OBJECTS: &str = "objects";
@@ -45,6 +47,89 @@ impl ObjectType {
         }
     }
 }
+
+/// Keys of an `objects` entry. Upstream decodes them through JSON, which matches field names in
+/// any ASCII case (`objectname`), so they are read with [`KeyMatching::IgnoreAsciiCase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKey {
+    ObjectName,
+    ObjectType,
+    ObjectAlias,
+    ObjectVersion,
+    ObjectVersionLabel,
+    FilePermission,
+    JmesPath,
+    FailoverObject,
+}
+
+impl ConfigKey for ObjectKey {
+    const ALL: &'static [Self] = &[
+        Self::ObjectName,
+        Self::ObjectType,
+        Self::ObjectAlias,
+        Self::ObjectVersion,
+        Self::ObjectVersionLabel,
+        Self::FilePermission,
+        Self::JmesPath,
+        Self::FailoverObject,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ObjectName => "objectName",
+            Self::ObjectType => "objectType",
+            Self::ObjectAlias => "objectAlias",
+            Self::ObjectVersion => "objectVersion",
+            Self::ObjectVersionLabel => "objectVersionLabel",
+            Self::FilePermission => "filePermission",
+            Self::JmesPath => "jmesPath",
+            Self::FailoverObject => "failoverObject",
+        }
+    }
+}
+
+/// Keys of a `jmesPath` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JmesKey {
+    Path,
+    ObjectAlias,
+    FilePermission,
+}
+
+impl ConfigKey for JmesKey {
+    const ALL: &'static [Self] = &[Self::Path, Self::ObjectAlias, Self::FilePermission];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Path => "path",
+            Self::ObjectAlias => "objectAlias",
+            Self::FilePermission => "filePermission",
+        }
+    }
+}
+
+/// Keys of a `failoverObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverKey {
+    ObjectName,
+    ObjectVersion,
+    ObjectVersionLabel,
+}
+
+impl ConfigKey for FailoverKey {
+    const ALL: &'static [Self] = &[Self::ObjectName, Self::ObjectVersion, Self::ObjectVersionLabel];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ObjectName => "objectName",
+            Self::ObjectVersion => "objectVersion",
+            Self::ObjectVersionLabel => "objectVersionLabel",
+        }
+    }
+}
+
+/// How upstream's decoder matches every key of an object.
+const MATCHING: KeyMatching = KeyMatching::IgnoreAsciiCase;
 
 /// How the pod's identity becomes AWS credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +324,9 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
             if items.is_empty() {
                 problems.push(Error::invalid_config("objects is an empty list").with_field(OBJECTS));
             }
+            for warning in context.warnings {
+                plan.warn(warning);
+            }
         }
         Some(Ok(Value::Null)) => problems.push(Error::invalid_config("objects is empty").with_field(OBJECTS)),
         Some(Ok(_)) => problems.push(
@@ -273,6 +361,8 @@ struct ListContext {
     /// objectName -> (alias, version label) of earlier entries, for upstream's duplicate rules.
     seen_names: Vec<(String, Option<String>, Option<String>)>,
     seen_aliases: Vec<String>,
+    /// Unknown keys and the like: the mount goes on.
+    warnings: Vec<Warning>,
 }
 
 fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result<ObjectSpec, Vec<Error>> {
@@ -283,12 +373,20 @@ fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result
                 .with_object(fallback_name),
         ]);
     }
-    let ([name, object_type, alias, version, version_label, file_permission], problems) = read_fields(
-        item,
-        ["objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission"],
-        non_empty,
+    let fields: Fields<'_, ObjectKey> = Fields::read(item, MATCHING);
+    let ([name, object_type, alias, version, version_label, file_permission], problems) = fields.many(
+        [
+            ObjectKey::ObjectName,
+            ObjectKey::ObjectType,
+            ObjectKey::ObjectAlias,
+            ObjectKey::ObjectVersion,
+            ObjectKey::ObjectVersionLabel,
+            ObjectKey::FilePermission,
+        ],
+        Fields::non_empty,
     );
     let object_id = name.clone().unwrap_or(fallback_name);
+    context.warnings.extend(fields.unknown_keys(&object_id, ""));
     let mut problems: Vec<Error> = problems.into_iter().map(|e| e.or_object(&object_id)).collect();
     let Some(name) = name else {
         problems.push(
@@ -321,22 +419,23 @@ fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result
         );
     }
 
-    let jmes = parse_jmes(item, &name, mode, context, &mut problems);
+    let jmes = parse_jmes(fields.get(ObjectKey::JmesPath), &name, mode, context, &mut problems);
     let (failover, failover_arn_region) = parse_failover(
-        item,
+        fields.get(ObjectKey::FailoverObject),
         &name,
         object_type,
         alias.is_some(),
         version.as_deref(),
         context.failover_region,
         &mut problems,
+        &mut context.warnings,
     );
 
     check_duplicates(
         &name,
         alias.as_deref(),
         version_label.as_deref(),
-        &jmes_aliases(item),
+        &jmes_aliases(fields.get(ObjectKey::JmesPath)),
         context,
         &mut problems,
     );
@@ -444,13 +543,13 @@ fn has_parent_reference(path: &str) -> bool {
 }
 
 fn parse_jmes(
-    item: &Value,
+    list: Option<&Value>,
     name: &str,
     parent_mode: FileMode,
-    context: &ListContext,
+    context: &mut ListContext,
     problems: &mut Vec<Error>,
 ) -> Vec<JmesEntry> {
-    let entries = match item.get("jmesPath") {
+    let entries = match list {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Sequence(entries)) => entries,
         Some(_) => {
@@ -465,14 +564,19 @@ fn parse_jmes(
     let mut parsed = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let field = |key: &str| format!("jmesPath[{i}].{key}");
-        let get = |key: &str| non_empty(entry, key).map_err(|e| e.with_object(name).with_field(field(key)));
-        let (path, alias, permission) = match (get("path"), get("objectAlias"), get("filePermission")) {
-            (Ok(p), Ok(a), Ok(f)) => (p, a, f),
-            (p, a, f) => {
-                problems.extend([p.err(), a.err(), f.err()].into_iter().flatten());
-                continue;
-            }
+        let fields: Fields<'_, JmesKey> = Fields::read(entry, MATCHING);
+        context.warnings.extend(fields.unknown_keys(name, &format!("jmesPath[{i}].")));
+        let get = |key: JmesKey| {
+            fields.non_empty(key).map_err(|e| e.with_object(name).with_field(field(key.as_str())))
         };
+        let (path, alias, permission) =
+            match (get(JmesKey::Path), get(JmesKey::ObjectAlias), get(JmesKey::FilePermission)) {
+                (Ok(p), Ok(a), Ok(f)) => (p, a, f),
+                (p, a, f) => {
+                    problems.extend([p.err(), a.err(), f.err()].into_iter().flatten());
+                    continue;
+                }
+            };
         let Some(path) = path else {
             problems.push(
                 Error::invalid_config("Path must be specified for JMES object")
@@ -495,14 +599,14 @@ fn parse_jmes(
     parsed
 }
 
-fn jmes_aliases(item: &Value) -> Vec<(String, String)> {
-    item.get("jmesPath")
-        .and_then(Value::as_sequence)
+fn jmes_aliases(list: Option<&Value>) -> Vec<(String, String)> {
+    list.and_then(Value::as_sequence)
         .into_iter()
         .flatten()
         .filter_map(|e| {
-            let alias = scalar(e, "objectAlias").ok().flatten()?;
-            let path = scalar(e, "path").ok().flatten().unwrap_or_default();
+            let fields: Fields<'_, JmesKey> = Fields::read(e, MATCHING);
+            let alias = fields.non_empty(JmesKey::ObjectAlias).ok().flatten()?;
+            let path = fields.non_empty(JmesKey::Path).ok().flatten().unwrap_or_default();
             Some((alias, path))
         })
         .collect()
@@ -510,19 +614,22 @@ fn jmes_aliases(item: &Value) -> Vec<(String, String)> {
 
 #[allow(clippy::too_many_arguments)]
 fn parse_failover(
-    item: &Value,
+    entry: Option<&Value>,
     name: &str,
     object_type: ObjectType,
     has_alias: bool,
     primary_version: Option<&str>,
     failover_region: bool,
     problems: &mut Vec<Error>,
+    warnings: &mut Vec<Warning>,
 ) -> (Option<FailoverObject>, Option<String>) {
-    let Some(entry) = item.get("failoverObject").filter(|v| !v.is_null()) else { return (None, None) };
-    let get = |key: &str| non_empty(entry, key).ok().flatten();
-    let version = get("objectVersion");
-    let version_label = get("objectVersionLabel");
-    let Some(failover_name) = get("objectName") else {
+    let Some(entry) = entry.filter(|v| !v.is_null()) else { return (None, None) };
+    let fields: Fields<'_, FailoverKey> = Fields::read(entry, MATCHING);
+    warnings.extend(fields.unknown_keys(name, "failoverObject."));
+    let get = |key: FailoverKey| fields.non_empty(key).ok().flatten();
+    let version = get(FailoverKey::ObjectVersion);
+    let version_label = get(FailoverKey::ObjectVersionLabel);
+    let Some(failover_name) = get(FailoverKey::ObjectName) else {
         // Upstream checks a failover entry only when it names an object, and still asks the
         // failover region for its version or label (of the primary's name).
         let failover = (version.is_some() || version_label.is_some()).then_some(FailoverObject {

@@ -121,10 +121,37 @@ fn duplicates_keep_upstream_words_and_name_object_and_field() {
         "{found:?}"
     );
 
-    // A derived name equal to another alias: upstream misses it, the driver would write one file twice.
-    let objects = "- {objectName: a, objectType: secretsmanager, objectAlias: b}\n- {objectName: b, objectType: secretsmanager}\n";
-    let found = problems(&[("objects", objects)]);
-    assert!(has(&found, "duplicate file name \"b\""), "{found:?}");
+    // What upstream lets through mounts, the last object winning, with a warning: a derived
+    // name equal to another alias, a jmesPath alias equal to its own objectName, names equal
+    // after path translation.
+    for objects in [
+        "- {objectName: a, objectType: secretsmanager, objectAlias: b}\n- {objectName: b, objectType: secretsmanager}\n",
+        "- objectName: b\n  objectType: secretsmanager\n  jmesPath:\n    - {path: user, objectAlias: b}\n",
+        "- {objectName: x/b, objectType: secretsmanager}\n- {objectName: x_b, objectType: secretsmanager}\n",
+    ] {
+        let spec = parse(&params(&[("objects", objects)]), FileMode::DEFAULT).map_err(|e| format!("{e:?}"));
+        let warnings: Vec<String> =
+            spec.iter().flat_map(|s| s.plan.warnings()).map(ToString::to_string).collect();
+        assert!(warnings.iter().any(|w| w.contains("the last one wins")), "{objects}: {spec:?}");
+    }
+}
+
+#[test]
+fn object_keys_match_in_any_case_and_unknown_keys_are_named() -> std::result::Result<(), Vec<Error>> {
+    let objects = "- objectname: db\n  OBJECTTYPE: secretsmanager\n  objectalias: db-file\n  objectAlais: typo\n  jmespath:\n    - {Path: user, objectalias: user, colour: red}\n";
+    let spec = parse(&params(&[("objects", objects)]), FileMode::DEFAULT)?;
+    let object = &spec.objects[0];
+    assert_eq!((object.name.as_str(), object.file_name.as_str()), ("db", "db-file"));
+    assert_eq!(object.jmes.first().map(|j| j.file_name.as_str()), Some("user"));
+    let warnings: Vec<String> = spec.plan.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            r#"object "db", field "objectAlais": unknown key `objectAlais` is ignored (did you mean `objectAlias`?)"#,
+            r#"object "db", field "jmesPath[0].colour": unknown key `colour` is ignored"#,
+        ]
+    );
+    Ok(())
 }
 
 #[test]

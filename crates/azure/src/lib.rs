@@ -277,7 +277,8 @@ impl SecretBackend for AzureBackend {
         let fetches: Vec<_> = spec.objects.iter().map(|object| vault::fetch(&reads, object, write)).collect();
         let fetched: Vec<vault::ObjectFiles> =
             futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
-        let mut response = MountResponse::default();
+        let mut response =
+            MountResponse { warnings: spec.plan.warnings().to_vec(), ..MountResponse::default() };
         for object in fetched {
             response.files.extend(object.files);
             response.versions.extend(object.versions);

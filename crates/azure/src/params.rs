@@ -2,8 +2,9 @@
 //! Azure call. Rules and error words follow Azure/secrets-store-csi-driver-provider-azure v1.x
 //! (see docs/azure.md); where upstream stops at the first error we report every one.
 
-use csi_secrets_provider_core::yaml::{read_fields, trimmed};
-use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_bool};
+use csi_secrets_provider_core::{
+    ConfigKey, Error, Fields, FileMode, FilePlan, KeyMatching, Parameters, Warning, parse_go_bool,
+};
 use serde_norway::Value;
 
 pub const KEYVAULT_NAME: &str = "keyvaultName";
@@ -84,6 +85,46 @@ pub enum ObjectEncoding {
     Utf8,
     Hex,
     Base64,
+}
+
+/// Keys of an `objects.array` entry. Upstream decodes them with `gopkg.in/yaml.v3`, which matches
+/// the exact spelling only; another spelling is ignored there and reported here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKey {
+    ObjectName,
+    ObjectType,
+    ObjectAlias,
+    ObjectVersion,
+    ObjectVersionHistory,
+    ObjectFormat,
+    ObjectEncoding,
+    FilePermission,
+}
+
+impl ConfigKey for ObjectKey {
+    const ALL: &'static [Self] = &[
+        Self::ObjectName,
+        Self::ObjectType,
+        Self::ObjectAlias,
+        Self::ObjectVersion,
+        Self::ObjectVersionHistory,
+        Self::ObjectFormat,
+        Self::ObjectEncoding,
+        Self::FilePermission,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ObjectName => "objectName",
+            Self::ObjectType => "objectType",
+            Self::ObjectAlias => "objectAlias",
+            Self::ObjectVersion => "objectVersion",
+            Self::ObjectVersionHistory => "objectVersionHistory",
+            Self::ObjectFormat => "objectFormat",
+            Self::ObjectEncoding => "objectEncoding",
+            Self::FilePermission => "filePermission",
+        }
+    }
 }
 
 /// Upstream wraps every error about an object this way (validation and fetching alike); users'
@@ -283,7 +324,12 @@ fn parse_objects(
                 continue;
             }
         };
-        match parse_object(index, &entry, default_mode) {
+        let mut warnings = Vec::new();
+        let parsed = parse_object(index, &entry, default_mode, &mut warnings);
+        for warning in warnings {
+            plan.warn(warning);
+        }
+        match parsed {
             Ok(object) => {
                 let added = if object.version_history > 1 {
                     (0..object.version_history).try_for_each(|i| {
@@ -307,20 +353,25 @@ fn parse_objects(
     (objects, plan)
 }
 
-fn parse_object(index: usize, entry: &Value, default_mode: FileMode) -> Result<ObjectSpec, Vec<Error>> {
-    let ([name, object_type, alias, version, history, format, encoding, permission], problems) = read_fields(
-        entry,
+fn parse_object(
+    index: usize,
+    entry: &Value,
+    default_mode: FileMode,
+    warnings: &mut Vec<Warning>,
+) -> Result<ObjectSpec, Vec<Error>> {
+    let fields: Fields<'_, ObjectKey> = Fields::read(entry, KeyMatching::Exact);
+    let ([name, object_type, alias, version, history, format, encoding, permission], problems) = fields.many(
         [
-            "objectName",
-            "objectType",
-            "objectAlias",
-            "objectVersion",
-            "objectVersionHistory",
-            "objectFormat",
-            "objectEncoding",
-            "filePermission",
+            ObjectKey::ObjectName,
+            ObjectKey::ObjectType,
+            ObjectKey::ObjectAlias,
+            ObjectKey::ObjectVersion,
+            ObjectKey::ObjectVersionHistory,
+            ObjectKey::ObjectFormat,
+            ObjectKey::ObjectEncoding,
+            ObjectKey::FilePermission,
         ],
-        trimmed,
+        Fields::trimmed,
     );
     let prefix = upstream_prefix(
         object_type.as_deref().unwrap_or_default(),
@@ -328,6 +379,7 @@ fn parse_object(index: usize, entry: &Value, default_mode: FileMode) -> Result<O
         version.as_deref().unwrap_or_default(),
     );
     let id = name.clone().unwrap_or_else(|| format!("objects.array[{index}]"));
+    warnings.extend(fields.unknown_keys(&id, ""));
     let mut problems: Vec<Error> = problems.into_iter().map(|e| e.or_object(&id)).collect();
     let mut fail = |field: &str, cause: String| {
         problems.push(Error::invalid_config(format!("{prefix}: {cause}")).with_object(&id).with_field(field));

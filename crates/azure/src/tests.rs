@@ -84,8 +84,34 @@ fn object_rules_keep_upstream_prefix_and_name_object_and_field() {
     assert!(has(&problems(&base(objects)), "objectEncoding only supported for objectType secret"));
     let objects = "array:\n  - |\n    objectName: a\n    objectType: secret\n    objectAlias: x..y\n";
     assert!(has(&problems(&base(objects)), "must not contain \"..\""));
+    // One file named twice: upstream mounts it (the last wins), so do we, with a warning; a
+    // name that is both a file and a directory stays an error.
     let objects = "array:\n  - |\n    objectName: a\n    objectType: secret\n  - |\n    objectName: a\n    objectType: key\n";
-    assert!(has(&problems(&base(objects)), "duplicate file name \"a\""));
+    let spec = parse(&params(&base(objects)), FileMode::DEFAULT).map_err(|e| format!("{e:?}"));
+    let warnings: Vec<String> =
+        spec.iter().flat_map(|s| s.plan.warnings()).map(ToString::to_string).collect();
+    assert!(warnings.iter().any(|w| w.contains("the last one wins")), "{spec:?}");
+    let objects = "array:\n  - |\n    objectName: a\n    objectType: secret\n  - |\n    objectName: b\n    objectType: secret\n    objectAlias: a/b\n";
+    assert!(has(&problems(&base(objects)), "collide"));
+}
+
+#[test]
+fn other_spellings_of_object_keys_are_ignored_as_upstream_and_named() {
+    let objects = "array:\n  - |\n    objectName: a\n    objectType: secret\n    objectalias: b\n";
+    let spec = parse(&params(&base(objects)), FileMode::DEFAULT).map_err(|e| format!("{e:?}"));
+    assert_eq!(
+        spec.as_ref().map(|s| s.objects[0].file_name().to_owned()),
+        Ok("a".to_owned()),
+        "yaml.v3 is exact"
+    );
+    let warnings: Vec<String> =
+        spec.iter().flat_map(|s| s.plan.warnings()).map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            r#"object "a", field "objectalias": unknown key `objectalias` is ignored (did you mean `objectAlias`?)"#
+        ]
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::files::FilePlan;
+use crate::keys::Warning;
 use crate::request::{MountRequest, Parameters};
 use crate::response::MountResponse;
 use crate::stats::BackendStats;
@@ -39,12 +40,14 @@ pub struct Validation {
     /// `.crt`/`.key` split); valid targets for `secretObjects`, but not listed as planned.
     pub possible_files: Vec<String>,
     pub problems: Vec<Error>,
+    /// What the mount goes on with but the user should fix (unknown keys, a file written twice).
+    pub warnings: Vec<Warning>,
 }
 
 impl Validation {
     /// A validation that failed with these problems.
     pub fn failed(problems: Vec<Error>) -> Self {
-        Self { plan: FilePlan::new(), possible_files: Vec::new(), problems }
+        Self { plan: FilePlan::new(), possible_files: Vec::new(), problems, warnings: Vec::new() }
     }
 
     /// The plan, or every problem folded into one error.
@@ -61,7 +64,10 @@ impl Validation {
 impl From<std::result::Result<FilePlan, Vec<Error>>> for Validation {
     fn from(parsed: std::result::Result<FilePlan, Vec<Error>>) -> Self {
         match parsed {
-            Ok(plan) => Self { plan, possible_files: Vec::new(), problems: Vec::new() },
+            Ok(plan) => {
+                let warnings = plan.warnings().to_vec();
+                Self { plan, possible_files: Vec::new(), problems: Vec::new(), warnings }
+            }
             Err(problems) => Self::failed(problems),
         }
     }

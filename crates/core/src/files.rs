@@ -8,6 +8,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::error::{Error, Result};
+use crate::keys::Warning;
 use crate::mode::FileMode;
 
 /// Longest path the driver accepts.
@@ -68,10 +69,12 @@ pub struct PlannedFile {
     pub object: String,
 }
 
-/// The ordered set of files of one mount, with the driver's path rules and duplicate checks.
+/// The ordered set of files of one mount, with the driver's path rules and duplicate checks,
+/// and the warnings found while planning it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilePlan {
     files: Vec<PlannedFile>,
+    warnings: Vec<Warning>,
 }
 
 impl FilePlan {
@@ -79,15 +82,25 @@ impl FilePlan {
         Self::default()
     }
 
-    /// Adds a file, refusing bad paths, a name used twice, and a name that is also used as a
-    /// directory by another file (`a` and `a/0`), which the driver's writer cannot create.
+    /// Adds a file, refusing bad paths and a name that is also used as a directory by another
+    /// file (`a` and `a/0`), which the driver's writer cannot create. A name used twice is what
+    /// the official providers let through and the driver writes with the last one winning: the
+    /// later file replaces the earlier, with a warning.
     pub fn add(&mut self, object: &str, path: impl Into<String>, mode: FileMode) -> Result<()> {
         let path = path.into();
         check_file_path(&path).map_err(|e| e.or_object(object))?;
+        if let Some(index) = self.files.iter().position(|f| f.path == path) {
+            let earlier = self.files.remove(index);
+            self.warnings.push(
+                Warning::new(format!(
+                    "file {path:?} is written more than once (objects {:?} and {object:?}); the last one wins, as with the official provider",
+                    earlier.object
+                ))
+                .with_object(object),
+            );
+        }
         for existing in &self.files {
-            let clash = if existing.path == path {
-                Some(format!("duplicate file name {path:?}"))
-            } else if is_parent(&existing.path, &path) || is_parent(&path, &existing.path) {
+            let clash = if is_parent(&existing.path, &path) || is_parent(&path, &existing.path) {
                 Some(format!(
                     "file names {:?} and {path:?} collide: one would be a directory of the other",
                     existing.path
@@ -110,6 +123,15 @@ impl FilePlan {
 
     pub fn files(&self) -> &[PlannedFile] {
         &self.files
+    }
+
+    /// Records something the mount goes on with but the user should fix.
+    pub fn warn(&mut self, warning: Warning) {
+        self.warnings.push(warning);
+    }
+
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
     }
 
     pub fn len(&self) -> usize {
@@ -190,15 +212,19 @@ mod tests {
     }
 
     #[test]
-    fn plan_refuses_duplicates_and_dir_clashes_naming_objects() {
+    fn plan_lets_the_last_duplicate_win_and_refuses_dir_clashes_naming_objects() {
         let mut plan = FilePlan::new();
         assert_eq!(plan.add("one", "a", FileMode::DEFAULT), Ok(()));
         assert_eq!(plan.add("two", "b/0", FileMode::DEFAULT), Ok(()));
-        let dup = plan.add("three", "a", FileMode::DEFAULT).err();
-        assert_eq!(dup.as_ref().and_then(Error::object), Some("three"));
-        assert!(dup.is_some_and(
-            |e| e.message().contains("duplicate file name \"a\"") && e.message().contains("\"one\"")
-        ));
+        let mode = FileMode::new(0o600).unwrap_or_default();
+        assert_eq!(plan.add("three", "a", mode), Ok(()), "a duplicate is mounted, as upstream");
+        let a = plan.files().iter().find(|f| f.path == "a");
+        assert_eq!(a.map(|f| (f.object.as_str(), f.mode)), Some(("three", mode)), "the last one wins");
+        let warning = plan.warnings().first().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            warning.contains(r#"object "three""#) && warning.contains(r#"objects "one" and "three""#),
+            "{warning}"
+        );
         let clash = plan.add("four", "b", FileMode::DEFAULT).err();
         assert!(clash.is_some_and(|e| e.message().contains("collide")));
         let clash = plan.add("five", "a/x", FileMode::DEFAULT).err();

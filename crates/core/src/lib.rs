@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod error;
 pub mod files;
+pub mod keys;
 pub mod mode;
 pub mod request;
 pub mod response;
@@ -17,6 +18,7 @@ pub mod yaml;
 pub use backend::{SecretBackend, Validation};
 pub use error::{Error, ErrorKind, Result};
 pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
+pub use keys::{ConfigKey, Fields, KeyMatching, Warning};
 pub use mode::FileMode;
 pub use request::{
     MountRequest, NodePublishSecrets, Parameters, PodInfo, ServiceAccountToken, ServiceAccountTokens, attr,

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::files::{FilePlan, SecretBytes};
+use crate::keys::Warning;
 use crate::mode::FileMode;
 
 /// The driver's default `--max-call-recv-msg-size`: the whole response must fit in it.
@@ -41,9 +42,29 @@ impl MountedFile {
 pub struct MountResponse {
     pub files: Vec<MountedFile>,
     pub versions: Vec<ObjectVersion>,
+    /// Logged by the server with the pod's name; never sent to the driver.
+    pub warnings: Vec<Warning>,
 }
 
 impl MountResponse {
+    /// Keeps the last file of each path (and the last version of each id), as the driver's
+    /// writer would: a SecretProviderClass may name one file twice, as upstream allows.
+    pub fn keep_last_per_path(&mut self) {
+        fn keep_last<T>(items: &mut Vec<T>, key: impl Fn(&T) -> &str) {
+            let mut seen = std::collections::HashSet::new();
+            let mut kept: Vec<T> = Vec::with_capacity(items.len());
+            for item in items.drain(..).rev() {
+                if seen.insert(key(&item).to_owned()) {
+                    kept.push(item);
+                }
+            }
+            kept.reverse();
+            *items = kept;
+        }
+        keep_last(&mut self.files, |f| f.path.as_str());
+        keep_last(&mut self.versions, |v| v.id.as_str());
+    }
+
     /// Refuses a response the driver would refuse or misapply: no versions, a bad path, a path
     /// twice. Backends plan files before fetching; this is the last line of defence.
     pub fn check(&self) -> Result<()> {
@@ -95,11 +116,24 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_paths_are_refused() {
-        let file = MountedFile::new("a", FileMode::DEFAULT, b"x".to_vec());
-        let response =
-            MountResponse { files: vec![file.clone(), file], versions: vec![ObjectVersion::new("a", "1")] };
-        assert!(response.check().is_err());
+    fn a_path_named_twice_keeps_the_last_file_and_bad_paths_are_refused() {
+        let mut response = MountResponse {
+            files: vec![
+                MountedFile::new("a", FileMode::DEFAULT, b"first".to_vec()),
+                MountedFile::new("b", FileMode::DEFAULT, b"b".to_vec()),
+                MountedFile::new("a", FileMode::DEFAULT, b"last".to_vec()),
+            ],
+            versions: vec![ObjectVersion::new("a", "1"), ObjectVersion::new("a", "2")],
+            warnings: Vec::new(),
+        };
+        response.keep_last_per_path();
+        let files: Vec<(&str, &[u8])> =
+            response.files.iter().map(|f| (f.path.as_str(), f.contents.expose())).collect();
+        assert_eq!(files, [("b", b"b".as_slice()), ("a", b"last".as_slice())]);
+        assert_eq!(response.versions, [ObjectVersion::new("a", "2")]);
+        assert_eq!(response.check(), Ok(()));
+        response.files.push(MountedFile::new("a/x", FileMode::DEFAULT, b"x".to_vec()));
+        assert!(response.check().is_err(), "a file that is also a directory");
     }
 
     #[test]

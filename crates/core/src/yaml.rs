@@ -8,7 +8,12 @@ use crate::error::Error;
 /// The value of `key` in a YAML mapping as a string. `Ok(None)` when absent or null; an error
 /// naming the field when it is a list or mapping.
 pub fn scalar(map: &Value, key: &str) -> Result<Option<String>, Error> {
-    match map.get(key) {
+    scalar_value(map.get(key), key)
+}
+
+/// A value read as a string (see [`scalar`]); `key` names it in the error.
+pub fn scalar_value(value: Option<&Value>, key: &str) -> Result<Option<String>, Error> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),

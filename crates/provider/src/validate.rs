@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use csi_secrets_provider_core::spc::{Document, SecretProviderClass, parse_documents};
-use csi_secrets_provider_core::{Error, FilePlan};
+use csi_secrets_provider_core::{Error, FilePlan, Warning};
 
 use crate::registry::Registry;
 
@@ -32,7 +32,8 @@ pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
         let Document::SecretProviderClass { spc, problems } = document else { continue };
         found += 1;
         let mut problems = problems.clone();
-        let plan = check_spc(registry, spc, &mut problems);
+        let mut warnings = Vec::new();
+        let plan = check_spc(registry, spc, &mut problems, &mut warnings);
         let name =
             if spc.name.is_empty() { format!("document {}", index + 1) } else { format!("{:?}", spc.name) };
         let provider = if spc.provider.is_empty() { "?" } else { &spc.provider };
@@ -55,6 +56,10 @@ pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
                 let _ = writeln!(text, "  - {problem}");
             }
         }
+        // Warnings do not fail validation: the official providers mount these SPCs too.
+        for warning in &warnings {
+            let _ = writeln!(text, "  warning: {warning}");
+        }
     }
     if found == 0 {
         ok = false;
@@ -64,7 +69,12 @@ pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
 }
 
 /// Checks the provider and its parameters; returns the planned files.
-fn check_spc(registry: &Registry, spc: &SecretProviderClass, problems: &mut Vec<Error>) -> FilePlan {
+fn check_spc(
+    registry: &Registry,
+    spc: &SecretProviderClass,
+    problems: &mut Vec<Error>,
+    warnings: &mut Vec<Warning>,
+) -> FilePlan {
     if spc.provider.is_empty() {
         return FilePlan::new();
     }
@@ -77,6 +87,7 @@ fn check_spc(registry: &Registry, spc: &SecretProviderClass, problems: &mut Vec<
     };
     let validation = backend.validate(&spc.parameters);
     problems.extend(validation.problems);
+    warnings.extend(validation.warnings);
     let plan = validation.plan;
     let possible = validation.possible_files;
     // secretObjects name mounted files; a typo there makes the driver's Secret sync fail late.

@@ -222,12 +222,26 @@ async fn failover_region_is_used_when_the_primary_fails() -> TestResult {
 async fn upstream_leniencies_mount() -> TestResult {
     let world = world("lenient", &[]).await?;
     let name = world.name("db");
+    let other = world.name("other");
     world.put_secret(&name, "value").await?;
+    world.put_secret(&other, "other value").await?;
+    // Keys in any case (upstream decodes through JSON); a typo'd key is ignored and named in the
+    // log; a file named twice (an alias equal to another object's derived name) is written
+    // once, the last object winning.
+    let translated = other.replace('/', "_");
     let objects = format!(
-        "- {{objectName: {name}, objectType: secretsmanager, objectAlias: db, filePermission: '1640'}}\n"
+        "- {{objectname: {name}, OBJECTTYPE: secretsmanager, objectalias: db, filePermission: '1640', objectAlais: typo}}\n\
+         - {{objectName: {name}, objectType: secretsmanager, objectAlias: {translated}, objectVersionLabel: AWSCURRENT}}\n\
+         - {{objectName: {other}, objectType: secretsmanager}}\n"
     );
     let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
+    assert_eq!(file(&response, "db")?, b"value");
     assert_eq!(response.files.iter().find(|f| f.path == "db").map(|f| f.mode), Some(0o640));
+    assert_eq!(file(&response, &translated)?, b"other value", "the last object wins");
+    assert_eq!(response.files.iter().filter(|f| f.path == translated).count(), 1);
+    let log = world.provider.log_text();
+    assert!(log.contains("unknown key `objectAlais` is ignored (did you mean `objectAlias`?)"), "{log}");
+    assert!(log.contains("the last one wins"), "{log}");
     Ok(())
 }
 

@@ -214,9 +214,16 @@ async fn upstream_leniencies_mount() -> TestResult {
             "objectName: plain\nobjectType: secret\nobjectAlias: five-digits\nfilePermission: \"00640\"",
             "objectName: plain\nobjectType: secret\nobjectAlias: zero\nfilePermission: \"0\"",
             "objectName: tls\nobjectType: cert\nobjectFormat: PFX",
+            // One file named twice (the last wins, as upstream) and a key upstream ignores.
+            "objectName: plain\nobjectType: secret\nobjectAlias: twice",
+            "objectName: wrapped\nobjectType: secret\nobjectAlias: twice\nobjectalias: ignored",
         ])
         .await?;
     assert_eq!(file(&response, "wrapped")?, bytes.as_slice());
+    assert_eq!(file(&response, "twice")?, wrapped.join("\r\n").as_bytes(), "the last object wins");
+    let log = world.provider.log_text();
+    assert!(log.contains("unknown key `objectalias` is ignored (did you mean `objectAlias`?)"), "{log}");
+    assert!(log.contains("the last one wins"), "{log}");
     let mode = |path: &str| response.files.iter().find(|f| f.path == path).map(|f| f.mode);
     assert_eq!((mode("five-digits"), mode("zero")), (Some(0o640), Some(0)));
     assert!(file(&response, "tls")?.starts_with(b"-----BEGIN CERTIFICATE-----"));

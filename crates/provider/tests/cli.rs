@@ -44,6 +44,31 @@ mod all_backends {
         Ok(())
     }
 
+    /// What upstream mounts validates, with warnings: a key upstream ignores (with the key it
+    /// was probably meant to be) and a file named twice.
+    #[test]
+    fn validate_warns_about_unknown_keys_and_files_named_twice() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let spc = dir.path().join("spc.yaml");
+        std::fs::write(
+            &spc,
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: typo}\nspec:\n  provider: aws\n  parameters:\n    objects: |\n      - {objectName: db, objectType: secretsmanager, objectAlais: db-file}\n      - {objectName: other, objectType: secretsmanager, objectAlias: db}\n",
+        )?;
+        let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
+        let stdout = String::from_utf8(output.stdout)?;
+        assert!(output.status.success(), "warnings do not fail validation: {stdout}");
+        assert!(stdout.contains("ok, 1 file(s): db"), "{stdout}");
+        assert!(
+            stdout.contains(r#"warning: object "db", field "objectAlais": unknown key `objectAlais` is ignored (did you mean `objectAlias`?)"#),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(r#"warning: object "other": file "db" is written more than once"#),
+            "{stdout}"
+        );
+        Ok(())
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn serve_opens_a_socket_per_backend_answering_version() -> TestResult {
         let mut provider = ProviderProcess::serve(BINARY, &[])?;

@@ -130,7 +130,10 @@ impl ProviderService {
             }
             Ok(Ok(result)) => result?,
         };
+        let mut response = response;
+        response.keep_last_per_path();
         response.check()?;
+        log_warnings(self.backend.name(), &request, &response.warnings);
         let objects = response.versions.len();
         let encoded = to_proto(&response, &request.current_versions);
         check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;
@@ -228,6 +231,20 @@ fn log_mount(
             error = %error,
             "mount"
         ),
+    }
+}
+
+/// What the mount went on with but the user should fix, one line each, with the pod.
+fn log_warnings(backend: &str, request: &MountRequest, warnings: &[csi_secrets_provider_core::Warning]) {
+    for warning in warnings {
+        tracing::warn!(
+            backend,
+            pod.namespace = request.pod.namespace.as_deref().unwrap_or("-"),
+            pod.name = request.pod.name.as_deref().unwrap_or("-"),
+            spc = request.spc_name.as_deref().unwrap_or("-"),
+            warning = %warning,
+            "SecretProviderClass warning"
+        );
     }
 }
 

@@ -1,0 +1,289 @@
+//! SecretProviderClass parameters of the AWS provider, parsed and checked before any AWS call.
+//! Rules and error words follow aws/secrets-store-csi-driver-provider-aws v3 (see
+//! docs/aws.md); where upstream stops at the first error we report every one.
+
+mod arn;
+mod failover;
+mod jmes;
+mod keys;
+mod object;
+
+use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, Warning, parse_go_bool};
+use serde_norway::Value;
+
+pub use keys::{FailoverKey, JmesKey, ObjectKey};
+use object::{add_files, parse_object};
+
+pub const OBJECTS: &str = "objects";
+pub const REGION: &str = "region";
+pub const FAILOVER_REGION: &str = "failoverRegion";
+pub const PATH_TRANSLATION: &str = "pathTranslation";
+pub const USE_POD_IDENTITY: &str = "usePodIdentity";
+pub const PREFERRED_ADDRESS_TYPE: &str = "preferredAddressType";
+
+/// Where an object lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectType {
+    SecretsManager,
+    SsmParameter,
+}
+
+impl ObjectType {
+    /// `objectType` values; `ssm` is only valid as an ARN service.
+    fn from_object_type(value: &str) -> Option<Self> {
+        match value {
+            "secretsmanager" => Some(Self::SecretsManager),
+            "ssmparameter" => Some(Self::SsmParameter),
+            _ => None,
+        }
+    }
+
+    fn from_arn_service(value: &str) -> Option<Self> {
+        match value {
+            "secretsmanager" => Some(Self::SecretsManager),
+            "ssm" | "ssmparameter" => Some(Self::SsmParameter),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecretsManager => "secretsmanager",
+            Self::SsmParameter => "ssmparameter",
+        }
+    }
+}
+
+/// How the pod's identity becomes AWS credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// IAM Roles for Service Accounts: role from the SA annotation, STS web identity.
+    Irsa,
+    /// EKS Pod Identity agent.
+    PodIdentity(AddressType),
+}
+
+/// Which Pod Identity agent address to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressType {
+    Auto,
+    Ipv4,
+    Ipv6,
+}
+
+/// A `jmesPath` entry: one field of a JSON secret written as its own file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JmesEntry {
+    pub path: String,
+    pub file_name: String,
+    pub mode: FileMode,
+}
+
+/// `failoverObject`: what to fetch in the failover region instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverObject {
+    /// The object to read there; `None` reads the primary's name (with this entry's version or
+    /// label), as upstream does for an entry that only names a version or label.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub version_label: Option<String>,
+}
+
+/// One entry of `objects`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSpec {
+    pub name: String,
+    pub object_type: ObjectType,
+    pub alias: Option<String>,
+    pub version: Option<String>,
+    pub version_label: Option<String>,
+    /// The file written: alias or name, `/` translated.
+    pub file_name: String,
+    pub mode: FileMode,
+    pub jmes: Vec<JmesEntry>,
+    pub failover: Option<FailoverObject>,
+    /// Region named by the objectName ARN, if any.
+    arn_region: Option<String>,
+    failover_arn_region: Option<String>,
+}
+
+impl ObjectSpec {
+    /// Name, version and label to use in the primary (`failover = false`) or failover region.
+    pub fn target(&self, failover: bool) -> Target<'_> {
+        match (&self.failover, failover) {
+            (Some(f), true) => Target {
+                name: f.name.as_deref().unwrap_or(&self.name),
+                version: f.version.as_deref().or(self.version.as_deref()),
+                label: f.version_label.as_deref().or(self.version_label.as_deref()),
+            },
+            _ => Target {
+                name: &self.name,
+                version: self.version.as_deref(),
+                label: self.version_label.as_deref(),
+            },
+        }
+    }
+}
+
+/// What is asked of one region for an object: the name (or ARN), and the version id or label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub version: Option<&'a str>,
+    pub label: Option<&'a str>,
+}
+
+/// Everything a mount needs from the parameters.
+#[derive(Debug, Clone)]
+pub struct MountSpec {
+    /// The `region` parameter (the provider may fall back to AWS_REGION or the node label).
+    pub region: Option<String>,
+    pub failover_region: Option<String>,
+    pub identity: Identity,
+    pub objects: Vec<ObjectSpec>,
+    pub plan: FilePlan,
+}
+
+impl MountSpec {
+    /// Checks that ARNs name the regions they are fetched from, once the primary region is known.
+    pub fn check_regions(&self, primary: &str) -> Vec<Error> {
+        let mut problems = Vec::new();
+        if self.failover_region.as_deref() == Some(primary) {
+            problems.push(
+                Error::invalid_config(format!(
+                    "{primary}: failover region cannot be the same as the primary region"
+                ))
+                .with_field(FAILOVER_REGION),
+            );
+        }
+        for object in &self.objects {
+            if let Some(arn_region) = &object.arn_region
+                && arn_region != primary
+            {
+                problems.push(
+                    Error::invalid_config(format!("ARN region must match region {primary}: {}", object.name))
+                        .with_object(&object.name)
+                        .with_field("objectName"),
+                );
+            }
+            if let (Some(arn_region), Some(failover_region)) =
+                (&object.failover_arn_region, &self.failover_region)
+                && arn_region != failover_region
+            {
+                let name = object.failover.as_ref().and_then(|f| f.name.as_deref()).unwrap_or_default();
+                problems.push(
+                    Error::invalid_config(format!("ARN region must match region {failover_region}: {name}"))
+                        .with_object(&object.name)
+                        .with_field("failoverObject.objectName"),
+                );
+            }
+        }
+        problems
+    }
+}
+
+/// Parses the parameters; every problem found, or the spec.
+pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpec, Vec<Error>> {
+    let mut problems = Vec::new();
+    let region = parameters.get_trimmed(REGION).map(str::to_owned);
+    let failover_region = parameters.get_trimmed(FAILOVER_REGION).map(str::to_owned);
+
+    let translation = match parameters.get(PATH_TRANSLATION).unwrap_or_default() {
+        "" => Some('_'),
+        off if off.eq_ignore_ascii_case("false") => None,
+        one if one.chars().count() == 1 => one.chars().next(),
+        _ => {
+            problems.push(
+                Error::invalid_config("pathTranslation must be either 'False' or a single character string")
+                    .with_field(PATH_TRANSLATION),
+            );
+            Some('_')
+        }
+    };
+
+    let identity = match parameters.get(USE_POD_IDENTITY).map(str::trim).filter(|v| !v.is_empty()) {
+        None => Identity::Irsa,
+        Some(value) => match parse_go_bool(value) {
+            Some(true) => Identity::PodIdentity(address_type(parameters.get(PREFERRED_ADDRESS_TYPE))),
+            Some(false) => Identity::Irsa,
+            None => {
+                problems.push(
+                    Error::invalid_config(format!(
+                        "failed to parse usePodIdentity value {value:?} (expected true or false)"
+                    ))
+                    .with_field(USE_POD_IDENTITY),
+                );
+                Identity::Irsa
+            }
+        },
+    };
+
+    let mut objects = Vec::new();
+    let mut plan = FilePlan::new();
+    match parameters.get(OBJECTS).map(serde_norway::from_str::<Value>) {
+        None => problems.push(Error::invalid_config("objects is not set").with_field(OBJECTS)),
+        Some(Err(e)) => problems.push(
+            Error::invalid_config(format!(
+                "Failed to load SecretProviderClass: objects is not valid YAML: {e}"
+            ))
+            .with_field(OBJECTS),
+        ),
+        Some(Ok(Value::Sequence(items))) => {
+            let mut context = ListContext {
+                translation,
+                default_mode,
+                failover_region: failover_region.is_some(),
+                ..Default::default()
+            };
+            for (index, item) in items.iter().enumerate() {
+                match parse_object(index, item, &mut context) {
+                    Ok(object) => {
+                        add_files(&object, &mut plan, &mut problems);
+                        objects.push(object);
+                    }
+                    Err(mut errors) => problems.append(&mut errors),
+                }
+            }
+            if items.is_empty() {
+                problems.push(Error::invalid_config("objects is an empty list").with_field(OBJECTS));
+            }
+            for warning in context.warnings {
+                plan.warn(warning);
+            }
+        }
+        Some(Ok(Value::Null)) => problems.push(Error::invalid_config("objects is empty").with_field(OBJECTS)),
+        Some(Ok(_)) => problems.push(
+            Error::invalid_config(
+                "Failed to load SecretProviderClass: objects must be a YAML list of objects",
+            )
+            .with_field(OBJECTS),
+        ),
+    }
+
+    let spec = MountSpec { region, failover_region, identity, objects, plan };
+    if let Some(primary) = &spec.region {
+        problems.extend(spec.check_regions(primary));
+    }
+    if problems.is_empty() { Ok(spec) } else { Err(problems) }
+}
+
+fn address_type(value: Option<&str>) -> AddressType {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some("ipv4") => AddressType::Ipv4,
+        Some("ipv6") => AddressType::Ipv6,
+        // Upstream: empty or unknown means auto, without an error.
+        _ => AddressType::Auto,
+    }
+}
+
+#[derive(Default)]
+pub(super) struct ListContext {
+    translation: Option<char>,
+    default_mode: FileMode,
+    failover_region: bool,
+    /// objectName -> (alias, version label) of earlier entries, for upstream's duplicate rules.
+    seen_names: Vec<(String, Option<String>, Option<String>)>,
+    seen_aliases: Vec<String>,
+    /// Unknown keys and the like: the mount goes on.
+    warnings: Vec<Warning>,
+}

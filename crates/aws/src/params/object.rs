@@ -1,0 +1,217 @@
+//! One `objects` entry: its keys, type, file name and mode, and upstream's duplicate rules.
+
+use super::arn::resolve_type;
+use super::failover::parse_failover;
+use super::jmes::{jmes_aliases, parse_jmes};
+use super::keys::{MATCHING, ObjectKey};
+use super::{ListContext, ObjectSpec, ObjectType};
+use csi_secrets_provider_core::{Error, Fields, FileMode, FilePlan, translate_slashes};
+use serde_norway::Value;
+
+pub(super) fn parse_object(
+    index: usize,
+    item: &Value,
+    context: &mut ListContext,
+) -> Result<ObjectSpec, Vec<Error>> {
+    let fallback_name = format!("objects[{index}]");
+    if !item.is_mapping() {
+        return Err(vec![
+            Error::invalid_config("Empty descriptor entry in SecretProviderClass (expected a mapping)")
+                .with_object(fallback_name),
+        ]);
+    }
+    let fields: Fields<'_, ObjectKey> = Fields::read(item, MATCHING);
+    let ([name, object_type, alias, version, version_label, file_permission], problems) = fields.many(
+        [
+            ObjectKey::ObjectName,
+            ObjectKey::ObjectType,
+            ObjectKey::ObjectAlias,
+            ObjectKey::ObjectVersion,
+            ObjectKey::ObjectVersionLabel,
+            ObjectKey::FilePermission,
+        ],
+        Fields::non_empty,
+    );
+    let object_id = name.clone().unwrap_or(fallback_name);
+    context.warnings.extend(fields.unknown_keys(&object_id, ""));
+    let mut problems: Vec<Error> = problems.into_iter().map(|e| e.or_object(&object_id)).collect();
+    let Some(name) = name else {
+        problems.push(
+            Error::invalid_config("Object name must be specified")
+                .with_object(&object_id)
+                .with_field("objectName"),
+        );
+        return Err(problems);
+    };
+
+    let (object_type, arn_region) = match resolve_type(&name, object_type.as_deref()) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            problems.push(e.with_object(&name));
+            (ObjectType::SecretsManager, None)
+        }
+    };
+    if object_type == ObjectType::SsmParameter && version.is_some() && version_label.is_some() {
+        problems.push(both_versions(&name));
+    }
+    let mode =
+        file_mode(file_permission.as_deref(), context.default_mode, &name, "filePermission", &mut problems);
+
+    let file_name = file_name(alias.as_deref().unwrap_or(&name), context.translation);
+    if has_parent_reference(&file_name) {
+        problems.push(
+            Error::invalid_config(format!("path can not contain ../: {name}"))
+                .with_object(&name)
+                .with_field(if alias.is_some() { "objectAlias" } else { "objectName" }),
+        );
+    }
+
+    let jmes = parse_jmes(fields.get(ObjectKey::JmesPath), &name, mode, context, &mut problems);
+    let (failover, failover_arn_region) = parse_failover(
+        fields.get(ObjectKey::FailoverObject),
+        &name,
+        object_type,
+        alias.is_some(),
+        version.as_deref(),
+        context.failover_region,
+        &mut problems,
+        &mut context.warnings,
+    );
+
+    check_duplicates(
+        &name,
+        alias.as_deref(),
+        version_label.as_deref(),
+        &jmes_aliases(fields.get(ObjectKey::JmesPath)),
+        context,
+        &mut problems,
+    );
+
+    if problems.is_empty() {
+        Ok(ObjectSpec {
+            name,
+            object_type,
+            alias,
+            version,
+            version_label,
+            file_name,
+            mode,
+            jmes,
+            failover,
+            arn_region,
+            failover_arn_region,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+pub(super) fn both_versions(name: &str) -> Error {
+    Error::invalid_config(format!(
+        "ssm parameters can not specify both objectVersion and objectVersionLabel: {name}"
+    ))
+    .with_object(name)
+    .with_field("objectVersionLabel")
+}
+
+/// `filePermission` must be exactly four octal digits, as upstream requires; the driver keeps
+/// the permission bits.
+pub(super) fn file_mode(
+    value: Option<&str>,
+    default: FileMode,
+    object: &str,
+    field: &str,
+    problems: &mut Vec<Error>,
+) -> FileMode {
+    let Some(value) = value else { return default };
+    match FileMode::parse_four_octal_digits(value) {
+        Ok(mode) => mode,
+        Err(error) => {
+            problems.push(error.with_object(object).with_field(field));
+            default
+        }
+    }
+}
+
+pub(super) fn file_name(name: &str, translation: Option<char>) -> String {
+    match translation {
+        Some(replacement) => translate_slashes(name, replacement),
+        None => name.trim_start_matches('/').to_owned(),
+    }
+}
+
+/// Upstream's `/../`, leading `../` and trailing `/..` check, plus a bare `..`, which upstream
+/// lets through and the driver then refuses.
+pub(super) fn has_parent_reference(path: &str) -> bool {
+    path.split('/').any(|element| element == "..")
+}
+
+/// Upstream's duplicate rules, in its words.
+pub(super) fn check_duplicates(
+    name: &str,
+    alias: Option<&str>,
+    label: Option<&str>,
+    jmes: &[(String, String)],
+    context: &mut ListContext,
+    problems: &mut Vec<Error>,
+) {
+    let prefix = format!("found descriptor with duplicate object name {name}");
+    for (seen_name, seen_alias, seen_label) in &context.seen_names {
+        if seen_name != name {
+            continue;
+        }
+        let message = match (alias, seen_alias.as_deref(), label, seen_label.as_deref()) {
+            (Some(a), Some(b), None, None) if a == b => {
+                Some(format!("{prefix}, duplicate object alias {a}, and no version label"))
+            }
+            (None, None, Some(l), Some(m)) if l == m => {
+                Some(format!("{prefix}, no object alias, and duplicate version label {l}"))
+            }
+            (Some(a), Some(b), Some(l), Some(m)) if a == b && l == m => {
+                Some(format!("{prefix}, duplicate object alias {a}, and duplicate version label {l}"))
+            }
+            (None, None, None, None) => Some(format!("{prefix}, no object alias, and no version label")),
+            _ => None,
+        };
+        if let Some(message) = message {
+            problems.push(Error::invalid_config(message).with_object(name).with_field("objectName"));
+            break;
+        }
+    }
+    context.seen_names.push((name.to_owned(), alias.map(str::to_owned), label.map(str::to_owned)));
+    if let Some(alias) = alias {
+        if context.seen_aliases.iter().any(|a| a == alias) {
+            problems.push(
+                Error::invalid_config(format!("found duplicate object alias {alias}"))
+                    .with_object(name)
+                    .with_field("objectAlias"),
+            );
+        }
+        context.seen_aliases.push(alias.to_owned());
+    }
+    for (jmes_alias, path) in jmes {
+        if context.seen_aliases.iter().any(|a| a == jmes_alias) {
+            problems.push(
+                Error::invalid_config(format!(
+                    "Name already in use for objectAlias: found duplicate object alias {jmes_alias} in JMES path entry {path}"
+                ))
+                .with_object(name)
+                .with_field("jmesPath"),
+            );
+        }
+        context.seen_aliases.push(jmes_alias.clone());
+    }
+}
+
+/// Adds the object's files to the plan (catches clashes upstream does not look for, such as a
+/// derived name equal to another object's alias).
+pub(super) fn add_files(object: &ObjectSpec, plan: &mut FilePlan, problems: &mut Vec<Error>) {
+    if let Err(e) = plan.add(&object.name, object.file_name.clone(), object.mode) {
+        problems.push(e.with_field(if object.alias.is_some() { "objectAlias" } else { "objectName" }));
+    }
+    for entry in &object.jmes {
+        if let Err(e) = plan.add(&object.name, entry.file_name.clone(), entry.mode) {
+            problems.push(e.with_field("jmesPath"));
+        }
+    }
+}

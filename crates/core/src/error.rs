@@ -162,14 +162,25 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.object, &self.field) {
-            (Some(object), Some(field)) => write!(f, "object {object:?}, field {field:?}: ")?,
-            (Some(object), None) => write!(f, "object {object:?}: ")?,
-            (None, Some(field)) => write!(f, "field {field:?}: ")?,
-            (None, None) => {}
-        }
-        f.write_str(&self.message)
+        write_located(f, self.object.as_deref(), self.field.as_deref(), &self.message)
     }
+}
+
+/// `object "<o>", field "<f>": <message>`, the form errors and warnings share so a user can find
+/// the line to fix.
+pub(crate) fn write_located(
+    f: &mut fmt::Formatter<'_>,
+    object: Option<&str>,
+    field: Option<&str>,
+    message: &str,
+) -> fmt::Result {
+    match (object, field) {
+        (Some(object), Some(field)) => write!(f, "object {object:?}, field {field:?}: ")?,
+        (Some(object), None) => write!(f, "object {object:?}: ")?,
+        (None, Some(field)) => write!(f, "field {field:?}: ")?,
+        (None, None) => {}
+    }
+    f.write_str(message)
 }
 
 impl std::error::Error for Error {}

@@ -56,13 +56,7 @@ impl Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.object, &self.field) {
-            (Some(object), Some(field)) => write!(f, "object {object:?}, field {field:?}: ")?,
-            (Some(object), None) => write!(f, "object {object:?}: ")?,
-            (None, Some(field)) => write!(f, "field {field:?}: ")?,
-            (None, None) => {}
-        }
-        f.write_str(&self.message)
+        crate::error::write_located(f, self.object.as_deref(), self.field.as_deref(), &self.message)
     }
 }
 

@@ -32,22 +32,6 @@ pub fn non_empty(map: &Value, key: &str) -> Result<Option<String>, Error> {
     Ok(scalar(map, key)?.filter(|s| !s.is_empty()))
 }
 
-/// Reads several keys with `read`, collecting the errors instead of stopping at the first.
-pub fn read_fields<const N: usize>(
-    map: &Value,
-    keys: [&str; N],
-    read: fn(&Value, &str) -> Result<Option<String>, Error>,
-) -> ([Option<String>; N], Vec<Error>) {
-    let mut problems = Vec::new();
-    let values = keys.map(|key| {
-        read(map, key).unwrap_or_else(|e| {
-            problems.push(e);
-            None
-        })
-    });
-    (values, problems)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,9 +48,6 @@ mod tests {
         assert_eq!(trimmed(&map, "f")?, Some("y".to_owned()));
         assert_eq!(trimmed(&map, "g")?, None);
         assert_eq!(non_empty(&map, "f")?, Some(" y ".to_owned()));
-        let ([a, e, g], problems) = read_fields(&map, ["a", "e", "g"], trimmed);
-        assert_eq!((a.as_deref(), e, g), (Some("x"), None, None));
-        assert_eq!(problems.len(), 1, "the list under e is reported");
         Ok(())
     }
 }

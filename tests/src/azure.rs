@@ -20,6 +20,12 @@ use crate::tls::TestCa;
 pub const AUTHORITY_HOST: &str = "login.test";
 pub const VAULT_SUFFIX: &str = "vault.test";
 pub const AUDIENCE: &str = "api://AzureADTokenExchange";
+/// AKS identity binding: the token proxy's own name, the cluster id its certificate carries, the
+/// SNI name derived from that id (as the Azure provider derives it), and the token audience.
+pub const TOKEN_PROXY_HOST: &str = "token-proxy.test";
+const API_SERVER_SAN: &str = "hcp-kubernetes.testcluster.svc.cluster.local";
+pub const BINDING_SNI: &str = "af9khffslqcvk96mvd89h63hnufucr6ecgdisbv1v2ck7n6hsu9m0.ests.aks";
+pub const BINDING_AUDIENCE: &str = "api://AKSIdentityBinding";
 const ISSUER: &str = "https://oidc.cluster.test";
 
 #[derive(Debug, Clone)]
@@ -55,6 +61,8 @@ pub struct TokenRequest {
     pub grant: String,
     pub scope: String,
     pub granted: bool,
+    /// Whether it came through the identity binding proxy rather than to Azure AD directly.
+    pub via_proxy: bool,
 }
 
 /// One request to a vault, and the status it got.
@@ -106,7 +114,14 @@ pub struct FakeAzure {
 impl FakeAzure {
     pub async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let wildcard = format!("*.{VAULT_SUFFIX}");
-        let ca = TestCa::new(&[AUTHORITY_HOST, VAULT_SUFFIX, &wildcard])?;
+        let ca = TestCa::new(&[
+            AUTHORITY_HOST,
+            VAULT_SUFFIX,
+            &wildcard,
+            TOKEN_PROXY_HOST,
+            API_SERVER_SAN,
+            BINDING_SNI,
+        ])?;
         let state: Arc<Mutex<State>> =
             Arc::new(Mutex::new(State { clock: 1_700_000_000, ..State::default() }));
         let shared = Arc::clone(&state);
@@ -183,6 +198,18 @@ impl FakeAzure {
 
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.lock().token_requests.clone()
+    }
+
+    /// Provider arguments that reach this server as the identity binding token proxy.
+    pub fn token_proxy_args(&self) -> Vec<String> {
+        vec![
+            "--token-proxy-url".to_owned(),
+            format!("https://{TOKEN_PROXY_HOST}:{}", self.server.addr.port()),
+            "--token-proxy-ca-file".to_owned(),
+            self.ca_file().display().to_string(),
+            "--azure-resolve".to_owned(),
+            format!("{TOKEN_PROXY_HOST}=127.0.0.1"),
+        ]
     }
 
     /// NMI's address, for the provider's `--aad-pod-identity-nmi-endpoint`.
@@ -339,9 +366,14 @@ pub enum CertificateSecret {
 /// A service account token as kubelet issues it for `api://AzureADTokenExchange` (unsigned: the
 /// test server checks issuer, subject and audience, not the signature).
 pub fn service_account_token(namespace: &str, service_account: &str) -> String {
+    service_account_token_for(namespace, service_account, AUDIENCE)
+}
+
+/// A service account token for another audience (`api://AKSIdentityBinding`).
+pub fn service_account_token_for(namespace: &str, service_account: &str, audience: &str) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"test"}"#);
     let claims = serde_json::json!({
-        "aud": [AUDIENCE], "iss": ISSUER, "exp": 4_102_444_800u64,
+        "aud": [audience], "iss": ISSUER, "exp": 4_102_444_800u64,
         "sub": format!("system:serviceaccount:{namespace}:{service_account}"),
     });
     format!("{header}.{}.c2lnbmF0dXJl", URL_SAFE_NO_PAD.encode(claims.to_string()))
@@ -353,7 +385,15 @@ fn handle(state: &Mutex<State>, request: &Request) -> (Response, std::time::Dura
     let host = host.split(':').next().unwrap_or_default().to_owned();
     let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
     if host == AUTHORITY_HOST {
-        (token_endpoint(&mut state, request), std::time::Duration::ZERO)
+        (token_endpoint(&mut state, request, AUDIENCE, false), std::time::Duration::ZERO)
+    } else if host == BINDING_SNI {
+        (token_endpoint(&mut state, request, BINDING_AUDIENCE, true), std::time::Duration::ZERO)
+    } else if host == TOKEN_PROXY_HOST {
+        // The API server itself, asked for nothing but its certificate.
+        (
+            json(401, &serde_json::json!({ "kind": "Status", "code": 401, "reason": "Unauthorized" })),
+            std::time::Duration::ZERO,
+        )
     } else if let Some(vault) = host.strip_suffix(&format!(".{VAULT_SUFFIX}")) {
         (key_vault(&mut state, vault, request), state.vault_delay)
     } else {
@@ -414,7 +454,9 @@ fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Response
     )
 }
 
-fn token_endpoint(state: &mut State, request: &Request) -> Response {
+/// The v2.0 token endpoint, taking client assertions for `audience` (Azure AD's own, or the
+/// identity binding's when reached through the token proxy).
+fn token_endpoint(state: &mut State, request: &Request, audience: &str, via_proxy: bool) -> Response {
     let mut parts = request.uri.path().trim_start_matches('/').split('/');
     let tenant = parts.next().unwrap_or_default().to_owned();
     if request.method != http::Method::POST || parts.collect::<Vec<_>>() != ["oauth2", "v2.0", "token"] {
@@ -435,7 +477,14 @@ fn token_endpoint(state: &mut State, request: &Request) -> Response {
     let (grant, refusal) = if let Some(assertion) = form.get("client_assertion") {
         (
             "assertion",
-            assertion_refusal(state, &tenant, &client_id, assertion, &field("client_assertion_type")),
+            assertion_refusal(
+                state,
+                &tenant,
+                &client_id,
+                assertion,
+                &field("client_assertion_type"),
+                audience,
+            ),
         )
     } else if let Some(secret) = form.get("client_secret") {
         let known =
@@ -478,6 +527,7 @@ fn token_endpoint(state: &mut State, request: &Request) -> Response {
         grant: grant.to_owned(),
         scope: scope.clone(),
         granted: refusal.is_none(),
+        via_proxy,
     });
     if let Some(response) = refusal {
         return response;
@@ -497,6 +547,7 @@ fn assertion_refusal(
     client_id: &str,
     assertion: &str,
     assertion_type: &str,
+    audience: &str,
 ) -> Option<Response> {
     if assertion_type != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
         return Some(aad_error(400, "invalid_request", 700_010, "Invalid client assertion type."));
@@ -508,7 +559,7 @@ fn assertion_refusal(
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let subject = claims["sub"].as_str().unwrap_or_default();
-    let audience_ok = claims["aud"].as_array().is_some_and(|a| a.iter().any(|v| v == AUDIENCE));
+    let audience_ok = claims["aud"].as_array().is_some_and(|a| a.iter().any(|v| v == audience));
     let matched = audience_ok
         && claims["iss"] == ISSUER
         && state.federated.iter().any(|(t, c, s)| t == tenant && c == client_id && s == subject);
@@ -520,7 +571,7 @@ fn assertion_refusal(
         "invalid_client",
         70_021,
         &format!(
-            "No matching federated identity record found for presented assertion. Assertion Issuer: '{ISSUER}'. Assertion Subject: '{subject}'. Assertion Audience: '{AUDIENCE}'. https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
+            "No matching federated identity record found for presented assertion. Assertion Issuer: '{ISSUER}'. Assertion Subject: '{subject}'. Assertion Audience: '{audience}'. https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
         ),
     ))
 }

@@ -161,6 +161,7 @@ impl AzureWorld {
             vec!["--backend".into(), "azure".into(), "--azure-cloud-name".into(), "AzureStackCloud".into()];
         args.extend(azure.resolve_args(&[AZURE_VAULT, "kv-other"]));
         args.extend(["--aad-pod-identity-nmi-endpoint".to_owned(), azure.nmi_url()]);
+        args.extend(azure.token_proxy_args());
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ca = azure.ca_file().display().to_string();

@@ -41,6 +41,14 @@ pub enum IdentityKey {
     VmManaged {
         user_assigned_id: Option<String>,
     },
+    /// AKS identity binding: like workload identity, through the cluster's token proxy.
+    TokenProxy {
+        authority: String,
+        tenant: String,
+        client_id: String,
+        namespace: String,
+        service_account: String,
+    },
     /// AAD pod identity: NMI picks the identity per pod, so each pod has its own credential.
     PodIdentity {
         authority: String,
@@ -126,10 +134,31 @@ pub const IDLE_EVICTION: Duration = Duration::from_secs(60 * 60);
 /// How to build a credential when an identity is first seen.
 #[derive(Debug)]
 pub enum CredentialSpec<'a> {
-    Workload { tenant: &'a str, client_id: &'a str, token: &'a str },
-    ServicePrincipal { tenant: &'a str, client_id: &'a str, secret: &'a str },
-    VmManaged { user_assigned_id: Option<&'a str> },
-    PodIdentity { namespace: &'a str, pod: &'a str, nmi: &'a Nmi },
+    Workload {
+        tenant: &'a str,
+        client_id: &'a str,
+        token: &'a str,
+    },
+    ServicePrincipal {
+        tenant: &'a str,
+        client_id: &'a str,
+        secret: &'a str,
+    },
+    VmManaged {
+        user_assigned_id: Option<&'a str>,
+    },
+    PodIdentity {
+        namespace: &'a str,
+        pod: &'a str,
+        nmi: &'a Nmi,
+    },
+    /// AKS identity binding: a client assertion sent through the token proxy's HTTP client.
+    TokenProxy {
+        tenant: &'a str,
+        client_id: &'a str,
+        token: &'a str,
+        proxy: Arc<dyn azure_core::http::HttpClient>,
+    },
 }
 
 /// Where NMI answers (AAD pod identity) and the HTTP client to ask it with.
@@ -183,7 +212,11 @@ impl Identities {
             }
         };
         *entry.last_used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        if let (Some(assertion), CredentialSpec::Workload { token, .. }) = (&entry.assertion, &spec) {
+        if let (
+            Some(assertion),
+            CredentialSpec::Workload { token, .. } | CredentialSpec::TokenProxy { token, .. },
+        ) = (&entry.assertion, &spec)
+        {
             assertion.update(token);
         }
         let mut vaults = entry.vaults.lock().unwrap_or_else(PoisonError::into_inner);
@@ -268,6 +301,23 @@ fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<Ident
             }))
             .map_err(invalid)?;
             (credential, None)
+        }
+        CredentialSpec::TokenProxy { tenant, client_id, token, proxy } => {
+            let assertion = ServiceAccountAssertion::default();
+            assertion.update(token);
+            // Token requests go through the proxy; Key Vault requests keep the shared client.
+            let through_proxy = ClientOptions {
+                transport: Some(azure_core::http::Transport::new(Arc::clone(proxy))),
+                ..options.clone()
+            };
+            let credential = ClientAssertionCredential::new(
+                (*tenant).to_owned(),
+                (*client_id).to_owned(),
+                assertion.clone(),
+                Some(ClientAssertionCredentialOptions { client_options: through_proxy }),
+            )
+            .map_err(invalid)?;
+            (credential, Some(assertion))
         }
         CredentialSpec::PodIdentity { namespace, pod, nmi } => {
             let credential =

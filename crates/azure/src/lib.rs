@@ -11,6 +11,7 @@ pub mod identity;
 pub mod params;
 mod pod_identity;
 mod reads;
+mod token_proxy;
 mod transport;
 pub mod vault;
 
@@ -36,6 +37,7 @@ use crate::transport::CountingClient;
 use crate::vault::WriteOptions;
 
 pub use crate::pod_identity::DEFAULT_NMI_ENDPOINT;
+pub use crate::token_proxy::{DEFAULT_TOKEN_PROXY_CA_FILE, DEFAULT_TOKEN_PROXY_URL, TokenProxyOptions};
 
 /// Audience of the service account token exchanged for an Azure AD token.
 pub const WORKLOAD_IDENTITY_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -58,6 +60,8 @@ pub struct AzureOptions {
     pub concurrency: usize,
     /// Where the node's NMI answers for AAD pod identity (`usePodIdentity: "true"`).
     pub nmi_endpoint: String,
+    /// The cluster's token proxy for AKS identity binding (`useAzureTokenProxy: "true"`).
+    pub token_proxy: TokenProxyOptions,
     /// How remounts of one identity share Key Vault reads.
     pub sharing: SharingOptions,
 }
@@ -73,6 +77,7 @@ impl Default for AzureOptions {
             resolve: Vec::new(),
             concurrency: 8,
             nmi_endpoint: pod_identity::DEFAULT_NMI_ENDPOINT.to_owned(),
+            token_proxy: TokenProxyOptions::default(),
             sharing: SharingOptions::default(),
         }
     }
@@ -85,6 +90,7 @@ pub struct AzureBackend {
     /// The shared, counting HTTP client (an error when the CA file was bad).
     http: std::result::Result<Arc<dyn HttpClient>, String>,
     identities: Identities,
+    token_proxy: token_proxy::TokenProxy,
     /// Requests made (counted by the transport) and what sharing saved, for `/metrics`.
     stats: BackendStats,
     reads: SharedVaultReads,
@@ -105,7 +111,12 @@ impl AzureBackend {
                 as Arc<dyn HttpClient>
         });
         let reads = SharedVaultReads::new(options.sharing, &stats.sharing);
-        Self { options, http, identities: Identities::default(), stats, reads }
+        let token_proxy = token_proxy::TokenProxy::new(
+            options.token_proxy.clone(),
+            options.resolve.clone(),
+            Arc::clone(&stats.cloud_calls),
+        );
+        Self { options, http, identities: Identities::default(), token_proxy, stats, reads }
     }
 
     fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
@@ -132,6 +143,7 @@ impl AzureBackend {
         request: &'a MountRequest,
         authority: &str,
         nmi: &'a Nmi,
+        proxy: Option<Arc<dyn HttpClient>>,
     ) -> Result<(IdentityKey, CredentialSpec<'a>)> {
         let tenant = spec.tenant_id.as_str();
         match &spec.identity {
@@ -179,6 +191,30 @@ impl AzureBackend {
                     secret_digest: identity::secret_digest(secret),
                 };
                 Ok((key, CredentialSpec::ServicePrincipal { tenant, client_id, secret }))
+            }
+            Identity::TokenProxy { client_id } => {
+                let token = request
+                    .tokens
+                    .get(token_proxy::IDENTITY_BINDING_AUDIENCE)
+                    .map(|t| t.expose())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        Error::invalid_config(format!(
+                            "token for audience {aud} not found: the CSIDriver's tokenRequests must include audience {aud} \
+                             for AKS identity binding (useAzureTokenProxy is set)",
+                            aud = token_proxy::IDENTITY_BINDING_AUDIENCE
+                        ))
+                    })?;
+                let proxy =
+                    proxy.ok_or_else(|| Error::internal("no token proxy client for identity binding"))?;
+                let key = IdentityKey::TokenProxy {
+                    authority: authority.to_owned(),
+                    tenant: tenant.to_owned(),
+                    client_id: client_id.clone(),
+                    namespace: request.pod.require_namespace()?.to_owned(),
+                    service_account: request.pod.require_service_account()?.to_owned(),
+                };
+                Ok((key, CredentialSpec::TokenProxy { tenant, client_id, token, proxy }))
             }
             Identity::PodIdentity => {
                 let (namespace, pod) = (request.pod.require_namespace()?, request.pod.require_name()?);
@@ -249,7 +285,12 @@ impl SecretBackend for AzureBackend {
             http: self.http.clone().map_err(Error::invalid_config)?,
             endpoint: self.options.nmi_endpoint.clone(),
         };
-        let (identity, credential) = self.credential(&spec, request, &endpoints.authority_host, &nmi)?;
+        let proxy = match spec.identity {
+            Identity::TokenProxy { .. } => Some(self.token_proxy.http_client().await?),
+            _ => None,
+        };
+        let (identity, credential) =
+            self.credential(&spec, request, &endpoints.authority_host, &nmi, proxy)?;
         let clients = self.identities.clients(identity.clone(), credential, &vault_url, &client_options)?;
         // A pod-identity read is authorized by the identity NMI assigned: pods NMI gives the same
         // identity share reads.

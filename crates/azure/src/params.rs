@@ -52,6 +52,9 @@ pub enum Identity {
     VmManagedIdentity { user_assigned_id: Option<String> },
     /// `clientid` / `clientsecret` from the node-publish secret.
     ServicePrincipal,
+    /// AKS identity binding: the pod's `api://AKSIdentityBinding` token exchanged for `client_id`
+    /// through the cluster's token proxy (`useAzureTokenProxy: "true"`).
+    TokenProxy { client_id: String },
     /// AAD pod identity: tokens from the node's NMI for whatever identity is bound to the pod
     /// (`usePodIdentity: "true"`; `userAssignedIdentityID` is not read, as upstream).
     PodIdentity,
@@ -248,12 +251,19 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
         ));
     }
     if token_proxy {
-        problems.push(
-            Error::invalid_config(
-                "useAzureTokenProxy (AKS identity binding) is not supported by this provider; use workload identity (clientID)",
-            )
-            .with_field(USE_AZURE_TOKEN_PROXY),
-        );
+        return match parameters.get_trimmed(CLIENT_ID) {
+            Some(client_id) => Identity::TokenProxy { client_id: client_id.to_owned() },
+            None => {
+                problems.push(
+                    Error::invalid_config(
+                        "workload identity client ID and service account token are required for identity binding \
+                         (useAzureTokenProxy needs clientID)",
+                    )
+                    .with_field(CLIENT_ID),
+                );
+                Identity::ServicePrincipal
+            }
+        };
     }
     if pod_identity {
         Identity::PodIdentity

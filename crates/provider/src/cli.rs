@@ -84,6 +84,19 @@ pub struct BackendArgs {
     #[cfg(feature = "azure")]
     #[arg(long, global = true, default_value = csi_secrets_provider_azure::DEFAULT_NMI_ENDPOINT)]
     pub aad_pod_identity_nmi_endpoint: String,
+    /// Azure: the token proxy for AKS identity binding (`useAzureTokenProxy: "true"`).
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, default_value = csi_secrets_provider_azure::DEFAULT_TOKEN_PROXY_URL)]
+    pub token_proxy_url: String,
+    /// Azure: the TLS server name of the identity binding proxy; derived from the API server's
+    /// certificate when unset (as the Azure provider does).
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true)]
+    pub sni_name: Option<String>,
+    /// Azure: the CA that signs the token proxy's certificate (the cluster CA).
+    #[cfg(feature = "azure")]
+    #[arg(long, global = true, default_value = csi_secrets_provider_azure::DEFAULT_TOKEN_PROXY_CA_FILE)]
+    pub token_proxy_ca_file: PathBuf,
 }
 
 #[cfg(feature = "azure")]

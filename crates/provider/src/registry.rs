@@ -43,6 +43,11 @@ impl Registry {
                     resolve: args.azure_resolve.clone(),
                     concurrency: args.azure_concurrency,
                     nmi_endpoint: args.aad_pod_identity_nmi_endpoint.clone(),
+                    token_proxy: csi_secrets_provider_azure::TokenProxyOptions {
+                        url: args.token_proxy_url.clone(),
+                        sni_name: args.sni_name.clone().filter(|s| !s.trim().is_empty()),
+                        ca_file: args.token_proxy_ca_file.clone(),
+                    },
                     sharing,
                 },
             )),

@@ -277,6 +277,47 @@ async fn identity_and_lookup_errors() -> TestResult {
     Ok(())
 }
 
+/// AKS identity binding as the Azure provider does it: the pod's `api://AKSIdentityBinding`
+/// token goes to the cluster's token proxy (TLS server name derived from the API server's
+/// certificate), not to Azure AD.
+#[tokio::test(flavor = "multi_thread")]
+async fn aks_identity_binding_through_the_token_proxy() -> TestResult {
+    use csi_secrets_provider_tests::azure::{BINDING_AUDIENCE, BINDING_SNI, service_account_token_for};
+    let world = world(&[]).await?;
+    world.azure.set_secret(VAULT, "db", "through the proxy");
+    let objects = ["objectName: db\nobjectType: secret"];
+    let binding_token = serde_json::json!({
+        BINDING_AUDIENCE: { "token": service_account_token_for("default", "workload-sa", BINDING_AUDIENCE), "expirationTimestamp": "2099-01-01T00:00:00Z" }
+    })
+    .to_string();
+    let through_proxy = [
+        ("useAzureTokenProxy", "true"),
+        ("csi.storage.k8s.io/serviceAccount.tokens", binding_token.as_str()),
+    ];
+    let response = world.mount_as("workload-sa", &objects, &through_proxy).await?;
+    assert_eq!(file(&response, "db")?, b"through the proxy");
+    let requests = world.azure.token_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].via_proxy && requests[0].granted && requests[0].grant == "assertion", "{requests:?}");
+    let log = world.provider.log_text();
+    assert!(log.contains(BINDING_SNI), "the SNI name was derived from the API server certificate: {log}");
+
+    // Without the binding audience in the CSIDriver's tokenRequests: a clear error, no request.
+    let status = world
+        .mount_as("workload-sa", &objects, &[("useAzureTokenProxy", "true")])
+        .await
+        .err()
+        .ok_or("no binding token")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("token for audience api://AKSIdentityBinding not found"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(world.azure.token_requests().len(), 1);
+    Ok(())
+}
+
 /// AAD pod identity as the Azure provider does it: a token from the node's NMI for the pod,
 /// for whatever identity is bound to it (`userAssignedIdentityID` is not read in this mode).
 #[tokio::test(flavor = "multi_thread")]

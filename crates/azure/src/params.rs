@@ -90,6 +90,54 @@ pub enum ObjectEncoding {
     Base64,
 }
 
+/// SecretProviderClass parameters of the Azure provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParameterKey {
+    KeyvaultName,
+    TenantId,
+    TenantIdDeprecated,
+    CloudName,
+    CloudEnvFileName,
+    ClientId,
+    UsePodIdentity,
+    UseVmManagedIdentity,
+    UserAssignedIdentityId,
+    UseAzureTokenProxy,
+    Objects,
+}
+
+impl ConfigKey for ParameterKey {
+    const ALL: &'static [Self] = &[
+        Self::KeyvaultName,
+        Self::TenantId,
+        Self::TenantIdDeprecated,
+        Self::CloudName,
+        Self::CloudEnvFileName,
+        Self::ClientId,
+        Self::UsePodIdentity,
+        Self::UseVmManagedIdentity,
+        Self::UserAssignedIdentityId,
+        Self::UseAzureTokenProxy,
+        Self::Objects,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::KeyvaultName => KEYVAULT_NAME,
+            Self::TenantId => TENANT_ID,
+            Self::TenantIdDeprecated => TENANT_ID_DEPRECATED,
+            Self::CloudName => CLOUD_NAME,
+            Self::CloudEnvFileName => CLOUD_ENV_FILE_NAME,
+            Self::ClientId => CLIENT_ID,
+            Self::UsePodIdentity => USE_POD_IDENTITY,
+            Self::UseVmManagedIdentity => USE_VM_MANAGED_IDENTITY,
+            Self::UserAssignedIdentityId => USER_ASSIGNED_IDENTITY_ID,
+            Self::UseAzureTokenProxy => USE_AZURE_TOKEN_PROXY,
+            Self::Objects => OBJECTS,
+        }
+    }
+}
+
 /// Keys of an `objects.array` entry. Upstream decodes them with `gopkg.in/yaml.v3`, which matches
 /// the exact spelling only; another spelling is ignored there and reported here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +261,10 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         cloud
     });
     let identity = parse_identity(parameters, &mut problems);
-    let (objects, plan) = parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);
+    let (objects, mut plan) = parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);
+    for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
+        plan.warn(warning);
+    }
     if problems.is_empty() {
         Ok(MountSpec {
             keyvault_name,

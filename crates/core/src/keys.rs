@@ -153,6 +153,24 @@ impl<'a, K: ConfigKey> Fields<'a, K> {
     }
 }
 
+/// One warning per SecretProviderClass parameter this backend does not know, naming the nearest
+/// known one. Upstream reads parameters from a map by exact name, so the match is exact. Keys the
+/// driver and kubelet add to the volume context (`secretProviderClass`, `csi.storage.k8s.io/…`)
+/// are not parameters.
+pub fn unknown_parameters<K: ConfigKey>(parameters: &crate::request::Parameters) -> Vec<Warning> {
+    parameters
+        .iter()
+        .map(|(key, _)| key)
+        .filter(|key| *key != crate::request::attr::SPC_NAME && !key.starts_with("csi.storage.k8s.io/"))
+        .filter(|key| !K::ALL.iter().any(|k| k.as_str() == *key))
+        .map(|key| {
+            let hint =
+                nearest::<K>(key).map(|k| format!(" (did you mean `{}`?)", k.as_str())).unwrap_or_default();
+            Warning::new(format!("unknown parameter `{key}` is ignored{hint}")).with_field(key)
+        })
+        .collect()
+}
+
 fn yaml_key(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
@@ -239,6 +257,25 @@ mod tests {
             ]
         );
         Ok(())
+    }
+
+    #[test]
+    fn unknown_parameters_are_named_but_the_volume_context_is_not() {
+        let parameters: crate::request::Parameters = [
+            ("objectName", "x"),
+            ("objectNmae", "x"),
+            ("secretProviderClass", "spc"),
+            ("csi.storage.k8s.io/pod.name", "p"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let warnings: Vec<String> =
+            unknown_parameters::<Key>(&parameters).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [r#"field "objectNmae": unknown parameter `objectNmae` is ignored (did you mean `objectName`?)"#]
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod yaml;
 pub use backend::{SecretBackend, Validation};
 pub use error::{Error, ErrorKind, Result};
 pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
-pub use keys::{ConfigKey, Fields, KeyMatching, Warning};
+pub use keys::{ConfigKey, Fields, KeyMatching, Warning, unknown_parameters};
 pub use mode::FileMode;
 pub use request::{
     MountRequest, NodePublishSecrets, Parameters, PodInfo, ServiceAccountToken, ServiceAccountTokens, attr,

@@ -234,13 +234,19 @@ async fn upstream_leniencies_mount() -> TestResult {
          - {{objectName: {name}, objectType: secretsmanager, objectAlias: {translated}, objectVersionLabel: AWSCURRENT}}\n\
          - {{objectName: {other}, objectType: secretsmanager}}\n"
     );
-    let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
+    let response = world
+        .mount(&[("objects", &objects), ("region", "us-east-1"), ("failoverRegoin", "us-west-2")])
+        .await?;
     assert_eq!(file(&response, "db")?, b"value");
     assert_eq!(response.files.iter().find(|f| f.path == "db").map(|f| f.mode), Some(0o640));
     assert_eq!(file(&response, &translated)?, b"other value", "the last object wins");
     assert_eq!(response.files.iter().filter(|f| f.path == translated).count(), 1);
     let log = world.provider.log_text();
     assert!(log.contains("unknown key `objectAlais` is ignored (did you mean `objectAlias`?)"), "{log}");
+    assert!(
+        log.contains("unknown parameter `failoverRegoin` is ignored (did you mean `failoverRegion`?)"),
+        "{log}"
+    );
     assert!(log.contains("the last one wins"), "{log}");
     Ok(())
 }

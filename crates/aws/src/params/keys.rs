@@ -2,6 +2,39 @@
 
 use csi_secrets_provider_core::{ConfigKey, KeyMatching};
 
+/// SecretProviderClass parameters of the AWS provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParameterKey {
+    Objects,
+    Region,
+    FailoverRegion,
+    PathTranslation,
+    UsePodIdentity,
+    PreferredAddressType,
+}
+
+impl ConfigKey for ParameterKey {
+    const ALL: &'static [Self] = &[
+        Self::Objects,
+        Self::Region,
+        Self::FailoverRegion,
+        Self::PathTranslation,
+        Self::UsePodIdentity,
+        Self::PreferredAddressType,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Objects => super::OBJECTS,
+            Self::Region => super::REGION,
+            Self::FailoverRegion => super::FAILOVER_REGION,
+            Self::PathTranslation => super::PATH_TRANSLATION,
+            Self::UsePodIdentity => super::USE_POD_IDENTITY,
+            Self::PreferredAddressType => super::PREFERRED_ADDRESS_TYPE,
+        }
+    }
+}
+
 /// Keys of an `objects` entry. Upstream decodes them through JSON, which matches field names in
 /// any ASCII case (`objectname`), so they are read with [`KeyMatching::IgnoreAsciiCase`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

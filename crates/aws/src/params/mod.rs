@@ -11,7 +11,7 @@ mod object;
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, Warning, parse_go_bool};
 use serde_norway::Value;
 
-pub use keys::{FailoverKey, JmesKey, ObjectKey};
+pub use keys::{FailoverKey, JmesKey, ObjectKey, ParameterKey};
 use object::{add_files, parse_object};
 
 pub const OBJECTS: &str = "objects";
@@ -260,6 +260,9 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         ),
     }
 
+    for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
+        plan.warn(warning);
+    }
     let spec = MountSpec { region, failover_region, identity, objects, plan };
     if let Some(primary) = &spec.region {
         problems.extend(spec.check_regions(primary));

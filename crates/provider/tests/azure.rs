@@ -361,6 +361,16 @@ async fn throttled_twice_then_success() -> TestResult {
     world.azure.throttle("/secrets/busy", 2, 1);
     let response = world.mount(&["objectName: busy\nobjectType: secret"]).await?;
     assert_eq!(file(&response, "busy")?, b"eventually");
+    let statuses: Vec<u16> = world
+        .azure
+        .vault_requests()
+        .iter()
+        .filter(|r| r.path.trim_end_matches('/') == "/secrets/busy")
+        .map(|r| r.status)
+        .collect();
+    // Two 429s served and retried, then Key Vault's challenge (the first unthrottled request of a
+    // new client carries no token), then the read.
+    assert_eq!(statuses, [429, 429, 401, 200], "{statuses:?}");
     Ok(())
 }
 

@@ -10,8 +10,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends musl-tools && r
 WORKDIR /src
 COPY . .
 ARG FEATURES
+# mimalloc: musl's allocator is slow under concurrency (docs/benchmarks.md); .cargo/config.toml
+# sets its compiled-in defaults.
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
-      -p csi-secrets-provider --no-default-features --features "$FEATURES"
+      -p csi-secrets-provider --no-default-features --features "$FEATURES,mimalloc"
 
 FROM debian:bookworm-slim AS certificates
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*

@@ -24,8 +24,8 @@ export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 mkdir -p target/images
 for flavour in "${flavours[@]}"; do
   case "$flavour" in
-    aws|azure) features=$flavour ;;
-    all) features=aws,azure ;;
+    aws|azure) features=$flavour,mimalloc ;;
+    all) features=aws,azure,mimalloc ;;
     *) echo "unknown flavour $flavour (aws, azure, all)" >&2; exit 2 ;;
   esac
   echo "==> $flavour: cargo build --release --target $target --features $features"

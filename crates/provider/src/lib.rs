@@ -16,6 +16,12 @@ use csi_secrets_provider_core::SecretBackend;
 use csi_secrets_provider_server::{ServeOptions, ServiceConfig};
 
 use crate::cli::{Cli, Command, LogFormat, ServeArgs};
+
+/// The allocator of the static images (`--features mimalloc`); declared here so the shipped
+/// binary and `test-provider` (which the benchmarks run) get the same one.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use crate::registry::{KNOWN_BACKENDS, Registry};
 
 /// Runs the command line with the compiled-in backends plus `extra` ones (tests add a backend

@@ -3,7 +3,7 @@
 //! (see docs/azure.md); where upstream stops at the first error we report every one.
 
 use csi_secrets_provider_core::{
-    ConfigKey, Error, Fields, FileMode, FilePlan, KeyMatching, Parameters, Warning, parse_go_bool,
+    Error, Fields, FileMode, FilePlan, KeyMatching, Parameters, Warning, parse_go_bool,
 };
 use serde_norway::Value;
 
@@ -90,91 +90,35 @@ pub enum ObjectEncoding {
     Base64,
 }
 
-/// SecretProviderClass parameters of the Azure provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParameterKey {
-    KeyvaultName,
-    TenantId,
-    TenantIdDeprecated,
-    CloudName,
-    CloudEnvFileName,
-    ClientId,
-    UsePodIdentity,
-    UseVmManagedIdentity,
-    UserAssignedIdentityId,
-    UseAzureTokenProxy,
-    Objects,
-}
-
-impl ConfigKey for ParameterKey {
-    const ALL: &'static [Self] = &[
-        Self::KeyvaultName,
-        Self::TenantId,
-        Self::TenantIdDeprecated,
-        Self::CloudName,
-        Self::CloudEnvFileName,
-        Self::ClientId,
-        Self::UsePodIdentity,
-        Self::UseVmManagedIdentity,
-        Self::UserAssignedIdentityId,
-        Self::UseAzureTokenProxy,
-        Self::Objects,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::KeyvaultName => KEYVAULT_NAME,
-            Self::TenantId => TENANT_ID,
-            Self::TenantIdDeprecated => TENANT_ID_DEPRECATED,
-            Self::CloudName => CLOUD_NAME,
-            Self::CloudEnvFileName => CLOUD_ENV_FILE_NAME,
-            Self::ClientId => CLIENT_ID,
-            Self::UsePodIdentity => USE_POD_IDENTITY,
-            Self::UseVmManagedIdentity => USE_VM_MANAGED_IDENTITY,
-            Self::UserAssignedIdentityId => USER_ASSIGNED_IDENTITY_ID,
-            Self::UseAzureTokenProxy => USE_AZURE_TOKEN_PROXY,
-            Self::Objects => OBJECTS,
-        }
+csi_secrets_provider_core::config_keys! {
+    /// SecretProviderClass parameters of the Azure provider.
+    pub enum ParameterKey {
+        KeyvaultName => KEYVAULT_NAME,
+        TenantId => TENANT_ID,
+        TenantIdDeprecated => TENANT_ID_DEPRECATED,
+        CloudName => CLOUD_NAME,
+        CloudEnvFileName => CLOUD_ENV_FILE_NAME,
+        ClientId => CLIENT_ID,
+        UsePodIdentity => USE_POD_IDENTITY,
+        UseVmManagedIdentity => USE_VM_MANAGED_IDENTITY,
+        UserAssignedIdentityId => USER_ASSIGNED_IDENTITY_ID,
+        UseAzureTokenProxy => USE_AZURE_TOKEN_PROXY,
+        Objects => OBJECTS,
     }
 }
 
-/// Keys of an `objects.array` entry. Upstream decodes them with `gopkg.in/yaml.v3`, which matches
-/// the exact spelling only; another spelling is ignored there and reported here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKey {
-    ObjectName,
-    ObjectType,
-    ObjectAlias,
-    ObjectVersion,
-    ObjectVersionHistory,
-    ObjectFormat,
-    ObjectEncoding,
-    FilePermission,
-}
-
-impl ConfigKey for ObjectKey {
-    const ALL: &'static [Self] = &[
-        Self::ObjectName,
-        Self::ObjectType,
-        Self::ObjectAlias,
-        Self::ObjectVersion,
-        Self::ObjectVersionHistory,
-        Self::ObjectFormat,
-        Self::ObjectEncoding,
-        Self::FilePermission,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::ObjectName => "objectName",
-            Self::ObjectType => "objectType",
-            Self::ObjectAlias => "objectAlias",
-            Self::ObjectVersion => "objectVersion",
-            Self::ObjectVersionHistory => "objectVersionHistory",
-            Self::ObjectFormat => "objectFormat",
-            Self::ObjectEncoding => "objectEncoding",
-            Self::FilePermission => "filePermission",
-        }
+csi_secrets_provider_core::config_keys! {
+    /// Keys of an `objects.array` entry. Upstream decodes them with `gopkg.in/yaml.v3`, which matches
+    /// the exact spelling only; another spelling is ignored there and reported here.
+    pub enum ObjectKey {
+        ObjectName => "objectName",
+        ObjectType => "objectType",
+        ObjectAlias => "objectAlias",
+        ObjectVersion => "objectVersion",
+        ObjectVersionHistory => "objectVersionHistory",
+        ObjectFormat => "objectFormat",
+        ObjectEncoding => "objectEncoding",
+        FilePermission => "filePermission",
     }
 }
 

@@ -18,6 +18,32 @@ pub trait ConfigKey: Copy + Eq + fmt::Debug + 'static {
     fn as_str(self) -> &'static str;
 }
 
+/// Declares a key enum from `Variant => "spelling"` pairs and implements [`ConfigKey`] for it, so
+/// a backend's keys read as one list.
+#[macro_export]
+macro_rules! config_keys {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident { $($variant:ident => $spelling:expr),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($variant),+
+        }
+
+        impl $crate::ConfigKey for $name {
+            const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $spelling),+
+                }
+            }
+        }
+    };
+}
+
 /// How an upstream decoder matches keys to fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyMatching {
@@ -209,19 +235,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Key {
-        ObjectName,
-        ObjectAlias,
-    }
-
-    impl ConfigKey for Key {
-        const ALL: &'static [Self] = &[Self::ObjectName, Self::ObjectAlias];
-        fn as_str(self) -> &'static str {
-            match self {
-                Self::ObjectName => "objectName",
-                Self::ObjectAlias => "objectAlias",
-            }
+    crate::config_keys! {
+        enum Key {
+            ObjectName => "objectName",
+            ObjectAlias => "objectAlias",
         }
     }
 

@@ -136,14 +136,12 @@ impl<'a, K: ConfigKey> Fields<'a, K> {
 
     /// `key` as a string, blank as absent, not trimmed (Go's decoder keeps spaces).
     pub fn non_empty(&self, key: K) -> Result<Option<String>, Error> {
-        Ok(yaml::scalar_value(self.get(key), key.as_str())?.filter(|s| !s.is_empty()))
+        yaml::non_empty_value(self.get(key), key.as_str())
     }
 
     /// `key` as a trimmed string, blank as absent.
     pub fn trimmed(&self, key: K) -> Result<Option<String>, Error> {
-        Ok(yaml::scalar_value(self.get(key), key.as_str())?
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty()))
+        yaml::trimmed_value(self.get(key), key.as_str())
     }
 
     /// Reads several keys, collecting errors instead of stopping at the first.

@@ -22,14 +22,19 @@ pub fn scalar_value(value: Option<&Value>, key: &str) -> Result<Option<String>, 
     }
 }
 
-/// Like [`scalar`], with whitespace trimmed and blank treated as absent.
-pub fn trimmed(map: &Value, key: &str) -> Result<Option<String>, Error> {
-    Ok(scalar(map, key)?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
-}
-
 /// Like [`scalar`], with blank treated as absent (no trimming: Go's decoder keeps spaces).
 pub fn non_empty(map: &Value, key: &str) -> Result<Option<String>, Error> {
-    Ok(scalar(map, key)?.filter(|s| !s.is_empty()))
+    non_empty_value(map.get(key), key)
+}
+
+/// A value read as a string, blank treated as absent, not trimmed.
+pub fn non_empty_value(value: Option<&Value>, key: &str) -> Result<Option<String>, Error> {
+    Ok(scalar_value(value, key)?.filter(|s| !s.is_empty()))
+}
+
+/// A value read as a string with whitespace trimmed, blank treated as absent.
+pub fn trimmed_value(value: Option<&Value>, key: &str) -> Result<Option<String>, Error> {
+    Ok(scalar_value(value, key)?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
 #[cfg(test)]
@@ -45,8 +50,8 @@ mod tests {
         assert_eq!(scalar(&map, "d")?, None);
         assert_eq!(scalar(&map, "missing")?, None);
         assert_eq!(scalar(&map, "e").err().and_then(|e| e.field().map(str::to_owned)), Some("e".to_owned()));
-        assert_eq!(trimmed(&map, "f")?, Some("y".to_owned()));
-        assert_eq!(trimmed(&map, "g")?, None);
+        assert_eq!(trimmed_value(map.get("f"), "f")?, Some("y".to_owned()));
+        assert_eq!(trimmed_value(map.get("g"), "g")?, None);
         assert_eq!(non_empty(&map, "f")?, Some(" y ".to_owned()));
         Ok(())
     }

@@ -118,7 +118,7 @@ impl ProviderService {
         let mut request = request.clone();
         request.deadline = Some(started + budget);
         let backend_call = AssertUnwindSafe(self.backend.mount(&request)).catch_unwind();
-        let response = match tokio::time::timeout(budget, backend_call).await {
+        let mut response = match tokio::time::timeout(budget, backend_call).await {
             Err(_elapsed) => {
                 return Err(Error::deadline_exceeded(format!("the mount did not finish within {budget:?}")));
             }
@@ -130,7 +130,6 @@ impl ProviderService {
             }
             Ok(Ok(result)) => result?,
         };
-        let mut response = response;
         response.keep_last_per_path();
         response.check()?;
         log_warnings(self.backend.name(), &request, &response.warnings);

@@ -56,6 +56,24 @@ grep -q 'hostNetwork: false' target/chart/default.yaml
 grep -q 'maxSurge: 1' target/chart/default.yaml && grep -q 'maxUnavailable: 0' target/chart/default.yaml
 grep -q -- '- --shared-read-window=0$' target/chart/all-custom.yaml
 grep -q -- '- --shared-read-max-bytes=1048576' target/chart/all-custom.yaml
+# The kill waits for the drain: gracePeriod + 5s.
+grep -q 'terminationGracePeriodSeconds: 30$' target/chart/default.yaml
+grep -q 'terminationGracePeriodSeconds: 45$' target/chart/all-custom.yaml
+grep -q -- '- virtual-kubelet' target/chart/default.yaml
+grep -q 'image: "ghcr.io/csi-secrets-provider/csi-secrets-provider:0.1.0-all"' target/chart/default.yaml
+grep -q 'csi-secrets-provider:0.1.0-all@sha256:0123456789abcdef' target/chart/all-custom.yaml
+grep -q 'name: secrets-provider$' target/chart/all-custom.yaml
+grep -q -- '- "--azure-resolve=kv.vault.azurestack.example=10.1.2.3"' target/chart/all-custom.yaml
+grep -q 'name: AWS_USE_FIPS_ENDPOINT' target/chart/all-custom.yaml
+grep -q 'dnsPolicy: None' target/chart/all-custom.yaml && grep -q 'nameservers:' target/chart/all-custom.yaml
+if grep -q 'kind: Service$\|kind: ServiceMonitor\|dnsPolicy' target/chart/default.yaml; then
+  echo "the default renders no Service, no monitors and no dnsPolicy" >&2; exit 1
+fi
+# kubernetes-validate has no schema for the Prometheus Operator's kinds: check that the
+# monitors select the provider pods (through the Service) and scrape a port that exists.
+.venv/bin/python scripts/check-chart-monitors.py target/chart/all-custom.yaml
+# Every key of values.yaml is in the chart README's table, and every key there is a value.
+.venv/bin/python scripts/check-chart-readme.py "$chart"
 
 while IFS= read -r bad; do
   case "$bad" in ''|'#'*) continue ;; esac

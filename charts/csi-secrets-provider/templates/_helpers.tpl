@@ -46,3 +46,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- join "," $backends -}}
 {{- end -}}
+
+{{/* The image: by digest when image.digest is set (the tag is then only for people), else
+     <repository>:<tag>-<flavour>. */}}
+{{- define "csp.image" -}}
+{{- $tag := printf "%s-%s" (.Values.image.tag | default .Chart.AppVersion) .Values.image.flavour -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* gracePeriod (e.g. 25s, 1m, 500ms) in whole seconds, rounded up, plus 5s to remove the
+     sockets and exit after the drain. */}}
+{{- define "csp.terminationGracePeriodSeconds" -}}
+{{- $grace := .Values.gracePeriod -}}
+{{- $n := regexFind "^[0-9]+" $grace | int64 -}}
+{{- $seconds := $n -}}
+{{- if hasSuffix "ms" $grace -}}
+{{- $seconds = div (add $n 999) 1000 -}}
+{{- else if hasSuffix "m" $grace -}}
+{{- $seconds = mul $n 60 -}}
+{{- end -}}
+{{- add $seconds 5 -}}
+{{- end -}}

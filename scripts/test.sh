@@ -24,6 +24,9 @@ done
 step "Helm chart: lint, render per flavour, validate against Kubernetes schemas"
 scripts/test-chart.sh
 
+step "release workflow: actionlint"
+scripts/lint-workflows.sh
+
 # moto: the AWS emulator the AWS backend's tests talk to (through a per-test proxy).
 step "moto server (AWS emulator)"
 # shellcheck source=scripts/moto.sh
@@ -47,3 +50,13 @@ done
 
 step "tests (whole workspace, default features)"
 run_tests --workspace
+
+# The arm64 image's binary, built by the release's image script, run under qemu-user: a release
+# build for another architecture (about 8 minutes on 2 cores). SKIP_ARM64_SMOKE=1 skips it in a
+# local loop; CI never sets it.
+if [ "${SKIP_ARM64_SMOKE:-}" = 1 ]; then
+  step "arm64 smoke test: skipped (SKIP_ARM64_SMOKE=1)"
+else
+  step "arm64 smoke test (scripts/smoke-arm64.sh)"
+  scripts/smoke-arm64.sh
+fi

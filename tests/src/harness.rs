@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use csi_secrets_provider_core::SecretBackend;
-use csi_secrets_provider_server::{ServeOptions, ServiceConfig, serve};
+use csi_secrets_provider_server::{ServeOptions, serve};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -36,7 +36,7 @@ impl InProcess {
             provider_volume: dir.path().to_path_buf(),
             health_addr: None,
             grace_period: Duration::from_secs(5),
-            service: ServiceConfig::default(),
+            ..ServeOptions::default()
         };
         configure(&mut options);
         let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();

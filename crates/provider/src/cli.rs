@@ -6,10 +6,43 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+// The backends compiled into this binary, as one literal so `--version` can say them.
+#[cfg(all(feature = "aws", feature = "azure"))]
+macro_rules! compiled_in_backends {
+    () => {
+        "aws,azure"
+    };
+}
+#[cfg(all(feature = "aws", not(feature = "azure")))]
+macro_rules! compiled_in_backends {
+    () => {
+        "aws"
+    };
+}
+#[cfg(all(feature = "azure", not(feature = "aws")))]
+macro_rules! compiled_in_backends {
+    () => {
+        "azure"
+    };
+}
+#[cfg(not(any(feature = "aws", feature = "azure")))]
+macro_rules! compiled_in_backends {
+    () => {
+        ""
+    };
+}
+
+/// The backends compiled into this binary, comma-separated (empty when none).
+pub const COMPILED_IN_BACKENDS: &str = compiled_in_backends!();
+
+/// What `--version` prints after the program name: the version and the compiled-in backends,
+/// so an image's flavour can be told from the binary.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: ", compiled_in_backends!(), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "csi-secrets-provider",
-    version,
+    version = VERSION,
     about = "Secrets Store CSI Driver provider for AWS Secrets Manager / SSM and Azure Key Vault"
 )]
 pub struct Cli {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use csi_secrets_provider_core::SecretBackend;
-use csi_secrets_provider_server::{ServeOptions, ServiceConfig};
+use csi_secrets_provider_server::{BuildInfo, ServeOptions, ServiceConfig};
 
 use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 
@@ -103,6 +103,10 @@ async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
             max_response_bytes: args.limits.max_response_bytes,
             mount_timeout: args.limits.mount_timeout,
             ..ServiceConfig::default()
+        },
+        build: BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            backends: cli::COMPILED_IN_BACKENDS.to_owned(),
         },
     };
     let shutdown = async {

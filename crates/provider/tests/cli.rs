@@ -134,11 +134,45 @@ async fn serving_one_backend_opens_only_its_socket() -> TestResult {
             return Ok(());
         }
     };
-    let mut provider = ProviderProcess::serve(BINARY, &["--backend", served])?;
+    let mut provider =
+        ProviderProcess::serve(BINARY, &["--backend", served, "--health-addr", "127.0.0.1:0"])?;
     wait_for_socket(&provider.socket(served), Duration::from_secs(20)).await?;
     assert!(!provider.socket(other).exists());
+    // build_info names every compiled-in backend, served or not.
+    let addr = provider.health_addr(Duration::from_secs(20)).await?;
+    let metrics = csi_secrets_provider_tests::http_get(addr, "/metrics").await?;
+    let build_info = format!(
+        r#"csi_secrets_provider_build_info{{version="{}",backends="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION"),
+        compiled_in()
+    );
+    assert!(metrics.contains(&build_info), "{build_info} missing from\n{metrics}");
     provider.signal("TERM")?;
     tokio::task::block_in_place(|| provider.wait(Duration::from_secs(15)))?;
+    Ok(())
+}
+
+/// The backends this test build compiled in, as the binary names them.
+fn compiled_in() -> String {
+    let mut names = Vec::new();
+    if cfg!(feature = "aws") {
+        names.push("aws");
+    }
+    if cfg!(feature = "azure") {
+        names.push("azure");
+    }
+    names.join(",")
+}
+
+#[test]
+fn version_names_the_compiled_in_backends() -> TestResult {
+    let output = Command::new(BINARY).arg("--version").output()?;
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout)?;
+    assert_eq!(
+        stdout.trim_end(),
+        format!("csi-secrets-provider {} (backends: {})", env!("CARGO_PKG_VERSION"), compiled_in())
+    );
     Ok(())
 }
 

@@ -39,7 +39,7 @@ pub mod proto {
     }
 }
 
-pub use metrics::Metrics;
+pub use metrics::{BuildInfo, Metrics};
 pub use runtime::{ServeError, ServeOptions, serve, termination_signal};
 pub use service::{ProviderService, ServiceConfig};
 pub use targets::{MountedTargets, TargetMemory};

@@ -40,6 +40,27 @@ pub struct SharedReadLabels {
     pub how: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfoLabels {
+    version: String,
+    backends: String,
+}
+
+/// What the binary is, for `csi_secrets_provider_build_info{version, backends} 1`: which
+/// release and which image flavour runs on each node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: String,
+    /// The backends compiled in, comma-separated (`aws,azure`), whether served or not.
+    pub backends: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        Self { version: env!("CARGO_PKG_VERSION").to_owned(), backends: String::new() }
+    }
+}
+
 /// The provider's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -65,13 +86,25 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        Self::with_backends(&[])
+        Self::with_backends(&[], &BuildInfo::default())
     }
 
     /// Metrics that also report, on each scrape, the cloud calls and sharing figures of
-    /// `backends`.
-    pub fn with_backends(backends: &[Arc<dyn SecretBackend>]) -> Self {
+    /// `backends`, and what the binary is (`build`).
+    pub fn with_backends(backends: &[Arc<dyn SecretBackend>], build: &BuildInfo) -> Self {
         let mut registry = Registry::with_prefix("csi_secrets_provider");
+        let build_info = Family::<BuildInfoLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildInfoLabels {
+                version: build.version.clone(),
+                backends: build.backends.clone(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The provider's version and compiled-in backends (always 1)",
+            build_info,
+        );
         let mounts = Family::<MountLabels, Counter>::default();
         registry.register("mounts", "Mount calls by backend and outcome", mounts.clone());
         let mount_seconds = Family::<BackendLabels, Histogram>::new_with_constructor(|| {
@@ -235,7 +268,8 @@ mod tests {
     #[test]
     fn backend_counters_are_read_on_each_scrape() {
         let backend = Arc::new(Counting::default());
-        let metrics = Metrics::with_backends(&[backend.clone() as Arc<dyn SecretBackend>]);
+        let metrics =
+            Metrics::with_backends(&[backend.clone() as Arc<dyn SecretBackend>], &BuildInfo::default());
         backend.0.cloud_calls.record("secretsmanager:GetSecretValue", &Ok(()));
         backend.0.cloud_calls.record_kind("kubernetes:GetServiceAccount", Some(ErrorKind::PermissionDenied));
         let text = metrics.render();

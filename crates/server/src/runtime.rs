@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::health::{self, HealthState};
-use crate::metrics::Metrics;
+use crate::metrics::{BuildInfo, Metrics};
 use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 use crate::service::{ProviderService, ServiceConfig};
 use crate::uds::{self, BoundSocket, Removal};
@@ -31,6 +31,8 @@ pub struct ServeOptions {
     /// How long in-flight calls may run after a stop signal.
     pub grace_period: Duration,
     pub service: ServiceConfig,
+    /// What the `build_info` metric reports.
+    pub build: BuildInfo,
 }
 
 impl Default for ServeOptions {
@@ -40,6 +42,7 @@ impl Default for ServeOptions {
             health_addr: None,
             grace_period: Duration::from_secs(25),
             service: ServiceConfig::default(),
+            build: BuildInfo::default(),
         }
     }
 }
@@ -85,7 +88,7 @@ pub async fn serve(
     }
     let owned: Vec<BoundSocket> = bound.iter().map(|(_, socket, _)| socket.clone()).collect();
     let sockets: Vec<PathBuf> = owned.iter().map(|socket| socket.path.clone()).collect();
-    let metrics = Metrics::with_backends(&backends);
+    let metrics = Metrics::with_backends(&backends, &options.build);
     let health_state = HealthState::new(sockets.clone(), metrics.clone());
 
     let mut servers = JoinSet::new();

@@ -44,6 +44,55 @@ mod all_backends {
         Ok(())
     }
 
+    /// The fenced YAML blocks of a Markdown page that hold a SecretProviderClass, unindented.
+    fn spc_blocks(page: &str) -> Vec<String> {
+        let mut blocks = Vec::new();
+        let mut current: Option<(usize, String)> = None;
+        for line in page.lines() {
+            let trimmed = line.trim_start();
+            match &mut current {
+                None if trimmed == "```yaml" => current = Some((line.len() - trimmed.len(), String::new())),
+                Some((_, block)) if trimmed == "```" => {
+                    if block.contains("kind: SecretProviderClass") {
+                        blocks.push(std::mem::take(block));
+                    }
+                    current = None;
+                }
+                Some((indent, block)) => {
+                    block.push_str(line.get(*indent..).unwrap_or(""));
+                    block.push('\n');
+                }
+                None => {}
+            }
+        }
+        blocks
+    }
+
+    /// Each quickstart's SecretProviderClass validates clean: a newcomer's copy-paste works.
+    #[test]
+    fn quickstart_manifests_validate() -> TestResult {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        let dir = tempfile::tempdir()?;
+        for page in ["quickstart-eks.md", "quickstart-aks.md"] {
+            let blocks = spc_blocks(&std::fs::read_to_string(docs.join(page))?);
+            assert!(!blocks.is_empty(), "{page} has no SecretProviderClass");
+            for (i, block) in blocks.iter().enumerate() {
+                // The values the page tells the reader to fill in (its `sed` line).
+                let block = block
+                    .replace("<CLIENT_ID>", "00000000-0000-0000-0000-000000000001")
+                    .replace("<VAULT>", "my-vault")
+                    .replace("<TENANT_ID>", "00000000-0000-0000-0000-000000000002");
+                let file = dir.path().join(format!("{page}-{i}.yaml"));
+                std::fs::write(&file, &block)?;
+                let output = Command::new(BINARY).arg("validate").arg(&file).output()?;
+                let stdout = String::from_utf8(output.stdout)?;
+                assert!(output.status.success() && stdout.contains(": ok,"), "{page}:\n{block}\n{stdout}");
+                assert!(!stdout.contains("warning"), "{page}: {stdout}");
+            }
+        }
+        Ok(())
+    }
+
     /// What upstream mounts validates, with warnings: a key upstream ignores (with the key it
     /// was probably meant to be) and a file named twice.
     #[test]

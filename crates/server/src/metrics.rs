@@ -286,4 +286,97 @@ mod tests {
             r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="secretsmanager:GetSecretValue",outcome="ok"} 2"#
         ));
     }
+
+    /// Every series name and label name the provider exports once it has served each kind of
+    /// mount, from a real scrape.
+    fn exported() -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+        let backend = Arc::new(Counting::default());
+        let metrics =
+            Metrics::with_backends(&[backend.clone() as Arc<dyn SecretBackend>], &BuildInfo::default());
+        backend.0.cloud_calls.record("secretsmanager:GetSecretValue", &Ok(()));
+        let _in_flight = metrics.in_flight("aws");
+        metrics.mount_finished("aws", MountKind::First, Ok(1), Duration::from_millis(3));
+        metrics.mount_finished(
+            "aws",
+            MountKind::Remount,
+            Err(ErrorKind::Throttled),
+            Duration::from_millis(3),
+        );
+        let mut series = std::collections::BTreeSet::new();
+        let mut labels = std::collections::BTreeSet::new();
+        for line in metrics.render().lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            series.insert(line[..name_end].to_owned());
+            if let Some(set) = line.get(name_end..).and_then(|rest| rest.strip_prefix('{')) {
+                for pair in set.split(',') {
+                    if let Some((name, _)) = pair.split_once('=') {
+                        labels.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        (series, labels)
+    }
+
+    fn queries(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    match child {
+                        serde_json::Value::String(text) if key == "expr" || key == "definition" => {
+                            out.push(text.clone());
+                        }
+                        _ => queries(child, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| queries(item, out)),
+            _ => {}
+        }
+    }
+
+    /// docs/grafana-dashboard.json parses, and asks only for series and labels the provider
+    /// exports (plus Prometheus' own `instance` and the histogram's `le`): a renamed metric
+    /// fails here instead of leaving an empty panel.
+    #[test]
+    fn grafana_dashboard_queries_only_exported_metrics() -> Result<(), Box<dyn std::error::Error>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana-dashboard.json");
+        let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        let mut exprs = Vec::new();
+        queries(&dashboard, &mut exprs);
+        assert!(exprs.len() >= 10, "{exprs:?}");
+        let (series, mut labels) = exported();
+        labels.extend(["instance".to_owned(), "le".to_owned()]);
+        let mut used = std::collections::BTreeSet::new();
+        for expr in &exprs {
+            for (start, _) in expr.match_indices("csi_secrets_provider_") {
+                let name: String =
+                    expr[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                assert!(series.contains(&name), "{name} is not exported; exported: {series:?}");
+                used.insert(name);
+            }
+            for (start, _) in expr.match_indices(" by (") {
+                let rest = &expr[start + 5..];
+                let list = &rest[..rest.find(')').unwrap_or(rest.len())];
+                for label in list.split(',').map(str::trim) {
+                    assert!(labels.contains(label), "label {label} in {expr} is not exported");
+                }
+            }
+        }
+        // Every metric family has a panel.
+        for family in [
+            "mounts_total",
+            "mount_duration_seconds_bucket",
+            "mounts_in_flight",
+            "files_returned_total",
+            "remounts_total",
+            "cloud_requests_total",
+            "shared_reads_total",
+            "shared_read_bytes",
+            "build_info",
+        ] {
+            assert!(used.contains(&format!("csi_secrets_provider_{family}")), "no panel for {family}");
+        }
+        Ok(())
+    }
 }

@@ -62,15 +62,6 @@ impl CredentialCache {
         *cached = credentials.expiry().is_some().then(|| credentials.clone());
         Ok(credentials)
     }
-
-    /// Identities currently held (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn is_fresh(credentials: &Credentials) -> bool {

@@ -5,12 +5,12 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` work as everywhere else.
 #![forbid(unsafe_code)]
 
-pub mod credentials;
-pub mod fetch;
-pub mod kube_api;
-pub mod params;
+mod credentials;
+mod fetch;
+mod kube_api;
+mod params;
 mod reads;
-pub mod sdk_error;
+mod sdk_error;
 
 use std::time::Duration;
 

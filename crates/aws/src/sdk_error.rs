@@ -5,7 +5,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use csi_secrets_provider_core::{Error, ErrorKind};
+use csi_secrets_provider_core::ErrorKind;
 
 /// What an AWS call failure means, with the service's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +17,6 @@ pub struct AwsFailure {
     /// A client fault (modeled 4xx such as not found or invalid request): the request itself is
     /// wrong, so another region will not help.
     pub client_fault: bool,
-}
-
-impl AwsFailure {
-    pub fn into_error(self, context: &str) -> Error {
-        Error::new(self.kind, format!("{context}: {}: {}", self.code, self.message))
-    }
 }
 
 impl std::fmt::Display for AwsFailure {

@@ -258,12 +258,10 @@ impl Identities {
         Ok(clients)
     }
 
-    pub fn len(&self) -> usize {
+    /// Identities held, for the tests of reuse and eviction.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

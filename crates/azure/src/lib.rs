@@ -5,15 +5,15 @@
 //! `azure_security_keyvault_*`) over one shared reqwest client.
 #![forbid(unsafe_code)]
 
-pub mod cloud;
-pub mod convert;
-pub mod identity;
-pub mod params;
+mod cloud;
+mod convert;
+mod identity;
+mod params;
 mod pod_identity;
 mod reads;
 mod token_proxy;
 mod transport;
-pub mod vault;
+mod vault;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -31,7 +31,8 @@ use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 
 use crate::identity::{CredentialSpec, Identities, IdentityKey, Nmi};
-use crate::params::{Cloud, Identity, MountSpec};
+pub use crate::params::Cloud;
+use crate::params::{Identity, MountSpec};
 use crate::reads::{SharedVaultReads, VaultReads};
 use crate::transport::CountingClient;
 use crate::vault::WriteOptions;
@@ -147,7 +148,7 @@ impl AzureBackend {
     ) -> Result<(IdentityKey, CredentialSpec<'a>)> {
         let tenant = spec.tenant_id.as_str();
         match &spec.identity {
-            Identity::WorkloadIdentity { client_id } => {
+            Identity::Workload { client_id } => {
                 let token = request
                     .tokens
                     .get(WORKLOAD_IDENTITY_AUDIENCE)
@@ -216,7 +217,7 @@ impl AzureBackend {
                 };
                 Ok((key, CredentialSpec::TokenProxy { tenant, client_id, token, proxy }))
             }
-            Identity::PodIdentity => {
+            Identity::Nmi => {
                 let (namespace, pod) = (request.pod.require_namespace()?, request.pod.require_name()?);
                 let key = IdentityKey::PodIdentity {
                     authority: authority.to_owned(),
@@ -225,7 +226,7 @@ impl AzureBackend {
                 };
                 Ok((key, CredentialSpec::PodIdentity { namespace, pod, nmi }))
             }
-            Identity::VmManagedIdentity { user_assigned_id } => Ok((
+            Identity::VmManaged { user_assigned_id } => Ok((
                 IdentityKey::VmManaged { user_assigned_id: user_assigned_id.clone() },
                 CredentialSpec::VmManaged { user_assigned_id: user_assigned_id.as_deref() },
             )),

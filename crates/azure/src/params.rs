@@ -47,9 +47,9 @@ impl Cloud {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// The pod's service account token exchanged for the app/identity `client_id`.
-    WorkloadIdentity { client_id: String },
+    Workload { client_id: String },
     /// The node's managed identity via IMDS; optionally a user-assigned one.
-    VmManagedIdentity { user_assigned_id: Option<String> },
+    VmManaged { user_assigned_id: Option<String> },
     /// `clientid` / `clientsecret` from the node-publish secret.
     ServicePrincipal,
     /// AKS identity binding: the pod's `api://AKSIdentityBinding` token exchanged for `client_id`
@@ -57,7 +57,7 @@ pub enum Identity {
     TokenProxy { client_id: String },
     /// AAD pod identity: tokens from the node's NMI for whatever identity is bound to the pod
     /// (`usePodIdentity: "true"`; `userAssignedIdentityID` is not read, as upstream).
-    PodIdentity,
+    Nmi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -261,13 +261,13 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
         };
     }
     if pod_identity {
-        Identity::PodIdentity
+        Identity::Nmi
     } else if vm_identity {
-        Identity::VmManagedIdentity {
+        Identity::VmManaged {
             user_assigned_id: parameters.get_trimmed(USER_ASSIGNED_IDENTITY_ID).map(str::to_owned),
         }
     } else if let Some(client_id) = parameters.get_trimmed(CLIENT_ID) {
-        Identity::WorkloadIdentity { client_id: client_id.to_owned() }
+        Identity::Workload { client_id: client_id.to_owned() }
     } else {
         Identity::ServicePrincipal
     }

@@ -191,10 +191,6 @@ impl ServiceAccountTokens {
     pub fn get(&self, audience: &str) -> Option<&ServiceAccountToken> {
         self.by_audience.as_ref().and_then(|tokens| tokens.get(audience))
     }
-
-    pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        self.by_audience.iter().flat_map(|tokens| tokens.keys().map(String::as_str))
-    }
 }
 
 /// The node-publish secret (`nodePublishSecretRef`) data. Values are secrets.
@@ -227,10 +223,6 @@ impl NodePublishSecrets {
         let mut raw = raw.unwrap_or_default();
         let tokens = raw.remove(attr::SERVICE_ACCOUNT_TOKENS);
         Ok((Self(raw.into_iter().map(|(key, value)| (key, SecretString::from(value))).collect()), tokens))
-    }
-
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect())
     }
 
     pub fn get(&self, key: &str) -> Option<&SecretString> {

@@ -80,11 +80,6 @@ impl MountResponse {
         }
         Ok(())
     }
-
-    /// Total bytes of file contents.
-    pub fn content_bytes(&self) -> usize {
-        self.files.iter().map(|f| f.contents.len()).sum()
-    }
 }
 
 /// Refuses a response whose encoded size exceeds what the driver will receive, naming the

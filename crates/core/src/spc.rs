@@ -8,7 +8,6 @@ use crate::error::Error;
 use crate::request::Parameters;
 
 pub const KIND: &str = "SecretProviderClass";
-pub const API_GROUP: &str = "secrets-store.csi.x-k8s.io";
 const API_VERSIONS: [&str; 2] = ["secrets-store.csi.x-k8s.io/v1", "secrets-store.csi.x-k8s.io/v1alpha1"];
 
 /// A SecretProviderClass, as far as it could be read.

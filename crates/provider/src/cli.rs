@@ -84,7 +84,7 @@ pub struct BackendArgs {
     /// AzureChinaCloud, AzureGermanCloud, AzureStackCloud).
     #[cfg(feature = "azure")]
     #[arg(long, global = true, default_value = "AzurePublicCloud", value_parser = parse_cloud)]
-    pub azure_cloud_name: csi_secrets_provider_azure::params::Cloud,
+    pub azure_cloud_name: csi_secrets_provider_azure::Cloud,
     /// Azure: the AzureStackCloud environment file (JSON with activeDirectoryEndpoint and
     /// keyVaultDNSSuffix).
     #[cfg(feature = "azure")]
@@ -133,9 +133,8 @@ pub struct BackendArgs {
 }
 
 #[cfg(feature = "azure")]
-fn parse_cloud(value: &str) -> Result<csi_secrets_provider_azure::params::Cloud, String> {
-    csi_secrets_provider_azure::params::Cloud::parse(value)
-        .ok_or_else(|| format!("unknown Azure cloud {value:?}"))
+fn parse_cloud(value: &str) -> Result<csi_secrets_provider_azure::Cloud, String> {
+    csi_secrets_provider_azure::Cloud::parse(value).ok_or_else(|| format!("unknown Azure cloud {value:?}"))
 }
 
 #[cfg(feature = "azure")]
@@ -165,7 +164,7 @@ pub enum Command {
 pub struct ServeArgs {
     /// Directory for the sockets (`<dir>/<backend>.sock`); the driver also looks in
     /// /etc/kubernetes/secrets-store-csi-providers.
-    #[arg(long, default_value = csi_secrets_provider_server::runtime::DEFAULT_PROVIDER_VOLUME, env = "CSI_PROVIDER_VOLUME")]
+    #[arg(long, default_value = csi_secrets_provider_server::DEFAULT_PROVIDER_VOLUME, env = "CSI_PROVIDER_VOLUME")]
     pub provider_volume: PathBuf,
     /// Backend to serve; repeat for several. Default: every backend compiled in.
     #[arg(long = "backend", value_name = "NAME")]

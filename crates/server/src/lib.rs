@@ -3,12 +3,12 @@
 //! drain, gRPC and HTTP health.
 #![forbid(unsafe_code)]
 
-pub mod health;
-pub mod metrics;
-pub mod runtime;
-pub mod service;
-pub mod status;
-pub mod targets;
+mod health;
+mod metrics;
+mod runtime;
+mod service;
+mod status;
+mod targets;
 pub mod uds;
 
 /// Code generated from `proto/v1alpha1/service.proto` at build time.
@@ -40,7 +40,7 @@ pub mod proto {
 }
 
 pub use metrics::{BuildInfo, Metrics};
-pub use runtime::{ServeError, ServeOptions, serve, termination_signal};
+pub use runtime::{DEFAULT_PROVIDER_VOLUME, ServeError, ServeOptions, serve, termination_signal};
 pub use service::{ProviderService, ServiceConfig};
 pub use targets::{MountedTargets, TargetMemory};
 

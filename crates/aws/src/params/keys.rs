@@ -40,6 +40,7 @@ csi_secrets_provider_core::config_keys! {
 
 csi_secrets_provider_core::config_keys! {
     /// Keys of a `failoverObject`.
+    #[allow(clippy::enum_variant_names, reason = "the variants are the upstream key names")]
     pub enum FailoverKey {
         ObjectName => "objectName",
         ObjectVersion => "objectVersion",

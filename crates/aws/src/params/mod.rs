@@ -11,7 +11,7 @@ mod object;
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, Warning, parse_go_bool};
 use serde_norway::Value;
 
-pub use keys::{FailoverKey, JmesKey, ObjectKey, ParameterKey};
+use keys::ParameterKey;
 use object::{add_files, parse_object};
 
 pub const OBJECTS: &str = "objects";

@@ -5,7 +5,7 @@
 //! throttling, access denied, network). A client fault (not found, invalid request) fails the
 //! mount at once, as upstream does.
 
-use csi_secrets_provider_core::{CloudCalls, Error, SecretBytes};
+use csi_secrets_provider_core::{CloudCalls, Error, HeldBytes, SecretBytes};
 
 use crate::params::ObjectSpec;
 use crate::sdk_error::{AwsFailure, classify};
@@ -95,12 +95,29 @@ fn all_regions_failed(headline: &str, failures: Vec<(String, AwsFailure)>) -> Er
     Error::new(kind, format!("{headline} ({})", details.join("; ")))
 }
 
-/// Up to ten SSM parameters in one `GetParameters` call per region, in order.
+/// One region's answer to a `GetParameters` call: each requested parameter in order, `None`
+/// for those SSM named invalid (they do not exist, or not in that version or label).
+#[derive(Debug, Clone)]
+pub(crate) struct ParameterBatch {
+    pub region: String,
+    pub values: Vec<Option<Fetched>>,
+    /// SSM's `InvalidParameters`, as it spelled them.
+    pub invalid: Vec<String>,
+}
+
+impl HeldBytes for ParameterBatch {
+    fn held_bytes(&self) -> usize {
+        self.values.iter().flatten().map(HeldBytes::held_bytes).sum()
+    }
+}
+
+/// Reads up to ten parameters with one `GetParameters` call (decrypted), trying each region in
+/// turn while the call itself fails for a reason another region may not have.
 pub(crate) async fn parameter_batch(
     regions: &[RegionClients],
     batch: &[&ObjectSpec],
     calls: &CloudCalls,
-) -> Result<Vec<Fetched>, Error> {
+) -> Result<ParameterBatch, Error> {
     let mut failures: Vec<(String, AwsFailure)> = Vec::new();
     for clients in regions {
         let requested: Vec<(&str, Option<String>)> = batch
@@ -134,40 +151,38 @@ pub(crate) async fn parameter_batch(
                 continue;
             }
         };
-        let invalid = output.invalid_parameters.unwrap_or_default();
-        if !invalid.is_empty() {
-            let mut unique = invalid;
-            unique.sort();
-            unique.dedup();
-            let first = unique.first().cloned().unwrap_or_default();
-            return Err(Error::not_found(format!(
-                "{}: invalid parameters: {}",
-                clients.region,
-                unique.join(", ")
-            ))
-            .with_object(first));
-        }
+        let mut invalid = output.invalid_parameters.unwrap_or_default();
+        invalid.sort();
+        invalid.dedup();
         let found = output.parameters.unwrap_or_default();
         let mut claimed = vec![false; found.len()];
-        let mut fetched = Vec::with_capacity(batch.len());
-        for ((name, selector), object) in requested.iter().zip(batch) {
-            let Some(index) = match_parameter(&found, &claimed, name, selector.as_deref()) else {
-                return Err(Error::not_found(format!(
-                    "{}: parameter {name} missing from the response",
-                    clients.region
-                ))
-                .with_object(&object.name));
-            };
-            claimed[index] = true;
-            let parameter = &found[index];
-            fetched.push(Fetched {
-                value: SecretBytes::new(parameter.value.clone().unwrap_or_default().into_bytes()),
-                version: parameter.version.to_string(),
-            });
-        }
-        return Ok(fetched);
+        let values = requested
+            .iter()
+            .map(|(name, selector)| {
+                let index = match_parameter(&found, &claimed, name, selector.as_deref())?;
+                claimed[index] = true;
+                let parameter = &found[index];
+                Some(Fetched {
+                    value: SecretBytes::new(parameter.value.clone().unwrap_or_default().into_bytes()),
+                    version: parameter.version.to_string(),
+                })
+            })
+            .collect();
+        return Ok(ParameterBatch { region: clients.region.clone(), values, invalid });
     }
     Err(all_regions_failed("Failed to fetch parameters from all regions.", failures))
+}
+
+impl ParameterBatch {
+    /// Why `object` (at `index` of the batch) has no value, in upstream's words.
+    pub(crate) fn missing(&self, object: &ObjectSpec) -> Error {
+        let message = if self.invalid.is_empty() {
+            format!("{}: parameter {} missing from the response", self.region, object.name)
+        } else {
+            format!("{}: invalid parameters: {}", self.region, self.invalid.join(", "))
+        };
+        Error::not_found(message).with_object(&object.name)
+    }
 }
 
 /// Which answered parameter serves a request for `name` (`:selector`). The `Selector` field
@@ -199,58 +214,6 @@ fn match_parameter(
     }
 }
 
-/// The `jmesPath` entries of a JSON secret: each result must be a string.
-pub fn jmes_values(object: &ObjectSpec, value: &SecretBytes) -> Result<Vec<SecretBytes>, Error> {
-    if object.jmes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let invalid_json = || {
-        Error::invalid_config(format!("Invalid JSON used with jmesPath in secret: {}.", object.name))
-            .with_object(&object.name)
-    };
-    let document =
-        jmespath::Variable::from_json(std::str::from_utf8(value.expose()).map_err(|_| invalid_json())?)
-            .map_err(|_| invalid_json())?;
-    let mut values = Vec::with_capacity(object.jmes.len());
-    for entry in &object.jmes {
-        let field = || format!("jmesPath[{}]", entry.path);
-        let expression = jmespath::compile(&entry.path).map_err(|e| {
-            Error::invalid_config(format!(
-                "Invalid JMES Path: {}. {e} (quote keys with dashes: '\"db-password\"')",
-                entry.path
-            ))
-            .with_object(&object.name)
-            .with_field(field())
-        })?;
-        let result = expression.search(&document).map_err(|e| {
-            Error::invalid_config(format!("Invalid JMES Path: {}. {e}", entry.path))
-                .with_object(&object.name)
-                .with_field(field())
-        })?;
-        match result.as_ref() {
-            jmespath::Variable::String(text) => values.push(SecretBytes::new(text.clone().into_bytes())),
-            jmespath::Variable::Null => {
-                return Err(Error::invalid_config(format!(
-                    "JMES Path - {} for object alias - {} does not point to a valid object.",
-                    entry.path, entry.file_name
-                ))
-                .with_object(&object.name)
-                .with_field(field()));
-            }
-            other => {
-                return Err(Error::invalid_config(format!(
-                    "Invalid JMES search result type for path:{}. Only string is allowed (got {}).",
-                    entry.path,
-                    other.get_type()
-                ))
-                .with_object(&object.name)
-                .with_field(field()));
-            }
-        }
-    }
-    Ok(values)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +227,10 @@ mod tests {
             Ok(mut spec) => spec.objects.remove(0),
             Err(e) => panic!("{e:?}"),
         }
+    }
+
+    fn jmes_values(object: &ObjectSpec, value: &SecretBytes) -> Result<Vec<SecretBytes>, Error> {
+        csi_secrets_provider_core::jmes::extract(&object.name, value, &object.jmes)
     }
 
     fn texts(values: Vec<SecretBytes>) -> Vec<String> {

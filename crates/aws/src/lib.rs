@@ -25,10 +25,10 @@ use csi_secrets_provider_core::{
 use tokio::sync::OnceCell;
 
 use crate::credentials::{CredentialCache, IdentityKey, PodIdentityAgent};
-use crate::fetch::RegionClients;
+use crate::fetch::{Fetched, RegionClients};
 use crate::kube_api::KubeApi;
-use crate::params::{AddressType, Identity, MountSpec, ObjectType};
-use crate::reads::{ObjectReads, SharedObjects};
+use crate::params::{AddressType, Identity, MountSpec, ObjectSpec, ObjectType};
+use crate::reads::{MountRegions, ObjectReads, SharedObjects};
 
 /// API names in the `cloud_requests` metric.
 const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
@@ -253,6 +253,26 @@ impl AwsBackend {
         Err(Error::combine(failures).unwrap_or_else(|| Error::internal("no region to ask STS in")))
     }
 
+    /// Clients for the SecretProviderClass's regions and for every region an object names.
+    async fn mount_regions(
+        &self,
+        spec: &MountSpec,
+        primary: &str,
+        credentials: &Credentials,
+    ) -> MountRegions {
+        let mut spc = vec![self.region_clients(primary, false, credentials).await];
+        if let Some(failover) = &spec.failover_region {
+            spc.push(self.region_clients(failover, true, credentials).await);
+        }
+        let mut own: Vec<RegionClients> = Vec::new();
+        for region in spec.objects.iter().filter_map(|o| o.region.as_deref()) {
+            if !own.iter().any(|clients| clients.region == region) {
+                own.push(self.region_clients(region, false, credentials).await);
+            }
+        }
+        MountRegions { spc, own }
+    }
+
     async fn region_clients(&self, region: &str, failover: bool, credentials: &Credentials) -> RegionClients {
         let sdk = self.sdk().await;
         let provider = SharedCredentialsProvider::new(credentials.clone());
@@ -274,6 +294,18 @@ impl AwsBackend {
             ),
         }
     }
+}
+
+/// The object's file and its `jmesPath` files, with their versions.
+fn add_object_files(response: &mut MountResponse, object: &ObjectSpec, fetched: &Fetched) -> Result<()> {
+    let extracted = csi_secrets_provider_core::jmes::extract(&object.name, &fetched.value, &object.jmes)?;
+    response.files.push(MountedFile::new(object.file_name.clone(), object.mode, fetched.value.clone()));
+    response.versions.push(ObjectVersion::new(object.file_name.clone(), fetched.version.clone()));
+    for (entry, value) in object.jmes.iter().zip(extracted) {
+        response.files.push(MountedFile::new(entry.file_name.clone(), entry.mode, value));
+        response.versions.push(ObjectVersion::new(entry.file_name.clone(), fetched.version.clone()));
+    }
+    Ok(())
 }
 
 fn token_for(request: &MountRequest, audience: &str, mode: &str) -> Result<String> {
@@ -310,10 +342,7 @@ impl SecretBackend for AwsBackend {
         let sts_regions: Vec<&str> =
             std::iter::once(primary.as_str()).chain(spec.failover_region.as_deref()).collect();
         let (identity, credentials) = self.credentials(&spec, request, &sts_regions).await?;
-        let mut regions = vec![self.region_clients(&primary, false, &credentials).await];
-        if let Some(failover) = &spec.failover_region {
-            regions.push(self.region_clients(failover, true, &credentials).await);
-        }
+        let regions = self.mount_regions(&spec, &primary, &credentials).await;
 
         let of_type =
             |t: ObjectType| spec.objects.iter().filter(move |o| o.object_type == t).collect::<Vec<_>>();
@@ -332,19 +361,12 @@ impl SecretBackend for AwsBackend {
 
         let mut response =
             MountResponse { warnings: spec.plan.warnings().to_vec(), ..MountResponse::default() };
-        for (object, fetched) in
-            secrets.iter().chain(&parameters).zip(secret_values.iter().chain(&parameter_values))
+        for (object, outcome) in
+            secrets.iter().chain(&parameters).zip(secret_values.into_iter().chain(parameter_values))
         {
-            let extracted = fetch::jmes_values(object, &fetched.value)?;
-            response.files.push(MountedFile::new(
-                object.file_name.clone(),
-                object.mode,
-                fetched.value.clone(),
-            ));
-            response.versions.push(ObjectVersion::new(object.file_name.clone(), fetched.version.clone()));
-            for (entry, value) in object.jmes.iter().zip(extracted) {
-                response.files.push(MountedFile::new(entry.file_name.clone(), entry.mode, value));
-                response.versions.push(ObjectVersion::new(entry.file_name.clone(), fetched.version.clone()));
+            match outcome {
+                Ok(fetched) => add_object_files(&mut response, object, &fetched)?,
+                Err(skipped) => response.skipped.push(skipped),
             }
         }
         Ok(response)

@@ -4,13 +4,13 @@
 //! own, reads only the missing ones, and keeps each answer under its own key.
 
 use csi_secrets_provider_core::{
-    CloudCalls, Error, HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats,
+    CloudCalls, Error, HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats, SkippedObject,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
 use crate::credentials::IdentityKey;
-use crate::fetch::{self, Fetched, RegionClients, SSM_BATCH};
+use crate::fetch::{self, Fetched, ParameterBatch, RegionClients, SSM_BATCH};
 use crate::params::{ObjectSpec, ObjectType};
 
 impl HeldBytes for Fetched {
@@ -41,7 +41,7 @@ pub(crate) struct ObjectReadKey {
 #[derive(Debug)]
 pub(crate) struct SharedObjects {
     objects: SharedReads<ObjectReadKey, Fetched>,
-    batches: SharedReads<Vec<ObjectReadKey>, Vec<Fetched>>,
+    batches: SharedReads<Vec<ObjectReadKey>, ParameterBatch>,
 }
 
 impl SharedObjects {
@@ -53,10 +53,35 @@ impl SharedObjects {
     }
 }
 
+/// The regions a mount reads from: the SecretProviderClass's (primary, then failover), and
+/// those objects name with their own `region` (no failover).
+#[derive(Debug)]
+pub(crate) struct MountRegions {
+    pub spc: Vec<RegionClients>,
+    pub own: Vec<RegionClients>,
+}
+
+impl MountRegions {
+    /// The regions to try for `object`, in order.
+    pub(crate) fn of(&self, object: &ObjectSpec) -> &[RegionClients] {
+        match &object.region {
+            Some(region) => self
+                .own
+                .iter()
+                .position(|clients| &clients.region == region)
+                .map_or(&[][..], |index| &self.own[index..=index]),
+            None => &self.spc,
+        }
+    }
+}
+
+/// An object's value, or why an optional object was skipped.
+pub(crate) type ObjectOutcome = Result<Fetched, SkippedObject>;
+
 /// The reads of one mount.
 #[derive(Debug)]
 pub(crate) struct ObjectReads<'a> {
-    pub regions: &'a [RegionClients],
+    pub regions: &'a MountRegions,
     pub identity: &'a IdentityKey,
     pub kind: MountKind,
     pub shared: &'a SharedObjects,
@@ -69,6 +94,7 @@ impl ObjectReads<'_> {
     fn key(&self, object: &ObjectSpec) -> ObjectReadKey {
         let targets = self
             .regions
+            .of(object)
             .iter()
             .map(|clients| {
                 let target = object.target(clients.failover);
@@ -83,54 +109,104 @@ impl ObjectReads<'_> {
         ObjectReadKey { identity: self.identity.clone(), object_type: object.object_type, targets }
     }
 
-    /// Secrets Manager objects, in order.
-    pub(crate) async fn secrets(&self, objects: &[&ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+    /// Secrets Manager objects, in order; a missing optional one is skipped.
+    pub(crate) async fn secrets(&self, objects: &[&ObjectSpec]) -> Result<Vec<ObjectOutcome>, Error> {
         // Futures collected first: a closure inside the stream trips the `Send` check of the
         // async-trait future (higher-ranked lifetimes).
         let reads: Vec<_> = objects
             .iter()
-            .map(|&object| {
-                self.shared.objects.read(self.key(object), self.kind, move || {
-                    fetch::secret(self.regions, object, self.calls)
-                })
+            .map(|&object| async move {
+                let read = self.shared.objects.read(self.key(object), self.kind, move || {
+                    fetch::secret(self.regions.of(object), object, self.calls)
+                });
+                match read.await {
+                    Ok(fetched) => Ok(Ok(fetched)),
+                    Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
+                }
             })
             .collect();
         futures::stream::iter(reads).buffered(self.concurrency.max(1)).try_collect().await
     }
 
-    /// SSM parameters, in order: recent reads for a remount, the rest ten to a call.
-    pub(crate) async fn parameters(&self, objects: &[&ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+    /// SSM parameters, in order: those of each region set read apart (ten to a call), since
+    /// one call asks one region.
+    pub(crate) async fn parameters(&self, objects: &[&ObjectSpec]) -> Result<Vec<ObjectOutcome>, Error> {
+        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+        for (index, object) in objects.iter().enumerate() {
+            let region = object.region.as_deref();
+            match groups.iter_mut().find(|(r, _)| *r == region) {
+                Some((_, indices)) => indices.push(index),
+                None => groups.push((region, vec![index])),
+            }
+        }
+        let mut outcomes: Vec<Option<ObjectOutcome>> = vec![None; objects.len()];
+        for (_, indices) in groups {
+            let group: Vec<&ObjectSpec> = indices.iter().map(|&i| objects[i]).collect();
+            for (index, outcome) in indices.into_iter().zip(self.parameters_of_one_region_set(&group).await?)
+            {
+                outcomes[index] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .zip(objects)
+            .map(|(outcome, object)| {
+                outcome.ok_or_else(|| {
+                    Error::internal("SSM answered fewer parameters than asked").with_object(&object.name)
+                })
+            })
+            .collect()
+    }
+
+    /// Parameters read from the same regions: recent reads for a remount, the rest ten to a
+    /// call.
+    async fn parameters_of_one_region_set(
+        &self,
+        objects: &[&ObjectSpec],
+    ) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut found: Vec<Option<Fetched>> = match self.kind {
-            MountKind::Remount => keys.iter().map(|key| self.shared.objects.recent(key)).collect(),
+        let mut found: Vec<Option<ObjectOutcome>> = match self.kind {
+            MountKind::Remount => keys.iter().map(|key| self.shared.objects.recent(key).map(Ok)).collect(),
             MountKind::First => vec![None; keys.len()],
         };
         let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+        let regions = objects.first().map_or(&[][..], |object| self.regions.of(object));
         let batches: Vec<_> = missing
             .chunks(SSM_BATCH)
             .map(|indices| {
                 let batch: Vec<&ObjectSpec> = indices.iter().map(|&i| objects[i]).collect();
                 let batch_keys: Vec<ObjectReadKey> = indices.iter().map(|&i| keys[i].clone()).collect();
                 async move {
-                    let fetched = self
+                    let answer = self
                         .shared
                         .batches
                         .single_flight(batch_keys.clone(), || {
-                            fetch::parameter_batch(self.regions, &batch, self.calls)
+                            fetch::parameter_batch(regions, &batch, self.calls)
                         })
                         .await?;
-                    for (key, value) in batch_keys.into_iter().zip(&fetched) {
-                        self.shared.objects.keep(key, value.clone());
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    for ((key, value), object) in batch_keys.into_iter().zip(&answer.values).zip(&batch) {
+                        outcomes.push(match value {
+                            Some(value) => {
+                                self.shared.objects.keep(key, value.clone());
+                                Ok(value.clone())
+                            }
+                            None => Err(SkippedObject::from_error(
+                                &object.name,
+                                object.optional,
+                                answer.missing(object),
+                            )?),
+                        });
                     }
-                    Ok::<_, Error>((indices, fetched))
+                    Ok::<_, Error>((indices, outcomes))
                 }
             })
             .collect();
-        let answered: Vec<(&[usize], Vec<Fetched>)> =
+        let answered: Vec<(&[usize], Vec<ObjectOutcome>)> =
             futures::stream::iter(batches).buffered(self.concurrency.max(1)).try_collect().await?;
-        for (indices, fetched) in answered {
-            for (&index, value) in indices.iter().zip(fetched) {
-                found[index] = Some(value);
+        for (indices, outcomes) in answered {
+            for (&index, outcome) in indices.iter().zip(outcomes) {
+                found[index] = Some(outcome);
             }
         }
         found

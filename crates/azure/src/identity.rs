@@ -132,7 +132,7 @@ struct IdentityEntry {
 pub const IDLE_EVICTION: Duration = Duration::from_secs(60 * 60);
 
 /// How to build a credential when an identity is first seen.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum CredentialSpec<'a> {
     Workload {
         tenant: &'a str,

@@ -25,12 +25,12 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend,
-    SharingOptions, Validation,
+    SharingOptions, SkippedObject, Validation,
 };
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 
-use crate::identity::{CredentialSpec, Identities, IdentityKey, Nmi};
+use crate::identity::{CredentialSpec, Identities, IdentityKey, Nmi, VaultClients};
 pub use crate::params::Cloud;
 use crate::params::{Identity, MountSpec};
 use crate::reads::{SharedVaultReads, VaultReads};
@@ -39,6 +39,13 @@ use crate::vault::WriteOptions;
 
 pub use crate::pod_identity::DEFAULT_NMI_ENDPOINT;
 pub use crate::token_proxy::{DEFAULT_TOKEN_PROXY_CA_FILE, DEFAULT_TOKEN_PROXY_URL, TokenProxyOptions};
+
+/// One vault a mount reads: its name, URL and clients.
+struct MountVault {
+    name: String,
+    url: String,
+    clients: VaultClients,
+}
 
 /// Audience of the service account token exchanged for an Azure AD token.
 pub const WORKLOAD_IDENTITY_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -136,6 +143,31 @@ impl AzureBackend {
             cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
             ..Default::default()
         })
+    }
+
+    /// The SPC's vault and every vault an object names, each with its own clients (and so its
+    /// own challenge) for the one identity of the mount.
+    fn mount_vaults(
+        &self,
+        spec: &MountSpec,
+        endpoints: &cloud::CloudEndpoints,
+        identity: &IdentityKey,
+        credential: &CredentialSpec<'_>,
+        client_options: &ClientOptions,
+    ) -> Result<Vec<MountVault>> {
+        let names = std::iter::once(spec.keyvault_name.as_str())
+            .chain(spec.objects.iter().filter_map(|object| object.keyvault_name.as_deref()));
+        let mut vaults: Vec<MountVault> = Vec::new();
+        for name in names {
+            if vaults.iter().any(|vault| vault.name == name) {
+                continue;
+            }
+            let url = endpoints.vault_url(name);
+            let clients =
+                self.identities.clients(identity.clone(), credential.clone(), &url, client_options)?;
+            vaults.push(MountVault { name: name.to_owned(), url, clients });
+        }
+        Ok(vaults)
     }
 
     fn credential<'a>(
@@ -280,7 +312,6 @@ impl SecretBackend for AzureBackend {
         let environment_file =
             spec.cloud_env_file.as_ref().map(PathBuf::from).or_else(|| self.options.environment_file.clone());
         let endpoints = cloud::endpoints(cloud, environment_file.as_deref())?;
-        let vault_url = endpoints.vault_url(&spec.keyvault_name);
         let client_options = self.client_options(&endpoints.authority_host)?;
         let nmi = Nmi {
             http: self.http.clone().map_err(Error::invalid_config)?,
@@ -292,10 +323,10 @@ impl SecretBackend for AzureBackend {
         };
         let (identity, credential) =
             self.credential(&spec, request, &endpoints.authority_host, &nmi, proxy)?;
-        let clients = self.identities.clients(identity.clone(), credential, &vault_url, &client_options)?;
+        let vaults = self.mount_vaults(&spec, &endpoints, &identity, &credential, &client_options)?;
         // A pod-identity read is authorized by the identity NMI assigned: pods NMI gives the same
         // identity share reads.
-        let identity = match &clients.pod_identity {
+        let identity = match vaults.first().and_then(|vault| vault.clients.pod_identity.as_ref()) {
             Some(nmi) => IdentityKey::PodIdentityClient {
                 authority: endpoints.authority_host.clone(),
                 tenant: spec.tenant_id.clone(),
@@ -309,21 +340,41 @@ impl SecretBackend for AzureBackend {
             construct_pem_chain: self.options.construct_pem_chain,
             write_cert_and_key_in_separate_files: self.options.write_cert_and_key_in_separate_files,
         };
-        let reads = VaultReads {
-            clients: &clients,
-            identity: &identity,
-            vault_url: &vault_url,
-            kind: request.kind,
-            shared: &self.reads,
-        };
-        let fetches: Vec<_> = spec.objects.iter().map(|object| vault::fetch(&reads, object, write)).collect();
-        let fetched: Vec<vault::ObjectFiles> =
+        let fetches: Vec<_> = spec
+            .objects
+            .iter()
+            .map(|object| {
+                let vault_name = object.keyvault_name.as_deref().unwrap_or(&spec.keyvault_name);
+                let vault = vaults.iter().find(|vault| vault.name == vault_name);
+                let identity = &identity;
+                async move {
+                    let vault = vault.ok_or_else(|| Error::internal("no client for the object's vault"))?;
+                    let reads = VaultReads {
+                        clients: &vault.clients,
+                        identity,
+                        vault_url: &vault.url,
+                        kind: request.kind,
+                        shared: &self.reads,
+                    };
+                    match vault::fetch(&reads, object, write).await {
+                        Ok(files) => Ok(Ok(files)),
+                        Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
+                    }
+                }
+            })
+            .collect();
+        let fetched: Vec<std::result::Result<vault::ObjectFiles, SkippedObject>> =
             futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
         let mut response =
             MountResponse { warnings: spec.plan.warnings().to_vec(), ..MountResponse::default() };
         for object in fetched {
-            response.files.extend(object.files);
-            response.versions.extend(object.versions);
+            match object {
+                Ok(object) => {
+                    response.files.extend(object.files);
+                    response.versions.extend(object.versions);
+                }
+                Err(skipped) => response.skipped.push(skipped),
+            }
         }
         Ok(response)
     }

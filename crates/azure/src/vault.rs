@@ -1,7 +1,7 @@
 //! Fetching one SPC object from Key Vault and turning it into files, as the Azure provider does.
 
 use base64::Engine;
-use csi_secrets_provider_core::{Error, ErrorKind, HeldBytes, MountedFile, ObjectVersion};
+use csi_secrets_provider_core::{Error, ErrorKind, HeldBytes, MountedFile, ObjectVersion, SecretBytes, jmes};
 use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -32,9 +32,12 @@ pub(crate) async fn fetch(
     write: WriteOptions,
 ) -> Result<ObjectFiles, Error> {
     let version = object.version.as_deref().unwrap_or_default();
-    fetch_files(reads, object, write)
-        .await
-        .map_err(|e| e.prefixed(upstream_prefix(object.object_type.as_str(), &object.name, version)))
+    let mut prefix = upstream_prefix(object.object_type.as_str(), &object.name, version);
+    if let Some(vault) = &object.keyvault_name {
+        // The SPC's vault is the one upstream names; an object's own vault is said.
+        prefix.push_str(&format!(", keyvaultName:{vault}"));
+    }
+    fetch_files(reads, object, write).await.map_err(|e| e.prefixed(prefix))
 }
 
 async fn fetch_files(
@@ -55,7 +58,13 @@ async fn fetch_files(
     } else {
         let raw = reads.object(object, object.version.as_deref()).await?;
         let contents = render(&raw, object, write)?;
+        let extracted = jmes::extract(&object.name, &SecretBytes::new(contents.main.clone()), &object.jmes)?;
         push(&mut out, object, object.file_name(), object.version_id(), contents, raw.version());
+        for (entry, value) in object.jmes.iter().zip(extracted) {
+            out.files.push(MountedFile::new(entry.file_name.clone(), entry.mode, value));
+            out.versions
+                .push(ObjectVersion::new(format!("{}/{}", object.version_id(), entry.alias), raw.version()));
+        }
     }
     Ok(out)
 }
@@ -344,19 +353,21 @@ pub fn sdk_error(error: azure_core::Error, object: &ObjectSpec, version: Option<
     };
     let mapped = match error.kind() {
         azure_core::error::ErrorKind::HttpResponse { status, error_code, raw_response } => {
-            let detail = raw_response
+            let body = raw_response
                 .as_ref()
                 .and_then(|r| serde_json::from_slice::<serde_json::Value>(r.body().as_ref()).ok())
-                .and_then(|body| body["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             let code = error_code.clone().unwrap_or_else(|| u16::from(*status).to_string());
             let kind = match u16::from(*status) {
                 404 => ErrorKind::NotFound,
+                // A disabled version cannot be read by anyone: as good as absent.
+                403 if is_disabled(&body) => ErrorKind::NotFound,
                 401 | 403 => ErrorKind::PermissionDenied,
                 429 => ErrorKind::Throttled,
                 500..=599 => ErrorKind::Unavailable,
                 _ => ErrorKind::InvalidConfig,
             };
+            let detail = body["error"]["message"].as_str().unwrap_or_default();
             Error::new(kind, format!("failed to get {what} from Key Vault: {code}: {detail}"))
         }
         azure_core::error::ErrorKind::Credential => Error::permission_denied(with_hint(format!(
@@ -369,6 +380,14 @@ pub fn sdk_error(error: azure_core::Error, object: &ObjectSpec, version: Option<
         _ => Error::internal(format!("failed to get {what}: {}", error_chain(&error))),
     };
     mapped.with_object(&object.name)
+}
+
+/// Key Vault's answer for a disabled object or version: 403 with inner code `SecretDisabled`
+/// (`KeyDisabled`, `CertificateDisabled`), and "Operation get is not allowed on a disabled …".
+fn is_disabled(body: &serde_json::Value) -> bool {
+    let error = &body["error"];
+    error["innererror"]["code"].as_str().is_some_and(|code| code.ends_with("Disabled"))
+        || error["message"].as_str().is_some_and(|message| message.contains("not allowed on a disabled"))
 }
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

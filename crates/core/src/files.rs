@@ -75,6 +75,8 @@ pub struct PlannedFile {
 pub struct FilePlan {
     files: Vec<PlannedFile>,
     warnings: Vec<Warning>,
+    /// Objects marked `optional: true`: skipped, not failed, when the cloud has no such object.
+    optional: Vec<String>,
 }
 
 impl FilePlan {
@@ -132,6 +134,18 @@ impl FilePlan {
 
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
+    }
+
+    /// Marks `object` optional (`optional: true`).
+    pub fn mark_optional(&mut self, object: &str) {
+        if !self.optional.iter().any(|o| o == object) {
+            self.optional.push(object.to_owned());
+        }
+    }
+
+    /// The optional objects, in SecretProviderClass order.
+    pub fn optional_objects(&self) -> &[String] {
+        &self.optional
     }
 
     pub fn len(&self) -> usize {

@@ -144,6 +144,18 @@ impl<'a, K: ConfigKey> Fields<'a, K> {
         yaml::trimmed_value(self.get(key), key.as_str())
     }
 
+    /// `key` as a boolean: a YAML bool or a string Go's `strconv.ParseBool` takes (`"true"`,
+    /// `"1"`, `"False"`, ...); absent or blank is `false`.
+    pub fn flag(&self, key: K) -> Result<bool, Error> {
+        match self.trimmed(key)? {
+            None => Ok(false),
+            Some(value) => crate::request::parse_go_bool(&value).ok_or_else(|| {
+                Error::invalid_config(format!("{} must be true or false, got {value:?}", key.as_str()))
+                    .with_field(key.as_str())
+            }),
+        }
+    }
+
     /// Reads several keys, collecting errors instead of stopping at the first.
     pub fn many<const N: usize>(
         &self,

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod error;
 pub mod files;
+pub mod jmes;
 pub mod keys;
 pub mod mode;
 pub mod request;
@@ -18,6 +19,7 @@ pub mod yaml;
 pub use backend::{SecretBackend, Validation};
 pub use error::{Error, ErrorKind, Result};
 pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
+pub use jmes::{JmesEntry, JmesKey, JmesRules};
 pub use keys::{ConfigKey, Fields, KeyMatching, Warning, unknown_parameters};
 pub use mode::FileMode;
 pub use request::{
@@ -25,7 +27,7 @@ pub use request::{
     parse_go_bool,
 };
 pub use response::{
-    DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, check_response_size,
+    DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, SkippedObject, check_response_size,
 };
 pub use sharing::{HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats};
 pub use stats::{BackendStats, CloudCallCount, CloudCalls};

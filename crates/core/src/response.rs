@@ -1,6 +1,6 @@
 //! The mount result model and the driver's rules on it.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files::{FilePlan, SecretBytes};
 use crate::keys::Warning;
 use crate::mode::FileMode;
@@ -44,6 +44,28 @@ pub struct MountResponse {
     pub versions: Vec<ObjectVersion>,
     /// Logged by the server with the pod's name; never sent to the driver.
     pub warnings: Vec<Warning>,
+    /// Optional objects (`optional: true`) the cloud does not have: no file was written for
+    /// them. Logged and counted by the server; never sent to the driver.
+    pub skipped: Vec<SkippedObject>,
+}
+
+/// An optional object that was not mounted, and why (the cloud's not-found answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedObject {
+    pub object: String,
+    pub reason: String,
+}
+
+impl SkippedObject {
+    /// Skips `object` when it is optional and `error` says it does not exist; any other error
+    /// (denied, throttled, unreachable) is handed back, since skipping those would hide faults.
+    pub fn from_error(object: &str, optional: bool, error: Error) -> Result<Self, Error> {
+        if optional && error.kind() == ErrorKind::NotFound {
+            Ok(Self { object: object.to_owned(), reason: error.message().to_owned() })
+        } else {
+            Err(error)
+        }
+    }
 }
 
 impl MountResponse {
@@ -119,7 +141,7 @@ mod tests {
                 MountedFile::new("a", FileMode::DEFAULT, b"last".to_vec()),
             ],
             versions: vec![ObjectVersion::new("a", "1"), ObjectVersion::new("a", "2")],
-            warnings: Vec::new(),
+            ..MountResponse::default()
         };
         response.keep_last_per_path();
         let files: Vec<(&str, &[u8])> =

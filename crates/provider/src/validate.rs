@@ -45,6 +45,13 @@ pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
                 files.len(),
                 files.join(", ")
             );
+            if !plan.optional_objects().is_empty() {
+                let _ = writeln!(
+                    text,
+                    "  optional (skipped when the cloud has no such object): {}",
+                    plan.optional_objects().join(", ")
+                );
+            }
         } else {
             ok = false;
             let _ = writeln!(

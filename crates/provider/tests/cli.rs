@@ -41,6 +41,15 @@ mod all_backends {
             stdout.contains("(provider azure): ok, 3 file(s): SQL_PASSWORD, signing-key, ingress-tls"),
             "{stdout}"
         );
+        // This provider's own keys: optional objects are listed, jmesPath files planned.
+        assert!(
+            stdout.contains("optional (skipped when the cloud has no such object): prod/app/feature-flags"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("ok, 5 file(s): db.json, db-user, db-password, shared-api-key, optional-license"),
+            "{stdout}"
+        );
         Ok(())
     }
 

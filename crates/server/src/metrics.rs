@@ -70,6 +70,7 @@ pub struct Metrics {
     in_flight: Family<BackendLabels, Gauge>,
     files: Family<BackendLabels, Counter>,
     remounts: Family<BackendLabels, Counter>,
+    skipped: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,8 +122,14 @@ impl Metrics {
             "Mount calls for a target path already served (kubelet republish, rotation)",
             remounts.clone(),
         );
+        let skipped = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "optional_objects_skipped",
+            "Optional objects (optional: true) skipped because the cloud does not have them",
+            skipped.clone(),
+        );
         registry.register_collector(Box::new(BackendStatsCollector { backends: backends.to_vec() }));
-        Self { registry: Arc::new(registry), mounts, mount_seconds, in_flight, files, remounts }
+        Self { registry: Arc::new(registry), mounts, mount_seconds, in_flight, files, remounts, skipped }
     }
 
     /// The in-flight gauge of a backend. The service raises and lowers it around each mount
@@ -150,6 +157,15 @@ impl Metrics {
         self.mounts
             .get_or_create(&MountLabels { backend: backend.to_owned(), outcome: outcome.to_owned() })
             .inc();
+    }
+
+    /// Counts optional objects a mount skipped.
+    pub fn optional_objects_skipped(&self, backend: &str, count: usize) {
+        if count > 0 {
+            self.skipped
+                .get_or_create(&BackendLabels { backend: backend.to_owned() })
+                .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+        }
     }
 
     /// The OpenMetrics text exposition.
@@ -296,6 +312,7 @@ mod tests {
         backend.0.cloud_calls.record("secretsmanager:GetSecretValue", &Ok(()));
         let _in_flight = metrics.in_flight("aws");
         metrics.mount_finished("aws", MountKind::First, Ok(1), Duration::from_millis(3));
+        metrics.optional_objects_skipped("aws", 1);
         metrics.mount_finished(
             "aws",
             MountKind::Remount,
@@ -370,6 +387,7 @@ mod tests {
             "mounts_in_flight",
             "files_returned_total",
             "remounts_total",
+            "optional_objects_skipped_total",
             "cloud_requests_total",
             "shared_reads_total",
             "shared_read_bytes",

@@ -133,6 +133,8 @@ impl ProviderService {
         response.keep_last_per_path();
         response.check()?;
         log_warnings(self.backend.name(), &request, &response.warnings);
+        log_skipped(self.backend.name(), &request, &response.skipped);
+        self.metrics.optional_objects_skipped(self.backend.name(), response.skipped.len());
         let objects = response.versions.len();
         let encoded = to_proto(&response, &request.current_versions);
         check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;
@@ -243,6 +245,21 @@ fn log_warnings(backend: &str, request: &MountRequest, warnings: &[csi_secrets_p
             spc = request.spc_name.as_deref().unwrap_or("-"),
             warning = %warning,
             "SecretProviderClass warning"
+        );
+    }
+}
+
+/// Optional objects the cloud does not have: no file for them, one line each, with the pod.
+fn log_skipped(backend: &str, request: &MountRequest, skipped: &[csi_secrets_provider_core::SkippedObject]) {
+    for object in skipped {
+        tracing::info!(
+            backend,
+            pod.namespace = request.pod.namespace.as_deref().unwrap_or("-"),
+            pod.name = request.pod.name.as_deref().unwrap_or("-"),
+            spc = request.spc_name.as_deref().unwrap_or("-"),
+            object = %object.object,
+            reason = %object.reason,
+            "optional object not found; skipped"
         );
     }
 }

@@ -11,6 +11,23 @@ pub(super) fn kv_error(status: u16, code: &str, message: &str) -> Response {
     json(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
 }
 
+/// Key Vault's answer for a disabled version: 403 with an inner code naming what is disabled.
+fn disabled(noun: &str) -> Response {
+    let inner = match noun {
+        "key" => "KeyDisabled",
+        "certificate" => "CertificateDisabled",
+        _ => "SecretDisabled",
+    };
+    json(
+        403,
+        &serde_json::json!({ "error": {
+            "code": "Forbidden",
+            "message": format!("Operation get is not allowed on a disabled {noun}."),
+            "innererror": { "code": inner }
+        } }),
+    )
+}
+
 pub(super) fn key_vault(state: &mut State, vault_name: &str, request: &Request) -> Response {
     let response = vault_answer(state, vault_name, request);
     state.vault_requests.push(VaultRequest {
@@ -159,17 +176,13 @@ pub(super) fn object<T>(
         Some(version) if !version.is_empty() => {
             match versions.iter().find(|v| v.id.ends_with(&format!("/{version}"))) {
                 Some(v) if v.enabled => json(200, &render(v)),
-                Some(_) => {
-                    kv_error(403, "Forbidden", &format!("Operation get is not allowed on a disabled {noun}."))
-                }
+                Some(_) => disabled(noun),
                 None => not_found(),
             }
         }
         _ => match versions.last() {
             Some(v) if v.enabled => json(200, &render(v)),
-            Some(_) => {
-                kv_error(403, "Forbidden", &format!("Operation get is not allowed on a disabled {noun}."))
-            }
+            Some(_) => disabled(noun),
             None => not_found(),
         },
     }

@@ -3,39 +3,78 @@
 use super::arn::resolve_type;
 use super::keys::{FailoverKey, MATCHING};
 use super::object::both_versions;
-use super::{FAILOVER_REGION, FailoverObject, ObjectType};
-use csi_secrets_provider_core::{Error, Fields, Warning};
+use super::{FAILOVER_REGION, FailoverObject, ListContext, ObjectType};
+use csi_secrets_provider_core::{ConfigKey, Error, Fields};
 use serde_norway::Value;
 
-#[allow(clippy::too_many_arguments)]
+/// What the failover entry is checked against.
+pub(super) struct PrimaryObject<'a> {
+    pub name: &'a str,
+    pub object_type: ObjectType,
+    pub has_alias: bool,
+    pub version: Option<&'a str>,
+    /// The object's own `region`, which has no failover.
+    pub own_region: Option<&'a str>,
+}
+
+/// A parsed `failoverObject`, and the region its ARN names.
+#[derive(Default)]
+pub(super) struct ParsedFailover {
+    pub object: Option<FailoverObject>,
+    pub arn_region: Option<String>,
+}
+
 pub(super) fn parse_failover(
     entry: Option<&Value>,
-    name: &str,
-    object_type: ObjectType,
-    has_alias: bool,
-    primary_version: Option<&str>,
-    failover_region: bool,
+    primary: &PrimaryObject<'_>,
+    context: &mut ListContext,
     problems: &mut Vec<Error>,
-    warnings: &mut Vec<Warning>,
-) -> (Option<FailoverObject>, Option<String>) {
-    let Some(entry) = entry.filter(|v| !v.is_null()) else { return (None, None) };
+) -> ParsedFailover {
+    let name = primary.name;
+    let Some(entry) = entry.filter(|v| !v.is_null()) else { return ParsedFailover::default() };
+    let field = "failoverObject";
+    if !entry.is_mapping() {
+        // Upstream's JSON decoder refuses the whole `objects` list for this.
+        problems.push(
+            Error::invalid_config(format!(
+                "failoverObject must be a mapping with objectName, objectVersion or objectVersionLabel: {name}"
+            ))
+            .with_object(name)
+            .with_field(field),
+        );
+        return ParsedFailover::default();
+    }
+    if primary.own_region.is_some() {
+        problems.push(
+            Error::invalid_config(format!(
+                "failoverObject cannot be used with the object's own region (failover applies to the \
+                 SecretProviderClass's region): {name}"
+            ))
+            .with_object(name)
+            .with_field(field),
+        );
+    }
     let fields: Fields<'_, FailoverKey> = Fields::read(entry, MATCHING);
-    warnings.extend(fields.unknown_keys(name, "failoverObject."));
-    let get = |key: FailoverKey| fields.non_empty(key).ok().flatten();
+    context.warnings.extend(fields.unknown_keys(name, "failoverObject."));
+    let mut get = |key: FailoverKey| {
+        fields.non_empty(key).unwrap_or_else(|e| {
+            problems.push(e.with_object(name).with_field(format!("{field}.{}", key.as_str())));
+            None
+        })
+    };
     let version = get(FailoverKey::ObjectVersion);
     let version_label = get(FailoverKey::ObjectVersionLabel);
     let Some(failover_name) = get(FailoverKey::ObjectName) else {
         // Upstream checks a failover entry only when it names an object, and still asks the
         // failover region for its version or label (of the primary's name).
-        let failover = (version.is_some() || version_label.is_some()).then_some(FailoverObject {
+        let object = (version.is_some() || version_label.is_some()).then_some(FailoverObject {
             name: None,
             version,
             version_label,
         });
-        return (failover, None);
+        return ParsedFailover { object, arn_region: None };
     };
-    let field = "failoverObject";
-    if !has_alias {
+    if !primary.has_alias {
         problems.push(
             Error::invalid_config(format!(
                 "object alias must be specified for objects with failover entries: {name}"
@@ -44,7 +83,7 @@ pub(super) fn parse_failover(
             .with_field("objectAlias"),
         );
     }
-    if !failover_region {
+    if !context.failover_region {
         problems.push(
             Error::invalid_config(format!(
                 "failover object allowed only when failover region is defined: {name}"
@@ -55,15 +94,15 @@ pub(super) fn parse_failover(
     }
     let mut arn_region = None;
     if failover_name.starts_with("arn:") {
-        match resolve_type(&failover_name, Some(object_type.as_str())) {
+        match resolve_type(&failover_name, Some(primary.object_type.as_str())) {
             Ok((_, region)) => arn_region = region,
             Err(e) => problems.push(e.with_object(name).with_field(format!("{field}.objectName"))),
         }
     }
-    if object_type == ObjectType::SsmParameter && version.is_some() && version_label.is_some() {
+    if primary.object_type == ObjectType::SsmParameter && version.is_some() && version_label.is_some() {
         problems.push(both_versions(name).with_field(format!("{field}.objectVersionLabel")));
     }
-    if version.as_deref() != primary_version {
+    if version.as_deref() != primary.version {
         problems.push(
             Error::invalid_config(format!(
                 "object versions must match between primary and failover regions: {name}"
@@ -72,5 +111,8 @@ pub(super) fn parse_failover(
             .with_field(format!("{field}.objectVersion")),
         );
     }
-    (Some(FailoverObject { name: Some(failover_name), version, version_label }), arn_region)
+    ParsedFailover {
+        object: Some(FailoverObject { name: Some(failover_name), version, version_label }),
+        arn_region,
+    }
 }

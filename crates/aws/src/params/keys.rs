@@ -1,4 +1,5 @@
-//! The typed keys of an `objects` entry and of its `jmesPath` and `failoverObject` parts.
+//! The typed keys of the parameters, of an `objects` entry and of its `failoverObject` (the
+//! `jmesPath` keys are core's, shared with the Azure backend).
 
 use csi_secrets_provider_core::KeyMatching;
 
@@ -26,15 +27,9 @@ csi_secrets_provider_core::config_keys! {
         FilePermission => "filePermission",
         JmesPath => "jmesPath",
         FailoverObject => "failoverObject",
-    }
-}
-
-csi_secrets_provider_core::config_keys! {
-    /// Keys of a `jmesPath` entry.
-    pub enum JmesKey {
-        Path => "path",
-        ObjectAlias => "objectAlias",
-        FilePermission => "filePermission",
+        // This provider's own: not in the official provider, which ignores them.
+        Optional => "optional",
+        Region => "region",
     }
 }
 

@@ -4,11 +4,10 @@
 
 mod arn;
 mod failover;
-mod jmes;
 mod keys;
 mod object;
 
-use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, Warning, parse_go_bool};
+use csi_secrets_provider_core::{Error, FileMode, FilePlan, JmesEntry, Parameters, Warning, parse_go_bool};
 use serde_norway::Value;
 
 use keys::ParameterKey;
@@ -71,14 +70,6 @@ pub enum AddressType {
     Ipv6,
 }
 
-/// A `jmesPath` entry: one field of a JSON secret written as its own file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JmesEntry {
-    pub path: String,
-    pub file_name: String,
-    pub mode: FileMode,
-}
-
 /// `failoverObject`: what to fetch in the failover region instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailoverObject {
@@ -102,6 +93,10 @@ pub struct ObjectSpec {
     pub mode: FileMode,
     pub jmes: Vec<JmesEntry>,
     pub failover: Option<FailoverObject>,
+    /// `optional: true`: a missing object is skipped instead of failing the mount.
+    pub optional: bool,
+    /// The object's own `region`: read there only (no failover), instead of the SPC's region.
+    pub region: Option<String>,
     /// Region named by the objectName ARN, if any.
     arn_region: Option<String>,
     failover_arn_region: Option<String>,
@@ -157,11 +152,12 @@ impl MountSpec {
             );
         }
         for object in &self.objects {
+            let region = object.region.as_deref().unwrap_or(primary);
             if let Some(arn_region) = &object.arn_region
-                && arn_region != primary
+                && arn_region != region
             {
                 problems.push(
-                    Error::invalid_config(format!("ARN region must match region {primary}: {}", object.name))
+                    Error::invalid_config(format!("ARN region must match region {region}: {}", object.name))
                         .with_object(&object.name)
                         .with_field("objectName"),
                 );
@@ -279,13 +275,20 @@ fn address_type(value: Option<&str>) -> AddressType {
     }
 }
 
+/// What upstream's duplicate rules compare of an earlier entry.
+pub(super) struct SeenObject {
+    name: String,
+    alias: Option<String>,
+    version_label: Option<String>,
+}
+
 #[derive(Default)]
 pub(super) struct ListContext {
     translation: Option<char>,
     default_mode: FileMode,
     failover_region: bool,
-    /// objectName -> (alias, version label) of earlier entries, for upstream's duplicate rules.
-    seen_names: Vec<(String, Option<String>, Option<String>)>,
+    /// Earlier entries, for upstream's duplicate rules.
+    seen_names: Vec<SeenObject>,
     seen_aliases: Vec<String>,
     /// Unknown keys and the like: the mount goes on.
     warnings: Vec<Warning>,

@@ -1,12 +1,41 @@
 //! One `objects` entry: its keys, type, file name and mode, and upstream's duplicate rules.
 
 use super::arn::resolve_type;
-use super::failover::parse_failover;
-use super::jmes::{jmes_aliases, parse_jmes};
+use super::failover::{PrimaryObject, parse_failover};
 use super::keys::{MATCHING, ObjectKey};
-use super::{ListContext, ObjectSpec, ObjectType};
+use super::{ListContext, ObjectSpec, ObjectType, SeenObject};
+use csi_secrets_provider_core::jmes::{self, JmesEntry, JmesRules};
 use csi_secrets_provider_core::{Error, Fields, FileMode, FilePlan, translate_slashes};
 use serde_norway::Value;
+
+/// The plain string keys of an entry, read at once.
+struct ObjectFields {
+    name: Option<String>,
+    object_type: Option<String>,
+    alias: Option<String>,
+    version: Option<String>,
+    version_label: Option<String>,
+    file_permission: Option<String>,
+    region: Option<String>,
+}
+
+fn read_fields(fields: &Fields<'_, ObjectKey>) -> (ObjectFields, Vec<Error>) {
+    let ([name, object_type, alias, version, version_label, file_permission, region], problems) = fields
+        .many(
+            [
+                ObjectKey::ObjectName,
+                ObjectKey::ObjectType,
+                ObjectKey::ObjectAlias,
+                ObjectKey::ObjectVersion,
+                ObjectKey::ObjectVersionLabel,
+                ObjectKey::FilePermission,
+                ObjectKey::Region,
+            ],
+            Fields::non_empty,
+        );
+    let region = region.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    (ObjectFields { name, object_type, alias, version, version_label, file_permission, region }, problems)
+}
 
 pub(super) fn parse_object(
     index: usize,
@@ -21,21 +50,15 @@ pub(super) fn parse_object(
         ]);
     }
     let fields: Fields<'_, ObjectKey> = Fields::read(item, MATCHING);
-    let ([name, object_type, alias, version, version_label, file_permission], problems) = fields.many(
-        [
-            ObjectKey::ObjectName,
-            ObjectKey::ObjectType,
-            ObjectKey::ObjectAlias,
-            ObjectKey::ObjectVersion,
-            ObjectKey::ObjectVersionLabel,
-            ObjectKey::FilePermission,
-        ],
-        Fields::non_empty,
-    );
-    let object_id = name.clone().unwrap_or(fallback_name);
+    let (read, problems) = read_fields(&fields);
+    let object_id = read.name.clone().unwrap_or(fallback_name);
     context.warnings.extend(fields.unknown_keys(&object_id, ""));
     let mut problems: Vec<Error> = problems.into_iter().map(|e| e.or_object(&object_id)).collect();
-    let Some(name) = name else {
+    let optional = fields.flag(ObjectKey::Optional).unwrap_or_else(|e| {
+        problems.push(e.with_object(&object_id));
+        false
+    });
+    let Some(name) = read.name.clone() else {
         problems.push(
             Error::invalid_config("Object name must be specified")
                 .with_object(&object_id)
@@ -44,66 +67,79 @@ pub(super) fn parse_object(
         return Err(problems);
     };
 
-    let (object_type, arn_region) = match resolve_type(&name, object_type.as_deref()) {
+    let (object_type, arn_region) = match resolve_type(&name, read.object_type.as_deref()) {
         Ok(resolved) => resolved,
         Err(e) => {
             problems.push(e.with_object(&name));
             (ObjectType::SecretsManager, None)
         }
     };
-    if object_type == ObjectType::SsmParameter && version.is_some() && version_label.is_some() {
+    if object_type == ObjectType::SsmParameter && read.version.is_some() && read.version_label.is_some() {
         problems.push(both_versions(&name));
     }
-    let mode =
-        file_mode(file_permission.as_deref(), context.default_mode, &name, "filePermission", &mut problems);
-
-    let file_name = file_name(alias.as_deref().unwrap_or(&name), context.translation);
+    let mode = file_mode(
+        read.file_permission.as_deref(),
+        context.default_mode,
+        &name,
+        "filePermission",
+        &mut problems,
+    );
+    let file_name = file_name(read.alias.as_deref().unwrap_or(&name), context.translation);
     if has_parent_reference(&file_name) {
         problems.push(
             Error::invalid_config(format!("path can not contain ../: {name}"))
                 .with_object(&name)
-                .with_field(if alias.is_some() { "objectAlias" } else { "objectName" }),
+                .with_field(if read.alias.is_some() { "objectAlias" } else { "objectName" }),
         );
     }
 
     let jmes = parse_jmes(fields.get(ObjectKey::JmesPath), &name, mode, context, &mut problems);
-    let (failover, failover_arn_region) = parse_failover(
-        fields.get(ObjectKey::FailoverObject),
-        &name,
+    let primary = PrimaryObject {
+        name: &name,
         object_type,
-        alias.is_some(),
-        version.as_deref(),
-        context.failover_region,
-        &mut problems,
-        &mut context.warnings,
-    );
+        has_alias: read.alias.is_some(),
+        version: read.version.as_deref(),
+        own_region: read.region.as_deref(),
+    };
+    let failover = parse_failover(fields.get(ObjectKey::FailoverObject), &primary, context, &mut problems);
+    check_duplicates(&name, &read, &jmes, context, &mut problems);
 
-    check_duplicates(
-        &name,
-        alias.as_deref(),
-        version_label.as_deref(),
-        &jmes_aliases(fields.get(ObjectKey::JmesPath)),
-        context,
-        &mut problems,
-    );
-
-    if problems.is_empty() {
-        Ok(ObjectSpec {
-            name,
-            object_type,
-            alias,
-            version,
-            version_label,
-            file_name,
-            mode,
-            jmes,
-            failover,
-            arn_region,
-            failover_arn_region,
-        })
-    } else {
-        Err(problems)
+    if !problems.is_empty() {
+        return Err(problems);
     }
+    Ok(ObjectSpec {
+        name,
+        object_type,
+        alias: read.alias,
+        version: read.version,
+        version_label: read.version_label,
+        file_name,
+        mode,
+        jmes,
+        failover: failover.object,
+        optional,
+        region: read.region,
+        arn_region,
+        failover_arn_region: failover.arn_region,
+    })
+}
+
+/// `jmesPath` with upstream's rules: keys in any case, aliases translated like file names,
+/// four-digit permissions.
+fn parse_jmes(
+    list: Option<&Value>,
+    name: &str,
+    mode: FileMode,
+    context: &mut ListContext,
+    problems: &mut Vec<Error>,
+) -> Vec<JmesEntry> {
+    let translation = context.translation;
+    let rules = JmesRules {
+        matching: MATCHING,
+        file_name: &|alias| file_name(alias, translation),
+        mode: &FileMode::parse_four_octal_digits,
+    };
+    jmes::parse_entries(list, name, mode, &rules, &mut context.warnings, problems)
 }
 
 pub(super) fn both_versions(name: &str) -> Error {
@@ -147,20 +183,17 @@ pub(super) fn has_parent_reference(path: &str) -> bool {
 }
 
 /// Upstream's duplicate rules, in its words.
-pub(super) fn check_duplicates(
+fn check_duplicates(
     name: &str,
-    alias: Option<&str>,
-    label: Option<&str>,
-    jmes: &[(String, String)],
+    read: &ObjectFields,
+    jmes: &[JmesEntry],
     context: &mut ListContext,
     problems: &mut Vec<Error>,
 ) {
+    let (alias, label) = (read.alias.as_deref(), read.version_label.as_deref());
     let prefix = format!("found descriptor with duplicate object name {name}");
-    for (seen_name, seen_alias, seen_label) in &context.seen_names {
-        if seen_name != name {
-            continue;
-        }
-        let message = match (alias, seen_alias.as_deref(), label, seen_label.as_deref()) {
+    for seen in context.seen_names.iter().filter(|seen| seen.name == name) {
+        let message = match (alias, seen.alias.as_deref(), label, seen.version_label.as_deref()) {
             (Some(a), Some(b), None, None) if a == b => {
                 Some(format!("{prefix}, duplicate object alias {a}, and no version label"))
             }
@@ -178,7 +211,11 @@ pub(super) fn check_duplicates(
             break;
         }
     }
-    context.seen_names.push((name.to_owned(), alias.map(str::to_owned), label.map(str::to_owned)));
+    context.seen_names.push(SeenObject {
+        name: name.to_owned(),
+        alias: alias.map(str::to_owned),
+        version_label: label.map(str::to_owned),
+    });
     if let Some(alias) = alias {
         if context.seen_aliases.iter().any(|a| a == alias) {
             problems.push(
@@ -189,17 +226,18 @@ pub(super) fn check_duplicates(
         }
         context.seen_aliases.push(alias.to_owned());
     }
-    for (jmes_alias, path) in jmes {
-        if context.seen_aliases.iter().any(|a| a == jmes_alias) {
+    for entry in jmes {
+        if context.seen_aliases.contains(&entry.alias) {
             problems.push(
                 Error::invalid_config(format!(
-                    "Name already in use for objectAlias: found duplicate object alias {jmes_alias} in JMES path entry {path}"
+                    "Name already in use for objectAlias: found duplicate object alias {} in JMES path entry {}",
+                    entry.alias, entry.path
                 ))
                 .with_object(name)
                 .with_field("jmesPath"),
             );
         }
-        context.seen_aliases.push(jmes_alias.clone());
+        context.seen_aliases.push(entry.alias.clone());
     }
 }
 
@@ -213,5 +251,8 @@ pub(super) fn add_files(object: &ObjectSpec, plan: &mut FilePlan, problems: &mut
         if let Err(e) = plan.add(&object.name, entry.file_name.clone(), entry.mode) {
             problems.push(e.with_field("jmesPath"));
         }
+    }
+    if object.optional {
+        plan.mark_optional(&object.name);
     }
 }

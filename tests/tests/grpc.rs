@@ -298,11 +298,11 @@ async fn in_flight_mounts_finish_during_drain() -> TestResult {
 
 #[tokio::test]
 async fn http_health_endpoints() -> TestResult {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    // Bound here and handed over: the address is known and nobody can take the port meanwhile.
+    let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0")?);
     let addr = listener.local_addr()?;
-    drop(listener);
     let provider = InProcess::start_with(vec![Arc::new(TestBackend::default())], |options| {
-        options.health_addr = Some(addr);
+        options.health_listener = Some(listener);
     })
     .await?;
     let mut ready = String::new();
@@ -334,11 +334,11 @@ async fn http_health_endpoints() -> TestResult {
 
 #[tokio::test]
 async fn an_abandoned_mount_leaves_the_in_flight_gauge() -> TestResult {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    // Bound here and handed over: the address is known and nobody can take the port meanwhile.
+    let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0")?);
     let addr = listener.local_addr()?;
-    drop(listener);
     let provider = InProcess::start_with(vec![Arc::new(TestBackend::default())], |options| {
-        options.health_addr = Some(addr);
+        options.health_listener = Some(listener);
     })
     .await?;
     let started = provider.dir.path().join("started");

@@ -359,9 +359,10 @@ mod tests {
         identities.clients(key("b"), spec("b"), "https://kv.vault.test/", &options)?;
         assert_eq!(identities.len(), 2, "identities are never shared, and reused across vaults");
 
-        let evicting = Identities::with_idle_eviction(Duration::from_millis(20));
+        // An identity unused for the eviction window is dropped at the next lookup; with a zero
+        // window every earlier one has been idle long enough, without sleeping in the test.
+        let evicting = Identities::with_idle_eviction(Duration::ZERO);
         evicting.clients(key("a"), spec("a"), "https://kv.vault.test/", &options)?;
-        std::thread::sleep(Duration::from_millis(40));
         evicting.clients(key("b"), spec("b"), "https://kv.vault.test/", &options)?;
         assert_eq!(evicting.len(), 1, "the idle identity was dropped");
         Ok(())

@@ -108,6 +108,7 @@ async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             backends: cli::COMPILED_IN_BACKENDS.to_owned(),
         },
+        ..ServeOptions::default()
     };
     let shutdown = async {
         match csi_secrets_provider_server::termination_signal().await {

@@ -28,6 +28,9 @@ pub struct ServeOptions {
     pub provider_volume: PathBuf,
     /// Where to answer `/healthz`, `/readyz` and `/metrics`; off when `None`.
     pub health_addr: Option<SocketAddr>,
+    /// A listener already bound for them (wins over `health_addr`): an embedder or a test binds
+    /// port 0 itself and knows the address before serving, with no bind-release-rebind race.
+    pub health_listener: Option<Arc<std::net::TcpListener>>,
     /// How long in-flight calls may run after a stop signal.
     pub grace_period: Duration,
     pub service: ServiceConfig,
@@ -40,6 +43,7 @@ impl Default for ServeOptions {
         Self {
             provider_volume: PathBuf::from(DEFAULT_PROVIDER_VOLUME),
             health_addr: None,
+            health_listener: None,
             grace_period: Duration::from_secs(25),
             service: ServiceConfig::default(),
             build: BuildInfo::default(),
@@ -64,6 +68,23 @@ pub fn socket_path(provider_volume: &Path, backend: &str) -> PathBuf {
     provider_volume.join(format!("{backend}.sock"))
 }
 
+/// A backend's socket, bound and not yet served.
+struct BoundBackend {
+    backend: Arc<dyn SecretBackend>,
+    socket: BoundSocket,
+    listener: tokio::net::UnixListener,
+}
+
+/// The servers of a running provider, and what its drain needs.
+struct Running {
+    servers: JoinSet<(PathBuf, Result<(), String>)>,
+    services: Vec<ProviderService>,
+    owned: Vec<BoundSocket>,
+    health_state: HealthState,
+    health_task: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    stop: CancellationToken,
+}
+
 /// Serves every backend on its own socket until `shutdown` completes, then stops accepting,
 /// lets in-flight calls finish within the grace period, and removes the sockets.
 pub async fn serve(
@@ -74,66 +95,72 @@ pub async fn serve(
     if backends.is_empty() {
         return Err(ServeError::NoBackends);
     }
-    let stop = CancellationToken::new();
-    let mut bound = Vec::new();
-    for backend in &backends {
-        let path = socket_path(&options.provider_volume, backend.name());
+    let bound = bind_sockets(&options.provider_volume, &backends)?;
+    let mut running = start(&options, &backends, bound).await?;
+    let failure = tokio::select! {
+        () = shutdown => None,
+        Some(finished) = running.servers.join_next() => {
+            // A server that stops on its own is a fault: stop the others too.
+            Some(match finished {
+                Ok((socket, Err(message))) => ServeError::Server { socket, message },
+                Ok((socket, Ok(()))) => ServeError::Server { socket, message: "stopped unexpectedly".to_owned() },
+                Err(join) => ServeError::Server { socket: PathBuf::new(), message: join.to_string() },
+            })
+        }
+    };
+    drain(running, options.grace_period).await;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Binds (or takes over) every backend's socket; on a failure, removes those already bound.
+fn bind_sockets(
+    provider_volume: &Path,
+    backends: &[Arc<dyn SecretBackend>],
+) -> Result<Vec<BoundBackend>, ServeError> {
+    let mut bound: Vec<BoundBackend> = Vec::new();
+    for backend in backends {
+        let path = socket_path(provider_volume, backend.name());
         match uds::bind(&path) {
-            Ok((listener, socket)) => bound.push((Arc::clone(backend), socket, listener)),
+            Ok((listener, socket)) => {
+                bound.push(BoundBackend { backend: Arc::clone(backend), socket, listener })
+            }
             Err(source) => {
-                remove_sockets(bound.iter().map(|(_, socket, _)| socket));
+                remove_sockets(bound.iter().map(|b| &b.socket));
                 return Err(ServeError::Bind { path, source });
             }
         }
     }
-    let owned: Vec<BoundSocket> = bound.iter().map(|(_, socket, _)| socket.clone()).collect();
+    Ok(bound)
+}
+
+/// Starts one gRPC server per socket and the health endpoints.
+async fn start(
+    options: &ServeOptions,
+    backends: &[Arc<dyn SecretBackend>],
+    bound: Vec<BoundBackend>,
+) -> Result<Running, ServeError> {
+    let stop = CancellationToken::new();
+    let owned: Vec<BoundSocket> = bound.iter().map(|b| b.socket.clone()).collect();
     let sockets: Vec<PathBuf> = owned.iter().map(|socket| socket.path.clone()).collect();
-    let metrics = Metrics::with_backends(&backends, &options.build);
+    let metrics = Metrics::with_backends(backends, &options.build);
     let health_state = HealthState::new(sockets.clone(), metrics.clone());
 
     let mut servers = JoinSet::new();
     let mut services = Vec::new();
-    for (backend, socket, listener) in bound {
-        let path = socket.path;
+    for BoundBackend { backend, socket, listener } in bound {
         let service = ProviderService::with_metrics(backend, options.service.clone(), metrics.clone());
         services.push(service.clone());
-        let (reporter, health_service) = tonic_health::server::health_reporter();
-        reporter.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
-        let stopped = stop.clone().cancelled_owned();
-        servers.spawn(async move {
-            let result = Server::builder()
-                .add_service(health_service)
-                .add_service(CsiDriverProviderServer::new(service))
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-                    stopped.await;
-                    reporter.set_not_serving::<CsiDriverProviderServer<ProviderService>>().await;
-                })
-                .await;
-            (path, result.map_err(|e| e.to_string()))
-        });
+        servers.spawn(serve_socket(socket.path, listener, service, stop.clone()));
     }
-
-    let mut health_task = None;
-    if let Some(addr) = options.health_addr {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => listener,
-            Err(source) => {
-                stop.cancel();
-                servers.shutdown().await;
-                remove_sockets(owned.iter());
-                return Err(ServeError::HealthBind { addr, source });
-            }
-        };
-        // The bound address, so a port of 0 shows which one was chosen.
-        let addr = listener.local_addr().unwrap_or(addr);
-        let router = health::router(health_state.clone());
-        let stopped = stop.clone().cancelled_owned();
-        health_task =
-            Some(tokio::spawn(
-                async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await },
-            ));
-        tracing::info!(%addr, "health and metrics endpoints /healthz, /readyz and /metrics listening");
-    }
+    let health_task = match start_health(options, &health_state, &stop).await {
+        Ok(task) => task,
+        Err(error) => {
+            stop.cancel();
+            servers.shutdown().await;
+            remove_sockets(owned.iter());
+            return Err(error);
+        }
+    };
     let names: Vec<&str> = services.iter().map(ProviderService::backend_name).collect();
     tracing::info!(
         backends = ?names,
@@ -141,26 +168,68 @@ pub async fn serve(
         version = crate::RUNTIME_VERSION,
         "serving"
     );
+    Ok(Running { servers, services, owned, health_state, health_task, stop })
+}
 
-    let mut failure = None;
-    tokio::select! {
-        () = shutdown => {}
-        Some(finished) = servers.join_next() => {
-            // A server that stops on its own is a fault: stop the others too.
-            failure = Some(match finished {
-                Ok((socket, Err(message))) => ServeError::Server { socket, message },
-                Ok((socket, Ok(()))) => ServeError::Server { socket, message: "stopped unexpectedly".to_owned() },
-                Err(join) => ServeError::Server { socket: PathBuf::new(), message: join.to_string() },
+/// One socket's gRPC server (the driver's service and gRPC health) until `stop`.
+async fn serve_socket(
+    path: PathBuf,
+    listener: tokio::net::UnixListener,
+    service: ProviderService,
+    stop: CancellationToken,
+) -> (PathBuf, Result<(), String>) {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
+    let result = Server::builder()
+        .add_service(health_service)
+        .add_service(CsiDriverProviderServer::new(service))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            stop.cancelled().await;
+            reporter.set_not_serving::<CsiDriverProviderServer<ProviderService>>().await;
+        })
+        .await;
+    (path, result.map_err(|e| e.to_string()))
+}
+
+/// `/healthz`, `/readyz` and `/metrics` on the configured listener or address, if any.
+async fn start_health(
+    options: &ServeOptions,
+    state: &HealthState,
+    stop: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<io::Result<()>>>, ServeError> {
+    let listener = match (&options.health_listener, options.health_addr) {
+        (Some(listener), _) => {
+            let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let owned = listener.try_clone().and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
             });
+            owned.map_err(|source| ServeError::HealthBind { addr, source })?
         }
-    }
+        (None, Some(addr)) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::HealthBind { addr, source })?,
+        (None, None) => return Ok(None),
+    };
+    // The bound address, so a port of 0 shows which one was chosen.
+    let addr = listener.local_addr().map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    let router = health::router(state.clone());
+    let stopped = stop.clone().cancelled_owned();
+    let task =
+        tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await });
+    tracing::info!(%addr, "health and metrics endpoints /healthz, /readyz and /metrics listening");
+    Ok(Some(task))
+}
 
-    health_state.set_draining();
-    stop.cancel();
-    let in_flight: usize = services.iter().map(ProviderService::in_flight).sum();
-    tracing::info!(in_flight, grace_period = ?options.grace_period, "stopping: no new connections, draining");
-    let drained = tokio::time::timeout(options.grace_period, async {
-        while let Some(finished) = servers.join_next().await {
+/// Stops accepting, lets in-flight calls finish within `grace_period`, then removes the sockets
+/// this process still owns.
+async fn drain(mut running: Running, grace_period: Duration) {
+    running.health_state.set_draining();
+    running.stop.cancel();
+    let in_flight: usize = running.services.iter().map(ProviderService::in_flight).sum();
+    tracing::info!(in_flight, ?grace_period, "stopping: no new connections, draining");
+    let drained = tokio::time::timeout(grace_period, async {
+        while let Some(finished) = running.servers.join_next().await {
             if let Ok((socket, Err(message))) = finished {
                 tracing::warn!(socket = %socket.display(), %message, "server ended with an error");
             }
@@ -168,16 +237,15 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        let abandoned: usize = services.iter().map(ProviderService::in_flight).sum();
+        let abandoned: usize = running.services.iter().map(ProviderService::in_flight).sum();
         tracing::warn!(abandoned, "grace period elapsed; abandoning calls still in flight");
-        servers.shutdown().await;
+        running.servers.shutdown().await;
     }
-    if let Some(task) = health_task {
+    if let Some(task) = running.health_task {
         task.abort();
     }
-    remove_sockets(owned.iter());
+    remove_sockets(running.owned.iter());
     tracing::info!("stopped");
-    failure.map_or(Ok(()), Err)
 }
 
 /// Removes the sockets this process bound, leaving any a successor bound since.

@@ -1,5 +1,6 @@
 //! What the Azure provider writes for each kind of Key Vault object, in pure Rust.
 
+use azure_security_keyvault_keys::models::{CurveName, KeyType};
 use base64::Engine;
 use csi_secrets_provider_core::Error;
 use x509_parser::extensions::ParsedExtension;
@@ -36,8 +37,8 @@ pub fn decode(value: &str, encoding: ObjectEncoding) -> Result<Vec<u8>, Error> {
 
 /// A key's public part as PKIX `PUBLIC KEY` PEM, from its JSON Web Key fields.
 pub fn public_key_pem(
-    kty: &str,
-    crv: Option<&str>,
+    kty: &KeyType,
+    crv: Option<&CurveName>,
     n: &[u8],
     e: &[u8],
     x: &[u8],
@@ -46,26 +47,27 @@ pub fn public_key_pem(
     use p256::pkcs8::{EncodePublicKey, LineEnding};
     let invalid = |why: String| Error::invalid_config(format!("cannot convert the key to PEM: {why}"));
     match kty {
-        "RSA" | "RSA-HSM" => {
+        KeyType::Rsa | KeyType::RsaHsm => {
             let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e))
                 .map_err(|e| invalid(e.to_string()))?;
             rsa::pkcs8::EncodePublicKey::to_public_key_pem(&key, rsa::pkcs8::LineEnding::LF)
                 .map_err(|e| invalid(e.to_string()))
         }
-        "EC" | "EC-HSM" => {
+        KeyType::Ec | KeyType::EcHsm => {
             let point: Vec<u8> = [&[0x04][..], x, y].concat();
             let pem = match crv {
-                Some("P-256") => p256::PublicKey::from_sec1_bytes(&point)
+                Some(CurveName::P256) => p256::PublicKey::from_sec1_bytes(&point)
                     .map_err(|e| invalid(e.to_string()))?
                     .to_public_key_pem(LineEnding::LF),
-                Some("P-384") => p384::PublicKey::from_sec1_bytes(&point)
+                Some(CurveName::P384) => p384::PublicKey::from_sec1_bytes(&point)
                     .map_err(|e| invalid(e.to_string()))?
                     .to_public_key_pem(LineEnding::LF),
-                Some("P-521") => p521::PublicKey::from_sec1_bytes(&point)
+                Some(CurveName::P521) => p521::PublicKey::from_sec1_bytes(&point)
                     .map_err(|e| invalid(e.to_string()))?
                     .to_public_key_pem(LineEnding::LF),
                 other => {
-                    return Err(invalid(format!("unsupported curve {other:?} (P-256, P-384 and P-521 are)")));
+                    let other = other.map_or_else(|| "none".to_owned(), ToString::to_string);
+                    return Err(invalid(format!("unsupported curve {other} (P-256, P-384 and P-521 are)")));
                 }
             };
             pem.map_err(|e| invalid(e.to_string()))
@@ -280,12 +282,13 @@ mod tests {
         use p256::pkcs8::DecodePublicKey;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let raw = key.public_key_raw().to_vec(); // 04 || x || y
-        let pem_text = public_key_pem("EC", Some("P-256"), &[], &[], &raw[1..33], &raw[33..])?;
+        let pem_text =
+            public_key_pem(&KeyType::Ec, Some(&CurveName::P256), &[], &[], &raw[1..33], &raw[33..])?;
         assert!(pem_text.starts_with("-----BEGIN PUBLIC KEY-----"));
         let parsed = p256::PublicKey::from_public_key_pem(&pem_text)?;
         assert_eq!(parsed.to_sec1_bytes().as_ref(), raw.as_slice());
-        assert!(public_key_pem("EC", Some("P-256K"), &[], &[], &[1], &[2]).is_err());
-        assert!(public_key_pem("oct", None, &[], &[], &[], &[]).is_err());
+        assert!(public_key_pem(&KeyType::Ec, Some(&CurveName::P256K), &[], &[], &[1], &[2]).is_err());
+        assert!(public_key_pem(&KeyType::Oct, None, &[], &[], &[], &[]).is_err());
         Ok(())
     }
 

@@ -96,7 +96,7 @@ impl Default for AzureOptions {
 pub struct AzureBackend {
     options: AzureOptions,
     /// The shared, counting HTTP client (an error when the CA file was bad).
-    http: std::result::Result<Arc<dyn HttpClient>, String>,
+    http: Result<Arc<dyn HttpClient>>,
     identities: Identities,
     token_proxy: token_proxy::TokenProxy,
     /// Requests made (counted by the transport) and what sharing saved, for `/metrics`.
@@ -128,7 +128,7 @@ impl AzureBackend {
     }
 
     fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
-        let transport = Transport::new(self.http.clone().map_err(Error::invalid_config)?);
+        let transport = Transport::new(self.http.clone()?);
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = authority_host.to_owned();
         // Retries (429 honouring Retry-After, 5xx) stay within a mount's deadline.
@@ -266,20 +266,21 @@ impl AzureBackend {
     }
 }
 
-fn http_client(options: &AzureOptions) -> std::result::Result<reqwest::Client, String> {
+fn http_client(options: &AzureOptions) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
     if let Some(path) = &options.extra_ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("cannot parse the CA file {}: {e}", path.display()))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::invalid_config(format!("cannot read the CA file {}: {e}", path.display())))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::invalid_config(format!("cannot parse the CA file {}: {e}", path.display()))
+        })?;
         builder = builder.tls_certs_merge(certificates);
     }
     for (host, ip) in &options.resolve {
         // The port of the URL is used; 0 here means "whatever the URL says".
         builder = builder.resolve(host, SocketAddr::new(*ip, 0));
     }
-    builder.build().map_err(|e| format!("cannot create the HTTPS client: {e}"))
+    builder.build().map_err(|e| Error::invalid_config(format!("cannot create the HTTPS client: {e}")))
 }
 
 #[async_trait]
@@ -313,10 +314,7 @@ impl SecretBackend for AzureBackend {
             spec.cloud_env_file.as_ref().map(PathBuf::from).or_else(|| self.options.environment_file.clone());
         let endpoints = cloud::endpoints(cloud, environment_file.as_deref())?;
         let client_options = self.client_options(&endpoints.authority_host)?;
-        let nmi = Nmi {
-            http: self.http.clone().map_err(Error::invalid_config)?,
-            endpoint: self.options.nmi_endpoint.clone(),
-        };
+        let nmi = Nmi { http: self.http.clone()?, endpoint: self.options.nmi_endpoint.clone() };
         let proxy = match spec.identity {
             Identity::TokenProxy { .. } => Some(self.token_proxy.http_client().await?),
             _ => None,

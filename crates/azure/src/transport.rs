@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{AsyncRawResponse, HttpClient, Request};
-use csi_secrets_provider_core::{CloudCalls, ErrorKind};
+use csi_secrets_provider_core::{CallOutcome, CloudCalls, ErrorKind};
 
 /// Counts the requests of an inner client.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ impl HttpClient for CountingClient {
                 u16::from(response.status()),
                 response.headers().get_optional_str(&WWW_AUTHENTICATE).is_some(),
             ),
-            Err(_) => ErrorKind::Unavailable.as_str(),
+            Err(_) => CallOutcome::Failed(ErrorKind::Unavailable),
         };
         self.calls.record_outcome(api, outcome);
         response
@@ -66,15 +66,15 @@ fn api_of(path: &str) -> &'static str {
 
 /// `ok`, `challenge` (Key Vault's 401 asking for a token, part of every first request to a
 /// vault) or the error kind the status means.
-fn outcome_of(status: u16, challenged: bool) -> &'static str {
+fn outcome_of(status: u16, challenged: bool) -> CallOutcome {
     match status {
-        200..=299 => "ok",
-        401 if challenged => "challenge",
-        401 | 403 => ErrorKind::PermissionDenied.as_str(),
-        404 => ErrorKind::NotFound.as_str(),
-        429 => ErrorKind::Throttled.as_str(),
-        500..=599 => ErrorKind::Unavailable.as_str(),
-        _ => ErrorKind::InvalidConfig.as_str(),
+        200..=299 => CallOutcome::Ok,
+        401 if challenged => CallOutcome::Challenge,
+        401 | 403 => CallOutcome::Failed(ErrorKind::PermissionDenied),
+        404 => CallOutcome::Failed(ErrorKind::NotFound),
+        429 => CallOutcome::Failed(ErrorKind::Throttled),
+        500..=599 => CallOutcome::Failed(ErrorKind::Unavailable),
+        _ => CallOutcome::Failed(ErrorKind::InvalidConfig),
     }
 }
 
@@ -97,13 +97,13 @@ mod tests {
 
     #[test]
     fn outcomes_by_status() {
-        assert_eq!(outcome_of(200, false), "ok");
-        assert_eq!(outcome_of(401, true), "challenge");
-        assert_eq!(outcome_of(401, false), "permission_denied");
-        assert_eq!(outcome_of(403, false), "permission_denied");
-        assert_eq!(outcome_of(404, false), "not_found");
-        assert_eq!(outcome_of(429, false), "throttled");
-        assert_eq!(outcome_of(503, false), "unavailable");
-        assert_eq!(outcome_of(400, false), "invalid_config");
+        assert_eq!(outcome_of(200, false).as_str(), "ok");
+        assert_eq!(outcome_of(401, true).as_str(), "challenge");
+        assert_eq!(outcome_of(401, false).as_str(), "permission_denied");
+        assert_eq!(outcome_of(403, false).as_str(), "permission_denied");
+        assert_eq!(outcome_of(404, false).as_str(), "not_found");
+        assert_eq!(outcome_of(429, false).as_str(), "throttled");
+        assert_eq!(outcome_of(503, false).as_str(), "unavailable");
+        assert_eq!(outcome_of(400, false).as_str(), "invalid_config");
     }
 }

@@ -5,6 +5,8 @@ use csi_secrets_provider_core::{Error, ErrorKind, HeldBytes, MountedFile, Object
 use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
 
+use azure_security_keyvault_keys::models::{CurveName, KeyType};
+
 use crate::convert;
 use crate::identity::VaultClients;
 use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, upstream_prefix};
@@ -125,8 +127,8 @@ pub(crate) struct RawSecret {
 /// A key's public part.
 #[derive(Debug, Clone)]
 pub(crate) struct PublicJwk {
-    kty: String,
-    crv: Option<String>,
+    kty: KeyType,
+    crv: Option<CurveName>,
     n: Vec<u8>,
     e: Vec<u8>,
     x: Vec<u8>,
@@ -196,8 +198,8 @@ pub(crate) async fn fetch_raw(
                 Error::internal("Key Vault returned a key without key material").with_object(&object.name)
             })?;
             Ok(RawObject::Key(PublicJwk {
-                kty: jwk.kty.as_ref().map(ToString::to_string).unwrap_or_default(),
-                crv: jwk.crv.as_ref().map(ToString::to_string),
+                kty: jwk.kty.unwrap_or(KeyType::UnknownValue(String::new())),
+                crv: jwk.crv,
                 n: jwk.n.unwrap_or_default(),
                 e: jwk.e.unwrap_or_default(),
                 x: jwk.x.unwrap_or_default(),
@@ -242,7 +244,7 @@ fn render(raw: &RawObject, object: &ObjectSpec, write: WriteOptions) -> Result<C
             }
         }
         RawObject::Key(jwk) => {
-            convert::public_key_pem(&jwk.kty, jwk.crv.as_deref(), &jwk.n, &jwk.e, &jwk.x, &jwk.y)
+            convert::public_key_pem(&jwk.kty, jwk.crv.as_ref(), &jwk.n, &jwk.e, &jwk.x, &jwk.y)
                 .map(|pem| plain(pem.into_bytes()))
         }
         RawObject::Certificate { der, .. } => Ok(plain(convert::pem_block("CERTIFICATE", der).into_bytes())),

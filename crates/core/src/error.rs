@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// What went wrong, independent of any transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
     /// The SecretProviderClass, the volume attributes or the request are wrong; retrying the same
     /// request cannot succeed.

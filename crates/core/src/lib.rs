@@ -30,4 +30,4 @@ pub use response::{
     DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, SkippedObject, check_response_size,
 };
 pub use sharing::{HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats};
-pub use stats::{BackendStats, CloudCallCount, CloudCalls};
+pub use stats::{BackendStats, CallOutcome, CloudCallCount, CloudCalls};

@@ -4,21 +4,36 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// Permission bits of a written file, `0o000..=0o777` (the driver's `File.mode` range).
+/// Permission bits of a written file, `0o000..=0o777` (the driver's `File.mode` range). Held
+/// in a `u16`, so it converts to the proto's `i32` and the file system's `u32` without a
+/// fallible cast anywhere.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileMode(u32);
+pub struct FileMode(u16);
 
 impl FileMode {
     /// What the driver sends in practice: `"420"`, i.e. 0644.
     pub const DEFAULT: FileMode = FileMode(0o644);
-    const MAX: u32 = 0o777;
+    const MAX: u16 = 0o777;
 
     pub fn new(bits: u32) -> Option<Self> {
-        (bits <= Self::MAX).then_some(Self(bits))
+        u16::try_from(bits).ok().filter(|bits| *bits <= Self::MAX).map(Self)
     }
 
     pub fn bits(self) -> u32 {
-        self.0
+        u32::from(self.0)
+    }
+
+    /// The driver's `File.mode` (proto `int32`).
+    pub fn to_driver_mode(self) -> i32 {
+        i32::from(self.0)
+    }
+
+    /// A `File.mode` from the driver's protocol; anything outside `0..=0o777` is refused rather
+    /// than replaced by a default.
+    pub fn from_driver_mode(mode: i32) -> Result<Self> {
+        u32::try_from(mode).ok().and_then(Self::new).ok_or_else(|| {
+            Error::invalid_config(format!("file mode {mode} is not between 0 and 0o777")).with_field("mode")
+        })
     }
 
     /// The driver's `MountRequest.permission`: a decimal string (`"420"` = 0644). An empty string
@@ -73,7 +88,8 @@ impl FileMode {
 
     /// The permission bits of a mode (`0o1640` → `0o640`): what the driver writes.
     fn permission_bits(mode: u32) -> Self {
-        Self(mode & Self::MAX)
+        // Masked to nine bits, so the narrowing cannot lose anything.
+        Self(u16::try_from(mode & u32::from(Self::MAX)).unwrap_or(Self::MAX))
     }
 }
 
@@ -140,5 +156,10 @@ mod tests {
     fn display_is_four_octal_digits() {
         assert_eq!(FileMode::DEFAULT.to_string(), "0644");
         assert_eq!(format!("{:?}", FileMode(0o600)), "0o600");
+        assert_eq!(FileMode(0o600).to_driver_mode(), 0o600);
+        assert_eq!(FileMode::from_driver_mode(0o640).map(FileMode::bits), Ok(0o640));
+        for bad in [-1, 0o1000, i32::MAX] {
+            assert!(FileMode::from_driver_mode(bad).is_err(), "{bad} must be refused");
+        }
     }
 }

@@ -8,36 +8,54 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::{ErrorKind, Result};
 use crate::sharing::SharingStats;
 
+/// How a call to the cloud ended: the `outcome` label of `cloud_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CallOutcome {
+    Ok,
+    /// Key Vault's 401 that asks a new client for a token (part of every first request to a
+    /// vault), not a failure.
+    Challenge,
+    Failed(ErrorKind),
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Challenge => "challenge",
+            Self::Failed(kind) => kind.as_str(),
+        }
+    }
+}
+
 /// One row of [`CloudCalls::snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudCallCount {
     /// `secretsmanager:GetSecretValue`, `keyvault:GetSecret`, `kubernetes:GetServiceAccount`, ...
     pub api: &'static str,
-    /// `ok` or an [`ErrorKind::as_str`].
-    pub outcome: &'static str,
+    pub outcome: CallOutcome,
     pub count: u64,
 }
 
 /// Calls by API and outcome.
 #[derive(Debug, Default)]
 pub struct CloudCalls {
-    counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    counts: Mutex<BTreeMap<(&'static str, CallOutcome), u64>>,
 }
 
 impl CloudCalls {
     /// Counts one call of `api` that ended with `result`.
     pub fn record<T>(&self, api: &'static str, result: &Result<T>) {
-        let outcome = result.as_ref().map_or_else(|e| e.kind().as_str(), |_| "ok");
-        self.record_outcome(api, outcome);
+        self.record_kind(api, result.as_ref().err().map(crate::Error::kind));
     }
 
     /// Counts one call of `api` that ended with an outcome known by kind.
     pub fn record_kind(&self, api: &'static str, outcome: Option<ErrorKind>) {
-        self.record_outcome(api, outcome.map_or("ok", ErrorKind::as_str));
+        self.record_outcome(api, outcome.map_or(CallOutcome::Ok, CallOutcome::Failed));
     }
 
-    /// Counts one call of `api` with an outcome label of the backend's own (`challenge`).
-    pub fn record_outcome(&self, api: &'static str, outcome: &'static str) {
+    /// Counts one call of `api` that ended with `outcome`.
+    pub fn record_outcome(&self, api: &'static str, outcome: CallOutcome) {
         *self.counts.lock().unwrap_or_else(PoisonError::into_inner).entry((api, outcome)).or_default() += 1;
     }
 
@@ -79,9 +97,17 @@ mod tests {
         assert_eq!(
             calls.snapshot(),
             [
-                CloudCallCount { api: "aad:Token", outcome: "permission_denied", count: 1 },
-                CloudCallCount { api: "keyvault:GetSecret", outcome: "ok", count: 2 },
-                CloudCallCount { api: "keyvault:GetSecret", outcome: "throttled", count: 1 },
+                CloudCallCount {
+                    api: "aad:Token",
+                    outcome: CallOutcome::Failed(ErrorKind::PermissionDenied),
+                    count: 1
+                },
+                CloudCallCount { api: "keyvault:GetSecret", outcome: CallOutcome::Ok, count: 2 },
+                CloudCallCount {
+                    api: "keyvault:GetSecret",
+                    outcome: CallOutcome::Failed(ErrorKind::Throttled),
+                    count: 1
+                },
             ]
         );
         assert_eq!(calls.count("keyvault:GetSecret"), 3);

@@ -5,9 +5,9 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use csi_secrets_provider_core::Error;
 use csi_secrets_provider_core::attr;
 use csi_secrets_provider_core::spc::{Document, SecretProviderClass, parse_documents};
+use csi_secrets_provider_core::{Error, FileMode};
 use csi_secrets_provider_server::proto;
 use csi_secrets_provider_server::{ProviderService, ServiceConfig};
 
@@ -116,7 +116,7 @@ fn write_files(target: &Path, files: &[proto::File]) -> Result<(), Error> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
         }
-        let mode = u32::try_from(file.mode).unwrap_or(0o644);
+        let mode = FileMode::from_driver_mode(file.mode).map_err(|e| e.with_object(&file.path))?.bits();
         let mut handle = std::fs::OpenOptions::new()
             .write(true)
             .create(true)

@@ -196,7 +196,7 @@ impl Collector for BackendStatsCollector {
                 let labels = CloudRequestLabels {
                     backend: name.clone(),
                     api: call.api.to_owned(),
-                    outcome: call.outcome.to_owned(),
+                    outcome: call.outcome.as_str().to_owned(),
                 };
                 requests.get_or_create(&labels).inc_by(call.count);
             }

@@ -177,8 +177,7 @@ fn to_proto(response: &MountResponse, current: &[ObjectVersion]) -> proto::Mount
         .iter()
         .map(|file| proto::File {
             path: file.path.clone(),
-            // FileMode is at most 0o777, so this cannot truncate.
-            mode: i32::try_from(file.mode.bits()).unwrap_or(0o644),
+            mode: file.mode.to_driver_mode(),
             contents: file.contents.expose().to_vec(),
         })
         .collect();

@@ -43,10 +43,11 @@ struct ProxyState {
     delays: HashMap<String, Duration>,
 }
 
-/// An error to answer for the next `remaining` calls of `action`.
+/// An error to answer for the next `remaining` calls of `action` (of `secret_id` only, when set).
 #[derive(Debug, Clone)]
 struct Injected {
     action: String,
+    secret_id: Option<String>,
     remaining: usize,
     status: u16,
     code: String,
@@ -88,6 +89,19 @@ impl AwsProxy {
     pub fn inject(&self, action: &str, times: usize, status: u16, code: &str, message: &str) {
         self.lock().injected.push(Injected {
             action: action.to_owned(),
+            secret_id: None,
+            remaining: times,
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    /// Like [`Self::inject`] for `GetSecretValue` of `secret_id` only.
+    pub fn inject_for_secret(&self, secret_id: &str, times: usize, status: u16, code: &str, message: &str) {
+        self.lock().injected.push(Injected {
+            action: "GetSecretValue".to_owned(),
+            secret_id: Some(secret_id.to_owned()),
             remaining: times,
             status,
             code: code.to_owned(),
@@ -129,15 +143,22 @@ async fn forward(
     let (failing, injected, denied, delay) = {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.calls.push(call.clone());
-        let injected =
-            state.injected.iter_mut().find(|i| i.action == call.action && i.remaining > 0).map(|i| {
-                i.remaining -= 1;
-                i.clone()
-            });
         let secret_id = (call.action == "GetSecretValue")
             .then(|| serde_json::from_slice::<serde_json::Value>(&request.body).ok())
             .flatten()
             .and_then(|body| body["SecretId"].as_str().map(str::to_owned));
+        let injected = state
+            .injected
+            .iter_mut()
+            .find(|i| {
+                i.action == call.action
+                    && i.remaining > 0
+                    && i.secret_id.as_ref().is_none_or(|id| Some(id) == secret_id.as_ref())
+            })
+            .map(|i| {
+                i.remaining -= 1;
+                i.clone()
+            });
         let denied = secret_id
             .and_then(|id| state.readable_only_by.get(&id))
             .is_some_and(|allowed| *allowed != call.access_key);

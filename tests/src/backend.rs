@@ -39,6 +39,7 @@ impl TestBackend {
 #[derive(Debug, Default)]
 pub struct TestStore {
     values: Mutex<HashMap<String, (String, u64)>>,
+    faults: Mutex<HashMap<String, crate::conformance::Fault>>,
 }
 
 impl TestStore {
@@ -49,8 +50,25 @@ impl TestStore {
         values.insert(name.to_owned(), (value.to_owned(), version));
     }
 
-    fn get(&self, name: &str) -> Option<(String, u64)> {
-        self.values.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    /// Makes every read of `name` fail with `fault`.
+    pub fn inject(&self, name: &str, fault: crate::conformance::Fault) {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), fault);
+    }
+
+    fn get(&self, name: &str) -> Result<Option<(String, u64)>> {
+        use crate::conformance::Fault;
+        let fault = self.faults.lock().unwrap_or_else(PoisonError::into_inner).get(name).copied();
+        let failed = |error: Error| Err(error.with_object(name));
+        match fault {
+            Some(Fault::Denied) => failed(Error::permission_denied(format!("access to {name} denied"))),
+            Some(Fault::Throttled) => {
+                failed(Error::throttled(format!("reads of {name} throttled"), Some(Duration::from_secs(1))))
+            }
+            Some(Fault::Unavailable) => {
+                failed(Error::unavailable(format!("the store did not answer for {name}")))
+            }
+            None => Ok(self.values.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()),
+        }
     }
 }
 
@@ -164,7 +182,7 @@ impl SecretBackend for TestBackend {
             let (contents, version) = match (object.size, &object.value, &self.store) {
                 (Some(size), _, _) => (vec![b'x'; size], object.version.clone()),
                 (None, Some(value), _) => (value.clone().into_bytes(), object.version.clone()),
-                (None, None, Some(store)) => match store.get(&object.name) {
+                (None, None, Some(store)) => match store.get(&object.name)? {
                     Some((value, version)) => (value.into_bytes(), version.to_string()),
                     None => {
                         return Err(Error::not_found(format!("secret {} not found", object.name))

@@ -42,6 +42,18 @@ pub fn yaml_object_list(objects: &[ObjectRef], extra: &str) -> String {
         .collect()
 }
 
+/// A fault a fixture makes its store answer for every read of one object, beyond the
+/// backend's own retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The identity may not read the object (IAM `AccessDeniedException`, Key Vault 403).
+    Denied,
+    /// Every read is throttled (`ThrottlingException`, 429 with `Retry-After`).
+    Throttled,
+    /// The service fails every read (HTTP 503).
+    Unavailable,
+}
+
 #[async_trait]
 pub trait Fixture: Send + Sync {
     /// A name unique to this run for `base`, valid in the backend's store.
@@ -53,6 +65,8 @@ pub trait Fixture: Send + Sync {
     /// Mounts through the backend's socket as the driver would, with whatever identity
     /// attributes the backend needs.
     async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status>;
+    /// Makes the store answer every read of `name` (created with [`Self::put`]) with `fault`.
+    async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError>;
 }
 
 /// Runs every check; the first failure names the check.
@@ -71,7 +85,40 @@ pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("file_named_twice: {e}"))?;
     concurrent_mounts_agree(fixture).await.map_err(|e| format!("concurrent_mounts: {e}"))?;
+    for (fault, code) in [
+        (Fault::Denied, Code::PermissionDenied),
+        (Fault::Throttled, Code::ResourceExhausted),
+        (Fault::Unavailable, Code::Aborted),
+    ] {
+        a_fault_fails_the_mount_with_its_class(fixture, fault, code)
+            .await
+            .map_err(|e| format!("fault {fault:?}: {e}"))?;
+    }
     Ok(())
+}
+
+/// Every backend maps the same fault to the same gRPC code, names the object, writes nothing,
+/// and answers within the mount timeout; the other objects of the SPC are not enough to succeed.
+async fn a_fault_fails_the_mount_with_its_class(
+    fixture: &dyn Fixture,
+    fault: Fault,
+    code: tonic::Code,
+) -> Result<(), BoxError> {
+    let (good, bad) = (fixture.unique("conf-fine"), fixture.unique("conf-fault"));
+    fixture.put(&good, "fine").await?;
+    fixture.put(&bad, "unreadable").await?;
+    fixture.inject(&bad, fault).await?;
+    let objects = [ObjectRef::new(&good, "fine.txt"), ObjectRef::new(&bad, "fault.txt")];
+    let started = std::time::Instant::now();
+    let status = match fixture.mount(&fixture.parameters(&objects)).await {
+        Ok(response) => return Err(format!("the mount succeeded: {:?}", response.files).into()),
+        Err(status) => status,
+    };
+    ensure(status.code() == code, || format!("expected {code:?}, got {status:?}"))?;
+    ensure(status.message().contains(&bad), || format!("the error names the object: {status:?}"))?;
+    ensure(started.elapsed() < std::time::Duration::from_secs(60), || {
+        "answered within the mount timeout".into()
+    })
 }
 
 fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {

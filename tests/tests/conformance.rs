@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::backend::TestStore;
-use csi_secrets_provider_tests::conformance::{self, BoxError, Fixture, ObjectRef};
+use csi_secrets_provider_tests::conformance::{self, BoxError, Fault, Fixture, ObjectRef};
 use csi_secrets_provider_tests::{InProcess, TestBackend};
 
 struct TestFixture {
@@ -34,6 +34,11 @@ impl Fixture for TestFixture {
     async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
         let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.provider.client("test").mount(&pairs).await
+    }
+
+    async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
+        self.store.inject(name, fault);
+        Ok(())
     }
 }
 

@@ -486,6 +486,29 @@ impl csi_secrets_provider_tests::conformance::Fixture for AwsFixture {
         let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.world.mount(&pairs).await
     }
+
+    async fn inject(
+        &self,
+        name: &str,
+        fault: csi_secrets_provider_tests::conformance::Fault,
+    ) -> Result<(), csi_secrets_provider_tests::conformance::BoxError> {
+        use csi_secrets_provider_tests::conformance::Fault;
+        // More answers than the SDK's retries (three attempts).
+        match fault {
+            Fault::Denied => self.world.proxy.allow_only(name, "nobody"),
+            Fault::Throttled => {
+                self.world.proxy.inject_for_secret(name, 1000, 400, "ThrottlingException", "Rate exceeded");
+            }
+            Fault::Unavailable => self.world.proxy.inject_for_secret(
+                name,
+                1000,
+                503,
+                "ServiceUnavailableException",
+                "Service is unavailable",
+            ),
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -472,6 +472,22 @@ impl csi_secrets_provider_tests::conformance::Fixture for AzureFixture {
         let objects: Vec<&str> = parameters[0].1.split("\n---\n").collect();
         self.world.mount(&objects).await
     }
+
+    async fn inject(
+        &self,
+        name: &str,
+        fault: csi_secrets_provider_tests::conformance::Fault,
+    ) -> Result<(), csi_secrets_provider_tests::conformance::BoxError> {
+        use csi_secrets_provider_tests::conformance::Fault;
+        // More answers than the backend's retries (four), and Retry-After 0 so the test is quick.
+        let path = format!("/secrets/{name}");
+        match fault {
+            Fault::Denied => self.world.azure.restrict(VAULT, name, &["someone-else"]),
+            Fault::Throttled => self.world.azure.throttle(&path, 1000, 0),
+            Fault::Unavailable => self.world.azure.fail_requests(&path, 1000),
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

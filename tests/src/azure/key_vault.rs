@@ -56,6 +56,14 @@ pub(super) fn vault_answer(state: &mut State, vault_name: &str, request: &Reques
         }
         return response;
     }
+    if let Some(outage) = state
+        .outages
+        .iter_mut()
+        .find(|(fragment, remaining)| *remaining > 0 && path.contains(fragment.as_str()))
+    {
+        outage.1 -= 1;
+        return kv_error(503, "ServiceUnavailable", "The service is temporarily unavailable.");
+    }
     let port = state.port;
     let Some(vault) = state.vaults.get(vault_name) else {
         return kv_error(404, "VaultNotFound", &format!("No vault named {vault_name}"));

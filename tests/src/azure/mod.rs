@@ -103,6 +103,8 @@ pub(super) struct State {
     restricted: HashMap<(String, String), Vec<String>>,
     vaults: HashMap<String, Vault>,
     throttles: Vec<(String, usize, u64)>,
+    /// Path fragment -> requests left to answer with 503.
+    outages: Vec<(String, usize)>,
     /// AAD pod identity: (namespace, pod) → (tenant, client id) NMI assigns.
     pod_identities: HashMap<(String, String), (String, String)>,
     nmi_requests: usize,
@@ -260,6 +262,11 @@ impl FakeAzure {
             (vault.to_owned(), name.to_owned()),
             client_ids.iter().map(|c| (*c).to_owned()).collect(),
         );
+    }
+
+    /// Answers the next `times` Key Vault requests whose path contains `fragment` with 503.
+    pub fn fail_requests(&self, fragment: &str, times: usize) {
+        self.lock().outages.push((fragment.to_owned(), times));
     }
 
     /// Answers the next `times` Key Vault requests whose path contains `fragment` with 429.

@@ -27,7 +27,7 @@ use tokio::sync::OnceCell;
 use crate::credentials::{CredentialCache, IdentityKey, PodIdentityAgent};
 use crate::fetch::{Fetched, RegionClients};
 use crate::kube_api::KubeApi;
-use crate::params::{AddressType, Identity, MountSpec, ObjectSpec, ObjectType};
+use crate::params::{AddressType, IdentityMode, MountSpec, ObjectSpec, ObjectType};
 use crate::reads::{MountRegions, ObjectReads, SharedObjects};
 
 /// API names in the `cloud_requests` metric.
@@ -188,7 +188,7 @@ impl AwsBackend {
         let namespace = request.pod.require_namespace()?.to_owned();
         let service_account = request.pod.require_service_account()?.to_owned();
         match spec.identity {
-            Identity::Irsa => {
+            IdentityMode::Irsa => {
                 let token = token_for(request, IRSA_AUDIENCE, "IRSA")?;
                 let role_arn = self.role_arn(request, &namespace, &service_account).await?;
                 let session = credentials::session_name(&namespace, &service_account);
@@ -199,7 +199,7 @@ impl AwsBackend {
                     .await?;
                 Ok((key, credentials))
             }
-            Identity::PodIdentity(address) => {
+            IdentityMode::PodIdentity(address) => {
                 let token = token_for(request, POD_IDENTITY_AUDIENCE, "Pod Identity")?;
                 let endpoints = match address {
                     AddressType::Ipv4 => vec![self.options.pod_identity_ipv4.clone()],

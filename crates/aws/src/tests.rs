@@ -1,4 +1,4 @@
-use super::params::{AddressType, Identity, ObjectType, parse};
+use super::params::{AddressType, IdentityMode, ObjectType, parse};
 use super::*;
 use csi_secrets_provider_core::FileMode;
 
@@ -32,7 +32,7 @@ fn seed_shape_arns_and_aliases() -> std::result::Result<(), Vec<Error>> {
     assert_eq!(spec.objects[1].object_type, ObjectType::SsmParameter);
     let files: Vec<&str> = spec.plan.files().iter().map(|f| f.path.as_str()).collect();
     assert_eq!(files, ["db-password", "api-key"]);
-    assert_eq!(spec.identity, Identity::Irsa);
+    assert_eq!(spec.identity, IdentityMode::Irsa);
     Ok(())
 }
 
@@ -215,12 +215,12 @@ fn identity_parameters() -> std::result::Result<(), Vec<Error>> {
         &params(&[("objects", objects), ("usePodIdentity", "True"), ("preferredAddressType", "IPv6")]),
         FileMode::DEFAULT,
     )?;
-    assert_eq!(spec.identity, Identity::PodIdentity(AddressType::Ipv6));
+    assert_eq!(spec.identity, IdentityMode::PodIdentity(AddressType::Ipv6));
     let spec = parse(
         &params(&[("objects", objects), ("usePodIdentity", "1"), ("preferredAddressType", "weird")]),
         FileMode::DEFAULT,
     )?;
-    assert_eq!(spec.identity, Identity::PodIdentity(AddressType::Auto));
+    assert_eq!(spec.identity, IdentityMode::PodIdentity(AddressType::Auto));
     let found = problems(&[("objects", objects), ("usePodIdentity", "yes")]);
     assert!(has(&found, "failed to parse usePodIdentity value"), "{found:?}");
     Ok(())

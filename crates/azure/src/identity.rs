@@ -127,13 +127,13 @@ struct IdentityEntry {
     last_used: Mutex<Instant>,
 }
 
-/// Identities unused this long are dropped (their tokens expire within about an hour anyway),
+/// IdentityCache unused this long are dropped (their tokens expire within about an hour anyway),
 /// so a node that sees many short-lived service accounts does not grow without bound.
 pub const IDLE_EVICTION: Duration = Duration::from_secs(60 * 60);
 
 /// How to build a credential when an identity is first seen.
 #[derive(Debug, Clone)]
-pub enum CredentialSpec<'a> {
+pub enum CredentialSource<'a> {
     Workload {
         tenant: &'a str,
         client_id: &'a str,
@@ -169,18 +169,18 @@ pub struct Nmi {
 }
 
 #[derive(Debug)]
-pub struct Identities {
+pub struct IdentityCache {
     entries: Mutex<HashMap<IdentityKey, Arc<IdentityEntry>>>,
     idle_eviction: Duration,
 }
 
-impl Default for Identities {
+impl Default for IdentityCache {
     fn default() -> Self {
         Self::with_idle_eviction(IDLE_EVICTION)
     }
 }
 
-impl Identities {
+impl IdentityCache {
     pub fn with_idle_eviction(idle_eviction: Duration) -> Self {
         Self { entries: Mutex::new(HashMap::new()), idle_eviction }
     }
@@ -190,7 +190,7 @@ impl Identities {
     pub fn clients(
         &self,
         key: IdentityKey,
-        spec: CredentialSpec<'_>,
+        spec: CredentialSource<'_>,
         vault_url: &str,
         options: &ClientOptions,
     ) -> Result<VaultClients, Error> {
@@ -214,7 +214,7 @@ impl Identities {
         *entry.last_used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         if let (
             Some(assertion),
-            CredentialSpec::Workload { token, .. } | CredentialSpec::TokenProxy { token, .. },
+            CredentialSource::Workload { token, .. } | CredentialSource::TokenProxy { token, .. },
         ) = (&entry.assertion, &spec)
         {
             assertion.update(token);
@@ -258,19 +258,19 @@ impl Identities {
         Ok(clients)
     }
 
-    /// Identities held, for the tests of reuse and eviction.
+    /// IdentityCache held, for the tests of reuse and eviction.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
-fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<IdentityEntry, Error> {
+fn new_entry(spec: &CredentialSource<'_>, options: &ClientOptions) -> Result<IdentityEntry, Error> {
     let invalid =
         |e: azure_core::Error| Error::invalid_config(format!("cannot create the Azure credential: {e}"));
     let mut pod_identity = None;
     let (credential, assertion): (Arc<dyn TokenCredential>, _) = match spec {
-        CredentialSpec::Workload { tenant, client_id, token } => {
+        CredentialSource::Workload { tenant, client_id, token } => {
             let assertion = ServiceAccountAssertion::default();
             assertion.update(token);
             let credential = ClientAssertionCredential::new(
@@ -282,7 +282,7 @@ fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<Ident
             .map_err(invalid)?;
             (credential, Some(assertion))
         }
-        CredentialSpec::ServicePrincipal { tenant, client_id, secret } => {
+        CredentialSource::ServicePrincipal { tenant, client_id, secret } => {
             let credential = ClientSecretCredential::new(
                 tenant,
                 (*client_id).to_owned(),
@@ -292,7 +292,7 @@ fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<Ident
             .map_err(invalid)?;
             (credential, None)
         }
-        CredentialSpec::VmManaged { user_assigned_id } => {
+        CredentialSource::VmManaged { user_assigned_id } => {
             let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: user_assigned_id.map(|id| UserAssignedId::ClientId(id.to_owned())),
                 client_options: options.clone(),
@@ -300,7 +300,7 @@ fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<Ident
             .map_err(invalid)?;
             (credential, None)
         }
-        CredentialSpec::TokenProxy { tenant, client_id, token, proxy } => {
+        CredentialSource::TokenProxy { tenant, client_id, token, proxy } => {
             let assertion = ServiceAccountAssertion::default();
             assertion.update(token);
             // Token requests go through the proxy; Key Vault requests keep the shared client.
@@ -317,7 +317,7 @@ fn new_entry(spec: &CredentialSpec<'_>, options: &ClientOptions) -> Result<Ident
             .map_err(invalid)?;
             (credential, Some(assertion))
         }
-        CredentialSpec::PodIdentity { namespace, pod, nmi } => {
+        CredentialSource::PodIdentity { namespace, pod, nmi } => {
             let credential =
                 Arc::new(PodIdentityCredential::new(Arc::clone(&nmi.http), &nmi.endpoint, namespace, pod));
             pod_identity = Some(Arc::clone(&credential));
@@ -346,14 +346,14 @@ mod tests {
         }
     }
 
-    fn spec(client_id: &str) -> CredentialSpec<'_> {
-        CredentialSpec::ServicePrincipal { tenant: "t", client_id, secret: "s" }
+    fn spec(client_id: &str) -> CredentialSource<'_> {
+        CredentialSource::ServicePrincipal { tenant: "t", client_id, secret: "s" }
     }
 
     #[test]
     fn one_entry_per_identity_and_idle_ones_are_evicted() -> Result<(), Error> {
         let options = ClientOptions::default();
-        let identities = Identities::default();
+        let identities = IdentityCache::default();
         identities.clients(key("a"), spec("a"), "https://kv.vault.test/", &options)?;
         identities.clients(key("a"), spec("a"), "https://kv2.vault.test/", &options)?;
         identities.clients(key("b"), spec("b"), "https://kv.vault.test/", &options)?;
@@ -361,7 +361,7 @@ mod tests {
 
         // An identity unused for the eviction window is dropped at the next lookup; with a zero
         // window every earlier one has been idle long enough, without sleeping in the test.
-        let evicting = Identities::with_idle_eviction(Duration::ZERO);
+        let evicting = IdentityCache::with_idle_eviction(Duration::ZERO);
         evicting.clients(key("a"), spec("a"), "https://kv.vault.test/", &options)?;
         evicting.clients(key("b"), spec("b"), "https://kv.vault.test/", &options)?;
         assert_eq!(evicting.len(), 1, "the idle identity was dropped");

@@ -30,9 +30,9 @@ use csi_secrets_provider_core::{
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 
-use crate::identity::{CredentialSpec, Identities, IdentityKey, Nmi, VaultClients};
+use crate::identity::{CredentialSource, IdentityCache, IdentityKey, Nmi, VaultClients};
 pub use crate::params::Cloud;
-use crate::params::{Identity, MountSpec};
+use crate::params::{IdentityMode, MountSpec};
 use crate::reads::{SharedVaultReads, VaultReads};
 use crate::transport::CountingClient;
 use crate::vault::WriteOptions;
@@ -97,7 +97,7 @@ pub struct AzureBackend {
     options: AzureOptions,
     /// The shared, counting HTTP client (an error when the CA file was bad).
     http: Result<Arc<dyn HttpClient>>,
-    identities: Identities,
+    identities: IdentityCache,
     token_proxy: token_proxy::TokenProxy,
     /// Requests made (counted by the transport) and what sharing saved, for `/metrics`.
     stats: BackendStats,
@@ -124,7 +124,7 @@ impl AzureBackend {
             options.resolve.clone(),
             Arc::clone(&stats.cloud_calls),
         );
-        Self { options, http, identities: Identities::default(), token_proxy, stats, reads }
+        Self { options, http, identities: IdentityCache::default(), token_proxy, stats, reads }
     }
 
     fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
@@ -152,7 +152,7 @@ impl AzureBackend {
         spec: &MountSpec,
         endpoints: &cloud::CloudEndpoints,
         identity: &IdentityKey,
-        credential: &CredentialSpec<'_>,
+        credential: &CredentialSource<'_>,
         client_options: &ClientOptions,
     ) -> Result<Vec<MountVault>> {
         let names = std::iter::once(spec.keyvault_name.as_str())
@@ -177,10 +177,10 @@ impl AzureBackend {
         authority: &str,
         nmi: &'a Nmi,
         proxy: Option<Arc<dyn HttpClient>>,
-    ) -> Result<(IdentityKey, CredentialSpec<'a>)> {
+    ) -> Result<(IdentityKey, CredentialSource<'a>)> {
         let tenant = spec.tenant_id.as_str();
         match &spec.identity {
-            Identity::Workload { client_id } => {
+            IdentityMode::Workload { client_id } => {
                 let token = request
                     .tokens
                     .get(WORKLOAD_IDENTITY_AUDIENCE)
@@ -199,9 +199,9 @@ impl AzureBackend {
                     namespace: request.pod.require_namespace()?.to_owned(),
                     service_account: request.pod.require_service_account()?.to_owned(),
                 };
-                Ok((key, CredentialSpec::Workload { tenant, client_id, token }))
+                Ok((key, CredentialSource::Workload { tenant, client_id, token }))
             }
-            Identity::ServicePrincipal => {
+            IdentityMode::ServicePrincipal => {
                 if request.secrets.is_empty() {
                     return Err(Error::invalid_config(
                         "failed to get credentials, nodePublishSecretRef secret is not set (set clientID for workload \
@@ -223,9 +223,9 @@ impl AzureBackend {
                     client_id: client_id.to_owned(),
                     secret_digest: identity::secret_digest(secret),
                 };
-                Ok((key, CredentialSpec::ServicePrincipal { tenant, client_id, secret }))
+                Ok((key, CredentialSource::ServicePrincipal { tenant, client_id, secret }))
             }
-            Identity::TokenProxy { client_id } => {
+            IdentityMode::TokenProxy { client_id } => {
                 let token = request
                     .tokens
                     .get(token_proxy::IDENTITY_BINDING_AUDIENCE)
@@ -247,20 +247,20 @@ impl AzureBackend {
                     namespace: request.pod.require_namespace()?.to_owned(),
                     service_account: request.pod.require_service_account()?.to_owned(),
                 };
-                Ok((key, CredentialSpec::TokenProxy { tenant, client_id, token, proxy }))
+                Ok((key, CredentialSource::TokenProxy { tenant, client_id, token, proxy }))
             }
-            Identity::Nmi => {
+            IdentityMode::Nmi => {
                 let (namespace, pod) = (request.pod.require_namespace()?, request.pod.require_name()?);
                 let key = IdentityKey::PodIdentity {
                     authority: authority.to_owned(),
                     namespace: namespace.to_owned(),
                     pod: pod.to_owned(),
                 };
-                Ok((key, CredentialSpec::PodIdentity { namespace, pod, nmi }))
+                Ok((key, CredentialSource::PodIdentity { namespace, pod, nmi }))
             }
-            Identity::VmManaged { user_assigned_id } => Ok((
+            IdentityMode::VmManaged { user_assigned_id } => Ok((
                 IdentityKey::VmManaged { user_assigned_id: user_assigned_id.clone() },
-                CredentialSpec::VmManaged { user_assigned_id: user_assigned_id.as_deref() },
+                CredentialSource::VmManaged { user_assigned_id: user_assigned_id.as_deref() },
             )),
         }
     }
@@ -316,7 +316,7 @@ impl SecretBackend for AzureBackend {
         let client_options = self.client_options(&endpoints.authority_host)?;
         let nmi = Nmi { http: self.http.clone()?, endpoint: self.options.nmi_endpoint.clone() };
         let proxy = match spec.identity {
-            Identity::TokenProxy { .. } => Some(self.token_proxy.http_client().await?),
+            IdentityMode::TokenProxy { .. } => Some(self.token_proxy.http_client().await?),
             _ => None,
         };
         let (identity, credential) =

@@ -1,4 +1,4 @@
-use super::params::{Identity, ObjectEncoding, ObjectFormat, ObjectType, parse};
+use super::params::{IdentityMode, ObjectEncoding, ObjectFormat, ObjectType, parse};
 use super::*;
 use csi_secrets_provider_core::FileMode;
 
@@ -26,7 +26,7 @@ fn has(problems: &[String], needle: &str) -> bool {
 #[test]
 fn seed_blog_shape() -> std::result::Result<(), Vec<Error>> {
     let spec = parse(&params(&base(SEED_OBJECTS)), FileMode::DEFAULT)?;
-    assert_eq!(spec.identity, Identity::Workload { client_id: "client".to_owned() });
+    assert_eq!(spec.identity, IdentityMode::Workload { client_id: "client".to_owned() });
     assert_eq!(spec.tenant_id, "tenant");
     let files: Vec<&str> = spec.plan.files().iter().map(|f| f.path.as_str()).collect();
     assert_eq!(files, ["SQL_PASSWORD", "tls"]);
@@ -57,7 +57,7 @@ fn vault_and_identity_rules() {
     pairs.push(("usePodIdentity", "true"));
     let parameters: Parameters = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let accepted = parse(&parameters, FileMode::DEFAULT).map(|spec| spec.identity);
-    assert_eq!(accepted.ok(), Some(Identity::Nmi), "AAD pod identity is accepted, as upstream");
+    assert_eq!(accepted.ok(), Some(IdentityMode::Nmi), "AAD pod identity is accepted, as upstream");
     pairs.push(("useVMManagedIdentity", "true"));
     assert!(has(&problems(&pairs), "only one identity mode can be enabled at a time"));
     let mut pairs = base(SEED_OBJECTS);
@@ -138,12 +138,12 @@ fn identity_modes() -> std::result::Result<(), Vec<Error>> {
         ]),
         FileMode::DEFAULT,
     )?;
-    assert_eq!(spec.identity, Identity::VmManaged { user_assigned_id: Some("uai".to_owned()) });
+    assert_eq!(spec.identity, IdentityMode::VmManaged { user_assigned_id: Some("uai".to_owned()) });
     let spec = parse(
         &params(&[("keyvaultName", "kv1"), ("tenantId", "t"), ("objects", SEED_OBJECTS)]),
         FileMode::DEFAULT,
     )?;
-    assert_eq!(spec.identity, Identity::ServicePrincipal);
+    assert_eq!(spec.identity, IdentityMode::ServicePrincipal);
     Ok(())
 }
 

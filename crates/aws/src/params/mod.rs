@@ -55,7 +55,7 @@ impl ObjectType {
 
 /// How the pod's identity becomes AWS credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Identity {
+pub enum IdentityMode {
     /// IAM Roles for Service Accounts: role from the SA annotation, STS web identity.
     Irsa,
     /// EKS Pod Identity agent.
@@ -134,7 +134,7 @@ pub struct MountSpec {
     /// The `region` parameter (the provider may fall back to AWS_REGION or the node label).
     pub region: Option<String>,
     pub failover_region: Option<String>,
-    pub identity: Identity,
+    pub identity: IdentityMode,
     pub objects: Vec<ObjectSpec>,
     pub plan: FilePlan,
 }
@@ -198,10 +198,10 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     };
 
     let identity = match parameters.get(USE_POD_IDENTITY).map(str::trim).filter(|v| !v.is_empty()) {
-        None => Identity::Irsa,
+        None => IdentityMode::Irsa,
         Some(value) => match parse_go_bool(value) {
-            Some(true) => Identity::PodIdentity(address_type(parameters.get(PREFERRED_ADDRESS_TYPE))),
-            Some(false) => Identity::Irsa,
+            Some(true) => IdentityMode::PodIdentity(address_type(parameters.get(PREFERRED_ADDRESS_TYPE))),
+            Some(false) => IdentityMode::Irsa,
             None => {
                 problems.push(
                     Error::invalid_config(format!(
@@ -209,7 +209,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
                     ))
                     .with_field(USE_POD_IDENTITY),
                 );
-                Identity::Irsa
+                IdentityMode::Irsa
             }
         },
     };

@@ -47,7 +47,7 @@ impl Cloud {
 
 /// How the mount authenticates to Azure AD.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
+pub enum IdentityMode {
     /// The pod's service account token exchanged for the app/identity `client_id`.
     Workload { client_id: String },
     /// The node's managed identity via IMDS; optionally a user-assigned one.
@@ -116,7 +116,7 @@ pub struct MountSpec {
     /// `None` when `cloudName` is empty: the provider's default cloud applies.
     pub cloud: Option<Cloud>,
     pub cloud_env_file: Option<String>,
-    pub identity: Identity,
+    pub identity: IdentityMode,
     pub objects: Vec<ObjectSpec>,
     pub plan: FilePlan,
 }
@@ -184,7 +184,7 @@ fn vault_name_problem(name: &str) -> Option<Error> {
     })
 }
 
-fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identity {
+fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> IdentityMode {
     let mut flag = |key: &str| match parameters.get_trimmed(key) {
         None => false,
         Some(value) => parse_go_bool(value).unwrap_or_else(|| {
@@ -207,7 +207,7 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
     }
     if token_proxy {
         return match parameters.get_trimmed(CLIENT_ID) {
-            Some(client_id) => Identity::TokenProxy { client_id: client_id.to_owned() },
+            Some(client_id) => IdentityMode::TokenProxy { client_id: client_id.to_owned() },
             None => {
                 problems.push(
                     Error::invalid_config(
@@ -216,19 +216,19 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
                     )
                     .with_field(CLIENT_ID),
                 );
-                Identity::ServicePrincipal
+                IdentityMode::ServicePrincipal
             }
         };
     }
     if pod_identity {
-        Identity::Nmi
+        IdentityMode::Nmi
     } else if vm_identity {
-        Identity::VmManaged {
+        IdentityMode::VmManaged {
             user_assigned_id: parameters.get_trimmed(USER_ASSIGNED_IDENTITY_ID).map(str::to_owned),
         }
     } else if let Some(client_id) = parameters.get_trimmed(CLIENT_ID) {
-        Identity::Workload { client_id: client_id.to_owned() }
+        IdentityMode::Workload { client_id: client_id.to_owned() }
     } else {
-        Identity::ServicePrincipal
+        IdentityMode::ServicePrincipal
     }
 }

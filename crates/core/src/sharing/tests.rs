@@ -1,0 +1,172 @@
+//! The sharing rules, with tokio's paused clock for the windows.
+
+use super::*;
+use crate::error::Error;
+use std::sync::atomic::AtomicUsize;
+
+fn cache(window: Duration, max_bytes: usize) -> SharedReads<&'static str, SecretBytes> {
+    SharedReads::new(SharingOptions { window, max_bytes }, Arc::default())
+}
+
+fn value(text: &str) -> SecretBytes {
+    SecretBytes::new(text.as_bytes().to_vec())
+}
+
+/// A fetch that counts its calls and answers `text`.
+async fn counted(calls: &AtomicUsize, text: &str) -> Result<SecretBytes> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    Ok(value(text))
+}
+
+#[tokio::test]
+async fn remounts_reuse_a_read_within_the_window_and_first_mounts_read_fresh() -> Result<()> {
+    let reads = cache(Duration::from_secs(60), 1024);
+    let calls = AtomicUsize::new(0);
+    reads.read("a", MountKind::First, || counted(&calls, "v1")).await?;
+    let remount = reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+    assert_eq!(remount.expose(), b"v1", "the remount took the kept read");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let first = reads.read("a", MountKind::First, || counted(&calls, "v2")).await?;
+    assert_eq!(first.expose(), b"v2", "a first mount reads fresh");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let remount = reads.read("a", MountKind::Remount, || counted(&calls, "v3")).await?;
+    assert_eq!(remount.expose(), b"v2", "the fresh read replaced the old one");
+    reads.read("b", MountKind::Remount, || counted(&calls, "b")).await?;
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "another key is another read");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_ends_and_the_value_is_dropped() -> Result<()> {
+    let stats = Arc::new(SharingStats::default());
+    let reads: SharedReads<&str, SecretBytes> =
+        SharedReads::new(SharingOptions { window: Duration::from_secs(60), max_bytes: 1024 }, stats.clone());
+    let calls = AtomicUsize::new(0);
+    reads.read("a", MountKind::First, || counted(&calls, "v1")).await?;
+    assert_eq!(stats.bytes_held(), 2);
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(reads.is_empty(), "dropped when the window ended, without another access");
+    assert_eq!(stats.bytes_held(), 0);
+    let after = reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+    assert_eq!(after.expose(), b"v2");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.remount_hits(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn window_zero_shares_nothing() -> Result<()> {
+    let reads = cache(Duration::ZERO, 1024);
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        reads.read("a", MountKind::Remount, || counted(&calls, "v")).await?;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(reads.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_first_mounts_share_one_read() -> Result<()> {
+    let stats = Arc::new(SharingStats::default());
+    let reads: SharedReads<&str, SecretBytes> = SharedReads::new(SharingOptions::default(), stats.clone());
+    let calls = AtomicUsize::new(0);
+    let (release, released) = tokio::sync::watch::channel(false);
+    let calls = &calls;
+    let mounts = (0..20).map(|_| {
+        let mut released = released.clone();
+        reads.read("a", MountKind::First, move || async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let _ = released.wait_for(|r| *r).await;
+            Ok(value("v"))
+        })
+    });
+    let all = futures::future::join_all(mounts);
+    let opener = async {
+        tokio::task::yield_now().await;
+        let _ = release.send(true);
+    };
+    let (results, ()) = tokio::join!(all, opener);
+    for result in results {
+        assert_eq!(result?.expose(), b"v");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.in_flight_joins(), 19);
+    Ok(())
+}
+
+#[tokio::test]
+async fn single_flight_keeps_nothing_but_keep_does() -> Result<()> {
+    let reads = cache(Duration::from_secs(60), 1024);
+    let calls = AtomicUsize::new(0);
+    reads.single_flight("batch", || counted(&calls, "ab")).await?;
+    assert!(reads.is_empty());
+    reads.keep("a", value("a"));
+    assert_eq!(reads.recent(&"a").map(|v| v.expose().to_vec()), Some(b"a".to_vec()));
+    assert_eq!(reads.recent(&"b").map(|v| v.expose().to_vec()), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn failures_are_shared_in_flight_but_never_kept() -> Result<()> {
+    let reads = cache(Duration::from_secs(60), 1024);
+    let calls = AtomicUsize::new(0);
+    let failed = reads
+        .read("a", MountKind::First, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Error::permission_denied("no"))
+        })
+        .await;
+    assert!(failed.is_err());
+    let retried = reads.read("a", MountKind::Remount, || counted(&calls, "v")).await?;
+    assert_eq!(retried.expose(), b"v");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_leader_lets_the_followers_read() -> Result<()> {
+    let reads = cache(Duration::from_secs(60), 1024);
+    let calls = AtomicUsize::new(0);
+    let leader = reads.read("a", MountKind::First, || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+        Ok(value("never"))
+    });
+    // The leader starts, the follower joins, then the leader's caller gives up (a timeout
+    // drops its future).
+    let leader = tokio::time::timeout(Duration::from_secs(1), leader);
+    let follower = async {
+        tokio::task::yield_now().await;
+        reads.read("a", MountKind::First, || counted(&calls, "v")).await
+    };
+    let (abandoned, followed) = tokio::join!(leader, follower);
+    assert!(abandoned.is_err(), "the leader timed out");
+    assert_eq!(followed?.expose(), b"v");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_byte_cap_evicts_the_oldest_and_skips_values_larger_than_it() -> Result<()> {
+    let stats = Arc::new(SharingStats::default());
+    let reads: SharedReads<&str, SecretBytes> =
+        SharedReads::new(SharingOptions { window: Duration::from_secs(60), max_bytes: 10 }, stats.clone());
+    let calls = AtomicUsize::new(0);
+    reads.read("a", MountKind::First, || counted(&calls, "aaaa")).await?;
+    reads.read("b", MountKind::First, || counted(&calls, "bbbb")).await?;
+    assert_eq!(reads.bytes(), 8);
+    reads.read("c", MountKind::First, || counted(&calls, "cccc")).await?;
+    assert_eq!(reads.bytes(), 8, "a was evicted to make room");
+    assert_eq!(stats.bytes_held(), 8);
+    reads.read("a", MountKind::Remount, || counted(&calls, "aaaa")).await?;
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "the evicted value was read again");
+    reads.read("big", MountKind::First, || counted(&calls, "0123456789a")).await?;
+    reads.read("big", MountKind::Remount, || counted(&calls, "0123456789a")).await?;
+    assert_eq!(calls.load(Ordering::SeqCst), 6, "a value over the cap is never kept");
+    assert!(reads.bytes() <= 10);
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The one conformance suite (`csi_secrets_provider_tests::conformance`) against every cloud
+//! backend through the real binary's socket: the same checks, each backend's test peer behind
+//! the hooks (moto through the recording proxy for AWS, the Key Vault + Azure AD test server for
+//! Azure). The test backend runs it in `tests/tests/conformance.rs`.
+#![cfg(any(feature = "aws", feature = "azure"))]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use csi_secrets_provider_server::proto::MountResponse;
+use csi_secrets_provider_tests::conformance::{self, BoxError, Fault, Fixture, ObjectRef};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+
+#[cfg(feature = "aws")]
+mod aws {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::AwsWorld;
+
+    struct AwsFixture {
+        world: AwsWorld,
+        counter: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Fixture for AwsFixture {
+        fn unique(&self, base: &str) -> String {
+            self.world.name(&format!("{base}-{}", self.counter.fetch_add(1, Ordering::Relaxed)))
+        }
+
+        async fn put(&self, name: &str, value: &str) -> Result<(), BoxError> {
+            self.world.put_secret(name, value).await.map(drop)
+        }
+
+        fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)> {
+            let yaml = conformance::yaml_object_list(objects, "objectType: secretsmanager, ");
+            vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())]
+        }
+
+        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+            let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            self.world.mount(&pairs).await
+        }
+
+        async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
+            // More answers than the SDK's retries (three attempts).
+            match fault {
+                Fault::Denied => self.world.proxy.allow_only(name, "nobody"),
+                Fault::Throttled => {
+                    self.world.proxy.inject_for_secret(
+                        name,
+                        1000,
+                        400,
+                        "ThrottlingException",
+                        "Rate exceeded",
+                    );
+                }
+                Fault::Unavailable => self.world.proxy.inject_for_secret(
+                    name,
+                    1000,
+                    503,
+                    "ServiceUnavailableException",
+                    "Service is unavailable",
+                ),
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_aws_backend_conforms() -> Result<(), BoxError> {
+        let world = AwsWorld::start(BINARY, "conformance", &[]).await?;
+        let fixture = AwsFixture { world, counter: AtomicUsize::new(0) };
+        conformance::run(&fixture).await?;
+        assert_eq!(
+            fixture.world.proxy.count("AssumeRoleWithWebIdentity"),
+            1,
+            "every conformance mount shared one credential"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(feature = "azure")]
+mod azure {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
+
+    struct AzureFixture {
+        world: AzureWorld,
+        counter: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Fixture for AzureFixture {
+        fn unique(&self, base: &str) -> String {
+            format!("{base}-{}", self.counter.fetch_add(1, Ordering::Relaxed))
+        }
+
+        async fn put(&self, name: &str, value: &str) -> Result<(), BoxError> {
+            self.world.azure.set_secret(AZURE_VAULT, name, value);
+            Ok(())
+        }
+
+        fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)> {
+            let objects: Vec<String> = objects
+                .iter()
+                .map(|o| {
+                    let permission = o
+                        .file_permission
+                        .as_ref()
+                        .map(|p| format!("\nfilePermission: \"{p}\""))
+                        .unwrap_or_default();
+                    format!("objectName: {}\nobjectType: secret\nobjectAlias: {}{permission}", o.name, o.file)
+                })
+                .collect();
+            vec![("objects".to_owned(), objects.join("\n---\n"))]
+        }
+
+        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+            let objects: Vec<&str> = parameters[0].1.split("\n---\n").collect();
+            self.world.mount(&objects).await
+        }
+
+        async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
+            // More answers than the backend's retries (four), and Retry-After 0 so the test is quick.
+            let path = format!("/secrets/{name}");
+            match fault {
+                Fault::Denied => self.world.azure.restrict(AZURE_VAULT, name, &["someone-else"]),
+                Fault::Throttled => self.world.azure.throttle(&path, 1000, 0),
+                Fault::Unavailable => self.world.azure.fail_requests(&path, 1000),
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_azure_backend_conforms() -> Result<(), BoxError> {
+        let fixture =
+            AzureFixture { world: AzureWorld::start(BINARY, &[]).await?, counter: AtomicUsize::new(0) };
+        conformance::run(&fixture).await?;
+        assert_eq!(fixture.world.azure.token_requests().len(), 1, "every conformance mount shared one token");
+        Ok(())
+    }
+}

@@ -170,6 +170,8 @@ impl AzureBackend {
         Ok(vaults)
     }
 
+    /// The mount's identity (the key its clients and reads are shared by) and how to build its
+    /// credential the first time it is seen.
     fn credential<'a>(
         &self,
         spec: &'a MountSpec,
@@ -179,73 +181,42 @@ impl AzureBackend {
         proxy: Option<Arc<dyn HttpClient>>,
     ) -> Result<(IdentityKey, CredentialSource<'a>)> {
         let tenant = spec.tenant_id.as_str();
+        let service_account = || -> Result<(String, String)> {
+            Ok((
+                request.pod.require_namespace()?.to_owned(),
+                request.pod.require_service_account()?.to_owned(),
+            ))
+        };
         match &spec.identity {
             IdentityMode::Workload { client_id } => {
-                let token = request
-                    .tokens
-                    .get(WORKLOAD_IDENTITY_AUDIENCE)
-                    .map(|t| t.expose())
-                    .filter(|t| !t.is_empty());
-                let token = token.ok_or_else(|| {
-                    Error::invalid_config(format!(
-                        "token for audience {WORKLOAD_IDENTITY_AUDIENCE} not found: the CSIDriver's tokenRequests must \
-                         include audience {WORKLOAD_IDENTITY_AUDIENCE} for workload identity (clientID is set)"
-                    ))
-                })?;
+                let token =
+                    pod_token(request, WORKLOAD_IDENTITY_AUDIENCE, "workload identity (clientID is set)")?;
+                let (namespace, service_account) = service_account()?;
                 let key = IdentityKey::Workload {
                     authority: authority.to_owned(),
                     tenant: tenant.to_owned(),
                     client_id: client_id.clone(),
-                    namespace: request.pod.require_namespace()?.to_owned(),
-                    service_account: request.pod.require_service_account()?.to_owned(),
+                    namespace,
+                    service_account,
                 };
                 Ok((key, CredentialSource::Workload { tenant, client_id, token }))
             }
-            IdentityMode::ServicePrincipal => {
-                if request.secrets.is_empty() {
-                    return Err(Error::invalid_config(
-                        "failed to get credentials, nodePublishSecretRef secret is not set (set clientID for workload \
-                         identity, or useVMManagedIdentity, or a nodePublishSecretRef with clientid and clientsecret)",
-                    ));
-                }
-                let get = |name: &str| {
-                    request
-                        .secrets
-                        .get_ignore_ascii_case(name)
-                        .map(|s| s.expose_secret())
-                        .filter(|s| !s.is_empty())
-                        .ok_or_else(|| Error::invalid_config(format!("could not find {name} in secrets")))
-                };
-                let (client_id, secret) = (get("clientid")?, get("clientsecret")?);
-                let key = IdentityKey::ServicePrincipal {
-                    authority: authority.to_owned(),
-                    tenant: tenant.to_owned(),
-                    client_id: client_id.to_owned(),
-                    secret_digest: identity::secret_digest(secret),
-                };
-                Ok((key, CredentialSource::ServicePrincipal { tenant, client_id, secret }))
-            }
+            IdentityMode::ServicePrincipal => service_principal(request, authority, tenant),
             IdentityMode::TokenProxy { client_id } => {
-                let token = request
-                    .tokens
-                    .get(token_proxy::IDENTITY_BINDING_AUDIENCE)
-                    .map(|t| t.expose())
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| {
-                        Error::invalid_config(format!(
-                            "token for audience {aud} not found: the CSIDriver's tokenRequests must include audience {aud} \
-                             for AKS identity binding (useAzureTokenProxy is set)",
-                            aud = token_proxy::IDENTITY_BINDING_AUDIENCE
-                        ))
-                    })?;
+                let token = pod_token(
+                    request,
+                    token_proxy::IDENTITY_BINDING_AUDIENCE,
+                    "AKS identity binding (useAzureTokenProxy is set)",
+                )?;
                 let proxy =
                     proxy.ok_or_else(|| Error::internal("no token proxy client for identity binding"))?;
+                let (namespace, service_account) = service_account()?;
                 let key = IdentityKey::TokenProxy {
                     authority: authority.to_owned(),
                     tenant: tenant.to_owned(),
                     client_id: client_id.clone(),
-                    namespace: request.pod.require_namespace()?.to_owned(),
-                    service_account: request.pod.require_service_account()?.to_owned(),
+                    namespace,
+                    service_account,
                 };
                 Ok((key, CredentialSource::TokenProxy { tenant, client_id, token, proxy }))
             }
@@ -264,6 +235,47 @@ impl AzureBackend {
             )),
         }
     }
+}
+
+/// The pod's service account token for `audience`, which the driver sends when its
+/// CSIDriver's `tokenRequests` name it; `purpose` says which setting needs it.
+fn pod_token<'a>(request: &'a MountRequest, audience: &str, purpose: &str) -> Result<&'a str> {
+    request.tokens.get(audience).map(|t| t.expose()).filter(|t| !t.is_empty()).ok_or_else(|| {
+        Error::invalid_config(format!(
+            "token for audience {audience} not found: the CSIDriver's tokenRequests must include audience \
+             {audience} for {purpose}"
+        ))
+    })
+}
+
+/// `clientid` / `clientsecret` from the node-publish secret (any ASCII case, as upstream).
+fn service_principal<'a>(
+    request: &'a MountRequest,
+    authority: &str,
+    tenant: &'a str,
+) -> Result<(IdentityKey, CredentialSource<'a>)> {
+    if request.secrets.is_empty() {
+        return Err(Error::invalid_config(
+            "failed to get credentials, nodePublishSecretRef secret is not set (set clientID for workload \
+             identity, or useVMManagedIdentity, or a nodePublishSecretRef with clientid and clientsecret)",
+        ));
+    }
+    let get = |name: &str| {
+        request
+            .secrets
+            .get_ignore_ascii_case(name)
+            .map(|s| s.expose_secret())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::invalid_config(format!("could not find {name} in secrets")))
+    };
+    let (client_id, secret) = (get("clientid")?, get("clientsecret")?);
+    let key = IdentityKey::ServicePrincipal {
+        authority: authority.to_owned(),
+        tenant: tenant.to_owned(),
+        client_id: client_id.to_owned(),
+        secret_digest: identity::secret_digest(secret),
+    };
+    Ok((key, CredentialSource::ServicePrincipal { tenant, client_id, secret }))
 }
 
 fn http_client(options: &AzureOptions) -> Result<reqwest::Client> {

@@ -74,45 +74,52 @@ pub(super) fn parse_failover(
         });
         return ParsedFailover { object, arn_region: None };
     };
+    let failover = FailoverObject { name: Some(failover_name), version, version_label };
+    let arn_region = check_named_failover(&failover, primary, context.failover_region, problems);
+    ParsedFailover { object: Some(failover), arn_region }
+}
+
+/// Upstream's rules for a failover entry that names an object; returns the region its ARN
+/// names, if any.
+fn check_named_failover(
+    failover: &FailoverObject,
+    primary: &PrimaryObject<'_>,
+    failover_region: bool,
+    problems: &mut Vec<Error>,
+) -> Option<String> {
+    let (name, field) = (primary.name, "failoverObject");
+    let fail =
+        |message: String, field: String| Error::invalid_config(message).with_object(name).with_field(field);
     if !primary.has_alias {
-        problems.push(
-            Error::invalid_config(format!(
-                "object alias must be specified for objects with failover entries: {name}"
-            ))
-            .with_object(name)
-            .with_field("objectAlias"),
-        );
+        problems.push(fail(
+            format!("object alias must be specified for objects with failover entries: {name}"),
+            "objectAlias".to_owned(),
+        ));
     }
-    if !context.failover_region {
-        problems.push(
-            Error::invalid_config(format!(
-                "failover object allowed only when failover region is defined: {name}"
-            ))
-            .with_object(name)
-            .with_field(FAILOVER_REGION),
-        );
+    if !failover_region {
+        problems.push(fail(
+            format!("failover object allowed only when failover region is defined: {name}"),
+            FAILOVER_REGION.to_owned(),
+        ));
     }
     let mut arn_region = None;
-    if failover_name.starts_with("arn:") {
-        match resolve_type(&failover_name, Some(primary.object_type.as_str())) {
+    if let Some(failover_name) = failover.name.as_deref().filter(|n| n.starts_with("arn:")) {
+        match resolve_type(failover_name, Some(primary.object_type.as_str())) {
             Ok((_, region)) => arn_region = region,
             Err(e) => problems.push(e.with_object(name).with_field(format!("{field}.objectName"))),
         }
     }
-    if primary.object_type == ObjectType::SsmParameter && version.is_some() && version_label.is_some() {
+    if primary.object_type == ObjectType::SsmParameter
+        && failover.version.is_some()
+        && failover.version_label.is_some()
+    {
         problems.push(both_versions(name).with_field(format!("{field}.objectVersionLabel")));
     }
-    if version.as_deref() != primary.version {
-        problems.push(
-            Error::invalid_config(format!(
-                "object versions must match between primary and failover regions: {name}"
-            ))
-            .with_object(name)
-            .with_field(format!("{field}.objectVersion")),
-        );
+    if failover.version.as_deref() != primary.version {
+        problems.push(fail(
+            format!("object versions must match between primary and failover regions: {name}"),
+            format!("{field}.objectVersion"),
+        ));
     }
-    ParsedFailover {
-        object: Some(FailoverObject { name: Some(failover_name), version, version_label }),
-        arn_region,
-    }
+    arn_region
 }

@@ -183,8 +183,28 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     let mut problems = Vec::new();
     let region = parameters.get_trimmed(REGION).map(str::to_owned);
     let failover_region = parameters.get_trimmed(FAILOVER_REGION).map(str::to_owned);
+    let translation = path_translation(parameters, &mut problems);
+    let identity = identity_mode(parameters, &mut problems);
+    let context = ListContext {
+        translation,
+        default_mode,
+        failover_region: failover_region.is_some(),
+        ..Default::default()
+    };
+    let (objects, mut plan) = parse_objects(parameters.get(OBJECTS), context, &mut problems);
+    for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
+        plan.warn(warning);
+    }
+    let spec = MountSpec { region, failover_region, identity, objects, plan };
+    if let Some(primary) = &spec.region {
+        problems.extend(spec.check_regions(primary));
+    }
+    if problems.is_empty() { Ok(spec) } else { Err(problems) }
+}
 
-    let translation = match parameters.get(PATH_TRANSLATION).unwrap_or_default() {
+/// `pathTranslation`: `_` by default, `False` for none, or one character.
+fn path_translation(parameters: &Parameters, problems: &mut Vec<Error>) -> Option<char> {
+    match parameters.get(PATH_TRANSLATION).unwrap_or_default() {
         "" => Some('_'),
         off if off.eq_ignore_ascii_case("false") => None,
         one if one.chars().count() == 1 => one.chars().next(),
@@ -195,9 +215,12 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
             );
             Some('_')
         }
-    };
+    }
+}
 
-    let identity = match parameters.get(USE_POD_IDENTITY).map(str::trim).filter(|v| !v.is_empty()) {
+/// IRSA unless `usePodIdentity` is true.
+fn identity_mode(parameters: &Parameters, problems: &mut Vec<Error>) -> IdentityMode {
+    match parameters.get(USE_POD_IDENTITY).map(str::trim).filter(|v| !v.is_empty()) {
         None => IdentityMode::Irsa,
         Some(value) => match parse_go_bool(value) {
             Some(true) => IdentityMode::PodIdentity(address_type(parameters.get(PREFERRED_ADDRESS_TYPE))),
@@ -212,11 +235,18 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
                 IdentityMode::Irsa
             }
         },
-    };
+    }
+}
 
+/// `objects`: a YAML list of object entries, and the files they plan.
+fn parse_objects(
+    value: Option<&str>,
+    mut context: ListContext,
+    problems: &mut Vec<Error>,
+) -> (Vec<ObjectSpec>, FilePlan) {
     let mut objects = Vec::new();
     let mut plan = FilePlan::new();
-    match parameters.get(OBJECTS).map(serde_norway::from_str::<Value>) {
+    match value.map(serde_norway::from_str::<Value>) {
         None => problems.push(Error::invalid_config("objects is not set").with_field(OBJECTS)),
         Some(Err(e)) => problems.push(
             Error::invalid_config(format!(
@@ -225,16 +255,10 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
             .with_field(OBJECTS),
         ),
         Some(Ok(Value::Sequence(items))) => {
-            let mut context = ListContext {
-                translation,
-                default_mode,
-                failover_region: failover_region.is_some(),
-                ..Default::default()
-            };
             for (index, item) in items.iter().enumerate() {
                 match parse_object(index, item, &mut context) {
                     Ok(object) => {
-                        add_files(&object, &mut plan, &mut problems);
+                        add_files(&object, &mut plan, problems);
                         objects.push(object);
                     }
                     Err(mut errors) => problems.append(&mut errors),
@@ -255,15 +279,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
             .with_field(OBJECTS),
         ),
     }
-
-    for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
-        plan.warn(warning);
-    }
-    let spec = MountSpec { region, failover_region, identity, objects, plan };
-    if let Some(primary) = &spec.region {
-        problems.extend(spec.check_regions(primary));
-    }
-    if problems.is_empty() { Ok(spec) } else { Err(problems) }
+    (objects, plan)
 }
 
 fn address_type(value: Option<&str>) -> AddressType {

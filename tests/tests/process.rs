@@ -36,6 +36,64 @@ async fn sigterm_drains_an_in_flight_mount_and_removes_the_socket() -> TestResul
     Ok(())
 }
 
+/// `kill -9` (an OOM kill, a node hiccup) in the middle of 100 mounts: the callers get an error,
+/// not a hang; a new provider on the same directory takes the stale socket over and serves at
+/// once, and nothing but the socket is left in the directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_100_mounts_then_restart_serves_at_once() -> TestResult {
+    let first = ProviderProcess::serve(BINARY, &["--backend", "test"])?;
+    let volume = first.provider_volume.clone();
+    let socket = first.socket("test");
+    wait_for_socket(&socket, Duration::from_secs(20)).await?;
+    let mut calls = Vec::new();
+    let mut markers = Vec::new();
+    for i in 0..100 {
+        let mut client = DriverClient::new(&socket);
+        let marker = first.dir.path().join(format!("started-{i}"));
+        markers.push(marker.clone());
+        calls.push(tokio::spawn(async move {
+            let objects = format!("- {{objectName: db-{i}, value: v}}");
+            let marker = marker.display().to_string();
+            client.mount(&[("objects", &objects), ("delayMs", "30000"), ("startedFile", &marker)]).await
+        }));
+    }
+    for marker in &markers {
+        wait_for_file(marker, Duration::from_secs(20)).await?; // all 100 are in flight
+    }
+    let mut first = first;
+    first.signal("KILL")?;
+    let killed = tokio::task::block_in_place(|| first.wait(Duration::from_secs(10)))?;
+    assert!(!killed.success(), "{killed:?}");
+    for call in calls {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), call).await??;
+        assert!(outcome.is_err(), "a mount cut off by the kill returns an error, not files");
+    }
+    assert!(socket.exists(), "kill -9 leaves the socket file behind");
+
+    let second = ProviderProcess::serve_in(BINARY, Some(&volume), &["--backend", "test"], &[], &[])?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let response = loop {
+        match DriverClient::new(&socket).mount(&[("objects", "- {objectName: after, value: fine}")]).await {
+            Ok(response) => break response,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                return Err(
+                    format!("the restarted provider does not serve: {e}\n{}", second.log_text()).into()
+                );
+            }
+        }
+    };
+    assert_eq!(response.files[0].contents, b"fine");
+    let left: Vec<String> = std::fs::read_dir(&volume)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["test.sock"], "no temporary state next to the socket");
+    let log = second.log_text();
+    assert!(log.contains("serving"), "{log}");
+    Ok(())
+}
+
 /// A DaemonSet update with `maxSurge`: the new provider starts on the same directory while the
 /// old one serves a mount; the old one finishes it on SIGTERM and leaves the new socket alone.
 #[tokio::test(flavor = "multi_thread")]

@@ -48,6 +48,8 @@ struct ProxyState {
 struct Injected {
     action: String,
     secret_id: Option<String>,
+    /// Answered as is instead of an AWS error document (a broken or cut-off answer).
+    raw_body: Option<String>,
     remaining: usize,
     status: u16,
     code: String,
@@ -90,10 +92,25 @@ impl AwsProxy {
         self.lock().injected.push(Injected {
             action: action.to_owned(),
             secret_id: None,
+            raw_body: None,
             remaining: times,
             status,
             code: code.to_owned(),
             message: message.to_owned(),
+        });
+    }
+
+    /// Answers the next `times` calls of `action` with `status` and `body` as is: a body that
+    /// is not JSON, or one cut off mid-document.
+    pub fn inject_raw(&self, action: &str, times: usize, status: u16, body: &str) {
+        self.lock().injected.push(Injected {
+            action: action.to_owned(),
+            secret_id: None,
+            raw_body: Some(body.to_owned()),
+            remaining: times,
+            status,
+            code: String::new(),
+            message: String::new(),
         });
     }
 
@@ -102,6 +119,7 @@ impl AwsProxy {
         self.lock().injected.push(Injected {
             action: "GetSecretValue".to_owned(),
             secret_id: Some(secret_id.to_owned()),
+            raw_body: None,
             remaining: times,
             status,
             code: code.to_owned(),
@@ -209,6 +227,14 @@ async fn forward(
 }
 
 fn aws_error(error: &Injected) -> Response {
+    if let Some(body) = &error.raw_body {
+        let mut response = http::Response::new(Full::new(Bytes::from(body.clone())));
+        *response.status_mut() = http::StatusCode::from_u16(error.status).unwrap_or(http::StatusCode::OK);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-amz-json-1.1"));
+        return response;
+    }
     if error.action == "AssumeRoleWithWebIdentity" {
         let body = format!(
             "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>injected</RequestId></ErrorResponse>",

@@ -13,11 +13,20 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone)]
 pub struct DriverClient {
     inner: CsiDriverProviderClient<Channel>,
+    /// The gRPC deadline sent with each Mount (`grpc-timeout`), as the driver's context has.
+    timeout: Option<std::time::Duration>,
 }
 
 impl DriverClient {
     pub fn new(socket: &Path) -> Self {
-        Self { inner: CsiDriverProviderClient::new(uds::channel(socket.to_path_buf())) }
+        Self { inner: CsiDriverProviderClient::new(uds::channel(socket.to_path_buf())), timeout: None }
+    }
+
+    /// Sends `timeout` as the gRPC deadline of every Mount.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub async fn version(&mut self) -> Result<VersionResponse, tonic::Status> {
@@ -58,6 +67,10 @@ impl DriverClient {
             permission,
             current_object_version: Vec::new(),
         };
+        let mut request = tonic::Request::new(request);
+        if let Some(timeout) = self.timeout {
+            request.set_timeout(timeout);
+        }
         self.inner.mount(request).await.map(tonic::Response::into_inner)
     }
 }

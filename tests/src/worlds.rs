@@ -29,6 +29,8 @@ pub struct AwsWorld {
     pub kube: FakeKubeApi,
     pub provider: ProviderProcess,
     pub prefix: String,
+    /// The gRPC deadline the driver sends with each Mount (none by default).
+    pub driver_timeout: Option<Duration>,
     /// Holds the kubeconfig for the provider's lifetime.
     _config: TempDir,
 }
@@ -66,7 +68,14 @@ impl AwsWorld {
             ],
         )?;
         wait_for_socket(&provider.socket("aws"), Duration::from_secs(30)).await?;
-        Ok(Self { proxy, kube, provider, prefix: format!("{test}-{}", std::process::id()), _config: config })
+        Ok(Self {
+            proxy,
+            kube,
+            provider,
+            prefix: format!("{test}-{}", std::process::id()),
+            driver_timeout: None,
+            _config: config,
+        })
     }
 
     /// A name unique to this world in the shared moto.
@@ -100,6 +109,7 @@ impl AwsWorld {
         all.push(("csi.storage.k8s.io/serviceAccount.name", sa));
         all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
         DriverClient::new(&self.provider.socket("aws"))
+            .with_timeout(self.driver_timeout)
             .mount_raw_at(target_path, pod_attributes(&all).to_string(), "null".to_owned(), "420".to_owned())
             .await
     }
@@ -150,6 +160,8 @@ pub const AZURE_NAMESPACE: &str = "default";
 pub struct AzureWorld {
     pub azure: FakeAzure,
     pub provider: ProviderProcess,
+    /// The gRPC deadline the driver sends with each Mount (none by default).
+    pub driver_timeout: Option<Duration>,
 }
 
 impl AzureWorld {
@@ -179,7 +191,7 @@ impl AzureWorld {
             ],
         )?;
         wait_for_socket(&provider.socket("azure"), Duration::from_secs(30)).await?;
-        Ok(Self { azure, provider })
+        Ok(Self { azure, provider, driver_timeout: None })
     }
 
     /// A first mount (a new pod's target path); see [`Self::mount_at`].
@@ -222,6 +234,7 @@ impl AzureWorld {
         ];
         parameters.extend_from_slice(extra);
         DriverClient::new(&self.provider.socket("azure"))
+            .with_timeout(self.driver_timeout)
             .mount_raw_at(
                 target_path,
                 pod_attributes(&parameters).to_string(),

@@ -20,7 +20,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters,
-    Result, SecretBackend, SharedReads, SharingOptions, Validation,
+    Result, SecretBackend, SharedReads, SharingOptions, Validation, before_deadline,
 };
 use tokio::sync::OnceCell;
 
@@ -332,7 +332,13 @@ impl SecretBackend for AwsBackend {
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
         let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
-        let primary = self.primary_region(&spec, request).await?;
+        let primary = before_deadline(
+            request.deadline,
+            "the Kubernetes API (the node's region label)",
+            &[],
+            self.primary_region(&spec, request),
+        )
+        .await?;
         if spec.region.is_none() {
             let problems = spec.check_regions(&primary);
             if !problems.is_empty() {
@@ -341,7 +347,12 @@ impl SecretBackend for AwsBackend {
         }
         let sts_regions: Vec<&str> =
             std::iter::once(primary.as_str()).chain(spec.failover_region.as_deref()).collect();
-        let (identity, credentials) = self.credentials(&spec, request, &sts_regions).await?;
+        let exchange = self.credentials(&spec, request, &sts_regions);
+        let service = match spec.identity {
+            IdentityMode::Irsa => "STS (AssumeRoleWithWebIdentity) or the Kubernetes API",
+            IdentityMode::PodIdentity(_) => "the EKS Pod Identity agent",
+        };
+        let (identity, credentials) = before_deadline(request.deadline, service, &[], exchange).await?;
         let regions = self.mount_regions(&spec, &primary, &credentials).await;
 
         let of_type =
@@ -355,6 +366,7 @@ impl SecretBackend for AwsBackend {
             shared: &self.objects,
             calls: &self.stats.cloud_calls,
             concurrency: self.options.concurrency,
+            deadline: request.deadline,
         };
         let (secret_values, parameter_values) =
             tokio::try_join!(reads.secrets(&secrets), reads.parameters(&parameters))?;

@@ -5,6 +5,7 @@
 
 use csi_secrets_provider_core::{
     CloudCalls, Error, HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats, SkippedObject,
+    before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -88,6 +89,8 @@ pub(crate) struct ObjectReads<'a> {
     pub calls: &'a CloudCalls,
     /// Objects (or SSM batches) read at once.
     pub concurrency: usize,
+    /// The mount's deadline: every read ends before it (see `core::deadline`).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl ObjectReads<'_> {
@@ -119,7 +122,7 @@ impl ObjectReads<'_> {
                 let read = self.shared.objects.read(self.key(object), self.kind, move || {
                     fetch::secret(self.regions.of(object), object, self.calls)
                 });
-                match read.await {
+                match before_deadline(self.deadline, "Secrets Manager", &[&object.name], read).await {
                     Ok(fetched) => Ok(Ok(fetched)),
                     Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
                 }

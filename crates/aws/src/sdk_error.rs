@@ -30,6 +30,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match error {
+        // A success status whose body the SDK could not read as the API's answer: not JSON, or
+        // cut off (a proxy or gateway in the way).
+        SdkError::ServiceError(service) if service.raw().status().is_success() => AwsFailure {
+            kind: ErrorKind::Unavailable,
+            code: "InvalidResponse".to_owned(),
+            message: format!(
+                "HTTP {} with a body that is not an answer the API gives (not JSON, or cut off)",
+                service.raw().status().as_u16()
+            ),
+            client_fault: false,
+        },
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or("UnknownError").to_owned();

@@ -25,7 +25,7 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend,
-    SharingOptions, SkippedObject, Validation,
+    SharingOptions, SkippedObject, Validation, before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
@@ -131,11 +131,14 @@ impl AzureBackend {
         let transport = Transport::new(self.http.clone()?);
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = authority_host.to_owned();
-        // Retries (429 honouring Retry-After, 5xx) stay within a mount's deadline.
+        // Four retries, the SDK doubling 100 ms from the first (0.2 + 0.4 + 0.8 + 1.6 s, plus up
+        // to 0.25 s of jitter each), end a persistent 5xx in about four seconds, inside a driver's
+        // deadline, with Key Vault's own error; Retry-After is honoured.
         let retry = ExponentialRetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(100),
             max_retries: 4,
+            max_delay: azure_core::time::Duration::seconds(5),
             max_total_elapsed: azure_core::time::Duration::seconds(30),
-            ..Default::default()
         };
         Ok(ClientOptions {
             transport: Some(transport),
@@ -340,9 +343,14 @@ impl SecretBackend for AzureBackend {
             Some(nmi) => IdentityKey::PodIdentityClient {
                 authority: endpoints.authority_host.clone(),
                 tenant: spec.tenant_id.clone(),
-                client_id: nmi.client_id(&endpoints.vault_resource()).await.map_err(|e| {
-                    Error::permission_denied(format!("AAD pod identity: failed to get a token from NMI: {e}"))
-                })?,
+                client_id: before_deadline(request.deadline, "NMI (AAD pod identity)", &[], async {
+                    nmi.client_id(&endpoints.vault_resource()).await.map_err(|e| {
+                        Error::permission_denied(format!(
+                            "AAD pod identity: failed to get a token from NMI: {e}"
+                        ))
+                    })
+                })
+                .await?,
             },
             None => identity,
         };
@@ -366,7 +374,10 @@ impl SecretBackend for AzureBackend {
                         kind: request.kind,
                         shared: &self.reads,
                     };
-                    match vault::fetch(&reads, object, write).await {
+                    let read = vault::fetch(&reads, object, write);
+                    match before_deadline(request.deadline, "Key Vault (or Azure AD)", &[&object.name], read)
+                        .await
+                    {
                         Ok(files) => Ok(Ok(files)),
                         Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
                     }

@@ -372,16 +372,41 @@ pub fn sdk_error(error: azure_core::Error, object: &ObjectSpec, version: Option<
             let detail = body["error"]["message"].as_str().unwrap_or_default();
             Error::new(kind, format!("failed to get {what} from Key Vault: {code}: {detail}"))
         }
-        azure_core::error::ErrorKind::Credential => Error::permission_denied(with_hint(format!(
-            "failed to get an Azure AD token for {what}: {}",
+        azure_core::error::ErrorKind::Credential => {
+            let message =
+                with_hint(format!("failed to get an Azure AD token for {what}: {}", error_chain(&error)));
+            // Azure AD being down is an outage, not a refusal: the mount is retried, the
+            // identity's configuration is fine.
+            if azure_ad_unavailable(&message) {
+                Error::unavailable(message)
+            } else {
+                Error::permission_denied(message)
+            }
+        }
+        azure_core::error::ErrorKind::DataConversion => Error::unavailable(format!(
+            "failed to get {what}: Key Vault's answer was not valid JSON (a proxy or gateway in the way, or an \
+             answer cut off): {}",
             error_chain(&error)
-        ))),
+        )),
         azure_core::error::ErrorKind::Connection | azure_core::error::ErrorKind::Io => {
             Error::unavailable(format!("failed to reach Key Vault for {what}: {}", error_chain(&error)))
         }
         _ => Error::internal(format!("failed to get {what}: {}", error_chain(&error))),
     };
     mapped.with_object(&object.name)
+}
+
+/// Azure AD's answers for an outage (its `temporarily_unavailable` error, HTTP 5xx) rather than
+/// a refusal of the identity.
+fn azure_ad_unavailable(message: &str) -> bool {
+    [
+        "temporarily_unavailable",
+        "temporarily unavailable",
+        "503 Service Unavailable",
+        "500 Internal Server Error",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign))
 }
 
 /// Key Vault's answer for a disabled object or version: 403 with inner code `SecretDisabled`

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod deadline;
 pub mod error;
 pub mod files;
 pub mod jmes;
@@ -17,6 +18,7 @@ pub mod stats;
 pub mod yaml;
 
 pub use backend::{SecretBackend, Validation};
+pub use deadline::before_deadline;
 pub use error::{Error, ErrorKind, Result};
 pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
 pub use jmes::{JmesEntry, JmesKey, JmesRules};

@@ -83,6 +83,10 @@ pub(super) fn token_endpoint(
     audience: &str,
     via_proxy: bool,
 ) -> Response {
+    if state.token_outages > 0 {
+        state.token_outages -= 1;
+        return aad_error(503, "temporarily_unavailable", 90033, "The service is temporarily unavailable.");
+    }
     let mut parts = request.uri.path().trim_start_matches('/').split('/');
     let tenant = parts.next().unwrap_or_default().to_owned();
     if request.method != http::Method::POST || parts.collect::<Vec<_>>() != ["oauth2", "v2.0", "token"] {

@@ -6,6 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::{AUTHORITY_HOST, State, VAULT_SUFFIX, VaultRequest, Version};
 use crate::http_server::{Request, Response, json};
+use bytes::Bytes;
+use http_body_util::Full;
 
 pub(super) fn kv_error(status: u16, code: &str, message: &str) -> Response {
     json(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
@@ -63,6 +65,16 @@ pub(super) fn vault_answer(state: &mut State, vault_name: &str, request: &Reques
     {
         outage.1 -= 1;
         return kv_error(503, "ServiceUnavailable", "The service is temporarily unavailable.");
+    }
+    if let Some(garbled) =
+        state.garbled.iter_mut().find(|g| g.remaining > 0 && path.contains(g.fragment.as_str()))
+    {
+        garbled.remaining -= 1;
+        let mut response = http::Response::new(Full::new(Bytes::from(garbled.body.clone())));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        return response;
     }
     let port = state.port;
     let Some(vault) = state.vaults.get(vault_name) else {

@@ -82,6 +82,14 @@ pub struct VaultRequest {
     pub status: u16,
 }
 
+/// A broken answer for requests whose path contains `fragment`.
+#[derive(Debug)]
+pub(crate) struct Garbled {
+    pub(crate) fragment: String,
+    pub(crate) remaining: usize,
+    pub(crate) body: String,
+}
+
 /// An access token the token endpoint issued.
 #[derive(Debug, Clone)]
 pub(super) struct Issued {
@@ -105,6 +113,9 @@ pub(super) struct State {
     throttles: Vec<(String, usize, u64)>,
     /// Path fragment -> requests left to answer with 503.
     outages: Vec<(String, usize)>,
+    garbled: Vec<Garbled>,
+    /// Token requests left to answer with 503 (Azure AD down).
+    token_outages: usize,
     /// AAD pod identity: (namespace, pod) → (tenant, client id) NMI assigns.
     pod_identities: HashMap<(String, String), (String, String)>,
     nmi_requests: usize,
@@ -262,6 +273,21 @@ impl FakeAzure {
             (vault.to_owned(), name.to_owned()),
             client_ids.iter().map(|c| (*c).to_owned()).collect(),
         );
+    }
+
+    /// Answers the next `times` Azure AD token requests with 503.
+    pub fn fail_token_requests(&self, times: usize) {
+        self.lock().token_outages = times;
+    }
+
+    /// Answers the next `times` Key Vault requests whose path contains `fragment` with 200 and
+    /// `body` as is: not JSON, or JSON cut off.
+    pub fn garble(&self, fragment: &str, times: usize, body: &str) {
+        self.lock().garbled.push(Garbled {
+            fragment: fragment.to_owned(),
+            remaining: times,
+            body: body.to_owned(),
+        });
     }
 
     /// Answers the next `times` Key Vault requests whose path contains `fragment` with 503.

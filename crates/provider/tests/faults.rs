@@ -1,0 +1,266 @@
+//! The fault matrix, both clouds, through the real binary and the test peers: a cloud, token
+//! service or Kubernetes API that never answers, answers 5xx or 429 in bursts or for good, or
+//! answers something that is not JSON. For each: retries stay bounded, the mount answers before
+//! the driver's gRPC deadline with an error that names the service and the object in plain
+//! words, nothing is returned, and the process keeps serving.
+
+#![cfg(any(feature = "aws", feature = "azure"))]
+
+use std::time::{Duration, Instant};
+
+use csi_secrets_provider_server::proto::MountResponse;
+use csi_secrets_provider_tests::worlds::BoxError;
+use csi_secrets_provider_tests::{DriverClient, ProviderProcess};
+use tonic::Code;
+
+type TestResult = Result<(), BoxError>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+
+/// The deadline the driver's context gives a Mount in these tests.
+const DRIVER_DEADLINE: Duration = Duration::from_secs(6);
+
+/// What a faulty mount must look like.
+struct Expected<'a> {
+    code: Code,
+    /// Words the message must hold: the service, the object, the cause.
+    says: &'a [&'a str],
+}
+
+fn check(
+    case: &str,
+    outcome: Result<MountResponse, tonic::Status>,
+    started: Instant,
+    expected: &Expected<'_>,
+) -> TestResult {
+    let elapsed = started.elapsed();
+    let status = match outcome {
+        Ok(response) => return Err(format!("{case}: the mount succeeded: {:?}", response.files).into()),
+        Err(status) => status,
+    };
+    if status.code() != expected.code {
+        return Err(format!("{case}: expected {:?}, got {status:?}", expected.code).into());
+    }
+    for words in expected.says {
+        if !status.message().contains(words) {
+            return Err(format!("{case}: the message does not say {words:?}: {}", status.message()).into());
+        }
+    }
+    if elapsed >= DRIVER_DEADLINE {
+        return Err(format!("{case}: answered after the driver's deadline ({elapsed:?})").into());
+    }
+    Ok(())
+}
+
+/// The process still answers on its socket after the fault.
+async fn still_serving(provider: &mut ProviderProcess, backend: &str) -> TestResult {
+    if let Some(status) = provider.child.try_wait()? {
+        return Err(format!("the provider exited: {status}\n{}", provider.log_text()).into());
+    }
+    DriverClient::new(&provider.socket(backend)).version().await?;
+    Ok(())
+}
+
+#[cfg(feature = "aws")]
+mod aws {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::AwsWorld;
+
+    /// A world with one secret `db` and the driver's deadline set; the mount's parameters.
+    async fn world(case: &str) -> Result<(AwsWorld, String), BoxError> {
+        let mut world = AwsWorld::start(BINARY, case, &[]).await?;
+        world.driver_timeout = Some(DRIVER_DEADLINE);
+        let name = world.name("db");
+        world.put_secret(&name, "value").await?;
+        Ok((world, name))
+    }
+
+    fn objects(name: &str) -> String {
+        format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: db}}")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn aws_fault_matrix() -> TestResult {
+        type Setup = fn(&AwsWorld);
+        let cases: [(&str, Setup, Code, &[&str]); 7] = [
+            (
+                "secretsmanager-never-answers",
+                |w| w.proxy.delay("GetSecretValue", Duration::from_secs(60)),
+                Code::DeadlineExceeded,
+                &["Secrets Manager did not answer", "not read:"],
+            ),
+            (
+                "sts-never-answers",
+                |w| w.proxy.delay("AssumeRoleWithWebIdentity", Duration::from_secs(60)),
+                Code::DeadlineExceeded,
+                &["STS (AssumeRoleWithWebIdentity)", "did not answer"],
+            ),
+            (
+                "kubernetes-api-never-answers",
+                |w| w.kube.set_delay(Duration::from_secs(60)),
+                Code::DeadlineExceeded,
+                &["Kubernetes API", "did not answer"],
+            ),
+            (
+                "secretsmanager-down",
+                |w| {
+                    w.proxy.inject(
+                        "GetSecretValue",
+                        1000,
+                        503,
+                        "ServiceUnavailableException",
+                        "Service is unavailable",
+                    )
+                },
+                Code::Aborted,
+                &["ServiceUnavailableException", "Failed to fetch secret"],
+            ),
+            (
+                "sts-down",
+                |w| {
+                    w.proxy.inject(
+                        "AssumeRoleWithWebIdentity",
+                        1000,
+                        503,
+                        "ServiceUnavailable",
+                        "Service is unavailable",
+                    )
+                },
+                Code::Aborted,
+                &["AssumeRoleWithWebIdentity", "ServiceUnavailable"],
+            ),
+            (
+                "answer-not-json",
+                |w| w.proxy.inject_raw("GetSecretValue", 1000, 200, "<html><body>proxy error</body></html>"),
+                Code::Aborted,
+                &["Failed to fetch secret", "not an answer the API gives"],
+            ),
+            (
+                "answer-cut-off",
+                |w| {
+                    w.proxy.inject_raw(
+                        "GetSecretValue",
+                        1000,
+                        200,
+                        r#"{"ARN":"arn:aws:secretsmanager:us-east-1:1:secret:x","SecretStr"#,
+                    )
+                },
+                Code::Aborted,
+                &["Failed to fetch secret", "not an answer the API gives"],
+            ),
+        ];
+        for (case, setup, code, says) in cases {
+            let (mut world, name) = world(case).await?;
+            setup(&world);
+            let started = Instant::now();
+            let outcome = world.mount(&[("objects", &objects(&name)), ("region", "us-east-1")]).await;
+            let mut says = says.to_vec();
+            // A failed token exchange or lookup is about the identity, not one object.
+            if case.starts_with("secretsmanager") || case.starts_with("answer") {
+                says.push(&name);
+            }
+            check(case, outcome, started, &Expected { code, says: &says })?;
+            still_serving(&mut world.provider, "aws").await?;
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn aws_bursts_are_retried_within_bounds() -> TestResult {
+        let (world, name) = world("bursts").await?;
+        world.proxy.inject("GetSecretValue", 2, 503, "ServiceUnavailableException", "Service is unavailable");
+        world.proxy.inject("GetSecretValue", 1, 400, "ThrottlingException", "Rate exceeded");
+        let response = world.mount(&[("objects", &objects(&name)), ("region", "us-east-1")]).await;
+        // Three failures exhaust the SDK's three attempts: bounded, not endless.
+        let status = response.err().ok_or("three failures must exhaust the retries")?;
+        assert!(status.message().contains(&name), "{status:?}");
+        world.proxy.inject("GetSecretValue", 2, 503, "ServiceUnavailableException", "Service is unavailable");
+        let response = world.mount(&[("objects", &objects(&name)), ("region", "us-east-1")]).await?;
+        assert_eq!(response.files[0].contents, b"value", "two 5xx then an answer: retried and read");
+        Ok(())
+    }
+}
+
+#[cfg(feature = "azure")]
+mod azure {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
+
+    async fn world() -> Result<AzureWorld, BoxError> {
+        let mut world = AzureWorld::start(BINARY, &[]).await?;
+        world.driver_timeout = Some(DRIVER_DEADLINE);
+        world.azure.set_secret(AZURE_VAULT, "db", "value");
+        Ok(world)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_fault_matrix() -> TestResult {
+        type Setup = fn(&AzureWorld);
+        let cases: [(&str, Setup, Code, &[&str]); 6] = [
+            (
+                "key-vault-never-answers",
+                |w| w.azure.set_vault_delay(Duration::from_secs(60)),
+                Code::DeadlineExceeded,
+                &["Key Vault (or Azure AD) did not answer", "not read: db"],
+            ),
+            (
+                "key-vault-down",
+                |w| w.azure.fail_requests("/secrets/db", 1000),
+                Code::Aborted,
+                &["objectName:db", "from Key Vault: ServiceUnavailable"],
+            ),
+            (
+                "key-vault-throttles",
+                |w| w.azure.throttle("/secrets/db", 1000, 0),
+                Code::ResourceExhausted,
+                &["objectName:db", "from Key Vault: Throttled"],
+            ),
+            (
+                "azure-ad-down",
+                |w| w.azure.fail_token_requests(1000),
+                Code::Aborted,
+                &["objectName:db", "Azure AD token", "temporarily unavailable"],
+            ),
+            (
+                "answer-not-json",
+                |w| w.azure.garble("/secrets/db", 1000, "<html><body>gateway error</body></html>"),
+                Code::Aborted,
+                &["objectName:db", "Key Vault's answer was not valid JSON"],
+            ),
+            (
+                "answer-cut-off",
+                |w| w.azure.garble("/secrets/db", 1000, r#"{"value":"val"#),
+                Code::Aborted,
+                &["objectName:db", "Key Vault's answer was not valid JSON"],
+            ),
+        ];
+        for (case, setup, code, says) in cases {
+            let mut world = world().await?;
+            setup(&world);
+            let started = Instant::now();
+            let outcome = world.mount(&["objectName: db\nobjectType: secret"]).await;
+            check(case, outcome, started, &Expected { code, says })?;
+            still_serving(&mut world.provider, "azure").await?;
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_bursts_are_retried_within_bounds() -> TestResult {
+        let world = world().await?;
+        world.azure.fail_requests("/secrets/db", 2);
+        world.azure.throttle("/secrets/db", 1, 1);
+        let response = world.mount(&["objectName: db\nobjectType: secret"]).await?;
+        assert_eq!(response.files[0].contents, b"value", "503, 503, 429 with Retry-After, then an answer");
+        let statuses: Vec<u16> = world
+            .azure
+            .vault_requests()
+            .iter()
+            .filter(|r| r.path.contains("/secrets/db"))
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 2, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1, "{statuses:?}");
+        Ok(())
+    }
+}

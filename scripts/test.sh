@@ -21,6 +21,11 @@ for features in "--no-default-features" "--no-default-features --features aws" "
   cargo clippy -p csi-secrets-provider $features --all-targets --locked -- -D warnings
 done
 
+step "supply chain: cargo deny (licenses, bans incl. a second TLS stack, sources; offline)"
+# The advisory database cannot be fetched here; the release workflow checks advisories.
+cargo deny --version 2>/dev/null | grep -q "0.20.2" || cargo install --locked --quiet cargo-deny@0.20.2
+cargo deny --offline check licenses bans sources
+
 step "Helm chart: lint, render per flavour, validate against Kubernetes schemas"
 scripts/test-chart.sh
 

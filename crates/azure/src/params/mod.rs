@@ -200,10 +200,22 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
     let pod_identity = flag(USE_POD_IDENTITY);
     let vm_identity = flag(USE_VM_MANAGED_IDENTITY);
     let token_proxy = flag(USE_AZURE_TOKEN_PROXY);
-    if [pod_identity, vm_identity, token_proxy].iter().filter(|on| **on).count() > 1 {
-        problems.push(Error::invalid_config(
-            "only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy",
-        ));
+    let enabled: Vec<&str> = [
+        (USE_POD_IDENTITY, pod_identity),
+        (USE_VM_MANAGED_IDENTITY, vm_identity),
+        (USE_AZURE_TOKEN_PROXY, token_proxy),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(key, _)| *key)
+    .collect();
+    if enabled.len() > 1 {
+        problems.push(
+            Error::invalid_config(
+                "only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy",
+            )
+            .with_field(enabled.join(", ")),
+        );
     }
     if token_proxy {
         return match parameters.get_trimmed(CLIENT_ID) {

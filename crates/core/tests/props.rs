@@ -1,0 +1,136 @@
+//! Property tests of everything core parses from outside: the driver's attributes, secrets and
+//! token JSON, file modes, file paths, and SecretProviderClass manifests. Properties: never a
+//! panic; a rejection is `InvalidConfig` and names its field; nothing accepted that the driver
+//! cannot write. `PROPTEST_CASES` sets the number of cases (256 by default; the figures in
+//! docs/benchmarks.md come from 1,000,000).
+
+use csi_secrets_provider_core::spc::{Document, parse_documents};
+use csi_secrets_provider_core::{ErrorKind, FileMode, FilePlan, MountRequest, check_file_path};
+use proptest::prelude::*;
+
+/// Text that looks like what the fields hold, with the characters that break parsers.
+fn fieldish() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9_./-]{0,12}",
+        "[0-9]{0,6}",
+        "[ -~]{0,24}",
+        any::<String>(),
+        Just("../etc/passwd".to_owned()),
+        Just("/abs".to_owned()),
+        Just("a//b".to_owned()),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        fieldish().prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(fieldish(), inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Attribute maps as the driver sends them, with the keys that matter and random ones.
+fn attributes() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("csi.storage.k8s.io/pod.namespace".to_owned()),
+        Just("csi.storage.k8s.io/pod.name".to_owned()),
+        Just("csi.storage.k8s.io/serviceAccount.name".to_owned()),
+        Just("csi.storage.k8s.io/serviceAccount.tokens".to_owned()),
+        Just("secretProviderClass".to_owned()),
+        fieldish(),
+    ];
+    prop_oneof![
+        prop::collection::btree_map(key, prop_oneof![fieldish(), tokens_json()], 0..6)
+            .prop_map(|m| serde_json::to_string(&m).unwrap_or_default()),
+        json_value().prop_map(|v| v.to_string()),
+        any::<String>(),
+    ]
+}
+
+fn tokens_json() -> impl Strategy<Value = String> {
+    let token = (fieldish(), prop_oneof![fieldish(), Just("2099-01-01T00:00:00Z".to_owned())])
+        .prop_map(|(token, expiry)| serde_json::json!({ "token": token, "expirationTimestamp": expiry }));
+    prop_oneof![
+        prop::collection::btree_map(fieldish(), token, 0..3)
+            .prop_map(|m| serde_json::to_string(&m).unwrap_or_default()),
+        json_value().prop_map(|v| v.to_string()),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn driver_requests_decode_or_fail_as_invalid_config(
+        attributes in attributes(),
+        secrets in prop_oneof![json_value().prop_map(|v| v.to_string()), Just("null".to_owned()), any::<String>()],
+        permission in fieldish(),
+        target in fieldish(),
+    ) {
+        match MountRequest::from_driver(&attributes, &secrets, &target, &permission, Vec::new()) {
+            Ok(request) => prop_assert!(request.default_mode.bits() <= 0o777),
+            Err(e) => {
+                prop_assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+                prop_assert!(e.field().is_some(), "{e} names no field");
+            }
+        }
+    }
+
+    #[test]
+    fn file_modes_parse_to_permission_bits_only(value in fieldish()) {
+        for parsed in [
+            FileMode::parse_four_octal_digits(&value),
+            FileMode::parse_go_octal(&value),
+            FileMode::from_driver_permission(&value),
+        ] {
+            match parsed {
+                Ok(mode) => prop_assert!(mode.bits() <= 0o777),
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::InvalidConfig),
+            }
+        }
+    }
+
+    #[test]
+    fn planned_files_are_ones_the_driver_can_write(paths in prop::collection::vec(fieldish(), 1..6)) {
+        let mut plan = FilePlan::new();
+        for (i, path) in paths.iter().enumerate() {
+            if let Err(e) = plan.add(&format!("object-{i}"), path.clone(), FileMode::DEFAULT) {
+                prop_assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+                prop_assert!(e.object().is_some(), "{e} names no object");
+            }
+        }
+        for file in plan.files() {
+            prop_assert!(check_file_path(&file.path).is_ok(), "{:?} planned but not writable", file.path);
+        }
+    }
+
+    #[test]
+    fn manifests_parse_or_fail_as_invalid_config(
+        text in prop_oneof![
+            any::<String>(),
+            json_value().prop_map(|v| serde_norway::to_string(&v).unwrap_or_default()),
+            (fieldish(), fieldish(), json_value()).prop_map(|(name, provider, parameters)| format!(
+                "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: {name:?}}}\nspec:\n  provider: {provider:?}\n  parameters: {parameters}\n"
+            )),
+        ]
+    ) {
+        match parse_documents(&text) {
+            Ok(documents) => {
+                for document in documents {
+                    if let Document::SecretProviderClass { problems, .. } = document {
+                        for problem in problems {
+                            prop_assert_eq!(problem.kind(), ErrorKind::InvalidConfig);
+                        }
+                    }
+                }
+            }
+            Err(e) => prop_assert_eq!(e.kind(), ErrorKind::InvalidConfig),
+        }
+    }
+}

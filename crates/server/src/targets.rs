@@ -3,7 +3,7 @@
 //! backend reuse a recent read (see `csi_secrets_provider_core::sharing`). A restart forgets
 //! everything, which is safe: every mount is then a first mount and reads fresh.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,22 +25,49 @@ impl Default for TargetMemory {
     }
 }
 
+/// When a path was last mounted, and its place in the mount order.
+#[derive(Debug, Clone, Copy)]
+struct LastMount {
+    at: Instant,
+    sequence: u64,
+}
+
+/// The remembered paths, and the same paths in the order they were last mounted, so the
+/// oldest is found without scanning all of them (a full memory evicts on every first mount).
+#[derive(Debug, Default)]
+struct Remembered {
+    by_path: HashMap<String, LastMount>,
+    by_age: BTreeMap<u64, String>,
+    next: u64,
+}
+
+impl Remembered {
+    fn forget_oldest(&mut self) {
+        if let Some((_, path)) = self.by_age.pop_first() {
+            self.by_path.remove(&path);
+        }
+    }
+}
+
 /// The target paths mounted successfully, with when they last were.
 #[derive(Debug)]
 pub struct MountedTargets {
     memory: TargetMemory,
-    last_mounted: Mutex<HashMap<String, Instant>>,
+    remembered: Mutex<Remembered>,
 }
 
 impl MountedTargets {
     pub fn new(memory: TargetMemory) -> Self {
-        Self { memory, last_mounted: Mutex::new(HashMap::new()) }
+        Self { memory, remembered: Mutex::new(Remembered::default()) }
     }
 
     /// Whether a mount of `target_path` is a remount.
     pub fn kind_of(&self, target_path: &str) -> MountKind {
-        let known =
-            self.lock().get(target_path).is_some_and(|mounted| mounted.elapsed() < self.memory.forget_after);
+        let known = self
+            .lock()
+            .by_path
+            .get(target_path)
+            .is_some_and(|mounted| mounted.at.elapsed() < self.memory.forget_after);
         if known { MountKind::Remount } else { MountKind::First }
     }
 
@@ -49,29 +76,46 @@ impl MountedTargets {
         if target_path.is_empty() || self.memory.capacity == 0 {
             return;
         }
-        let mut paths = self.lock();
-        if !paths.contains_key(target_path) && paths.len() >= self.memory.capacity {
-            let forget_after = self.memory.forget_after;
-            paths.retain(|_, mounted| mounted.elapsed() < forget_after);
-            if paths.len() >= self.memory.capacity
-                && let Some(oldest) = paths.iter().min_by_key(|(_, m)| **m).map(|(p, _)| p.clone())
-            {
-                paths.remove(&oldest);
+        let mut remembered = self.lock();
+        let remembered = &mut *remembered;
+        // Paths not mounted for `forget_after` go first, then the least recently mounted while
+        // the memory is full.
+        while let Some((_, oldest)) = remembered.by_age.first_key_value() {
+            let expired = remembered
+                .by_path
+                .get(oldest)
+                .is_none_or(|mounted| mounted.at.elapsed() >= self.memory.forget_after);
+            if !expired {
+                break;
+            }
+            remembered.forget_oldest();
+        }
+        match remembered.by_path.get(target_path).copied() {
+            Some(previous) => {
+                remembered.by_age.remove(&previous.sequence);
+            }
+            None => {
+                while remembered.by_path.len() >= self.memory.capacity {
+                    remembered.forget_oldest();
+                }
             }
         }
-        paths.insert(target_path.to_owned(), Instant::now());
+        let sequence = remembered.next;
+        remembered.next += 1;
+        remembered.by_age.insert(sequence, target_path.to_owned());
+        remembered.by_path.insert(target_path.to_owned(), LastMount { at: Instant::now(), sequence });
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_path.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.last_mounted.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.remembered.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -101,8 +145,18 @@ mod tests {
         assert_eq!(targets.kind_of("a"), MountKind::First, "the least recently mounted went");
         assert_eq!(targets.kind_of("c"), MountKind::Remount);
 
+        // A remount refreshes a path's place: "c" mounted again outlives "d".
+        targets.remember("d");
+        targets.remember("c");
+        targets.remember("e");
+        assert_eq!(targets.kind_of("c"), MountKind::Remount);
+        assert_eq!(targets.kind_of("d"), MountKind::First);
+        assert_eq!(targets.len(), 2);
+
         let forgetful = MountedTargets::new(TargetMemory { capacity: 8, forget_after: Duration::ZERO });
         forgetful.remember("a");
         assert_eq!(forgetful.kind_of("a"), MountKind::First, "forgotten after forget_after");
+        forgetful.remember("b");
+        assert_eq!(forgetful.len(), 1, "expired paths are dropped, not kept until the memory is full");
     }
 }

@@ -17,11 +17,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
+// tokio's clock (the system's, unless a test pauses time), so paused-time tests see windows end.
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::files::SecretBytes;
@@ -150,21 +152,21 @@ struct Inner<K, V> {
     options: SharingOptions,
     stats: Arc<SharingStats>,
     state: Mutex<State<K, V>>,
+    /// Whether the sweeper task runs: one per cache while it holds values, rather than a
+    /// timer per value (a busy node keeps thousands of reads per window).
+    sweeping: AtomicBool,
 }
 
 struct State<K, V> {
     kept: HashMap<K, Kept<V>>,
     in_flight: HashMap<K, watch::Receiver<Outcome<V>>>,
     bytes: usize,
-    next_generation: u64,
 }
 
 struct Kept<V> {
     value: V,
     read_at: Instant,
     bytes: usize,
-    /// Tells a kept value from a later one under the same key, for the expiry task.
-    generation: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,12 +190,8 @@ where
             inner: Arc::new(Inner {
                 options,
                 stats,
-                state: Mutex::new(State {
-                    kept: HashMap::new(),
-                    in_flight: HashMap::new(),
-                    bytes: 0,
-                    next_generation: 0,
-                }),
+                state: Mutex::new(State { kept: HashMap::new(), in_flight: HashMap::new(), bytes: 0 }),
+                sweeping: AtomicBool::new(false),
             }),
         }
     }
@@ -316,17 +314,24 @@ where
             return;
         }
         let bytes = value.held_bytes();
-        let generation = {
+        {
             let mut state = this.lock();
             this.forget(&mut state, &key);
             if bytes > this.options.max_bytes {
                 return;
             }
-            // Expired first, then oldest, until the new value fits under the cap.
-            let expired: Vec<K> =
-                state.kept.iter().filter(|(_, k)| !this.is_fresh(k)).map(|(key, _)| key.clone()).collect();
-            for old in expired {
-                this.forget(&mut state, &old);
+            // Over the cap: expired values first (the sweeper may not have run yet), then the
+            // oldest, until the new value fits.
+            if state.bytes + bytes > this.options.max_bytes {
+                let expired: Vec<K> = state
+                    .kept
+                    .iter()
+                    .filter(|(_, k)| !this.is_fresh(k))
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for old in expired {
+                    this.forget(&mut state, &old);
+                }
             }
             while state.bytes + bytes > this.options.max_bytes {
                 let Some(oldest) = state.kept.iter().min_by_key(|(_, k)| k.read_at).map(|(k, _)| k.clone())
@@ -335,27 +340,47 @@ where
                 };
                 this.forget(&mut state, &oldest);
             }
-            let generation = state.next_generation;
-            state.next_generation += 1;
             state.bytes += bytes;
             this.stats.bytes_held.fetch_add(bytes as u64, Ordering::Relaxed);
-            state.kept.insert(key.clone(), Kept { value, read_at: Instant::now(), bytes, generation });
-            generation
-        };
-        // Drop the value when its window ends rather than at the next access.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let weak: Weak<Self> = Arc::downgrade(this);
-            let window = this.options.window;
-            runtime.spawn(async move {
-                tokio::time::sleep(window).await;
-                if let Some(inner) = weak.upgrade() {
-                    let mut state = inner.lock();
-                    if state.kept.get(&key).is_some_and(|k| k.generation == generation) {
-                        inner.forget(&mut state, &key);
-                    }
-                }
-            });
+            state.kept.insert(key, Kept { value, read_at: Instant::now(), bytes });
         }
+        Self::start_sweeping(this);
+    }
+
+    /// Drops values whose window ended without waiting for the next access: a sweep every
+    /// quarter window (so a value is gone at most a quarter window after its end) while the
+    /// cache holds anything.
+    fn start_sweeping(this: &Arc<Self>) {
+        if this.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            this.sweeping.store(false, Ordering::SeqCst);
+            return;
+        };
+        let weak: Weak<Self> = Arc::downgrade(this);
+        let period = (this.options.window / 4).max(Duration::from_millis(100));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(inner) = weak.upgrade() else { break };
+                let mut state = inner.lock();
+                let expired: Vec<K> = state
+                    .kept
+                    .iter()
+                    .filter(|(_, k)| !inner.is_fresh(k))
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in expired {
+                    inner.forget(&mut state, &key);
+                }
+                if state.kept.is_empty() {
+                    // Under the lock: a keep() after this sees `false` and starts a new sweeper.
+                    inner.sweeping.store(false, Ordering::SeqCst);
+                    break;
+                }
+            }
+        });
     }
 
     fn forget(&self, state: &mut State<K, V>, key: &K) {

@@ -81,6 +81,11 @@ impl AwsProxy {
         format!("http://{}", self.server.addr)
     }
 
+    /// Stops answering: open connections are cut and new ones refused.
+    pub fn close(&self) {
+        self.server.close();
+    }
+
     /// Makes every call signed for `region` answer 503 (as a regional outage would).
     pub fn fail_region(&self, region: &str) {
         self.lock().failing_regions.insert(region.to_owned());

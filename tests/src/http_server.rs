@@ -28,6 +28,16 @@ pub struct Request {
 pub struct Server {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Server {
+    /// Goes away as a crashed or firewalled peer does: open connections are cut (a client
+    /// mid-request sees a reset or an early end) and new ones are refused.
+    pub fn close(&self) {
+        self.task.abort();
+        self.closed.send_replace(true);
+    }
 }
 
 impl Drop for Server {
@@ -46,37 +56,50 @@ where
     let addr = listener.local_addr()?;
     let handler = Arc::new(handler);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let (closed, closing) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let handler = Arc::clone(&handler);
             let acceptor = acceptor.clone();
+            let mut closing = closing.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-                    let handler = Arc::clone(&handler);
-                    async move {
-                        let (parts, body) = request.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let request =
-                            Request { method: parts.method, uri: parts.uri, headers: parts.headers, body };
-                        Ok::<_, std::convert::Infallible>(handler(request).await)
-                    }
-                });
-                let builder = hyper::server::conn::http1::Builder::new();
-                match acceptor {
-                    Some(acceptor) => {
-                        if let Ok(tls) = acceptor.accept(stream).await {
-                            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                let connection = async move {
+                    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                        let handler = Arc::clone(&handler);
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let request = Request {
+                                method: parts.method,
+                                uri: parts.uri,
+                                headers: parts.headers,
+                                body,
+                            };
+                            Ok::<_, std::convert::Infallible>(handler(request).await)
+                        }
+                    });
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                         }
                     }
-                    None => {
-                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                    }
+                };
+                // Dropping the connection future closes its socket mid-request.
+                tokio::select! {
+                    () = connection => {}
+                    _ = closing.wait_for(|closed| *closed) => {}
                 }
             });
         }
     });
-    Ok(Server { addr, task })
+    Ok(Server { addr, task, closed })
 }
 
 /// A response with a JSON body.

@@ -2,7 +2,8 @@
 //! service or Kubernetes API that never answers, answers 5xx or 429 in bursts or for good, or
 //! answers something that is not JSON. For each: retries stay bounded, the mount answers before
 //! the driver's gRPC deadline with an error that names the service and the object in plain
-//! words, nothing is returned, and the process keeps serving.
+//! words, nothing is returned, and the process keeps serving. A peer that goes away (connections
+//! refused, a read cut off mid-request) is covered too.
 
 #![cfg(any(feature = "aws", feature = "azure"))]
 
@@ -165,6 +166,39 @@ mod aws {
         Ok(())
     }
 
+    /// The endpoint goes away: new connections refused, and a read in progress cut off.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn aws_connection_refused_and_reset() -> TestResult {
+        let (mut gone, name) = world("refused").await?;
+        gone.proxy.close();
+        let started = Instant::now();
+        let outcome = gone.mount(&[("objects", &objects(&name)), ("region", "us-east-1")]).await;
+        check(
+            "refused",
+            outcome,
+            started,
+            &Expected { code: Code::Aborted, says: &["AssumeRoleWithWebIdentity", "Connection refused"] },
+        )?;
+        still_serving(&mut gone.provider, "aws").await?;
+
+        let (mut cut, name) = world("reset").await?;
+        cut.proxy.delay("GetSecretValue", Duration::from_secs(3));
+        let started = Instant::now();
+        let parameters = [("objects", objects(&name)), ("region", "us-east-1".to_owned())];
+        let parameters: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (outcome, ()) = tokio::join!(cut.mount(&parameters), async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            cut.proxy.close();
+        });
+        check(
+            "reset",
+            outcome,
+            started,
+            &Expected { code: Code::Aborted, says: &[&name, "Failed to fetch secret"] },
+        )?;
+        still_serving(&mut cut.provider, "aws").await
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn aws_bursts_are_retried_within_bounds() -> TestResult {
         let (world, name) = world("bursts").await?;
@@ -243,6 +277,35 @@ mod azure {
             still_serving(&mut world.provider, "azure").await?;
         }
         Ok(())
+    }
+
+    /// Key Vault and Azure AD go away: new connections refused, and a read in progress cut off.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_connection_refused_and_reset() -> TestResult {
+        let mut gone = world().await?;
+        gone.azure.close();
+        let started = Instant::now();
+        let outcome = gone.mount(&["objectName: db\nobjectType: secret"]).await;
+        check(
+            "refused",
+            outcome,
+            started,
+            &Expected {
+                code: Code::Aborted,
+                says: &["objectName:db", "failed to reach Key Vault", "Connection refused"],
+            },
+        )?;
+        still_serving(&mut gone.provider, "azure").await?;
+
+        let mut cut = world().await?;
+        cut.azure.set_vault_delay(Duration::from_secs(3));
+        let started = Instant::now();
+        let (outcome, ()) = tokio::join!(cut.mount(&["objectName: db\nobjectType: secret"]), async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            cut.azure.close();
+        });
+        check("reset", outcome, started, &Expected { code: Code::Aborted, says: &["objectName:db"] })?;
+        still_serving(&mut cut.provider, "azure").await
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -275,6 +275,12 @@ impl FakeAzure {
         );
     }
 
+    /// Stops answering (Key Vault and Azure AD alike): open connections are cut and new ones
+    /// refused.
+    pub fn close(&self) {
+        self.server.close();
+    }
+
     /// Answers the next `times` Azure AD token requests with 503.
     pub fn fail_token_requests(&self, times: usize) {
         self.lock().token_outages = times;

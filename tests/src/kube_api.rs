@@ -20,6 +20,8 @@ pub struct FakeKubeApi {
     objects: Arc<Mutex<HashMap<String, serde_json::Value>>>,
     requests: Arc<Mutex<Vec<String>>>,
     delay: Arc<Mutex<Duration>>,
+    /// Answer every request 403, as without the ClusterRole.
+    forbidden: Arc<Mutex<bool>>,
 }
 
 impl FakeKubeApi {
@@ -28,9 +30,21 @@ impl FakeKubeApi {
         let objects: Arc<Mutex<HashMap<String, serde_json::Value>>> = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let delay: Arc<Mutex<Duration>> = Arc::default();
+        let forbidden: Arc<Mutex<bool>> = Arc::default();
         let (served, seen, slow) = (Arc::clone(&objects), Arc::clone(&requests), Arc::clone(&delay));
+        let refusing = Arc::clone(&forbidden);
         let server = http_server::serve(Some(ca.server_config.clone()), move |request| {
-            let answer = answer(&served, &seen, &request);
+            let answer = if *refusing.lock().unwrap_or_else(PoisonError::into_inner) {
+                json(
+                    403,
+                    &serde_json::json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                        "message": format!("serviceaccounts is forbidden: User \"system:serviceaccount:kube-system:csi-secrets-provider\" cannot get resource at {}", request.uri.path()),
+                    }),
+                )
+            } else {
+                answer(&served, &seen, &request)
+            };
             let delay = *slow.lock().unwrap_or_else(PoisonError::into_inner);
             async move {
                 tokio::time::sleep(delay).await;
@@ -38,7 +52,7 @@ impl FakeKubeApi {
             }
         })
         .await?;
-        Ok(Self { server, ca_pem: ca.ca_pem, objects, requests, delay })
+        Ok(Self { server, ca_pem: ca.ca_pem, objects, requests, delay, forbidden })
     }
 
     fn put(&self, path: String, object: serde_json::Value) {
@@ -76,6 +90,11 @@ impl FakeKubeApi {
             format!("/api/v1/nodes/{name}"),
             serde_json::json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name, "labels": labels } }),
         );
+    }
+
+    /// Answers every request 403 Forbidden (the provider's RBAC is missing).
+    pub fn forbid_all(&self) {
+        *self.forbidden.lock().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
     /// Answers every request only after `delay`, so concurrent lookups overlap.

@@ -83,7 +83,7 @@ mod aws {
     #[tokio::test(flavor = "multi_thread")]
     async fn aws_fault_matrix() -> TestResult {
         type Setup = fn(&AwsWorld);
-        let cases: [(&str, Setup, Code, &[&str]); 7] = [
+        let cases: [(&str, Setup, Code, &[&str]); 8] = [
             (
                 "secretsmanager-never-answers",
                 |w| w.proxy.delay("GetSecretValue", Duration::from_secs(60)),
@@ -129,6 +129,16 @@ mod aws {
                 },
                 Code::Aborted,
                 &["AssumeRoleWithWebIdentity", "ServiceUnavailable"],
+            ),
+            (
+                "kubernetes-api-forbidden",
+                |w| w.kube.forbid_all(),
+                Code::PermissionDenied,
+                &[
+                    "failed to get service account shop/web",
+                    "forbidden",
+                    "ClusterRole needs get on serviceaccounts",
+                ],
             ),
             (
                 "answer-not-json",
@@ -277,6 +287,43 @@ mod azure {
             still_serving(&mut world.provider, "azure").await?;
         }
         Ok(())
+    }
+
+    /// The pod's token expired (a driver that did not refresh it): Azure AD refuses it, and the
+    /// mount says so with Azure AD's code, as a refusal, not an outage.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_expired_token_is_refused_clearly() -> TestResult {
+        let mut world = world().await?;
+        let tokens = serde_json::json!({
+            "api://AzureADTokenExchange": {
+                "token": csi_secrets_provider_tests::azure::expired_service_account_token(
+                    csi_secrets_provider_tests::worlds::AZURE_NAMESPACE,
+                    "expired-sa",
+                ),
+                "expirationTimestamp": "2001-09-09T01:46:40Z"
+            }
+        })
+        .to_string();
+        world.azure.federate(
+            csi_secrets_provider_tests::worlds::AZURE_TENANT,
+            csi_secrets_provider_tests::worlds::AZURE_CLIENT,
+            csi_secrets_provider_tests::worlds::AZURE_NAMESPACE,
+            "expired-sa",
+        );
+        let started = Instant::now();
+        let outcome = world
+            .mount_as(
+                "expired-sa",
+                &["objectName: db\nobjectType: secret"],
+                &[("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str())],
+            )
+            .await;
+        let expected = Expected {
+            code: Code::PermissionDenied,
+            says: &["objectName:db", "AADSTS700024", "valid time range"],
+        };
+        check("expired-token", outcome, started, &expected)?;
+        still_serving(&mut world.provider, "azure").await
     }
 
     /// Key Vault and Azure AD go away: new connections refused, and a read in progress cut off.

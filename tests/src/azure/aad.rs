@@ -17,9 +17,18 @@ pub fn service_account_token(namespace: &str, service_account: &str) -> String {
 
 /// A service account token for another audience (`api://AKSIdentityBinding`).
 pub fn service_account_token_for(namespace: &str, service_account: &str, audience: &str) -> String {
+    token_with_expiry(namespace, service_account, audience, 4_102_444_800)
+}
+
+/// A workload identity token that expired (Unix time 1,000,000,000, in 2001).
+pub fn expired_service_account_token(namespace: &str, service_account: &str) -> String {
+    token_with_expiry(namespace, service_account, AUDIENCE, 1_000_000_000)
+}
+
+fn token_with_expiry(namespace: &str, service_account: &str, audience: &str, exp: u64) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"test"}"#);
     let claims = serde_json::json!({
-        "aud": [audience], "iss": ISSUER, "exp": 4_102_444_800u64,
+        "aud": [audience], "iss": ISSUER, "exp": exp,
         "sub": format!("system:serviceaccount:{namespace}:{service_account}"),
     });
     format!("{header}.{}.c2lnbmF0dXJl", URL_SAFE_NO_PAD.encode(claims.to_string()))
@@ -188,6 +197,15 @@ pub(super) fn assertion_refusal(
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if claims["exp"].as_u64().is_some_and(|exp| exp <= now) {
+        return Some(aad_error(
+            400,
+            "invalid_client",
+            700_024,
+            "Client assertion is not within its valid time range.",
+        ));
+    }
     let subject = claims["sub"].as_str().unwrap_or_default();
     let audience_ok = claims["aud"].as_array().is_some_and(|a| a.iter().any(|v| v == audience));
     let matched = audience_ok

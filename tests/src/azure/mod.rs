@@ -21,8 +21,8 @@ mod aad;
 mod certs;
 mod key_vault;
 
+pub use aad::{expired_service_account_token, service_account_token, service_account_token_for};
 use aad::{nmi_token, token_endpoint};
-pub use aad::{service_account_token, service_account_token_for};
 pub use certs::{CertificateSecret, TestChain};
 use key_vault::key_vault;
 

@@ -16,20 +16,9 @@ mod all_backends {
     use csi_secrets_provider_tests::DriverClient;
     use std::path::PathBuf;
 
-    fn examples() -> Result<Vec<PathBuf>, std::io::Error> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        files.sort();
-        Ok(files)
-    }
-
     #[test]
     fn every_example_validates() -> TestResult {
-        let files = examples()?;
+        let files = csi_secrets_provider_tests::example_files()?;
         assert!(files.len() >= 4, "{files:?}");
         let output = Command::new(BINARY).arg("validate").args(&files).output()?;
         let stdout = String::from_utf8(output.stdout)?;

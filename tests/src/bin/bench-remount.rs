@@ -15,13 +15,12 @@
 //! `--binary` defaults to the `csi-secrets-provider` next to this program (what ships).
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use csi_secrets_provider_tests::new_target_path;
 use csi_secrets_provider_tests::worlds::{
     AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError,
 };
+use csi_secrets_provider_tests::{new_target_path, provider_binary};
 use futures::StreamExt;
 
 struct Options {
@@ -197,18 +196,7 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let options = options()?;
-    let binary = match &options.binary {
-        Some(binary) => PathBuf::from(binary),
-        None => std::env::current_exe()?.parent().ok_or("no parent directory")?.join("csi-secrets-provider"),
-    };
-    if !binary.exists() {
-        return Err(format!(
-            "{} is missing: cargo build --release --locked -p csi-secrets-provider -p csi-secrets-provider-tests --bins",
-            binary.display()
-        )
-        .into());
-    }
-    let binary = binary.to_str().ok_or("non-UTF-8 path")?.to_owned();
+    let binary = provider_binary(options.binary.as_deref())?;
     println!(
         "{} pods x {} secrets x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}, {} between rounds",
         options.pods,

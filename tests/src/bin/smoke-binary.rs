@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AwsWorld, AzureWorld, BoxError};
-use csi_secrets_provider_tests::{DriverClient, ProviderProcess, file_contents};
+use csi_secrets_provider_tests::{DriverClient, ProviderProcess, example_files, file_contents};
 
 struct Options {
     binary: PathBuf,
@@ -59,17 +59,6 @@ fn check(what: &str, ok: bool, detail: &str) -> Result<(), BoxError> {
     } else {
         Err(format!("FAIL  {what}: {detail}").into())
     }
-}
-
-fn examples() -> Result<Vec<PathBuf>, BoxError> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 async fn version_call(socket: &Path, backend: &str) -> Result<(), BoxError> {
@@ -143,7 +132,7 @@ async fn main() -> Result<(), BoxError> {
         .collect();
 
     if backends.len() == 2 {
-        let files = examples()?;
+        let files = example_files()?;
         let output = Command::new(&binary).arg("validate").args(&files).output()?;
         check(
             &format!("validate: {} examples", files.len()),

@@ -10,11 +10,10 @@
 //! (NotFound) and one has a bad SecretProviderClass (InvalidArgument). `--binary` defaults to
 //! the `csi-secrets-provider` next to this program (what ships: build with --release).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use csi_secrets_provider_tests::new_target_path;
 use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AwsWorld, AzureWorld, BoxError};
+use csi_secrets_provider_tests::{new_target_path, provider_binary};
 use futures::StreamExt;
 
 struct Options {
@@ -148,11 +147,7 @@ where
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let options = options()?;
-    let binary = match &options.binary {
-        Some(binary) => PathBuf::from(binary),
-        None => std::env::current_exe()?.parent().ok_or("no parent directory")?.join("csi-secrets-provider"),
-    };
-    let binary = binary.to_str().ok_or("non-UTF-8 path")?.to_owned();
+    let binary = provider_binary(options.binary.as_deref())?;
     let per_cloud = options.mounts / 2;
     println!(
         "{} mounts ({per_cloud} per cloud), {} at a time, binary {binary}",

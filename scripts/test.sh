@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+# Free disk on the target directory's filesystem, printed with each step: a build that runs out
+# of space then says so next to the step that filled it.
+free_disk() { df -h --output=avail "$target_dir" | tail -1 | tr -d ' '; }
+step() { printf '\n==> %s   [%s free]\n' "$*" "$(free_disk)"; }
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step "rustfmt"
@@ -62,6 +67,12 @@ run_tests --workspace
 if [ "${SKIP_ARM64_SMOKE:-}" = 1 ]; then
   step "arm64 smoke test: skipped (SKIP_ARM64_SMOKE=1)"
 else
+  if [ "${CI_TRIM_TARGET:-}" = 1 ]; then
+    # The test executables are done with; the release cross-build needs room of its own.
+    # Dependencies' rlibs stay (the smoke test's debug client links against them).
+    find "$target_dir/debug/deps" -maxdepth 1 -type f -executable -delete
+    rm -rf "$target_dir/debug/incremental"
+  fi
   step "arm64 smoke test (scripts/smoke-arm64.sh)"
   scripts/smoke-arm64.sh
 fi

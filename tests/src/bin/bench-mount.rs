@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use csi_secrets_provider_tests::bench::{flag_values, process_figures};
 use csi_secrets_provider_tests::{DriverClient, ProviderProcess, wait_for_socket};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,9 +29,7 @@ struct Options {
 
 fn options() -> Result<Options, BoxError> {
     let mut options = Options { mounts: 5000, concurrency: 100, objects: 5, bytes: 2048, idle_binary: None };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+    for (flag, value) in flag_values()? {
         match flag.as_str() {
             "--mounts" => options.mounts = value.parse()?,
             "--concurrency" => options.concurrency = value.parse()?,
@@ -41,20 +40,6 @@ fn options() -> Result<Options, BoxError> {
         }
     }
     Ok(options)
-}
-
-/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
-fn memory(pid: u32) -> Result<(u64, u64), BoxError> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 fn sibling(name: &str) -> Result<PathBuf, BoxError> {
@@ -75,7 +60,7 @@ async fn idle_rss(binary: &str) -> Result<(), BoxError> {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (rss, _) = memory(provider.child.id())?;
+    let rss = process_figures(provider.child.id())?.rss_kib;
     println!("idle RSS of {binary} serving its sockets: {:.1} MiB", rss as f64 / 1024.0);
     provider.signal("TERM")?;
     let _ = provider.wait(Duration::from_secs(10));
@@ -98,7 +83,7 @@ async fn main() -> Result<(), BoxError> {
     wait_for_socket(&socket, Duration::from_secs(20)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = provider.child.id();
-    let (idle, _) = memory(pid)?;
+    let idle = process_figures(pid)?.rss_kib;
 
     let objects: String = (0..options.objects)
         .map(|i| format!("- {{objectName: secret-{i}, sizeBytes: '{}'}}\n", options.bytes))
@@ -133,7 +118,8 @@ async fn main() -> Result<(), BoxError> {
         }
     }
     let elapsed = started.elapsed();
-    let (rss, peak) = memory(pid)?;
+    let after = process_figures(pid)?;
+    let (rss, peak) = (after.rss_kib, after.peak_rss_kib);
 
     let mut version_latencies = Vec::new();
     let mut version_client = client.clone();

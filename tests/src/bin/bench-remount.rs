@@ -17,6 +17,7 @@
 
 use std::time::{Duration, Instant};
 
+use csi_secrets_provider_tests::bench::flag_values;
 use csi_secrets_provider_tests::worlds::{
     AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError,
 };
@@ -44,9 +45,7 @@ fn options() -> Result<Options, BoxError> {
         pause: Duration::ZERO,
         binary: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+    for (flag, value) in flag_values()? {
         match flag.as_str() {
             "--pods" => options.pods = value.parse()?,
             "--secrets" => options.secrets = value.parse()?,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use csi_secrets_provider_tests::bench::flag_values;
 use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AwsWorld, AzureWorld, BoxError};
 use csi_secrets_provider_tests::{DriverClient, ProviderProcess, example_files, file_contents};
 
@@ -24,9 +25,7 @@ struct Options {
 fn options() -> Result<Options, BoxError> {
     let mut binary = None;
     let mut runner = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+    for (flag, value) in flag_values()? {
         match flag.as_str() {
             "--binary" => binary = Some(PathBuf::from(value)),
             "--runner" => runner = Some(PathBuf::from(value)),

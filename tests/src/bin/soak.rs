@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use csi_secrets_provider_tests::bench::{flag_values, process_figures};
 use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AwsWorld, AzureWorld, BoxError};
 use csi_secrets_provider_tests::{new_target_path, provider_binary};
 use futures::StreamExt;
@@ -24,9 +25,7 @@ struct Options {
 
 fn options() -> Result<Options, BoxError> {
     let mut options = Options { mounts: 20_000, concurrency: 16, binary: None };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+    for (flag, value) in flag_values()? {
         match flag.as_str() {
             "--mounts" => options.mounts = value.parse()?,
             "--concurrency" => options.concurrency = value.parse()?,
@@ -35,27 +34,6 @@ fn options() -> Result<Options, BoxError> {
         }
     }
     Ok(options)
-}
-
-/// What `/proc` says about the provider process.
-struct Sample {
-    rss_kib: u64,
-    fds: usize,
-    threads: u64,
-}
-
-fn sample(pid: u32) -> Result<Sample, BoxError> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
-    Ok(Sample { rss_kib: field("VmRSS:"), fds, threads: field("Threads:") })
 }
 
 /// One mount of the mix: what it is for the `i`-th mount.
@@ -97,7 +75,7 @@ where
     let started = Instant::now();
     let mut tally = Tally { ok: 0, expected_failures: 0, unexpected: 0 };
     let checkpoint = (mounts / 5).max(1);
-    let first = sample(pid)?;
+    let first = process_figures(pid)?;
     println!(
         "{cloud:<6} {:>6} mounts  RSS {:>6.1} MiB  fds {:>3}  threads {:>2}",
         0,
@@ -121,7 +99,7 @@ where
                 _ => tally.unexpected += 1,
             }
         }
-        let now = sample(pid)?;
+        let now = process_figures(pid)?;
         let done = (chunk_start + checkpoint).min(mounts);
         println!(
             "{cloud:<6} {done:>6} mounts  RSS {:>6.1} MiB  fds {:>3}  threads {:>2}  ({:.0} mounts/s)",

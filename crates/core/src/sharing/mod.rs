@@ -323,15 +323,7 @@ where
             // Over the cap: expired values first (the sweeper may not have run yet), then the
             // oldest, until the new value fits.
             if state.bytes + bytes > this.options.max_bytes {
-                let expired: Vec<K> = state
-                    .kept
-                    .iter()
-                    .filter(|(_, k)| !this.is_fresh(k))
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                for old in expired {
-                    this.forget(&mut state, &old);
-                }
+                this.forget_expired(&mut state);
             }
             while state.bytes + bytes > this.options.max_bytes {
                 let Some(oldest) = state.kept.iter().min_by_key(|(_, k)| k.read_at).map(|(k, _)| k.clone())
@@ -365,15 +357,7 @@ where
                 tokio::time::sleep(period).await;
                 let Some(inner) = weak.upgrade() else { break };
                 let mut state = inner.lock();
-                let expired: Vec<K> = state
-                    .kept
-                    .iter()
-                    .filter(|(_, k)| !inner.is_fresh(k))
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                for key in expired {
-                    inner.forget(&mut state, &key);
-                }
+                inner.forget_expired(&mut state);
                 if state.kept.is_empty() {
                     // Under the lock: a keep() after this sees `false` and starts a new sweeper.
                     inner.sweeping.store(false, Ordering::SeqCst);
@@ -381,6 +365,15 @@ where
                 }
             }
         });
+    }
+
+    /// Forgets every value whose window has ended.
+    fn forget_expired(&self, state: &mut State<K, V>) {
+        let expired: Vec<K> =
+            state.kept.iter().filter(|(_, kept)| !self.is_fresh(kept)).map(|(key, _)| key.clone()).collect();
+        for key in expired {
+            self.forget(state, &key);
+        }
     }
 
     fn forget(&self, state: &mut State<K, V>, key: &K) {

@@ -48,7 +48,7 @@ pub(super) fn nmi_token(state: &mut State, request: &Request) -> Response {
         token.clone(),
         Issued { tenant, scope: format!("{resource}/.default"), client_id: client_id.clone() },
     );
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = jwt::now();
     let expires_on = (now + 3600).to_string();
     json(
         200,

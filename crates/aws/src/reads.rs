@@ -168,10 +168,8 @@ impl ObjectReads<'_> {
         objects: &[&ObjectSpec],
     ) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut found: Vec<Option<ObjectOutcome>> = match self.kind {
-            MountKind::Remount => keys.iter().map(|key| self.shared.objects.recent(key).map(Ok)).collect(),
-            MountKind::First => vec![None; keys.len()],
-        };
+        let mut found: Vec<Option<ObjectOutcome>> =
+            keys.iter().map(|key| self.shared.objects.recent(key, self.kind).map(Ok)).collect();
         let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
         let regions = objects.first().map_or(&[][..], |object| self.regions.of(object));
         let batches: Vec<_> = missing

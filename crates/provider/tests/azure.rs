@@ -338,9 +338,9 @@ async fn aad_pod_identity_through_nmi() -> TestResult {
     assert_eq!(file(&response, "db")?, b"from pod identity");
     assert_eq!(world.azure.nmi_requests(), 1);
     assert!(world.azure.token_requests().is_empty(), "no Azure AD exchange: NMI gave the token");
-    // The remount uses the cached token and the read shared for that identity.
+    // The remount uses the cached token; it reads afresh (the only kept read is its own).
     world.mount_at(&pod, "no-federation-sa", &objects, &seed_spc).await?;
-    assert_eq!((world.azure.nmi_requests(), world.azure.vault_reads()), (1, 1));
+    assert_eq!((world.azure.nmi_requests(), world.azure.vault_reads()), (1, 2));
 
     // A pod NMI knows nothing about gets NMI's refusal.
     let unbound = [("csi.storage.k8s.io/pod.name", "stranger-0"), seed_spc[0], seed_spc[2]];

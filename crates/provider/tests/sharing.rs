@@ -43,8 +43,11 @@ mod aws {
         )
     }
 
+    /// The remount rule: a remount takes a shared read only if it is newer than the target's own
+    /// previous mount, so the last pod to mount reads again and the others share its read.
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_remount_round_of_one_identity_asks_nobody_and_new_pods_read_fresh() -> TestResult {
+    async fn a_remount_round_of_one_identity_costs_one_read_per_object_and_new_pods_read_fresh() -> TestResult
+    {
         let world = AwsWorld::start(BINARY, "share", &["--health-addr", "127.0.0.1:0"]).await?;
         world.put_secret(&world.name("db"), "one").await?;
         world.put_secret(&world.name("api"), "key").await?;
@@ -61,7 +64,11 @@ mod aws {
             assert_eq!(file(&response, "db")?, b"one");
             assert_eq!(file(&response, "api")?, b"key");
         }
-        assert_eq!(counts(&world), (20, 10, 1), "the remount round reused the reads and the lookup");
+        assert_eq!(
+            counts(&world),
+            (22, 11, 1),
+            "the round read each object and the lookup once (for the pod that mounted last)"
+        );
 
         // A pod started right after a change reads fresh, and its read refreshes the shared one.
         world.put_secret(&world.name("db"), "two").await?;
@@ -69,20 +76,20 @@ mod aws {
         assert_eq!(file(&new_pod, "db")?, b"two");
         let remount = world.mount_at(&pods[0], "web", &parameters).await?;
         assert_eq!(file(&remount, "db")?, b"two");
-        assert_eq!(counts(&world), (22, 11, 1));
+        assert_eq!(counts(&world), (24, 12, 1));
 
         let addr = world.provider.health_addr(Duration::from_secs(5)).await?;
         let metrics = http_get(addr, "/metrics").await?;
         let expect = [
             (r#"csi_secrets_provider_remounts_total{backend="aws"}"#, 11.0),
-            (r#"csi_secrets_provider_shared_reads_total{backend="aws",how="remount"}"#, 33.0),
+            (r#"csi_secrets_provider_shared_reads_total{backend="aws",how="remount"}"#, 30.0),
             (
                 r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="secretsmanager:GetSecretValue",outcome="ok"}"#,
-                22.0,
+                24.0,
             ),
             (
                 r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="kubernetes:GetServiceAccount",outcome="ok"}"#,
-                11.0,
+                12.0,
             ),
             (
                 r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="sts:AssumeRoleWithWebIdentity",outcome="ok"}"#,
@@ -100,6 +107,23 @@ mod aws {
             !metrics.contains("two") && !metrics.contains(&world.prefix),
             "no values or names in metrics"
         );
+        Ok(())
+    }
+
+    /// Users who want fast rotation set the driver's `--rotation-poll-interval` to seconds: a
+    /// pod republished right after a change must get it, whatever our window.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_pod_remounting_right_after_a_change_gets_the_new_value() -> TestResult {
+        let world = AwsWorld::start(BINARY, "fresh", &["--shared-read-window", "10m"]).await?;
+        world.put_secret(&world.name("db"), "one").await?;
+        let objects = objects(&world, &["db"]);
+        let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+        let pod = new_target_path();
+        assert_eq!(file(&world.mount_at(&pod, "web", &parameters).await?, "db")?, b"one");
+        world.put_secret(&world.name("db"), "two").await?;
+        let remount = world.mount_at(&pod, "web", &parameters).await?;
+        assert_eq!(file(&remount, "db")?, b"two", "the remount's only shared read was its own");
+        assert_eq!(counts(&world).0, 2);
         Ok(())
     }
 
@@ -143,13 +167,14 @@ mod aws {
         world.put_secret(&world.name("db"), "one").await?;
         let objects = objects(&world, &["db"]);
         let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
-        let pod = new_target_path();
-        world.mount_at(&pod, "web", &parameters).await?;
-        world.mount_at(&pod, "web", &parameters).await?;
-        assert_eq!(counts(&world), (1, 1, 1));
+        // Pod b's read is newer than pod a's files: within the window a's remount may take it.
+        let (pod_a, pod_b) = (new_target_path(), new_target_path());
+        world.mount_at(&pod_a, "web", &parameters).await?;
+        world.mount_at(&pod_b, "web", &parameters).await?;
+        assert_eq!(counts(&world), (2, 2, 1));
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        world.mount_at(&pod, "web", &parameters).await?;
-        assert_eq!(counts(&world), (2, 2, 1), "past the window the remount asked again");
+        world.mount_at(&pod_a, "web", &parameters).await?;
+        assert_eq!(counts(&world), (3, 3, 1), "past the window the remount asked again");
         Ok(())
     }
 
@@ -160,11 +185,12 @@ mod aws {
         world.put_secret(&world.name("big"), &"b".repeat(300)).await?;
         let objects = objects(&world, &["tiny", "big"]);
         let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
-        let pod = new_target_path();
+        let (pod, other_pod) = (new_target_path(), new_target_path());
         world.mount_at(&pod, "web", &parameters).await?;
+        world.mount_at(&other_pod, "web", &parameters).await?;
         let remount = world.mount_at(&pod, "web", &parameters).await?;
         assert_eq!(file(&remount, "big")?, "b".repeat(300).as_bytes());
-        assert_eq!(counts(&world), (3, 1, 1), "the big value was read again, the tiny one shared");
+        assert_eq!(counts(&world), (5, 2, 1), "the big value was read again, the tiny one shared");
         Ok(())
     }
 
@@ -215,7 +241,7 @@ mod azure {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_remount_round_of_one_identity_asks_nobody() -> TestResult {
+    async fn a_remount_round_of_one_identity_costs_one_read_per_object() -> TestResult {
         let world = AzureWorld::start(BINARY, &["--health-addr", "127.0.0.1:0"]).await?;
         world.azure.set_secret(AZURE_VAULT, "db", "one");
         world.azure.set_secret(AZURE_VAULT, "api", "key");
@@ -231,8 +257,8 @@ mod azure {
         }
         assert_eq!(
             (world.azure.vault_reads(), granted_tokens(&world)),
-            (20, 1),
-            "the remount round read nothing"
+            (22, 1),
+            "the remount round read each object once (for the pod that mounted last)"
         );
 
         world.azure.set_secret(AZURE_VAULT, "db", "two");
@@ -243,10 +269,10 @@ mod azure {
         let metrics = http_get(addr, "/metrics").await?;
         let expect = [
             (r#"csi_secrets_provider_remounts_total{backend="azure"}"#, 10.0),
-            (r#"csi_secrets_provider_shared_reads_total{backend="azure",how="remount"}"#, 20.0),
+            (r#"csi_secrets_provider_shared_reads_total{backend="azure",how="remount"}"#, 18.0),
             (
                 r#"csi_secrets_provider_cloud_requests_total{backend="azure",api="keyvault:GetSecret",outcome="ok"}"#,
-                22.0,
+                24.0,
             ),
             (
                 r#"csi_secrets_provider_cloud_requests_total{backend="azure",api="aad:Token",outcome="ok"}"#,
@@ -256,6 +282,20 @@ mod azure {
         for (series, value) in expect {
             assert_eq!(metric(&metrics, series), Some(value), "{series} in\n{metrics}");
         }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_pod_remounting_right_after_a_change_gets_the_new_value() -> TestResult {
+        let world = AzureWorld::start(BINARY, &["--shared-read-window", "10m"]).await?;
+        world.azure.set_secret(AZURE_VAULT, "db", "one");
+        let objects = ["objectName: db\nobjectType: secret"];
+        let pod = new_target_path();
+        assert_eq!(file(&world.mount_at(&pod, "workload-sa", &objects, &[]).await?, "db")?, b"one");
+        world.azure.set_secret(AZURE_VAULT, "db", "two");
+        let remount = world.mount_at(&pod, "workload-sa", &objects, &[]).await?;
+        assert_eq!(file(&remount, "db")?, b"two", "the remount's only shared read was its own");
+        assert_eq!(world.azure.vault_reads(), 2);
         Ok(())
     }
 

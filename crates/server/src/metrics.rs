@@ -146,7 +146,7 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let labels = BackendLabels { backend: backend.to_owned() };
-        if kind == MountKind::Remount {
+        if kind.is_remount() {
             self.remounts.get_or_create(&labels).inc();
         }
         self.mount_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
@@ -237,7 +237,12 @@ mod tests {
         in_flight.inc();
         in_flight.dec();
         metrics.mount_finished("aws", MountKind::First, Ok(3), Duration::from_millis(20));
-        metrics.mount_finished("aws", MountKind::Remount, Err(ErrorKind::NotFound), Duration::from_millis(5));
+        metrics.mount_finished(
+            "aws",
+            MountKind::Remount { previous: tokio::time::Instant::now() },
+            Err(ErrorKind::NotFound),
+            Duration::from_millis(5),
+        );
         let text = metrics.render();
         assert!(
             text.contains(r#"csi_secrets_provider_mounts_total{backend="aws",outcome="ok"} 1"#),
@@ -315,7 +320,7 @@ mod tests {
         metrics.optional_objects_skipped("aws", 1);
         metrics.mount_finished(
             "aws",
-            MountKind::Remount,
+            MountKind::Remount { previous: tokio::time::Instant::now() },
             Err(ErrorKind::Throttled),
             Duration::from_millis(3),
         );

@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use csi_secrets_provider_core::MountKind;
+// tokio's clock: the shared reads compare their read times with a remount's previous mount.
+use tokio::time::Instant;
 
 /// How many target paths are remembered and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +63,18 @@ impl MountedTargets {
         Self { memory, remembered: Mutex::new(Remembered::default()) }
     }
 
-    /// Whether a mount of `target_path` is a remount.
+    /// Whether a mount of `target_path` is a remount, and when its previous mount answered.
     pub fn kind_of(&self, target_path: &str) -> MountKind {
-        let known = self
-            .lock()
-            .by_path
-            .get(target_path)
-            .is_some_and(|mounted| mounted.at.elapsed() < self.memory.forget_after);
-        if known { MountKind::Remount } else { MountKind::First }
+        match self.lock().by_path.get(target_path) {
+            Some(mounted) if mounted.at.elapsed() < self.memory.forget_after => {
+                MountKind::Remount { previous: mounted.at }
+            }
+            _ => MountKind::First,
+        }
     }
 
-    /// Remembers a successful mount of `target_path`.
+    /// Remembers a successful mount of `target_path`, as answered now: called once the mount's
+    /// reads have all finished, so a later remount knows which reads are newer than its files.
     pub fn remember(&self, target_path: &str) {
         if target_path.is_empty() || self.memory.capacity == 0 {
             return;
@@ -123,19 +126,27 @@ impl MountedTargets {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_remembered_path_is_a_remount() {
+    #[tokio::test(start_paused = true)]
+    async fn a_remembered_path_is_a_remount_of_its_last_mount() {
         let targets = MountedTargets::new(TargetMemory::default());
         assert_eq!(targets.kind_of("/pods/a/mount"), MountKind::First);
+        let first = Instant::now();
         targets.remember("/pods/a/mount");
-        assert_eq!(targets.kind_of("/pods/a/mount"), MountKind::Remount);
+        assert_eq!(targets.kind_of("/pods/a/mount"), MountKind::Remount { previous: first });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        targets.remember("/pods/a/mount");
+        assert_eq!(
+            targets.kind_of("/pods/a/mount"),
+            MountKind::Remount { previous: first + Duration::from_secs(10) },
+            "the last mount counts"
+        );
         assert_eq!(targets.kind_of("/pods/b/mount"), MountKind::First);
         targets.remember("");
         assert_eq!(targets.kind_of(""), MountKind::First, "an empty path is never a remount");
     }
 
-    #[test]
-    fn bounded_by_capacity_and_age() {
+    #[tokio::test]
+    async fn bounded_by_capacity_and_age() {
         let targets =
             MountedTargets::new(TargetMemory { capacity: 2, forget_after: Duration::from_secs(60) });
         targets.remember("a");
@@ -143,13 +154,13 @@ mod tests {
         targets.remember("c");
         assert_eq!(targets.len(), 2);
         assert_eq!(targets.kind_of("a"), MountKind::First, "the least recently mounted went");
-        assert_eq!(targets.kind_of("c"), MountKind::Remount);
+        assert!(targets.kind_of("c").is_remount());
 
         // A remount refreshes a path's place: "c" mounted again outlives "d".
         targets.remember("d");
         targets.remember("c");
         targets.remember("e");
-        assert_eq!(targets.kind_of("c"), MountKind::Remount);
+        assert!(targets.kind_of("c").is_remount());
         assert_eq!(targets.kind_of("d"), MountKind::First);
         assert_eq!(targets.len(), 2);
 

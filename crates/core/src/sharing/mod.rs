@@ -9,7 +9,10 @@
 //! - a key is everything that decides the answer: the backend builds it from the identity that
 //!   authorizes the read and the object's address, so nothing is shared across identities;
 //! - first mounts never take a finished read: they read fresh (or join one in flight);
-//! - remounts take a finished read while it is younger than the window;
+//! - a remount takes a finished read only if it finished after that target's own previous
+//!   mount answered (so a remount never gets a value older than the one it already has: a
+//!   single pod's remount reads afresh, while the pods of one identity remounting in one round
+//!   share the read the first of them made), and only while it is younger than the window;
 //! - failures are never kept: the next mount asks again;
 //! - what is kept is bounded in bytes, dropped when its window ends, and held in the caller's
 //!   zeroizing types ([`crate::SecretBytes`]); nothing reaches disk.
@@ -35,8 +38,26 @@ pub enum MountKind {
     /// A target path this provider has not served since it started.
     #[default]
     First,
-    /// A target path this provider mounted successfully before.
-    Remount,
+    /// A target path this provider mounted successfully before; `previous` is when that mount
+    /// answered (tokio's clock, like the reads it is compared with).
+    Remount { previous: Instant },
+}
+
+impl MountKind {
+    pub fn is_remount(self) -> bool {
+        matches!(self, Self::Remount { .. })
+    }
+
+    /// Whether a read that finished at `read_at` may serve this mount: only a remount, and only
+    /// a read newer than what the target already holds. Every read the previous mount used
+    /// finished before that mount answered, so a read finished after it is at least as new;
+    /// the driver's republish interval, not our window, then bounds how stale a rotation gets.
+    fn may_reuse(self, read_at: Instant) -> bool {
+        match self {
+            Self::First => false,
+            Self::Remount { previous } => read_at > previous,
+        }
+    }
 }
 
 /// How long and how much a backend may share.
@@ -196,7 +217,8 @@ where
         }
     }
 
-    /// The value for `key`: for a remount, a read finished within the window; otherwise the
+    /// The value for `key`: for a remount, a read finished within the window and after the
+    /// target's previous mount (see [`MountKind`]); otherwise the
     /// result of an identical read in flight, or of `fetch`, which this call then runs for
     /// everyone who asks meanwhile. A successful fetch is kept for later remounts.
     pub async fn read<F, Fut>(&self, key: K, kind: MountKind, fetch: F) -> Result<V>
@@ -229,8 +251,8 @@ where
         loop {
             let role = {
                 let mut state = self.inner.lock();
-                if kind == MountKind::Remount
-                    && let Some(kept) = state.kept.get(&key).filter(|k| self.inner.is_fresh(k))
+                if let Some(kept) =
+                    state.kept.get(&key).filter(|k| kind.may_reuse(k.read_at) && self.inner.is_fresh(k))
                 {
                     self.inner.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(kept.value.clone());
@@ -263,11 +285,15 @@ where
         }
     }
 
-    /// A read finished within the window, without asking anyone (for lookups a remount may
-    /// skip entirely).
-    pub fn recent(&self, key: &K) -> Option<V> {
+    /// A read this mount may reuse (see [`MountKind`]), without asking anyone: `None` for a
+    /// first mount.
+    pub fn recent(&self, key: &K, kind: MountKind) -> Option<V> {
         let state = self.inner.lock();
-        let value = state.kept.get(key).filter(|k| self.inner.is_fresh(k)).map(|k| k.value.clone());
+        let value = state
+            .kept
+            .get(key)
+            .filter(|k| kind.may_reuse(k.read_at) && self.inner.is_fresh(k))
+            .map(|k| k.value.clone());
         if value.is_some() {
             self.inner.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
         }

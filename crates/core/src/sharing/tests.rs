@@ -12,6 +12,14 @@ fn value(text: &str) -> SecretBytes {
     SecretBytes::new(text.as_bytes().to_vec())
 }
 
+/// A remount whose previous mount answered before this call returned: every read finished
+/// after it is newer than the target's files.
+async fn remount() -> MountKind {
+    let previous = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    MountKind::Remount { previous }
+}
+
 /// A fetch that counts its calls and answers `text`.
 async fn counted(calls: &AtomicUsize, text: &str) -> Result<SecretBytes> {
     calls.fetch_add(1, Ordering::SeqCst);
@@ -22,16 +30,17 @@ async fn counted(calls: &AtomicUsize, text: &str) -> Result<SecretBytes> {
 async fn remounts_reuse_a_read_within_the_window_and_first_mounts_read_fresh() -> Result<()> {
     let reads = cache(Duration::from_secs(60), 1024);
     let calls = AtomicUsize::new(0);
+    let earlier_pod = remount().await;
     reads.read("a", MountKind::First, || counted(&calls, "v1")).await?;
-    let remount = reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+    let remount = reads.read("a", earlier_pod, || counted(&calls, "v2")).await?;
     assert_eq!(remount.expose(), b"v1", "the remount took the kept read");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let first = reads.read("a", MountKind::First, || counted(&calls, "v2")).await?;
     assert_eq!(first.expose(), b"v2", "a first mount reads fresh");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    let remount = reads.read("a", MountKind::Remount, || counted(&calls, "v3")).await?;
+    let remount = reads.read("a", earlier_pod, || counted(&calls, "v3")).await?;
     assert_eq!(remount.expose(), b"v2", "the fresh read replaced the old one");
-    reads.read("b", MountKind::Remount, || counted(&calls, "b")).await?;
+    reads.read("b", earlier_pod, || counted(&calls, "b")).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 3, "another key is another read");
     Ok(())
 }
@@ -42,15 +51,16 @@ async fn the_window_ends_and_the_value_is_dropped() -> Result<()> {
     let reads: SharedReads<&str, SecretBytes> =
         SharedReads::new(SharingOptions { window: Duration::from_secs(60), max_bytes: 1024 }, stats.clone());
     let calls = AtomicUsize::new(0);
+    let earlier_pod = remount().await;
     reads.read("a", MountKind::First, || counted(&calls, "v1")).await?;
     assert_eq!(stats.bytes_held(), 2);
     tokio::time::sleep(Duration::from_secs(59)).await;
-    reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+    reads.read("a", earlier_pod, || counted(&calls, "v2")).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(reads.is_empty(), "dropped when the window ended, without another access");
     assert_eq!(stats.bytes_held(), 0);
-    let after = reads.read("a", MountKind::Remount, || counted(&calls, "v2")).await?;
+    let after = reads.read("a", earlier_pod, || counted(&calls, "v2")).await?;
     assert_eq!(after.expose(), b"v2");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(stats.remount_hits(), 1);
@@ -61,8 +71,9 @@ async fn the_window_ends_and_the_value_is_dropped() -> Result<()> {
 async fn window_zero_shares_nothing() -> Result<()> {
     let reads = cache(Duration::ZERO, 1024);
     let calls = AtomicUsize::new(0);
+    let earlier_pod = remount().await;
     for _ in 0..3 {
-        reads.read("a", MountKind::Remount, || counted(&calls, "v")).await?;
+        reads.read("a", earlier_pod, || counted(&calls, "v")).await?;
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert!(reads.is_empty());
@@ -102,11 +113,14 @@ async fn concurrent_first_mounts_share_one_read() -> Result<()> {
 async fn single_flight_keeps_nothing_but_keep_does() -> Result<()> {
     let reads = cache(Duration::from_secs(60), 1024);
     let calls = AtomicUsize::new(0);
+    let earlier_pod = remount().await;
     reads.single_flight("batch", || counted(&calls, "ab")).await?;
     assert!(reads.is_empty());
     reads.keep("a", value("a"));
-    assert_eq!(reads.recent(&"a").map(|v| v.expose().to_vec()), Some(b"a".to_vec()));
-    assert_eq!(reads.recent(&"b").map(|v| v.expose().to_vec()), None);
+    assert_eq!(reads.recent(&"a", earlier_pod).map(|v| v.expose().to_vec()), Some(b"a".to_vec()));
+    assert_eq!(reads.recent(&"b", earlier_pod).map(|v| v.expose().to_vec()), None);
+    assert!(reads.recent(&"a", MountKind::First).is_none(), "a first mount reads fresh");
+    assert!(reads.recent(&"a", remount().await).is_none(), "a target mounted after the read reads fresh");
     Ok(())
 }
 
@@ -121,7 +135,7 @@ async fn failures_are_shared_in_flight_but_never_kept() -> Result<()> {
         })
         .await;
     assert!(failed.is_err());
-    let retried = reads.read("a", MountKind::Remount, || counted(&calls, "v")).await?;
+    let retried = reads.read("a", remount().await, || counted(&calls, "v")).await?;
     assert_eq!(retried.expose(), b"v");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     Ok(())
@@ -156,17 +170,49 @@ async fn the_byte_cap_evicts_the_oldest_and_skips_values_larger_than_it() -> Res
     let reads: SharedReads<&str, SecretBytes> =
         SharedReads::new(SharingOptions { window: Duration::from_secs(60), max_bytes: 10 }, stats.clone());
     let calls = AtomicUsize::new(0);
+    let earlier_pod = remount().await;
     reads.read("a", MountKind::First, || counted(&calls, "aaaa")).await?;
     reads.read("b", MountKind::First, || counted(&calls, "bbbb")).await?;
     assert_eq!(reads.bytes(), 8);
     reads.read("c", MountKind::First, || counted(&calls, "cccc")).await?;
     assert_eq!(reads.bytes(), 8, "a was evicted to make room");
     assert_eq!(stats.bytes_held(), 8);
-    reads.read("a", MountKind::Remount, || counted(&calls, "aaaa")).await?;
+    reads.read("a", earlier_pod, || counted(&calls, "aaaa")).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 4, "the evicted value was read again");
     reads.read("big", MountKind::First, || counted(&calls, "0123456789a")).await?;
-    reads.read("big", MountKind::Remount, || counted(&calls, "0123456789a")).await?;
+    reads.read("big", earlier_pod, || counted(&calls, "0123456789a")).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 6, "a value over the cap is never kept");
     assert!(reads.bytes() <= 10);
+    Ok(())
+}
+
+/// The remount rule: one pod that remounts right after a change gets the change, while the pods
+/// of one identity remounting in a round share the read the first of them made.
+#[tokio::test(start_paused = true)]
+async fn a_remount_never_takes_a_read_older_than_its_previous_mount() -> Result<()> {
+    let reads = cache(Duration::from_secs(60), 1024);
+    let calls = AtomicUsize::new(0);
+    // Pods b and c mounted first; pod a's first mount read v1, and it answered after that read.
+    let pod_b = remount().await;
+    let pod_c = remount().await;
+    reads.read("s", MountKind::First, || counted(&calls, "v1")).await?;
+    let pod_a = remount().await;
+
+    // The secret changes; a's republish a few seconds later must not get its own old read.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let a = reads.read("s", pod_a, || counted(&calls, "v2")).await?;
+    assert_eq!(a.expose(), b"v2", "a's remount read afresh: the kept read was its own");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // b and c remount in the same round: a's read is newer than their files, so they share it.
+    for pod in [pod_b, pod_c] {
+        assert_eq!(reads.read("s", pod, || counted(&calls, "v3")).await?.expose(), b"v2");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the round cost one read");
+
+    // Still bounded by the window: past it even a target mounted long before reads again.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(reads.read("s", pod_b, || counted(&calls, "v3")).await?.expose(), b"v3");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
     Ok(())
 }

@@ -312,23 +312,40 @@ fn describe(request: &Request) -> AwsCall {
     AwsCall { action, region, access_key }
 }
 
-/// A fake EKS Pod Identity agent: answers credentials for the expected token, 403 otherwise.
+/// Credentials the fake agent issued: to which token, under which access key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCredentials {
+    pub token: String,
+    pub access_key: String,
+}
+
+/// A fake EKS Pod Identity agent: answers credentials for a token that starts with the expected
+/// one (the world's tokens end in the pod they were issued for), 403 otherwise. Like the real
+/// agent (`AssumeRoleForPodIdentity` opens a new session, tagged with the token's pod, per
+/// call), every call gets new credentials: access key `<prefix>0001`, `<prefix>0002`, ... so a
+/// test can tell whose credentials made a read.
 #[derive(Debug)]
 pub struct FakePodIdentityAgent {
     server: Server,
     calls: Arc<Mutex<usize>>,
+    issued: Arc<Mutex<Vec<IssuedCredentials>>>,
 }
 
 impl FakePodIdentityAgent {
-    pub async fn start(expected_token: &str, access_key: &str) -> std::io::Result<Self> {
+    pub async fn start(expected_token: &str, access_key_prefix: &str) -> std::io::Result<Self> {
         let calls: Arc<Mutex<usize>> = Arc::default();
-        let (token, key, counter) = (expected_token.to_owned(), access_key.to_owned(), Arc::clone(&calls));
+        let issued: Arc<Mutex<Vec<IssuedCredentials>>> = Arc::default();
+        let (token, prefix) = (expected_token.to_owned(), access_key_prefix.to_owned());
+        let (counter, record) = (Arc::clone(&calls), Arc::clone(&issued));
         let server = http_server::serve(None, move |request| {
             *counter.lock().unwrap_or_else(PoisonError::into_inner) += 1;
             let presented = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-            let answer = if request.uri.path() == "/v1/credentials" && presented == token {
+            let answer = if request.uri.path() == "/v1/credentials" && presented.starts_with(&token) {
+                let mut issued = record.lock().unwrap_or_else(PoisonError::into_inner);
+                let access_key = format!("{prefix}{:04}", issued.len() + 1);
+                issued.push(IssuedCredentials { token: presented, access_key: access_key.clone() });
                 json(200, &serde_json::json!({
-                    "AccessKeyId": key, "SecretAccessKey": "pod-identity-secret", "Token": "pod-identity-session",
+                    "AccessKeyId": access_key, "SecretAccessKey": "pod-identity-secret", "Token": "pod-identity-session",
                     "AccountId": "123456789012", "Expiration": "2099-01-01T00:00:00Z"
                 }))
             } else {
@@ -337,7 +354,7 @@ impl FakePodIdentityAgent {
             async move { answer }
         })
         .await?;
-        Ok(Self { server, calls })
+        Ok(Self { server, calls, issued })
     }
 
     pub fn url(&self) -> String {
@@ -346,5 +363,10 @@ impl FakePodIdentityAgent {
 
     pub fn calls(&self) -> usize {
         *self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every credential issued, in order.
+    pub fn issued(&self) -> Vec<IssuedCredentials> {
+        self.issued.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }

@@ -108,6 +108,8 @@ impl AwsWorld {
     }
 
     /// A mount whose `sts.amazonaws.com` token is `sts_token` (an expired or malformed one).
+    /// The `pods.eks.amazonaws.com` token is `pod-identity-jwt-for-<sa>`, followed by
+    /// `.<pod uid>` when `parameters` set the pod's UID (kubelet issues each pod its own).
     pub async fn mount_with_sts_token(
         &self,
         target_path: &str,
@@ -115,9 +117,15 @@ impl AwsWorld {
         sts_token: &str,
         parameters: &[(&str, &str)],
     ) -> Result<MountResponse, tonic::Status> {
+        let pod_uid =
+            parameters.iter().find(|(key, _)| *key == "csi.storage.k8s.io/pod.uid").map(|(_, uid)| *uid);
+        let pod_identity_token = match pod_uid {
+            Some(uid) => format!("pod-identity-jwt-for-{sa}.{uid}"),
+            None => format!("pod-identity-jwt-for-{sa}"),
+        };
         let tokens = serde_json::json!({
             "sts.amazonaws.com": { "token": sts_token, "expirationTimestamp": "2099-01-01T00:00:00Z" },
-            "pods.eks.amazonaws.com": { "token": format!("pod-identity-jwt-for-{sa}"), "expirationTimestamp": "2099-01-01T00:00:00Z" },
+            "pods.eks.amazonaws.com": { "token": pod_identity_token, "expirationTimestamp": "2099-01-01T00:00:00Z" },
         })
         .to_string();
         let mut all: Vec<(&str, &str)> = parameters.to_vec();

@@ -24,8 +24,46 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// Whose credentials these are. A cached credential is only ever returned for an equal key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum IdentityKey {
-    Irsa { role_arn: String, namespace: String, service_account: String },
-    PodIdentity { subject: String, namespace: String, service_account: String },
+    Irsa {
+        role_arn: String,
+        namespace: String,
+        service_account: String,
+    },
+    /// `pod` is the pod the agent's credentials were issued for (see [`PodIdentityScope`]);
+    /// `None` when an operator chose to share them per service account.
+    PodIdentity {
+        subject: String,
+        namespace: String,
+        service_account: String,
+        pod: Option<String>,
+    },
+}
+
+/// Who shares EKS Pod Identity credentials (and the reads made with them).
+///
+/// The agent's credentials carry the mounting pod's session tags (`kubernetes-pod-name`,
+/// `kubernetes-pod-uid`, ...), which IAM policies may use (ABAC). Shared by every pod of a
+/// service account, pod B would read with pod A's tags: so they are the pod's own by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PodIdentityScope {
+    /// Credentials and reads per pod (its UID): each pod's reads carry its own session tags.
+    #[default]
+    Pod,
+    /// Credentials and reads per service account: for IAM policies that use no pod-level tags.
+    ServiceAccount,
+}
+
+impl PodIdentityScope {
+    /// The names `serve --pod-identity-scope` takes.
+    pub const NAMES: [&str; 2] = ["pod", "service-account"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "pod" => Some(Self::Pod),
+            "service-account" => Some(Self::ServiceAccount),
+            _ => None,
+        }
+    }
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Credentials>>>;

@@ -24,6 +24,7 @@ use csi_secrets_provider_core::{
 };
 use tokio::sync::OnceCell;
 
+pub use crate::credentials::PodIdentityScope;
 use crate::credentials::{CredentialCache, IdentityKey, PodIdentityAgent};
 use crate::fetch::{Fetched, RegionClients};
 use crate::kube_api::KubeApi;
@@ -51,6 +52,9 @@ pub struct AwsOptions {
     pub pod_identity_ipv4: String,
     pub pod_identity_ipv6: String,
     pub pod_identity_timeout: Duration,
+    /// Whether Pod Identity credentials are the pod's own (default) or shared per service
+    /// account.
+    pub pod_identity_scope: PodIdentityScope,
     /// Objects (or SSM batches) fetched at once within one mount.
     pub concurrency: usize,
     /// How remounts of one identity share reads (objects, role annotation, node region).
@@ -64,6 +68,7 @@ impl Default for AwsOptions {
             pod_identity_ipv4: POD_IDENTITY_IPV4.to_owned(),
             pod_identity_ipv6: POD_IDENTITY_IPV6.to_owned(),
             pod_identity_timeout: Duration::from_secs(3),
+            pod_identity_scope: PodIdentityScope::default(),
             concurrency: 8,
             sharing: SharingOptions::default(),
         }
@@ -210,7 +215,11 @@ impl AwsBackend {
                 };
                 let subject = credentials::token_subject(&token)
                     .unwrap_or_else(|| format!("system:serviceaccount:{namespace}:{service_account}"));
-                let key = IdentityKey::PodIdentity { subject, namespace, service_account };
+                let pod = match self.options.pod_identity_scope {
+                    PodIdentityScope::Pod => Some(pod_scope(request, &token)),
+                    PodIdentityScope::ServiceAccount => None,
+                };
+                let key = IdentityKey::PodIdentity { subject, namespace, service_account, pod };
                 let credentials = self
                     .credentials
                     .get_or_exchange(key.clone(), || async {
@@ -387,6 +396,20 @@ impl SecretBackend for AwsBackend {
     fn stats(&self) -> Option<&BackendStats> {
         Some(&self.stats)
     }
+}
+
+/// What makes Pod Identity credentials one pod's: its UID as the driver sends it; failing that
+/// (a caller that is not the driver), its namespace/name; failing that, a digest of the pod's own
+/// projected token, which kubelet issues per pod.
+fn pod_scope(request: &MountRequest, token: &str) -> String {
+    use sha2::Digest;
+    if let Some(uid) = request.pod.uid.as_deref().filter(|uid| !uid.trim().is_empty()) {
+        return format!("uid:{uid}");
+    }
+    if let (Some(namespace), Some(name)) = (request.pod.namespace.as_deref(), request.pod.name.as_deref()) {
+        return format!("pod:{namespace}/{name}");
+    }
+    format!("token:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())))
 }
 
 #[cfg(test)]

@@ -75,6 +75,12 @@ pub struct BackendArgs {
     #[cfg(feature = "aws")]
     #[arg(long, global = true, default_value = csi_secrets_provider_aws::POD_IDENTITY_IPV6)]
     pub pod_identity_endpoint_ipv6: String,
+    /// AWS: who shares EKS Pod Identity credentials and the reads made with them: `pod` (each
+    /// pod its own, so its reads carry its own session tags) or `service-account` (for IAM
+    /// policies that use no pod-level tags: one agent call per service account).
+    #[cfg(feature = "aws")]
+    #[arg(long, global = true, default_value = "pod", value_parser = parse_pod_identity_scope, env = "CSI_PROVIDER_POD_IDENTITY_SCOPE")]
+    pub pod_identity_scope: csi_secrets_provider_aws::PodIdentityScope,
     /// AWS: objects (or SSM batches of ten) fetched at once within one mount.
     #[cfg(feature = "aws")]
     #[arg(long, global = true, default_value_t = 8)]
@@ -130,6 +136,16 @@ pub struct BackendArgs {
     #[cfg(feature = "azure")]
     #[arg(long, global = true, default_value = csi_secrets_provider_azure::DEFAULT_TOKEN_PROXY_CA_FILE)]
     pub token_proxy_ca_file: PathBuf,
+}
+
+#[cfg(feature = "aws")]
+fn parse_pod_identity_scope(value: &str) -> Result<csi_secrets_provider_aws::PodIdentityScope, String> {
+    csi_secrets_provider_aws::PodIdentityScope::parse(value).ok_or_else(|| {
+        format!(
+            "unknown Pod Identity scope {value:?}; expected one of {}",
+            csi_secrets_provider_aws::PodIdentityScope::NAMES.join(", ")
+        )
+    })
 }
 
 #[cfg(feature = "azure")]

@@ -29,6 +29,7 @@ impl Registry {
                 pod_identity_ipv4: args.pod_identity_endpoint_ipv4.clone(),
                 pod_identity_ipv6: args.pod_identity_endpoint_ipv6.clone(),
                 pod_identity_timeout: args.pod_identity_http_timeout,
+                pod_identity_scope: args.pod_identity_scope,
                 concurrency: args.aws_concurrency,
                 sharing,
             })),

@@ -6,7 +6,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::primitives::Blob;
 use csi_secrets_provider_server::proto::MountResponse;
-use csi_secrets_provider_tests::aws::{FakePodIdentityAgent, moto_endpoint};
+use csi_secrets_provider_tests::aws::moto_endpoint;
 use csi_secrets_provider_tests::worlds::{AWS_ROLE as ROLE, AwsWorld, BoxError};
 use csi_secrets_provider_tests::{DriverClient, file_contents as file, pod_attributes};
 use tonic::Code;
@@ -407,42 +407,6 @@ async fn credentials_are_exchanged_once_per_identity() -> TestResult {
     let web_key = calls.iter().find(|c| c.action == "GetSecretValue").map(|c| c.access_key.clone());
     let batch_key = calls.iter().rev().find(|c| c.action == "GetSecretValue").map(|c| c.access_key.clone());
     assert_ne!(web_key, batch_key);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn eks_pod_identity() -> TestResult {
-    let agent = FakePodIdentityAgent::start("pod-identity-jwt-for-web", "ASIAPODIDENTITY0001").await?;
-    let url = agent.url();
-    let world = world("podidentity", &["--pod-identity-endpoint-ipv4", &url]).await?;
-    let (sm, _) = seed("us-east-1").await;
-    let name = world.name("db");
-    sm.create_secret().name(&name).secret_string("via-pod-identity").send().await?;
-    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: db}}\n");
-    let parameters = [
-        ("objects", objects.as_str()),
-        ("region", "us-east-1"),
-        ("usePodIdentity", "true"),
-        ("preferredAddressType", "ipv4"),
-    ];
-    for _ in 0..3 {
-        let response = world.mount(&parameters).await?;
-        assert_eq!(file(&response, "db")?, b"via-pod-identity");
-    }
-    assert_eq!(agent.calls(), 1, "credentials cached per identity");
-    assert_eq!(world.proxy.count("AssumeRoleWithWebIdentity"), 0);
-    assert!(
-        world
-            .proxy
-            .calls()
-            .iter()
-            .filter(|c| c.action == "GetSecretValue")
-            .all(|c| c.access_key == "ASIAPODIDENTITY0001")
-    );
-
-    let status = world.mount_as("batch", &parameters).await.err().ok_or("wrong token")?;
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains("403"), "{}", status.message());
     Ok(())
 }
 

@@ -81,6 +81,9 @@ pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
     bad_file_permission_is_invalid_argument(fixture)
         .await
         .map_err(|e| format!("bad_file_permission: {e}"))?;
+    a_bad_stale_if_error_is_invalid_argument(fixture)
+        .await
+        .map_err(|e| format!("bad_stale_if_error: {e}"))?;
     a_file_named_twice_is_refused_or_written_once(fixture)
         .await
         .map_err(|e| format!("file_named_twice: {e}"))?;
@@ -196,6 +199,17 @@ async fn bad_file_permission_is_invalid_argument(fixture: &dyn Fixture) -> Resul
     ensure(status.code() == Code::InvalidArgument, || format!("InvalidArgument expected: {status:?}"))?;
     ensure(status.message().contains("filePermission"), || format!("names the field: {}", status.message()))?;
     ensure(status.message().contains(&name), || format!("names the object: {}", status.message()))
+}
+
+/// `staleIfError` is parsed in core for every backend: a bad duration fails before any read.
+async fn a_bad_stale_if_error_is_invalid_argument(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-stale");
+    fixture.put(&name, "x").await?;
+    let mut parameters = fixture.parameters(&[ObjectRef::new(&name, "stale")]);
+    parameters.push(("staleIfError".to_owned(), "a while".to_owned()));
+    let status = fixture.mount(&parameters).await.err().ok_or("staleIfError \"a while\" was accepted")?;
+    ensure(status.code() == Code::InvalidArgument, || format!("InvalidArgument expected: {status:?}"))?;
+    ensure(status.message().contains("staleIfError"), || format!("names the field: {}", status.message()))
 }
 
 /// Two objects writing one file: each backend does what its upstream does (the AWS provider

@@ -371,7 +371,7 @@ impl SecretBackend for AwsBackend {
         let reads = ObjectReads {
             regions: &regions,
             identity: &identity,
-            kind: request.kind,
+            policy: request.read_policy(),
             shared: &self.objects,
             calls: &self.stats.cloud_calls,
             concurrency: self.options.concurrency,
@@ -386,7 +386,10 @@ impl SecretBackend for AwsBackend {
             secrets.iter().chain(&parameters).zip(secret_values.into_iter().chain(parameter_values))
         {
             match outcome {
-                Ok(fetched) => add_object_files(&mut response, object, &fetched)?,
+                Ok(served) => {
+                    add_object_files(&mut response, object, &served.value)?;
+                    response.stale.extend(served.stale_object(&object.name));
+                }
                 Err(skipped) => response.skipped.push(skipped),
             }
         }

@@ -4,8 +4,8 @@
 //! own, reads only the missing ones, and keeps each answer under its own key.
 
 use csi_secrets_provider_core::{
-    CloudCalls, Error, HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats, SkippedObject,
-    before_deadline,
+    CloudCalls, Error, HeldBytes, ReadPolicy, Served, SharedReads, SharingOptions, SharingStats,
+    SkippedObject, before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -76,15 +76,17 @@ impl MountRegions {
     }
 }
 
-/// An object's value, or why an optional object was skipped.
-pub(crate) type ObjectOutcome = Result<Fetched, SkippedObject>;
+/// An object's value (perhaps served stale during an outage), or why an optional object was
+/// skipped.
+pub(crate) type ObjectOutcome = Result<Served<Fetched>, SkippedObject>;
 
 /// The reads of one mount.
 #[derive(Debug)]
 pub(crate) struct ObjectReads<'a> {
     pub regions: &'a MountRegions,
     pub identity: &'a IdentityKey,
-    pub kind: MountKind,
+    /// Remount reuse and `staleIfError`.
+    pub policy: ReadPolicy,
     pub shared: &'a SharedObjects,
     pub calls: &'a CloudCalls,
     /// Objects (or SSM batches) read at once.
@@ -119,11 +121,13 @@ impl ObjectReads<'_> {
         let reads: Vec<_> = objects
             .iter()
             .map(|&object| async move {
-                let read = self.shared.objects.read(self.key(object), self.kind, move || {
+                let key = self.key(object);
+                let read = self.shared.objects.read(key.clone(), self.policy, move || {
                     fetch::secret(self.regions.of(object), object, self.calls)
                 });
-                match before_deadline(self.deadline, "Secrets Manager", &[&object.name], read).await {
-                    Ok(fetched) => Ok(Ok(fetched)),
+                let result = before_deadline(self.deadline, "Secrets Manager", &[&object.name], read).await;
+                match self.shared.objects.or_stale(&key, result, self.policy) {
+                    Ok(served) => Ok(Ok(served)),
                     Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
                 }
             })
@@ -168,8 +172,10 @@ impl ObjectReads<'_> {
         objects: &[&ObjectSpec],
     ) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut found: Vec<Option<ObjectOutcome>> =
-            keys.iter().map(|key| self.shared.objects.recent(key, self.kind).map(Ok)).collect();
+        let mut found: Vec<Option<ObjectOutcome>> = keys
+            .iter()
+            .map(|key| self.shared.objects.recent(key, self.policy.kind).map(|v| Ok(Served::fresh(v))))
+            .collect();
         let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
         let regions = objects.first().map_or(&[][..], |object| self.regions.of(object));
         let batches: Vec<_> = missing
@@ -184,13 +190,26 @@ impl ObjectReads<'_> {
                         .single_flight(batch_keys.clone(), || {
                             fetch::parameter_batch(regions, &batch, self.calls)
                         })
-                        .await?;
+                        .await;
+                    let answer = match answer {
+                        Ok(answer) => answer,
+                        // The cloud is out: each parameter its last good value, or the error.
+                        Err(error) => {
+                            let outcomes = batch_keys
+                                .iter()
+                                .map(|key| {
+                                    self.shared.objects.or_stale(key, Err(error.clone()), self.policy).map(Ok)
+                                })
+                                .collect::<Result<Vec<ObjectOutcome>, Error>>()?;
+                            return Ok((indices, outcomes));
+                        }
+                    };
                     let mut outcomes = Vec::with_capacity(batch.len());
                     for ((key, value), object) in batch_keys.into_iter().zip(&answer.values).zip(&batch) {
                         outcomes.push(match value {
                             Some(value) => {
-                                self.shared.objects.keep(key, value.clone());
-                                Ok(value.clone())
+                                self.shared.objects.keep(key, value.clone(), self.policy.stale_if_error);
+                                Ok(Served::fresh(value.clone()))
                             }
                             None => Err(SkippedObject::from_error(
                                 &object.name,

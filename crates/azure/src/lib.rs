@@ -371,8 +371,9 @@ impl SecretBackend for AzureBackend {
                         clients: &vault.clients,
                         identity,
                         vault_url: &vault.url,
-                        kind: request.kind,
+                        policy: request.read_policy(),
                         shared: &self.reads,
+                        deadline: request.deadline,
                     };
                     let read = vault::fetch(&reads, object, write);
                     match before_deadline(request.deadline, "Key Vault (or Azure AD)", &[&object.name], read)
@@ -393,6 +394,7 @@ impl SecretBackend for AzureBackend {
                 Ok(object) => {
                     response.files.extend(object.files);
                     response.versions.extend(object.versions);
+                    response.stale.extend(object.stale);
                 }
                 Err(skipped) => response.skipped.push(skipped),
             }

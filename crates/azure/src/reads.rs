@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use csi_secrets_provider_core::{Error, MountKind, SharedReads, SharingOptions, SharingStats};
+use csi_secrets_provider_core::{
+    Error, ReadPolicy, Served, SharedReads, SharingOptions, SharingStats, before_deadline,
+};
 
 use crate::identity::{IdentityKey, VaultClients};
 use crate::params::{ObjectSpec, ObjectType};
@@ -44,8 +46,11 @@ pub(crate) struct VaultReads<'a> {
     pub clients: &'a VaultClients,
     pub identity: &'a IdentityKey,
     pub vault_url: &'a str,
-    pub kind: MountKind,
+    /// Remount reuse and `staleIfError`.
+    pub policy: ReadPolicy,
     pub shared: &'a SharedVaultReads,
+    /// The mount's deadline: a read still running then is an outage `staleIfError` may cover.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl VaultReads<'_> {
@@ -59,26 +64,32 @@ impl VaultReads<'_> {
         }
     }
 
-    /// One version of `object` (the latest when `None`, empty or `latest`).
+    /// One version of `object` (the latest when `None`, empty or `latest`); during an outage
+    /// perhaps the last good one (`staleIfError`).
     pub(crate) async fn object(
         &self,
         object: &ObjectSpec,
         version: Option<&str>,
-    ) -> Result<RawObject, Error> {
+    ) -> Result<Served<RawObject>, Error> {
         let version = version.filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("latest"));
-        self.shared
+        let key = self.key(object, version);
+        let read = self
+            .shared
             .objects
-            .read(self.key(object, version), self.kind, || vault::fetch_raw(self.clients, object, version))
-            .await
+            .read(key.clone(), self.policy, || vault::fetch_raw(self.clients, object, version));
+        let result = before_deadline(self.deadline, "Key Vault (or Azure AD)", &[&object.name], read).await;
+        self.shared.objects.or_stale(&key, result, self.policy)
     }
 
     /// The versions to write for `objectVersionHistory`.
-    pub(crate) async fn history(&self, object: &ObjectSpec) -> Result<Vec<String>, Error> {
-        let listed = self
+    pub(crate) async fn history(&self, object: &ObjectSpec) -> Result<Served<Vec<String>>, Error> {
+        let key = self.key(object, None);
+        let read = self
             .shared
             .listings
-            .read(self.key(object, None), self.kind, || vault::enabled_versions(self.clients, object))
-            .await?;
-        vault::select_history(listed, object)
+            .read(key.clone(), self.policy, || vault::enabled_versions(self.clients, object));
+        let result = before_deadline(self.deadline, "Key Vault (or Azure AD)", &[&object.name], read).await;
+        let listed = self.shared.listings.or_stale(&key, result, self.policy)?;
+        Ok(Served { value: vault::select_history(listed.value, object)?, stale: listed.stale })
     }
 }

@@ -1,7 +1,9 @@
 //! Fetching one SPC object from Key Vault and turning it into files, as the Azure provider does.
 
 use base64::Engine;
-use csi_secrets_provider_core::{Error, ErrorKind, HeldBytes, MountedFile, ObjectVersion, SecretBytes, jmes};
+use csi_secrets_provider_core::{
+    Error, ErrorKind, HeldBytes, MountedFile, ObjectVersion, SecretBytes, Served, StaleObject, jmes,
+};
 use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -24,6 +26,21 @@ pub struct WriteOptions {
 pub struct ObjectFiles {
     pub files: Vec<MountedFile>,
     pub versions: Vec<ObjectVersion>,
+    /// Set when a read of the object was served its last good value during an outage (the
+    /// oldest, when several versions were).
+    pub stale: Option<StaleObject>,
+}
+
+impl ObjectFiles {
+    /// The value of one read of `object`, noting when it was served stale.
+    fn take<V>(&mut self, served: Served<V>, object: &ObjectSpec) -> V {
+        if let Some(stale) = served.stale_object(&object.name)
+            && self.stale.as_ref().is_none_or(|seen| seen.age < stale.age)
+        {
+            self.stale = Some(stale);
+        }
+        served.value
+    }
 }
 
 /// Fetches `object` (with its version history when asked) and renders its files. Errors carry
@@ -49,16 +66,16 @@ async fn fetch_files(
 ) -> Result<ObjectFiles, Error> {
     let mut out = ObjectFiles::default();
     if object.version_history > 1 {
-        let versions = reads.history(object).await?;
+        let versions = out.take(reads.history(object).await?, object);
         for (index, version) in versions.iter().enumerate() {
-            let raw = reads.object(object, Some(version)).await?;
+            let raw = out.take(reads.object(object, Some(version)).await?, object);
             let contents = render(&raw, object, write)?;
             let file = format!("{}/{index}", object.file_name());
             let id = format!("{}/{index}", object.version_id());
             push(&mut out, object, &file, id, contents, raw.version());
         }
     } else {
-        let raw = reads.object(object, object.version.as_deref()).await?;
+        let raw = out.take(reads.object(object, object.version.as_deref()).await?, object);
         let contents = render(&raw, object, write)?;
         let extracted = jmes::extract(&object.name, &SecretBytes::new(contents.main.clone()), &object.jmes)?;
         push(&mut out, object, object.file_name(), object.version_id(), contents, raw.version());

@@ -140,6 +140,13 @@ impl Error {
         matches!(self.kind, ErrorKind::Throttled | ErrorKind::Unavailable)
     }
 
+    /// Whether the cloud failed to answer (unreachable, 5xx, throttled, out of time), as
+    /// opposed to answering no: only such failures may be served a last good value
+    /// (`staleIfError`).
+    pub fn is_outage(&self) -> bool {
+        matches!(self.kind, ErrorKind::Throttled | ErrorKind::Unavailable | ErrorKind::DeadlineExceeded)
+    }
+
     /// [`Self::combine`] for a list known to be non-empty (a validation that failed).
     pub fn from_problems(problems: Vec<Error>) -> Error {
         Self::combine(problems).unwrap_or_else(|| Error::internal("validation failed without a problem"))

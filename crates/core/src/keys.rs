@@ -199,6 +199,7 @@ pub fn unknown_parameters<K: ConfigKey>(parameters: &crate::request::Parameters)
         .map(|(key, _)| key)
         .filter(|key| *key != crate::request::attr::SPC_NAME && !key.starts_with("csi.storage.k8s.io/"))
         .filter(|key| !K::ALL.iter().any(|k| k.as_str() == *key))
+        .filter(|key| !crate::common::CommonParameter::ALL.iter().any(|k| k.as_str() == *key))
         .map(|key| {
             let hint =
                 nearest::<K>(key).map(|k| format!(" (did you mean `{}`?)", k.as_str())).unwrap_or_default();

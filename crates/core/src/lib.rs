@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod common;
 pub mod deadline;
 pub mod error;
 pub mod files;
@@ -18,6 +19,7 @@ pub mod stats;
 pub mod yaml;
 
 pub use backend::{SecretBackend, Validation};
+pub use common::{CommonParameter, CommonParameters};
 pub use deadline::before_deadline;
 pub use error::{Error, ErrorKind, Result};
 pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
@@ -29,7 +31,8 @@ pub use request::{
     parse_go_bool,
 };
 pub use response::{
-    DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, SkippedObject, check_response_size,
+    DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, SkippedObject, StaleObject,
+    check_response_size,
 };
-pub use sharing::{HeldBytes, MountKind, SharedReads, SharingOptions, SharingStats};
+pub use sharing::{HeldBytes, MountKind, ReadPolicy, Served, SharedReads, SharingOptions, SharingStats};
 pub use stats::{BackendStats, CallOutcome, CloudCallCount, CloudCalls};

@@ -7,10 +7,11 @@ use std::time::{Instant, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::common::CommonParameters;
 use crate::error::{Error, Result};
 use crate::mode::FileMode;
 use crate::response::ObjectVersion;
-use crate::sharing::MountKind;
+use crate::sharing::{MountKind, ReadPolicy};
 
 /// Volume-context keys the driver and kubelet add to the SPC parameters.
 pub mod attr {
@@ -267,9 +268,16 @@ pub struct MountRequest {
     /// Whether this target path was served before (set by the server): remounts may reuse a
     /// recent read of the same identity (see [`crate::sharing`]).
     pub kind: MountKind,
+    /// The parameters every backend accepts (`staleIfError`), checked when decoded.
+    pub common: CommonParameters,
 }
 
 impl MountRequest {
+    /// How this mount's object reads go: remount reuse and `staleIfError`.
+    pub fn read_policy(&self) -> ReadPolicy {
+        ReadPolicy { kind: self.kind, stale_if_error: self.common.stale_if_error }
+    }
+
     /// Decodes the driver's fields. `attributes` must be a JSON object of strings.
     pub fn from_driver(
         attributes_json: &str,
@@ -296,6 +304,7 @@ impl MountRequest {
             None => ServiceAccountTokens::default(),
         };
         let parameters = Parameters::new(attributes);
+        let common = CommonParameters::parse(&parameters).map_err(Error::from_problems)?;
         Ok(Self {
             pod: PodInfo::from_parameters(&parameters),
             spc_name: parameters.get_trimmed(attr::SPC_NAME).map(str::to_owned),
@@ -307,6 +316,7 @@ impl MountRequest {
             parameters,
             deadline: None,
             kind: MountKind::First,
+            common,
         })
     }
 }

@@ -47,6 +47,19 @@ pub struct MountResponse {
     /// Optional objects (`optional: true`) the cloud does not have: no file was written for
     /// them. Logged and counted by the server; never sent to the driver.
     pub skipped: Vec<SkippedObject>,
+    /// Objects served their last good value because the cloud was out (`staleIfError`).
+    /// Logged as warnings and counted by the server; never sent to the driver.
+    pub stale: Vec<StaleObject>,
+}
+
+/// An object whose read failed with an outage and that was served the last good value the same
+/// identity read, `age` old.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleObject {
+    pub object: String,
+    pub age: std::time::Duration,
+    /// Why the fresh read failed (the error's text; never a value).
+    pub reason: String,
 }
 
 /// An optional object that was not mounted, and why (the cloud's not-found answer).

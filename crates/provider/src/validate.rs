@@ -93,6 +93,9 @@ fn check_spc(
         }
     };
     let validation = backend.validate(&spc.parameters);
+    if let Err(common) = csi_secrets_provider_core::CommonParameters::parse(&spc.parameters) {
+        problems.extend(common);
+    }
     problems.extend(validation.problems);
     warnings.extend(validation.warnings);
     let plan = validation.plan;

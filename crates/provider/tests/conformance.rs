@@ -117,8 +117,11 @@ mod azure {
         }
 
         async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+            // `objects` is the first parameter; the rest go to the SPC as they are.
             let objects: Vec<&str> = parameters[0].1.split("\n---\n").collect();
-            self.world.mount(&objects).await
+            let extra: Vec<(&str, &str)> =
+                parameters[1..].iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+            self.world.mount_as("workload-sa", &objects, &extra).await
         }
 
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {

@@ -71,6 +71,7 @@ pub struct Metrics {
     files: Family<BackendLabels, Counter>,
     remounts: Family<BackendLabels, Counter>,
     skipped: Family<BackendLabels, Counter>,
+    stale: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,8 +129,23 @@ impl Metrics {
             "Optional objects (optional: true) skipped because the cloud does not have them",
             skipped.clone(),
         );
+        let stale = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "stale_served",
+            "Objects served their last good value because the cloud was out (staleIfError)",
+            stale.clone(),
+        );
         registry.register_collector(Box::new(BackendStatsCollector { backends: backends.to_vec() }));
-        Self { registry: Arc::new(registry), mounts, mount_seconds, in_flight, files, remounts, skipped }
+        Self {
+            registry: Arc::new(registry),
+            mounts,
+            mount_seconds,
+            in_flight,
+            files,
+            remounts,
+            skipped,
+            stale,
+        }
     }
 
     /// The in-flight gauge of a backend. The service raises and lowers it around each mount
@@ -163,6 +179,15 @@ impl Metrics {
     pub fn optional_objects_skipped(&self, backend: &str, count: usize) {
         if count > 0 {
             self.skipped
+                .get_or_create(&BackendLabels { backend: backend.to_owned() })
+                .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Counts objects a mount was served stale (`staleIfError`).
+    pub fn stale_served(&self, backend: &str, count: usize) {
+        if count > 0 {
+            self.stale
                 .get_or_create(&BackendLabels { backend: backend.to_owned() })
                 .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
         }
@@ -318,6 +343,7 @@ mod tests {
         let _in_flight = metrics.in_flight("aws");
         metrics.mount_finished("aws", MountKind::First, Ok(1), Duration::from_millis(3));
         metrics.optional_objects_skipped("aws", 1);
+        metrics.stale_served("aws", 1);
         metrics.mount_finished(
             "aws",
             MountKind::Remount { previous: tokio::time::Instant::now() },
@@ -393,6 +419,7 @@ mod tests {
             "files_returned_total",
             "remounts_total",
             "optional_objects_skipped_total",
+            "stale_served_total",
             "cloud_requests_total",
             "shared_reads_total",
             "shared_read_bytes",

@@ -135,6 +135,8 @@ impl ProviderService {
         log_warnings(self.backend.name(), &request, &response.warnings);
         log_skipped(self.backend.name(), &request, &response.skipped);
         self.metrics.optional_objects_skipped(self.backend.name(), response.skipped.len());
+        log_stale(self.backend.name(), &request, &response.stale);
+        self.metrics.stale_served(self.backend.name(), response.stale.len());
         let objects = response.versions.len();
         let encoded = to_proto(&response, &request.current_versions);
         check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;
@@ -259,6 +261,24 @@ fn log_skipped(backend: &str, request: &MountRequest, skipped: &[csi_secrets_pro
             object = %object.object,
             reason = %object.reason,
             "optional object not found; skipped"
+        );
+    }
+}
+
+/// Objects served their last good value during an outage (`staleIfError`): one warning each,
+/// with the pod, the object, the value's age and why the fresh read failed.
+fn log_stale(backend: &str, request: &MountRequest, stale: &[csi_secrets_provider_core::StaleObject]) {
+    for object in stale {
+        let age_seconds = object.age.as_secs();
+        tracing::warn!(
+            backend,
+            pod.namespace = request.pod.namespace.as_deref().unwrap_or("-"),
+            pod.name = request.pod.name.as_deref().unwrap_or("-"),
+            spc = request.spc_name.as_deref().unwrap_or("-"),
+            object = %object.object,
+            age_seconds,
+            reason = %object.reason,
+            "cloud unavailable; served the last good value (staleIfError)"
         );
     }
 }

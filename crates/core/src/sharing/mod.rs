@@ -14,8 +14,13 @@
 //!   single pod's remount reads afresh, while the pods of one identity remounting in one round
 //!   share the read the first of them made), and only while it is younger than the window;
 //! - failures are never kept: the next mount asks again;
-//! - what is kept is bounded in bytes, dropped when its window ends, and held in the caller's
-//!   zeroizing types ([`crate::SecretBytes`]); nothing reaches disk.
+//! - stale on outage (opt-in per SecretProviderClass, `staleIfError`): when a read fails because
+//!   the cloud is unreachable, answers 5xx, throttles or runs out of time, a mount may be served
+//!   the last good value of the same key (so the same identity) if it is younger than its
+//!   `staleIfError`; never after a refusal, a not-found or a bad request;
+//! - what is kept is bounded in bytes, dropped when its window (or the longest `staleIfError`
+//!   it was read for) ends, and held in the caller's zeroizing types ([`crate::SecretBytes`]);
+//!   nothing reaches disk.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,8 +33,9 @@ use tokio::sync::watch;
 // tokio's clock (the system's, unless a test pauses time), so paused-time tests see windows end.
 use tokio::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::files::SecretBytes;
+use crate::response::StaleObject;
 
 /// Whether the driver served this target path before: a kubelet republish (rotation) or a
 /// pod's first mount.
@@ -57,6 +63,44 @@ impl MountKind {
             Self::First => false,
             Self::Remount { previous } => read_at > previous,
         }
+    }
+}
+
+/// How a mount reads: whether it may reuse a finished read, and how old a last good value it
+/// accepts when the cloud is out (`staleIfError`; `None` = never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadPolicy {
+    pub kind: MountKind,
+    pub stale_if_error: Option<Duration>,
+}
+
+impl From<MountKind> for ReadPolicy {
+    fn from(kind: MountKind) -> Self {
+        Self { kind, stale_if_error: None }
+    }
+}
+
+/// A value as a mount got it: fresh (or a shared read), or the last good value served in place
+/// of a failed read.
+#[derive(Debug, Clone)]
+pub struct Served<V> {
+    pub value: V,
+    /// Set when the value was served instead of a failed read: its age and that failure.
+    pub stale: Option<(Duration, Error)>,
+}
+
+impl<V> Served<V> {
+    pub fn fresh(value: V) -> Self {
+        Self { value, stale: None }
+    }
+
+    /// What the server reports (a warning and a metric) when `object` was served stale.
+    pub fn stale_object(&self, object: &str) -> Option<StaleObject> {
+        self.stale.as_ref().map(|(age, error)| StaleObject {
+            object: object.to_owned(),
+            age: *age,
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -188,11 +232,14 @@ struct Kept<V> {
     value: V,
     read_at: Instant,
     bytes: usize,
+    /// How long after `read_at` the value is held: the window, or longer for `staleIfError`.
+    retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
-    Yes,
+    /// Keep a success, for the window or this `staleIfError`, whichever is longer.
+    Yes(Option<Duration>),
     No,
 }
 
@@ -220,13 +267,36 @@ where
     /// The value for `key`: for a remount, a read finished within the window and after the
     /// target's previous mount (see [`MountKind`]); otherwise the
     /// result of an identical read in flight, or of `fetch`, which this call then runs for
-    /// everyone who asks meanwhile. A successful fetch is kept for later remounts.
-    pub async fn read<F, Fut>(&self, key: K, kind: MountKind, fetch: F) -> Result<V>
+    /// everyone who asks meanwhile. A successful fetch is kept for later remounts (and, with
+    /// `stale_if_error`, for mounts during an outage: see [`Self::or_stale`]).
+    pub async fn read<F, Fut>(&self, key: K, policy: impl Into<ReadPolicy>, fetch: F) -> Result<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
     {
-        self.run(key, kind, Keep::Yes, fetch).await
+        let policy = policy.into();
+        self.run(key, policy.kind, Keep::Yes(policy.stale_if_error), fetch).await
+    }
+
+    /// `result` of a read of `key` as the mount gets it: a success as it is; an outage
+    /// (unreachable, 5xx, throttled, out of time) replaced by the last good value of `key` when
+    /// it is younger than the policy's `stale_if_error`; any other failure (denied, not found,
+    /// bad request) as it is, since serving a value then would hide a decision or a mistake.
+    pub fn or_stale(&self, key: &K, result: Result<V>, policy: ReadPolicy) -> Result<Served<V>> {
+        let error = match result {
+            Ok(value) => return Ok(Served::fresh(value)),
+            Err(error) => error,
+        };
+        let Some(max_age) = policy.stale_if_error.filter(|_| error.is_outage()) else {
+            return Err(error);
+        };
+        let state = self.inner.lock();
+        match state.kept.get(key).map(|kept| (kept, kept.read_at.elapsed())) {
+            Some((kept, age)) if age < max_age && age < kept.retention => {
+                Ok(Served { value: kept.value.clone(), stale: Some((age, error)) })
+            }
+            _ => Err(error),
+        }
     }
 
     /// The result of an identical read in flight, or of `fetch`, run once for everyone who asks
@@ -246,7 +316,12 @@ where
         Fut: Future<Output = Result<V>>,
     {
         if !self.inner.options.is_enabled() {
-            return fetch().await;
+            // No sharing, but a value may still be kept for `staleIfError`.
+            let result = fetch().await;
+            if let (Ok(value), Keep::Yes(stale_if_error)) = (&result, keep) {
+                Inner::keep(&self.inner, key, value.clone(), stale_if_error);
+            }
+            return result;
         }
         loop {
             let role = {
@@ -300,9 +375,10 @@ where
         value
     }
 
-    /// Keeps a value read outside [`Self::read`] (one call that answered several keys).
-    pub fn keep(&self, key: K, value: V) {
-        Inner::keep(&self.inner, key, value);
+    /// Keeps a value read outside [`Self::read`] (one call that answered several keys), for
+    /// remounts and, with `stale_if_error`, for mounts during an outage.
+    pub fn keep(&self, key: K, value: V, stale_if_error: Option<Duration>) {
+        Inner::keep(&self.inner, key, value, stale_if_error);
     }
 
     /// Bytes held by this cache.
@@ -325,8 +401,20 @@ impl<K, V> Inner<K, V> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a remount may still reuse `kept`.
     fn is_fresh(&self, kept: &Kept<V>) -> bool {
         kept.read_at.elapsed() < self.options.window
+    }
+
+    /// Whether `kept` is still held at all.
+    fn is_retained(kept: &Kept<V>) -> bool {
+        kept.read_at.elapsed() < kept.retention
+    }
+
+    /// How often the sweeper looks: a quarter of the shortest retention there can be.
+    fn sweep_period(&self) -> Duration {
+        let shortest = if self.options.is_enabled() { self.options.window } else { Duration::from_secs(60) };
+        (shortest / 4).max(Duration::from_millis(100))
     }
 }
 
@@ -335,15 +423,15 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + HeldBytes + Send + Sync + 'static,
 {
-    fn keep(this: &Arc<Self>, key: K, value: V) {
-        if !this.options.is_enabled() {
-            return;
-        }
+    fn keep(this: &Arc<Self>, key: K, value: V, stale_if_error: Option<Duration>) {
         let bytes = value.held_bytes();
         {
             let mut state = this.lock();
+            // A value read for a longer `staleIfError` before stays held as long.
+            let earlier = state.kept.get(&key).map_or(Duration::ZERO, |kept| kept.retention);
+            let retention = this.options.window.max(stale_if_error.unwrap_or_default()).max(earlier);
             this.forget(&mut state, &key);
-            if bytes > this.options.max_bytes {
+            if retention.is_zero() || bytes > this.options.max_bytes {
                 return;
             }
             // Over the cap: expired values first (the sweeper may not have run yet), then the
@@ -360,7 +448,7 @@ where
             }
             state.bytes += bytes;
             this.stats.bytes_held.fetch_add(bytes as u64, Ordering::Relaxed);
-            state.kept.insert(key, Kept { value, read_at: Instant::now(), bytes });
+            state.kept.insert(key, Kept { value, read_at: Instant::now(), bytes, retention });
         }
         Self::start_sweeping(this);
     }
@@ -377,7 +465,7 @@ where
             return;
         };
         let weak: Weak<Self> = Arc::downgrade(this);
-        let period = (this.options.window / 4).max(Duration::from_millis(100));
+        let period = this.sweep_period();
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
@@ -393,10 +481,14 @@ where
         });
     }
 
-    /// Forgets every value whose window has ended.
+    /// Forgets every value whose retention has ended.
     fn forget_expired(&self, state: &mut State<K, V>) {
-        let expired: Vec<K> =
-            state.kept.iter().filter(|(_, kept)| !self.is_fresh(kept)).map(|(key, _)| key.clone()).collect();
+        let expired: Vec<K> = state
+            .kept
+            .iter()
+            .filter(|(_, kept)| !Self::is_retained(kept))
+            .map(|(key, _)| key.clone())
+            .collect();
         for key in expired {
             self.forget(state, &key);
         }
@@ -429,8 +521,8 @@ where
     V: Clone + HeldBytes + Send + Sync + 'static,
 {
     fn finish(mut self, result: &Result<V>) {
-        if let (Ok(value), Keep::Yes) = (result, self.keep) {
-            Inner::keep(self.inner, self.key.clone(), value.clone());
+        if let (Ok(value), Keep::Yes(stale_if_error)) = (result, self.keep) {
+            Inner::keep(self.inner, self.key.clone(), value.clone(), stale_if_error);
         }
         self.inner.lock().in_flight.remove(self.key);
         if let Some(sender) = self.sender.take() {

@@ -116,7 +116,7 @@ async fn single_flight_keeps_nothing_but_keep_does() -> Result<()> {
     let earlier_pod = remount().await;
     reads.single_flight("batch", || counted(&calls, "ab")).await?;
     assert!(reads.is_empty());
-    reads.keep("a", value("a"));
+    reads.keep("a", value("a"), None);
     assert_eq!(reads.recent(&"a", earlier_pod).map(|v| v.expose().to_vec()), Some(b"a".to_vec()));
     assert_eq!(reads.recent(&"b", earlier_pod).map(|v| v.expose().to_vec()), None);
     assert!(reads.recent(&"a", MountKind::First).is_none(), "a first mount reads fresh");
@@ -214,5 +214,73 @@ async fn a_remount_never_takes_a_read_older_than_its_previous_mount() -> Result<
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert_eq!(reads.read("s", pod_b, || counted(&calls, "v3")).await?.expose(), b"v3");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    Ok(())
+}
+
+fn stale_policy(kind: MountKind, max_age: Duration) -> ReadPolicy {
+    ReadPolicy { kind, stale_if_error: Some(max_age) }
+}
+
+async fn outage() -> Result<SecretBytes> {
+    Err(Error::unavailable("Secrets Manager answered 503"))
+}
+
+/// `staleIfError`: an outage is served the last good value of the same key while it is younger
+/// than the mount's `staleIfError`; a refusal, another key, or an older value is the error.
+#[tokio::test(start_paused = true)]
+async fn an_outage_is_served_the_last_good_value_within_stale_if_error() -> Result<()> {
+    let reads = cache(Duration::from_secs(60), 1024);
+    let calls = AtomicUsize::new(0);
+    let hour = Duration::from_secs(3600);
+    let policy = stale_policy(MountKind::First, hour);
+    reads.read("a", policy, || counted(&calls, "good")).await?;
+
+    // Kept past the 60 s window because it was read for a 1 h staleIfError.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let failed = reads.read("a", policy, outage).await;
+    let served = reads.or_stale(&"a", failed, policy)?;
+    assert_eq!(served.value.expose(), b"good");
+    let stale = served.stale_object("db").ok_or_else(|| Error::internal("not served stale"))?;
+    assert_eq!(stale.age, Duration::from_secs(600));
+    assert!(stale.reason.contains("503"), "{}", stale.reason);
+    assert!(!stale.reason.contains("good"), "no value in the reason");
+
+    // A shorter staleIfError of another mount does not accept a value that old.
+    let short = stale_policy(MountKind::First, Duration::from_secs(300));
+    assert!(reads.or_stale(&"a", reads.read("a", short, outage).await, short).is_err());
+    // Without staleIfError, the error.
+    assert!(
+        reads
+            .or_stale(&"a", reads.read("a", MountKind::First, outage).await, MountKind::First.into())
+            .is_err()
+    );
+    // Another key (another identity) has nothing to serve.
+    assert!(reads.or_stale(&"b", reads.read("b", policy, outage).await, policy).is_err());
+    // A refusal or a not-found is never served stale.
+    for refusal in [Error::permission_denied("AccessDenied"), Error::not_found("gone")] {
+        let kind = refusal.kind();
+        let result = reads.or_stale(&"a", Err(refusal), policy);
+        assert_eq!(result.err().map(|e| e.kind()), Some(kind));
+    }
+    // Past its staleIfError the value is dropped, and the outage is the error.
+    tokio::time::sleep(hour).await;
+    assert!(reads.is_empty(), "dropped when its staleIfError lapsed");
+    assert!(reads.or_stale(&"a", reads.read("a", policy, outage).await, policy).is_err());
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_values_are_kept_with_sharing_off_and_under_the_byte_cap() -> Result<()> {
+    let reads = cache(Duration::ZERO, 8);
+    let calls = AtomicUsize::new(0);
+    let policy = stale_policy(MountKind::First, Duration::from_secs(3600));
+    reads.read("a", policy, || counted(&calls, "aaaa")).await?;
+    reads.read("a", remount().await, || counted(&calls, "aaaa")).await?;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "window 0: no remount shares a read");
+    assert_eq!(reads.or_stale(&"a", outage().await, policy)?.value.expose(), b"aaaa");
+    reads.read("b", policy, || counted(&calls, "bbbb")).await?;
+    reads.read("c", policy, || counted(&calls, "cccc")).await?;
+    assert!(reads.or_stale(&"a", outage().await, policy).is_err(), "the oldest went to make room");
+    assert!(reads.or_stale(&"c", outage().await, policy).is_ok());
     Ok(())
 }

@@ -1,0 +1,94 @@
+//! SecretProviderClass parameters every backend accepts, parsed here once so that each backend
+//! gets them already checked (and `validate` reports them for every provider alike).
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::request::Parameters;
+
+crate::config_keys! {
+    /// Parameters of this provider's own that every backend accepts beside its upstream ones.
+    pub enum CommonParameter {
+        StaleIfError => "staleIfError",
+    }
+}
+
+/// The common parameters of one SecretProviderClass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommonParameters {
+    /// `staleIfError`: how old a last good value of the same identity and object a mount
+    /// accepts when the cloud is out; `None` (absent or `0`) = never.
+    pub stale_if_error: Option<Duration>,
+}
+
+impl CommonParameters {
+    /// The longest `staleIfError`: values are held in memory that long.
+    pub const MAX_STALE_IF_ERROR: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+    /// Reads the common parameters; every problem names its parameter.
+    pub fn parse(parameters: &Parameters) -> Result<Self, Vec<Error>> {
+        let mut problems = Vec::new();
+        let stale_if_error = match parameters.get_trimmed(CommonParameter::StaleIfError.name()) {
+            None | Some("") => None,
+            Some(text) => match parse_stale_if_error(text) {
+                Ok(duration) => Some(duration).filter(|d| !d.is_zero()),
+                Err(message) => {
+                    problems.push(
+                        Error::invalid_config(message).with_field(CommonParameter::StaleIfError.name()),
+                    );
+                    None
+                }
+            },
+        };
+        if problems.is_empty() { Ok(Self { stale_if_error }) } else { Err(problems) }
+    }
+}
+
+impl CommonParameter {
+    fn name(self) -> &'static str {
+        crate::ConfigKey::as_str(self)
+    }
+}
+
+fn parse_stale_if_error(text: &str) -> Result<Duration, String> {
+    let duration = if text == "0" {
+        Duration::ZERO
+    } else {
+        humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration like \"30m\" or \"2h\" ({e})"))?
+    };
+    if duration > CommonParameters::MAX_STALE_IF_ERROR {
+        return Err(format!(
+            "{text:?} is longer than the longest staleIfError, {}",
+            humantime::format_duration(CommonParameters::MAX_STALE_IF_ERROR)
+        ));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn parse(value: Option<&str>) -> Result<CommonParameters, Vec<Error>> {
+        let map: BTreeMap<String, String> =
+            value.map(|v| ("staleIfError".to_owned(), v.to_owned())).into_iter().collect();
+        CommonParameters::parse(&Parameters::new(map))
+    }
+
+    #[test]
+    fn stale_if_error_is_a_duration_or_off() {
+        assert_eq!(parse(None).ok(), Some(CommonParameters::default()));
+        assert_eq!(parse(Some("")).ok(), Some(CommonParameters::default()));
+        assert_eq!(parse(Some("0")).ok(), Some(CommonParameters::default()));
+        assert_eq!(parse(Some("30m")).ok().and_then(|p| p.stale_if_error), Some(Duration::from_secs(1800)));
+        assert_eq!(parse(Some("1h30m")).ok().and_then(|p| p.stale_if_error), Some(Duration::from_secs(5400)));
+        for bad in ["soon", "-5m", "30", "8d", "1x"] {
+            let problems = parse(Some(bad)).err().unwrap_or_default();
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert_eq!(problems[0].field(), Some("staleIfError"), "{bad}");
+            assert_eq!(problems[0].kind(), crate::ErrorKind::InvalidConfig);
+        }
+    }
+}

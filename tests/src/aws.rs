@@ -164,6 +164,9 @@ async fn forward(
     request: Request,
 ) -> Response {
     let call = describe(&request);
+    if call.action == "BatchGetSecretValue" {
+        return forward_batch(client, upstream, state, request, call).await;
+    }
     let (failing, injected, denied, delay) = {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.calls.push(call.clone());
@@ -219,12 +222,22 @@ async fn forward(
     {
         return aws_error(&refusal);
     }
+    send_upstream(client, upstream, &request, request.body.clone()).await
+}
+
+/// `request` with `body` sent on to moto, and moto's answer.
+async fn send_upstream(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    request: &Request,
+    body: Bytes,
+) -> Response {
     let uri = format!("{upstream}{}", request.uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut builder = http::Request::builder().method(request.method.clone()).uri(uri);
-    for (name, value) in &request.headers {
+    for (name, value) in request.headers.iter().filter(|(name, _)| *name != http::header::CONTENT_LENGTH) {
         builder = builder.header(name, value);
     }
-    let Ok(outgoing) = builder.body(Full::new(request.body.clone())) else {
+    let Ok(outgoing) = builder.body(Full::new(body)) else {
         return json(500, &serde_json::json!({ "message": "proxy could not build the request" }));
     };
     match client.request(outgoing).await {
@@ -235,6 +248,95 @@ async fn forward(
         }
         Err(e) => json(502, &serde_json::json!({ "message": format!("proxy: moto unreachable: {e}") })),
     }
+}
+
+/// `BatchGetSecretValue` as the real service answers it under this proxy's rules: a regional
+/// outage or an injected `BatchGetSecretValue` error fails the call; a throttling or 5xx fault
+/// injected for one of its secrets fails the call too (a batch is one request); a secret readable
+/// only by another key, or with another fault injected, comes back in `Errors` while moto answers
+/// the rest.
+async fn forward_batch(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    state: &Mutex<ProxyState>,
+    request: Request,
+    call: AwsCall,
+) -> Response {
+    let mut body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    let ids: Vec<String> = body["SecretIdList"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let (failing, call_fault, errors, delay) = {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.calls.push(call.clone());
+        let mut call_fault =
+            state.injected.iter_mut().find(|i| i.action == call.action && i.remaining > 0).map(|i| {
+                i.remaining -= 1;
+                i.clone()
+            });
+        let mut errors = Vec::new();
+        for id in &ids {
+            if state.readable_only_by.get(id).is_some_and(|allowed| *allowed != call.access_key) {
+                errors.push(serde_json::json!({
+                    "SecretId": id, "ErrorCode": "AccessDeniedException",
+                    "Message": format!("User: {} is not authorized to perform: secretsmanager:GetSecretValue", call.access_key)
+                }));
+                continue;
+            }
+            let injected = state.injected.iter_mut().find(|i| {
+                i.action == "GetSecretValue" && i.remaining > 0 && i.secret_id.as_deref() == Some(id.as_str())
+            });
+            if let Some(injected) = injected {
+                injected.remaining -= 1;
+                let whole_call =
+                    injected.status == 429 || injected.status >= 500 || injected.code.contains("Throttl");
+                if whole_call {
+                    call_fault.get_or_insert_with(|| injected.clone());
+                } else {
+                    errors.push(serde_json::json!({
+                        "SecretId": id, "ErrorCode": injected.code, "Message": injected.message
+                    }));
+                }
+            }
+        }
+        (
+            state.failing_regions.contains(&call.region),
+            call_fault,
+            errors,
+            state.delays.get(&call.action).copied(),
+        )
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    if failing {
+        return json(
+            503,
+            &serde_json::json!({ "__type": "ServiceUnavailable", "message": "injected regional outage" }),
+        );
+    }
+    if let Some(fault) = call_fault {
+        return aws_error(&fault);
+    }
+    let refused: HashSet<&str> = errors.iter().filter_map(|e| e["SecretId"].as_str()).collect();
+    let asked: Vec<&String> = ids.iter().filter(|id| !refused.contains(id.as_str())).collect();
+    let mut answer = if asked.is_empty() {
+        serde_json::json!({ "SecretValues": [], "Errors": [] })
+    } else {
+        body["SecretIdList"] = serde_json::json!(asked);
+        let forwarded = send_upstream(client, upstream, &request, Bytes::from(body.to_string())).await;
+        if !forwarded.status().is_success() || errors.is_empty() {
+            return forwarded;
+        }
+        let bytes = forwarded.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    };
+    match answer["Errors"].as_array_mut() {
+        Some(listed) => listed.extend(errors),
+        None => answer["Errors"] = serde_json::json!(errors),
+    }
+    json(200, &answer)
 }
 
 /// STS's own checks of the web identity token, which moto skips: a JWT, for the audience

@@ -5,6 +5,7 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` work as everywhere else.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod credentials;
 mod fetch;
 mod kube_api;

@@ -1,15 +1,19 @@
 //! Object reads shared between mounts of one identity (see `csi_secrets_provider_core::sharing`):
 //! a remount takes a recent read of the same (identity, object), and concurrent mounts join one
-//! read in flight. SSM parameters are read ten to a call, so a remount looks each one up on its
-//! own, reads only the missing ones, and keeps each answer under its own key.
+//! read in flight. SSM parameters are read ten to a call, and Secrets Manager secrets twenty to a
+//! `BatchGetSecretValue` when two or more current versions of one region set are read, so a
+//! remount looks each one up on its own, reads only the missing ones, and keeps each answer
+//! under its own key.
 
 use csi_secrets_provider_core::{
     CloudCalls, Error, HeldBytes, ReadPolicy, Served, SharedReads, SharingOptions, SharingStats,
     SkippedObject, before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::batch::{self, BatchAnswer, SECRETS_BATCH, SecretBatch};
 use crate::credentials::IdentityKey;
 use crate::fetch::{self, Fetched, ParameterBatch, RegionClients, SSM_BATCH};
 use crate::params::{ObjectSpec, ObjectType};
@@ -38,19 +42,41 @@ pub(crate) struct ObjectReadKey {
     targets: Vec<RegionalTarget>,
 }
 
-/// The backend's shared reads: objects by key, and SSM batches in flight.
+/// The backend's shared reads: objects by key, and SSM and Secrets Manager batches in flight.
 #[derive(Debug)]
 pub(crate) struct SharedObjects {
     objects: SharedReads<ObjectReadKey, Fetched>,
     batches: SharedReads<Vec<ObjectReadKey>, ParameterBatch>,
+    secret_batches: SharedReads<Vec<ObjectReadKey>, SecretBatch>,
+    /// Identities whose IAM policy refused `BatchGetSecretValue`: they read one secret a call,
+    /// so the refusal costs one call once.
+    batch_refused: Mutex<HashSet<IdentityKey>>,
 }
+
+/// Identities remembered as refused at most; past it the memory starts again (one more refused
+/// call each), so pod-scoped identities cannot grow it without bound.
+const MAX_REFUSED_IDENTITIES: usize = 4096;
 
 impl SharedObjects {
     pub(crate) fn new(options: SharingOptions, stats: &Arc<SharingStats>) -> Self {
         Self {
             objects: SharedReads::new(options, Arc::clone(stats)),
             batches: SharedReads::new(options, Arc::clone(stats)),
+            secret_batches: SharedReads::new(options, Arc::clone(stats)),
+            batch_refused: Mutex::default(),
         }
+    }
+
+    fn batch_refused(&self, identity: &IdentityKey) -> bool {
+        self.batch_refused.lock().unwrap_or_else(PoisonError::into_inner).contains(identity)
+    }
+
+    fn refuse_batches(&self, identity: &IdentityKey) {
+        let mut refused = self.batch_refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused.len() >= MAX_REFUSED_IDENTITIES {
+            refused.clear();
+        }
+        refused.insert(identity.clone());
     }
 }
 
@@ -79,6 +105,10 @@ impl MountRegions {
 /// An object's value (perhaps served stale during an outage), or why an optional object was
 /// skipped.
 pub(crate) type ObjectOutcome = Result<Served<Fetched>, SkippedObject>;
+
+/// What is known of an object before its own read: its value or a final error, or `None` (it
+/// still needs a read).
+type Answer = Option<Result<Served<Fetched>, Error>>;
 
 /// The reads of one mount.
 #[derive(Debug)]
@@ -114,25 +144,128 @@ impl ObjectReads<'_> {
         ObjectReadKey { identity: self.identity.clone(), object_type: object.object_type, targets }
     }
 
-    /// Secrets Manager objects, in order; a missing optional one is skipped.
+    /// Secrets Manager objects, in order; a missing optional one is skipped. A remount's
+    /// reusable reads first, then batches, then each remaining object on its own.
     pub(crate) async fn secrets(&self, objects: &[&ObjectSpec]) -> Result<Vec<ObjectOutcome>, Error> {
+        let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
+        let mut answered: Vec<Answer> = keys
+            .iter()
+            .map(|key| self.shared.objects.recent(key, self.policy.kind).map(|v| Ok(Served::fresh(v))))
+            .collect();
+        if !self.shared.batch_refused(self.identity) {
+            let batches: Vec<_> = self
+                .secret_batches(objects, &keys, &answered)
+                .into_iter()
+                .map(|batch| self.secret_batch(objects, &keys, batch))
+                .collect();
+            let batched: Vec<Vec<(usize, Answer)>> =
+                futures::stream::iter(batches).buffered(self.concurrency.max(1)).collect().await;
+            for (index, answer) in batched.into_iter().flatten() {
+                answered[index] = answer;
+            }
+        }
         // Futures collected first: a closure inside the stream trips the `Send` check of the
         // async-trait future (higher-ranked lifetimes).
         let reads: Vec<_> = objects
             .iter()
-            .map(|&object| async move {
-                let key = self.key(object);
-                let read = self.shared.objects.read(key.clone(), self.policy, move || {
-                    fetch::secret(self.regions.of(object), object, self.calls)
-                });
-                let result = before_deadline(self.deadline, "Secrets Manager", &[&object.name], read).await;
-                match self.shared.objects.or_stale(&key, result, self.policy) {
+            .zip(keys)
+            .zip(answered)
+            .map(|((&object, key), answer)| async move {
+                let served = match answer {
+                    Some(answer) => answer,
+                    None => {
+                        let read = self.shared.objects.read(key.clone(), self.policy, move || {
+                            fetch::secret(self.regions.of(object), object, self.calls)
+                        });
+                        let result =
+                            before_deadline(self.deadline, "Secrets Manager", &[&object.name], read).await;
+                        self.shared.objects.or_stale(&key, result, self.policy)
+                    }
+                };
+                match served {
                     Ok(served) => Ok(Ok(served)),
                     Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
                 }
             })
             .collect();
         futures::stream::iter(reads).buffered(self.concurrency.max(1)).try_collect().await
+    }
+
+    /// The batches worth a call: for each region set, the distinct secrets not answered yet
+    /// whose current version is read, twenty to a batch, when there are two or more. Each entry
+    /// lists the indices (into `objects`) of one distinct secret.
+    fn secret_batches(
+        &self,
+        objects: &[&ObjectSpec],
+        keys: &[ObjectReadKey],
+        answered: &[Answer],
+    ) -> Vec<Vec<Vec<usize>>> {
+        let mut groups: Vec<(Option<&str>, Vec<Vec<usize>>)> = Vec::new();
+        for (index, object) in objects.iter().enumerate() {
+            if answered[index].is_some() || !batch::batchable(object) || self.regions.of(object).is_empty() {
+                continue;
+            }
+            let region = object.region.as_deref();
+            let position = match groups.iter().position(|(r, _)| *r == region) {
+                Some(position) => position,
+                None => {
+                    groups.push((region, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let group = &mut groups[position].1;
+            match group.iter_mut().find(|same| keys[same[0]] == keys[index]) {
+                Some(same) => same.push(index),
+                None => group.push(vec![index]),
+            }
+        }
+        groups
+            .into_iter()
+            .filter(|(_, distinct)| distinct.len() >= 2)
+            .flat_map(|(_, distinct)| distinct.chunks(SECRETS_BATCH).map(<[_]>::to_vec).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// One `BatchGetSecretValue` (shared with identical batches in flight): each value kept for
+    /// remounts, each client fault final, everything else left to a read of its own. A call the
+    /// identity's IAM policy refuses is remembered, so it is not asked again.
+    async fn secret_batch(
+        &self,
+        objects: &[&ObjectSpec],
+        keys: &[ObjectReadKey],
+        batch: Vec<Vec<usize>>,
+    ) -> Vec<(usize, Answer)> {
+        let specs: Vec<&ObjectSpec> = batch.iter().map(|same| objects[same[0]]).collect();
+        let batch_keys: Vec<ObjectReadKey> = batch.iter().map(|same| keys[same[0]].clone()).collect();
+        let names: Vec<&str> = specs.iter().map(|object| object.name.as_str()).collect();
+        let regions = self.regions.of(specs[0]);
+        let call = self
+            .shared
+            .secret_batches
+            .single_flight(batch_keys.clone(), || batch::secret_batch(&regions[0], &specs, self.calls));
+        let answers = match before_deadline(self.deadline, "Secrets Manager", &names, call).await {
+            Ok(answer) => answer.answers,
+            Err(error) => {
+                if error.kind() == csi_secrets_provider_core::ErrorKind::PermissionDenied {
+                    tracing::info!(error = %error, "BatchGetSecretValue refused; this identity reads one secret a call");
+                    self.shared.refuse_batches(self.identity);
+                }
+                vec![BatchAnswer::Unanswered; batch.len()]
+            }
+        };
+        let mut out = Vec::new();
+        for ((same, key), answer) in batch.into_iter().zip(batch_keys).zip(answers) {
+            let answer = match answer {
+                BatchAnswer::Value(fetched) => {
+                    self.shared.objects.keep(key, fetched.clone(), self.policy.stale_if_error);
+                    Some(Ok(Served::fresh(fetched)))
+                }
+                BatchAnswer::Failed(error) => Some(Err(error)),
+                BatchAnswer::Unanswered => None,
+            };
+            out.extend(same.into_iter().map(|index| (index, answer.clone())));
+        }
+        out
     }
 
     /// SSM parameters, in order: those of each region set read apart (ten to a call), since

@@ -353,8 +353,9 @@ async fn errors_users_grep_for() -> TestResult {
     );
 
     // Validation failures never reach AWS.
-    // Only the mount with the missing secret reached AWS (both its objects, fetched together).
-    assert_eq!(world.proxy.count("GetSecretValue"), 2, "{:?}", world.proxy.calls());
+    // Only the mount with the missing secret reached AWS (both its objects, in one batch).
+    assert_eq!(world.proxy.count("BatchGetSecretValue"), 1, "{:?}", world.proxy.calls());
+    assert_eq!(world.proxy.count("GetSecretValue"), 0, "{:?}", world.proxy.calls());
     Ok(())
 }
 
@@ -392,7 +393,8 @@ async fn credentials_are_exchanged_once_per_identity() -> TestResult {
         world.mount(&parameters).await?;
     }
     assert_eq!(world.proxy.count("AssumeRoleWithWebIdentity"), 1, "{:?}", world.proxy.calls());
-    assert_eq!(world.proxy.count("GetSecretValue"), 15);
+    assert_eq!(world.proxy.count("BatchGetSecretValue"), 5, "one batch of three per mount");
+    assert_eq!(world.proxy.count("GetSecretValue"), 0);
 
     world.mount_as("batch", &parameters).await?;
     assert_eq!(
@@ -402,10 +404,11 @@ async fn credentials_are_exchanged_once_per_identity() -> TestResult {
     );
     let calls = world.proxy.calls();
     let keys: std::collections::BTreeSet<&str> =
-        calls.iter().filter(|c| c.action == "GetSecretValue").map(|c| c.access_key.as_str()).collect();
+        calls.iter().filter(|c| c.action == "BatchGetSecretValue").map(|c| c.access_key.as_str()).collect();
     assert_eq!(keys.len(), 2, "two identities, two distinct credentials: {keys:?}");
-    let web_key = calls.iter().find(|c| c.action == "GetSecretValue").map(|c| c.access_key.clone());
-    let batch_key = calls.iter().rev().find(|c| c.action == "GetSecretValue").map(|c| c.access_key.clone());
+    let web_key = calls.iter().find(|c| c.action == "BatchGetSecretValue").map(|c| c.access_key.clone());
+    let batch_key =
+        calls.iter().rev().find(|c| c.action == "BatchGetSecretValue").map(|c| c.access_key.clone());
     assert_ne!(web_key, batch_key);
     Ok(())
 }

@@ -34,10 +34,11 @@ mod aws {
             .collect()
     }
 
-    /// (GetSecretValue, ServiceAccount GETs, AssumeRoleWithWebIdentity) so far.
+    /// (Secrets Manager calls: GetSecretValue and BatchGetSecretValue, ServiceAccount GETs,
+    /// AssumeRoleWithWebIdentity) so far. A mount's two secrets are one batch call.
     fn counts(world: &AwsWorld) -> (usize, usize, usize) {
         (
-            world.proxy.count("GetSecretValue"),
+            world.proxy.count("GetSecretValue") + world.proxy.count("BatchGetSecretValue"),
             world.service_account_reads(),
             world.proxy.count("AssumeRoleWithWebIdentity"),
         )
@@ -57,7 +58,11 @@ mod aws {
         for pod in &pods {
             world.mount_at(pod, "web", &parameters).await?;
         }
-        assert_eq!(counts(&world), (20, 10, 1), "first mounts read fresh; one token exchange");
+        assert_eq!(
+            counts(&world),
+            (10, 10, 1),
+            "first mounts read fresh (one batch each); one token exchange"
+        );
 
         for pod in &pods {
             let response = world.mount_at(pod, "web", &parameters).await?;
@@ -66,8 +71,8 @@ mod aws {
         }
         assert_eq!(
             counts(&world),
-            (22, 11, 1),
-            "the round read each object and the lookup once (for the pod that mounted last)"
+            (11, 11, 1),
+            "the round read the objects (one batch) and the lookup once, for the pod that mounted last"
         );
 
         // A pod started right after a change reads fresh, and its read refreshes the shared one.
@@ -76,7 +81,7 @@ mod aws {
         assert_eq!(file(&new_pod, "db")?, b"two");
         let remount = world.mount_at(&pods[0], "web", &parameters).await?;
         assert_eq!(file(&remount, "db")?, b"two");
-        assert_eq!(counts(&world), (24, 12, 1));
+        assert_eq!(counts(&world), (12, 12, 1));
 
         let addr = world.provider.health_addr(Duration::from_secs(5)).await?;
         let metrics = http_get(addr, "/metrics").await?;
@@ -84,8 +89,8 @@ mod aws {
             (r#"csi_secrets_provider_remounts_total{backend="aws"}"#, 11.0),
             (r#"csi_secrets_provider_shared_reads_total{backend="aws",how="remount"}"#, 30.0),
             (
-                r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="secretsmanager:GetSecretValue",outcome="ok"}"#,
-                24.0,
+                r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="secretsmanager:BatchGetSecretValue",outcome="ok"}"#,
+                12.0,
             ),
             (
                 r#"csi_secrets_provider_cloud_requests_total{backend="aws",api="kubernetes:GetServiceAccount",outcome="ok"}"#,
@@ -133,7 +138,7 @@ mod aws {
         world.put_secret(&world.name("db"), "one").await?;
         world.put_secret(&world.name("api"), "key").await?;
         // Slow peers, so every pod's mount arrives while the first reads are still in flight.
-        world.proxy.delay("GetSecretValue", Duration::from_millis(400));
+        world.proxy.delay("BatchGetSecretValue", Duration::from_millis(400));
         world.kube.set_delay(Duration::from_millis(400));
         let objects = objects(&world, &["db", "api"]);
         let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
@@ -141,7 +146,7 @@ mod aws {
         for response in futures::future::join_all(mounts).await {
             assert_eq!(file(&response?, "db")?, b"one");
         }
-        assert_eq!(counts(&world), (2, 1, 1), "20 pods starting at once: one read of each");
+        assert_eq!(counts(&world), (1, 1, 1), "20 pods starting at once: one batch read of both");
         Ok(())
     }
 
@@ -157,7 +162,11 @@ mod aws {
             world.mount_at(&pod, "web", &parameters).await?;
             world.mount_at(&pod, "web", &parameters).await?;
         }
-        assert_eq!(counts(&world), (12, 6, 1), "every mount read every object, as upstream does");
+        assert_eq!(
+            counts(&world),
+            (6, 6, 1),
+            "every mount read every object (one batch each), as upstream does"
+        );
         Ok(())
     }
 
@@ -190,7 +199,12 @@ mod aws {
         world.mount_at(&other_pod, "web", &parameters).await?;
         let remount = world.mount_at(&pod, "web", &parameters).await?;
         assert_eq!(file(&remount, "big")?, "b".repeat(300).as_bytes());
-        assert_eq!(counts(&world), (5, 2, 1), "the big value was read again, the tiny one shared");
+        assert_eq!(
+            counts(&world),
+            (3, 2, 1),
+            "two batches; then the big value was read again, the tiny one shared"
+        );
+        assert_eq!(world.proxy.count("GetSecretValue"), 1, "the big one alone: no batch of one");
         Ok(())
     }
 

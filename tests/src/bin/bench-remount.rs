@@ -8,6 +8,12 @@
 //!   cargo build --release --locked -p csi-secrets-provider -p csi-secrets-provider-tests --bins
 //!   scripts/with-moto.sh target/release/bench-remount [--pods 100] [--secrets 2]
 //!       [--service-accounts 1] [--concurrency 1] [--window 60s] [--pause 0s] [--binary PATH]
+//!       [--aws-identity irsa|pod-identity] [--pod-identity-scope pod|service-account]
+//!
+//! AWS "reads" are Secrets Manager calls: `GetSecretValue` and `BatchGetSecretValue` (a mount's
+//! secrets of one region are read twenty to a batch call). With `--aws-identity pod-identity`
+//! the pods use EKS Pod Identity (a fake agent counts the "exchanges"), each pod with its own
+//! UID, and `--pod-identity-scope` is passed to the provider.
 //!
 //! `--pause` waits between the rounds, as the driver's rotation poll interval does; a pause
 //! longer than the window shows a remount round that finds no recent read.
@@ -17,6 +23,7 @@
 
 use std::time::{Duration, Instant};
 
+use csi_secrets_provider_tests::aws::FakePodIdentityAgent;
 use csi_secrets_provider_tests::bench::flag_values;
 use csi_secrets_provider_tests::worlds::{
     AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError,
@@ -33,6 +40,9 @@ struct Options {
     /// Wait between the first-mount and the remount round (the driver's rotation poll interval).
     pause: Duration,
     binary: Option<String>,
+    /// `irsa` or `pod-identity`.
+    aws_identity: String,
+    pod_identity_scope: String,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -44,6 +54,8 @@ fn options() -> Result<Options, BoxError> {
         window: "60s".to_owned(),
         pause: Duration::ZERO,
         binary: None,
+        aws_identity: "irsa".to_owned(),
+        pod_identity_scope: "pod".to_owned(),
     };
     for (flag, value) in flag_values()? {
         match flag.as_str() {
@@ -54,6 +66,8 @@ fn options() -> Result<Options, BoxError> {
             "--window" => options.window = value,
             "--pause" => options.pause = humantime::parse_duration(&value)?,
             "--binary" => options.binary = Some(value),
+            "--aws-identity" if value == "irsa" || value == "pod-identity" => options.aws_identity = value,
+            "--pod-identity-scope" => options.pod_identity_scope = value,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -83,6 +97,7 @@ impl std::ops::Sub for Calls {
 struct Pod {
     target: String,
     service_account: String,
+    uid: String,
 }
 
 fn pods(options: &Options) -> Vec<Pod> {
@@ -90,6 +105,7 @@ fn pods(options: &Options) -> Vec<Pod> {
         .map(|i| Pod {
             target: new_target_path(),
             service_account: format!("app-{}", i % options.service_accounts),
+            uid: format!("bench-pod-{i}"),
         })
         .collect()
 }
@@ -122,7 +138,19 @@ where
 }
 
 async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
-    let world = AwsWorld::start(binary, "bench", &["--shared-read-window", &options.window]).await?;
+    let pod_identity = options.aws_identity == "pod-identity";
+    let agent = FakePodIdentityAgent::start("pod-identity-jwt-for-app-", "ASIABENCH").await?;
+    let agent_url = agent.url();
+    let mut args = vec!["--shared-read-window", options.window.as_str()];
+    if pod_identity {
+        args.extend([
+            "--pod-identity-endpoint-ipv4",
+            &agent_url,
+            "--pod-identity-scope",
+            &options.pod_identity_scope,
+        ]);
+    }
+    let world = AwsWorld::start(binary, "bench", &args).await?;
     for i in 0..options.service_accounts {
         world.kube.add_service_account(
             "shop",
@@ -138,10 +166,13 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
             "- {{objectName: {name}, objectType: secretsmanager, objectAlias: secret-{i}}}\n"
         ));
     }
-    let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+    let mut parameters = vec![("objects", objects.as_str()), ("region", "us-east-1")];
+    if pod_identity {
+        parameters.extend([("usePodIdentity", "true"), ("preferredAddressType", "ipv4")]);
+    }
     let counted = || Calls {
-        reads: world.proxy.count("GetSecretValue"),
-        exchanges: world.proxy.count("AssumeRoleWithWebIdentity"),
+        reads: world.proxy.count("GetSecretValue") + world.proxy.count("BatchGetSecretValue"),
+        exchanges: world.proxy.count("AssumeRoleWithWebIdentity") + agent.calls(),
         kube: world.service_account_reads(),
     };
     let pods = pods(options);
@@ -153,6 +184,9 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
         }
         let before = counted();
         let mounts = pods.iter().map(|pod| async {
+            // Each pod its own UID (Pod Identity credentials are per pod by default).
+            let mut parameters = parameters.clone();
+            parameters.push(("csi.storage.k8s.io/pod.uid", pod.uid.as_str()));
             world.mount_at(&pod.target, &pod.service_account, &parameters).await.map(|r| r.files.len())
         });
         let elapsed = round(mounts, options.concurrency).await?;

@@ -191,11 +191,19 @@ pub struct ServeArgs {
     /// How long in-flight mounts may finish after SIGTERM/SIGINT.
     #[arg(long, default_value = "25s", value_parser = parse_duration)]
     pub grace_period: Duration,
+    /// Threads running mounts. The provider waits on the cloud, not the CPU, so a few serve a
+    /// node of any size; one thread per core (the runtime's default) made memory grow with the
+    /// node's cores (docs/benchmarks.md, "Memory and the node's cores").
+    #[arg(long, default_value_t = DEFAULT_WORKER_THREADS, value_parser = clap::value_parser!(u16).range(1..=256), env = "CSI_PROVIDER_WORKER_THREADS")]
+    pub worker_threads: u16,
     #[command(flatten)]
     pub limits: MountLimits,
     #[command(flatten)]
     pub sharing: SharingArgs,
 }
+
+/// `serve --worker-threads` by default (measured: docs/benchmarks.md).
+pub const DEFAULT_WORKER_THREADS: u16 = 2;
 
 /// How remounts (kubelet republishes) of one identity share cloud reads.
 #[derive(Debug, Clone, clap::Args)]

@@ -24,6 +24,9 @@ use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use crate::registry::{KNOWN_BACKENDS, Registry};
 
+/// Threads of the runtime's blocking pool at most.
+const MAX_BLOCKING_THREADS: usize = 8;
+
 /// Runs the command line with the compiled-in backends plus `extra` ones (tests add a backend
 /// that lives in test code this way).
 pub fn main_with<I, T>(args: I, extra: Vec<Arc<dyn SecretBackend>>) -> ExitCode
@@ -48,7 +51,19 @@ where
     for backend in extra {
         registry.register(backend);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let workers = match &cli.command {
+        Command::Serve(args) => usize::from(args.worker_threads),
+        Command::Validate(_) | Command::Mount(_) => 1,
+    };
+    // Bounded whatever the node's size: the workers, and the blocking pool (DNS lookups of new
+    // connections run there), whose threads would otherwise grow to 512 in a burst of new
+    // connections and each keep an allocator heap.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

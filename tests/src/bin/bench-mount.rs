@@ -5,6 +5,10 @@
 //!   cargo build --release -p csi-secrets-provider-tests --bins
 //!   target/release/bench-mount [--mounts 5000] [--concurrency 100] [--objects 5] [--bytes 2048]
 //!                              [--idle-binary target/release/csi-secrets-provider]
+//!                              [--worker-threads N] [--settle 5s]
+//!
+//! `--worker-threads N` starts the provider with `serve --worker-threads N` (the node's cores no
+//! longer decide it); RSS is also sampled `--settle` after the burst, to show what it returns.
 //!
 //! The provider is `test-provider` (the real CLI and server with the test backend, which serves
 //! values without a cloud), so the figures are the provider's own cost, not a cloud's.
@@ -25,10 +29,20 @@ struct Options {
     objects: usize,
     bytes: usize,
     idle_binary: Option<String>,
+    worker_threads: Option<String>,
+    settle: Duration,
 }
 
 fn options() -> Result<Options, BoxError> {
-    let mut options = Options { mounts: 5000, concurrency: 100, objects: 5, bytes: 2048, idle_binary: None };
+    let mut options = Options {
+        mounts: 5000,
+        concurrency: 100,
+        objects: 5,
+        bytes: 2048,
+        idle_binary: None,
+        worker_threads: None,
+        settle: Duration::from_secs(5),
+    };
     for (flag, value) in flag_values()? {
         match flag.as_str() {
             "--mounts" => options.mounts = value.parse()?,
@@ -36,6 +50,8 @@ fn options() -> Result<Options, BoxError> {
             "--objects" => options.objects = value.parse()?,
             "--bytes" => options.bytes = value.parse()?,
             "--idle-binary" => options.idle_binary = Some(value),
+            "--worker-threads" => options.worker_threads = Some(value),
+            "--settle" => options.settle = humantime::parse_duration(&value)?,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -78,7 +94,11 @@ async fn main() -> Result<(), BoxError> {
         )
         .into());
     }
-    let mut provider = ProviderProcess::serve(&binary, &["--backend", "test", "--log-format", "json"])?;
+    let mut args = vec!["--backend", "test", "--log-format", "json"];
+    if let Some(workers) = &options.worker_threads {
+        args.extend(["--worker-threads", workers.as_str()]);
+    }
+    let mut provider = ProviderProcess::serve(&binary, &args)?;
     let socket = provider.socket("test");
     wait_for_socket(&socket, Duration::from_secs(20)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -130,6 +150,8 @@ async fn main() -> Result<(), BoxError> {
     }
     latencies.sort();
     version_latencies.sort();
+    tokio::time::sleep(options.settle).await;
+    let settled = process_figures(pid)?.rss_kib;
     provider.signal("TERM")?;
     let _ = provider.wait(Duration::from_secs(10));
 
@@ -154,11 +176,14 @@ async fn main() -> Result<(), BoxError> {
         percentile(&version_latencies, 0.99).as_secs_f64() * 1e3
     );
     println!(
-        "provider RSS: idle {:.1} MiB, after {:.1} MiB, peak {:.1} MiB",
+        "provider RSS: idle {:.1} MiB, after {:.1} MiB, peak {:.1} MiB, {} after the burst {:.1} MiB",
         idle as f64 / 1024.0,
         rss as f64 / 1024.0,
-        peak as f64 / 1024.0
+        peak as f64 / 1024.0,
+        humantime::format_duration(options.settle),
+        settled as f64 / 1024.0
     );
+    println!("provider worker threads: {}", options.worker_threads.as_deref().unwrap_or("the default"));
     if let Some(binary) = options.idle_binary {
         idle_rss(&binary).await?;
     }

@@ -285,8 +285,9 @@ pub fn azure_objects(objects: &[&str]) -> String {
     text
 }
 
-/// One JSON-protocol call straight to moto (in us-east-1), for seeding.
-async fn moto_call(
+/// One JSON-protocol call straight to moto (in us-east-1), for seeding: `service` is
+/// `secretsmanager` or `ssm`.
+pub async fn moto_call(
     service: &str,
     action: &str,
     body: &serde_json::Value,
@@ -296,6 +297,7 @@ async fn moto_call(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let target = match service {
         "secretsmanager" => format!("secretsmanager.{action}"),
+        "ssm" => format!("AmazonSSM.{action}"),
         other => format!("{other}.{action}"),
     };
     let request = http::Request::post(moto_endpoint())

@@ -309,7 +309,14 @@ impl ObjectReads<'_> {
             .iter()
             .map(|key| self.shared.objects.recent(key, self.policy.kind).map(|v| Ok(Served::fresh(v))))
             .collect();
-        let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+        // The same parameter under several aliases is asked once (SSM answers a name once, as
+        // upstream writes every alias) and its answer given to each.
+        let missing: Vec<usize> = (0..found.len())
+            .filter(|&i| {
+                found[i].is_none()
+                    && !keys[..i].iter().enumerate().any(|(j, key)| *key == keys[i] && found[j].is_none())
+            })
+            .collect();
         let regions = objects.first().map_or(&[][..], |object| self.regions.of(object));
         let batches: Vec<_> = missing
             .chunks(SSM_BATCH)
@@ -360,6 +367,11 @@ impl ObjectReads<'_> {
         for (indices, outcomes) in answered {
             for (&index, outcome) in indices.iter().zip(outcomes) {
                 found[index] = Some(outcome);
+            }
+        }
+        for index in 0..found.len() {
+            if found[index].is_none() {
+                found[index] = (0..index).find(|&j| keys[j] == keys[index]).and_then(|j| found[j].clone());
             }
         }
         found

@@ -135,3 +135,23 @@ async fn a_secret_refused_inside_a_batch_fails_the_mount_naming_it() -> TestResu
     assert_eq!((world.proxy.count("BatchGetSecretValue"), world.proxy.count("GetSecretValue")), (1, 1));
     Ok(())
 }
+
+/// Upstream's `TestConflictingNameAndNotAliasWoVersionLabel`: one SSM parameter under two aliases
+/// writes both files. `GetParameters` answers a name once, so the batch asks it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_ssm_parameter_under_two_aliases_writes_both() -> TestResult {
+    let world = AwsWorld::start(BINARY, "paramtwice", &[]).await?;
+    let name = format!("/{}", world.name("secret1"));
+    let body =
+        serde_json::json!({ "Name": name, "Value": "one value", "Type": "SecureString", "Overwrite": true });
+    let answer = csi_secrets_provider_tests::worlds::moto_call("ssm", "PutParameter", &body).await?;
+    assert!(answer["Version"].is_number(), "moto: {answer}");
+    let objects = format!(
+        "- {{objectName: {name}, objectType: ssmparameter, objectAlias: aliasOne}}\n- {{objectName: {name}, objectType: ssmparameter, objectAlias: aliasTwo}}\n"
+    );
+    let response = world.mount(&[("objects", objects.as_str()), ("region", "us-east-1")]).await?;
+    assert_eq!(file(&response, "aliasOne")?, b"one value");
+    assert_eq!(file(&response, "aliasTwo")?, b"one value");
+    assert_eq!(world.proxy.count("GetParameters"), 1);
+    Ok(())
+}

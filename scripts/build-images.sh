@@ -33,18 +33,34 @@ done
 [ ${#flavours[@]} -gt 0 ] || flavours=(aws azure all)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
+# Debian/Ubuntu packages are installed as root: directly when the script runs as root (CI, a
+# container), through sudo on a laptop.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# A venv that works (a half-made one, say from an interrupted run or a python3 without the venv
+# module, is made again); arm64 builds take zig from PyPI into it.
+ensure_venv() {
+  if [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    return
+  fi
+  rm -rf .venv
+  python3 -m venv .venv
+}
+
 need=()
 command -v buildah >/dev/null || need+=(buildah)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 for arch in "${arches[@]}"; do
   case "$arch" in
     amd64) command -v musl-gcc >/dev/null || need+=(musl-tools) ;;
-    arm64) ;;
+    # Debian and Ubuntu split the venv module (ensurepip) out of python3.
+    arm64) python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv) ;;
     *) echo "unknown architecture $arch (amd64, arm64)" >&2; exit 2 ;;
   esac
 done
 if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  echo "==> installing ${need[*]} (apt-get)" >&2
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 triple() { case "$1" in amd64) echo x86_64-unknown-linux-musl ;; arm64) echo aarch64-unknown-linux-musl ;; esac; }
@@ -60,8 +76,8 @@ build_binary() { # arch features
       CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target "$target" \
         -p csi-secrets-provider --no-default-features --features "$features" >&2 ;;
     arm64)
-      if [ ! -x .venv/bin/cargo-zigbuild ]; then
-        [ -x .venv/bin/python ] || python3 -m venv .venv
+      ensure_venv
+      if [ ! -x .venv/bin/cargo-zigbuild ] || ! .venv/bin/python -c 'import ziglang' 2>/dev/null; then
         .venv/bin/pip install --quiet --disable-pip-version-check "ziglang==0.17.1" "cargo-zigbuild==0.24.1" >&2
       fi
       # cargo-zigbuild finds zig through the venv's python (ziglang package).

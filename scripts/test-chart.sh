@@ -54,6 +54,18 @@ grep -q -- '- --shared-read-window=60s' target/chart/default.yaml
 grep -q 'hostNetwork: true' target/chart/azure-only.yaml && grep -q 'dnsPolicy: ClusterFirstWithHostNet' target/chart/azure-only.yaml
 grep -q 'hostNetwork: false' target/chart/default.yaml
 grep -q 'maxSurge: 1' target/chart/default.yaml && grep -q 'maxUnavailable: 0' target/chart/default.yaml
+# hostNetwork: the health port is the node's, so a surge pod could never start beside the old
+# one and maxUnavailable 0 would hang every upgrade; the old pod stops first instead.
+grep -q 'maxSurge: 0' target/chart/azure-only.yaml && grep -q 'maxUnavailable: 1' target/chart/azure-only.yaml
+# Every flavour serving Azure gives useAzureTokenProxy the cluster CA, also without a mounted
+# service account token (the azure flavour).
+for rendered in default flavour-azure azure-only; do
+  grep -q -- '- --token-proxy-ca-file=/var/run/secrets/csi-secrets-provider/cluster-ca/ca.crt' "target/chart/$rendered.yaml"
+  grep -q 'name: kube-root-ca.crt' "target/chart/$rendered.yaml"
+done
+if grep -q 'kube-root-ca.crt' target/chart/flavour-aws.yaml; then echo "the aws flavour needs no cluster CA volume" >&2; exit 1; fi
+# Every AWS partition's region names, e.g. the European Sovereign Cloud's.
+"$helm" template x "$chart" --set image.flavour=aws --set aws.region=eusc-de-east-1 >/dev/null
 grep -q -- '- --shared-read-window=0$' target/chart/all-custom.yaml
 grep -q -- '- --shared-read-max-bytes=1048576' target/chart/all-custom.yaml
 # The kill waits for the drain: gracePeriod + 5s.

@@ -22,6 +22,10 @@ FROM scratch
 COPY --from=certificates /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /src/target/x86_64-unknown-linux-musl/release/csi-secrets-provider /csi-secrets-provider
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# mimalloc returns freed memory at once instead of after 10 ms of further allocation on the same
+# thread, which an idle provider never makes: after a burst of mounts RSS falls back (measured:
+# docs/benchmarks.md, "Memory and the node's cores"). It has no compile-time default to set.
+ENV MIMALLOC_PURGE_DELAY=0
 # Non-root by default. The chart runs it as UID 0 without any capability, because the driver's
 # provider directory is a root-owned hostPath; where that directory is writable for 65532, keep
 # the image's user (chart: podSecurityContext.runAsUser=65532).

@@ -115,6 +115,7 @@ for flavour in "${flavours[@]}"; do
     buildah config --arch "$arch" --os linux \
       --entrypoint '["/csi-secrets-provider"]' --cmd serve --user 65532:65532 \
       --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+      --env MIMALLOC_PURGE_DELAY=0 \
       --label org.opencontainers.image.title=csi-secrets-provider \
       --label org.opencontainers.image.version="$version" \
       --label org.opencontainers.image.licenses=Apache-2.0 \

@@ -86,6 +86,9 @@ fi
 .venv/bin/python scripts/check-chart-monitors.py target/chart/all-custom.yaml
 # Every key of values.yaml is in the chart README's table, and every key there is a value.
 .venv/bin/python scripts/check-chart-readme.py "$chart"
+# The quickstarts' and migration guides' commands work as pasted: variables set before use,
+# this chart's values as the pages set them, other charts pinned and their repositories added.
+.venv/bin/python scripts/check-docs.py "$helm"
 
 while IFS= read -r bad; do
   case "$bad" in ''|'#'*) continue ;; esac

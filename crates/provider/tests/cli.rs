@@ -77,6 +77,7 @@ mod all_backends {
             for (i, block) in blocks.iter().enumerate() {
                 // The values the page tells the reader to fill in (its `sed` line).
                 let block = block
+                    .replace("<REGION>", "eu-west-1")
                     .replace("<CLIENT_ID>", "00000000-0000-0000-0000-000000000001")
                     .replace("<VAULT>", "my-vault")
                     .replace("<TENANT_ID>", "00000000-0000-0000-0000-000000000002");

@@ -278,7 +278,10 @@ async fn stale_values_are_kept_with_sharing_off_and_under_the_byte_cap() -> Resu
     reads.read("a", remount().await, || counted(&calls, "aaaa")).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 2, "window 0: no remount shares a read");
     assert_eq!(reads.or_stale(&"a", outage().await, policy)?.value.expose(), b"aaaa");
+    // One after the other (the paused clock would give them one instant: no oldest).
+    tokio::time::sleep(Duration::from_millis(1)).await;
     reads.read("b", policy, || counted(&calls, "bbbb")).await?;
+    tokio::time::sleep(Duration::from_millis(1)).await;
     reads.read("c", policy, || counted(&calls, "cccc")).await?;
     assert!(reads.or_stale(&"a", outage().await, policy).is_err(), "the oldest went to make room");
     assert!(reads.or_stale(&"c", outage().await, policy).is_ok());

@@ -130,15 +130,18 @@ async fn malformed_driver_fields_are_invalid_argument() -> TestResult {
     let provider = provider().await?;
     let mut client = provider.client("test");
     let good = pod_attributes(&[("objects", "- objectName: a")]).to_string();
+    // The official providers' words are inside ours: troubleshooting guides and alerts match them.
     let cases = [
-        ("{\"objects\": ", "null", "420", "attributes"),
-        ("[1, 2]", "null", "420", "attributes"),
-        ("{\"objects\": 5}", "null", "420", "attributes"),
-        (good.as_str(), "{\"clientsecret\": ", "420", "secrets"),
-        (good.as_str(), "null", "0644", "permission"),
-        (good.as_str(), "null", "999", "permission"),
+        ("{\"objects\": ", "null", "420", "attributes", "failed to unmarshal attributes"),
+        ("", "null", "420", "attributes", "failed to unmarshal attributes"),
+        ("[1, 2]", "null", "420", "attributes", "failed to unmarshal attributes"),
+        ("{\"objects\": 5}", "null", "420", "attributes", "failed to unmarshal attributes"),
+        (good.as_str(), "{\"clientsecret\": ", "420", "secrets", ""),
+        (good.as_str(), "null", "0644", "permission", "failed to unmarshal file permission"),
+        (good.as_str(), "null", "999", "permission", "failed to unmarshal file permission"),
+        (good.as_str(), "null", "", "permission", "failed to unmarshal file permission"),
     ];
-    for (attributes, secrets, permission, field) in cases {
+    for (attributes, secrets, permission, field, upstream) in cases {
         let status = client
             .mount_raw(attributes.to_owned(), secrets.to_owned(), permission.to_owned())
             .await
@@ -146,8 +149,26 @@ async fn malformed_driver_fields_are_invalid_argument() -> TestResult {
             .ok_or("must fail")?;
         assert_eq!(status.code(), Code::InvalidArgument, "{attributes} {secrets} {permission}");
         assert!(status.message().contains(&format!("field \"{field}\"")), "{}", status.message());
+        assert!(status.message().contains(upstream), "{}", status.message());
         client.version().await?;
     }
+    // An empty target path is reported first, as upstream does (TestNoPath), before the objects.
+    let status = client
+        .mount_raw_at(
+            "",
+            pod_attributes(&[("objects", "not a list")]).to_string(),
+            "null".to_owned(),
+            "420".to_owned(),
+        )
+        .await
+        .err()
+        .ok_or("no target path")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("field \"target_path\": Missing mount path"),
+        "{}",
+        status.message()
+    );
     // The driver's permission decides the default mode.
     let response = client.mount_raw(good, "null".to_owned(), "384".to_owned()).await?;
     assert_eq!(response.files[0].mode, 0o600);

@@ -322,8 +322,10 @@ impl SecretBackend for AzureBackend {
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
+        // The Azure provider checks the pod first, in these words.
+        request.pod.require_name().map_err(|e| e.prefixed("pod name is not provided"))?;
+        request.pod.require_namespace().map_err(|e| e.prefixed("pod namespace is not provided"))?;
         let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
-        request.pod.require_name()?;
         let cloud = spec.cloud.unwrap_or(self.options.default_cloud);
         let environment_file =
             spec.cloud_env_file.as_ref().map(PathBuf::from).or_else(|| self.options.environment_file.clone());

@@ -32,8 +32,16 @@ fn path_problem(path: &str) -> Option<String> {
     if path.starts_with('/') {
         return Some(format!("file name {path:?} is absolute; it must be relative to the mount"));
     }
-    if path.starts_with("..") || path.split('/').any(|element| element == "..") {
+    if path.split('/').any(|element| element == "..") {
         return Some(format!("path can not contain ../: file name {path:?} leaves the mount directory"));
+    }
+    if path.starts_with("..") {
+        // It stays in the directory, and a provider that writes files itself (the AWS
+        // provider's default) writes it; the driver's writer refuses it.
+        return Some(format!(
+            "file name {path:?} starts with \"..\", which the driver refuses to write (its atomic writer \
+             keeps its own entries under such names); give the object an objectAlias"
+        ));
     }
     if path.contains('\0') {
         return Some(format!("file name {path:?} contains a NUL character"));

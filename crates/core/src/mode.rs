@@ -40,13 +40,11 @@ impl FileMode {
     /// means the driver did not say, and the default applies.
     pub fn from_driver_permission(value: &str) -> Result<Self> {
         let value = value.trim();
-        if value.is_empty() {
-            return Ok(Self::DEFAULT);
-        }
+        // The official providers decode it as JSON, so an empty one fails there too.
         value.parse::<u32>().ok().and_then(Self::new).ok_or_else(|| {
             Error::invalid_config(format!(
-                "invalid permission {value:?}: expected the decimal form of a file mode \
-                     between 0 and 511 (for example \"420\" for 0644)"
+                "failed to unmarshal file permission: invalid permission {value:?}: expected the \
+                     decimal form of a file mode between 0 and 511 (for example \"420\" for 0644)"
             ))
             .with_field("permission")
         })
@@ -120,8 +118,7 @@ mod tests {
         assert_eq!(FileMode::from_driver_permission("420").map(FileMode::bits), Ok(0o644));
         assert_eq!(FileMode::from_driver_permission("384").map(FileMode::bits), Ok(0o600));
         assert_eq!(FileMode::from_driver_permission("0").map(FileMode::bits), Ok(0));
-        assert_eq!(FileMode::from_driver_permission("").map(FileMode::bits), Ok(0o644));
-        for bad in ["512", "-1", "0644x", "abc", "4294967296"] {
+        for bad in ["", " ", "512", "-1", "0644x", "abc", "4294967296"] {
             let error = FileMode::from_driver_permission(bad).err();
             assert_eq!(error.as_ref().and_then(Error::field), Some("permission"), "{bad}");
         }

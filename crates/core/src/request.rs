@@ -278,7 +278,9 @@ impl MountRequest {
         ReadPolicy { kind: self.kind, stale_if_error: self.common.stale_if_error }
     }
 
-    /// Decodes the driver's fields. `attributes` must be a JSON object of strings.
+    /// Decodes the driver's fields. `attributes` must be a JSON object of strings. Checked in
+    /// the official providers' order, with their words inside ours (alerts match them): the
+    /// target path, the attributes, the permission.
     pub fn from_driver(
         attributes_json: &str,
         secrets_json: &str,
@@ -286,10 +288,14 @@ impl MountRequest {
         permission: &str,
         current_versions: Vec<ObjectVersion>,
     ) -> Result<Self> {
+        if target_path.trim().is_empty() {
+            return Err(Error::invalid_config("Missing mount path: the driver sent an empty target path")
+                .with_field("target_path"));
+        }
         let mut attributes: BTreeMap<String, String> =
             serde_json::from_str(attributes_json).map_err(|e| {
                 Error::invalid_config(format!(
-                    "malformed attributes JSON at line {} column {}: {} (expected an object of strings)",
+                    "failed to unmarshal attributes: malformed attributes JSON at line {} column {}: {} (expected an object of strings)",
                     e.line(),
                     e.column(),
                     e.classify_message()

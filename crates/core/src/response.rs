@@ -100,14 +100,18 @@ impl MountResponse {
         keep_last(&mut self.versions, |v| v.id.as_str());
     }
 
+    /// The error for a SecretProviderClass that selects nothing: the driver refuses an answer
+    /// without object versions ("missing object versions"), so it is said here, clearly.
+    pub fn no_objects() -> Error {
+        Error::invalid_config("the SecretProviderClass selects no objects; the driver needs at least one")
+            .with_field("objects")
+    }
+
     /// Refuses a response the driver would refuse or misapply: no versions, a bad path, a path
     /// twice. Backends plan files before fetching; this is the last line of defence.
     pub fn check(&self) -> Result<()> {
         if self.versions.is_empty() {
-            return Err(Error::invalid_config(
-                "the SecretProviderClass selects no objects; the driver needs at least one",
-            )
-            .with_field("objects"));
+            return Err(Self::no_objects());
         }
         let mut plan = FilePlan::new();
         for file in &self.files {

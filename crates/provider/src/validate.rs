@@ -96,6 +96,10 @@ fn check_spc(
     if let Err(common) = csi_secrets_provider_core::CommonParameters::parse(&spc.parameters) {
         problems.extend(common);
     }
+    // What every mount of it would answer (the driver refuses an answer without objects).
+    if validation.problems.is_empty() && validation.plan.is_empty() && validation.possible_files.is_empty() {
+        problems.push(csi_secrets_provider_core::MountResponse::no_objects());
+    }
     problems.extend(validation.problems);
     warnings.extend(validation.warnings);
     let plan = validation.plan;

@@ -429,3 +429,51 @@ async fn one_token_per_identity() -> TestResult {
     assert!(granted(2), "a second identity gets its own token: {:?}", world.azure.token_requests());
     Ok(())
 }
+
+/// The Azure provider checks the pod before anything else, in its own words
+/// (`pod name is not provided`, `pod namespace is not provided`); ours keep them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_pod_name_or_namespace_is_said_in_upstreams_words() -> TestResult {
+    let world = world(&[]).await?;
+    for (attribute, words) in [
+        ("csi.storage.k8s.io/pod.name", "pod name is not provided"),
+        ("csi.storage.k8s.io/pod.namespace", "pod namespace is not provided"),
+    ] {
+        // Objects that would fail too: the pod is what the answer names.
+        let status = world
+            .mount_as("workload-sa", &["objectName: db\nobjectType: nonsense"], &[(attribute, "")])
+            .await
+            .err()
+            .ok_or("must fail")?;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(words), "{}", status.message());
+        assert!(!status.message().contains("nonsense"), "{}", status.message());
+    }
+    assert_eq!(world.azure.vault_reads(), 0);
+    Ok(())
+}
+
+/// The Azure provider's `objects: "\narray:"` (no objects) answers no files and no error; the
+/// driver then refuses that answer ("missing object versions"). This provider refuses the
+/// SecretProviderClass itself, saying why (docs/azure.md, "Differences").
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_objects_array_is_refused_saying_why() -> TestResult {
+    let world = world(&[]).await?;
+    let status = world
+        .mount_as(
+            "workload-sa",
+            &[],
+            &[("objects", "\narray:"), ("useVMManagedIdentity", "true"), ("clientID", "")],
+        )
+        .await
+        .err()
+        .ok_or("an SPC without objects must be refused")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("selects no objects; the driver needs at least one"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(world.azure.vault_reads(), 0);
+    Ok(())
+}

@@ -64,6 +64,11 @@ for rendered in default flavour-azure azure-only; do
   grep -q 'name: kube-root-ca.crt' "target/chart/$rendered.yaml"
 done
 if grep -q 'kube-root-ca.crt' target/chart/flavour-aws.yaml; then echo "the aws flavour needs no cluster CA volume" >&2; exit 1; fi
+# The admin policy: a ConfigMap of the values, mounted, and the flag; none without a policy.
+grep -q -- '- --policy=/etc/csi-secrets-provider/policy/policy.yaml' target/chart/all-custom.yaml
+grep -q 'name: secrets-provider-policy' target/chart/all-custom.yaml
+grep -q 'defaultAction: deny' target/chart/all-custom.yaml
+if grep -q -- '--policy' target/chart/default.yaml; then echo "no policy by default" >&2; exit 1; fi
 # Every AWS partition's region names, e.g. the European Sovereign Cloud's.
 "$helm" template x "$chart" --set image.flavour=aws --set aws.region=eusc-de-east-1 >/dev/null
 grep -q -- '- --shared-read-window=0$' target/chart/all-custom.yaml

@@ -40,6 +40,7 @@ impl TestBackend {
 pub struct TestStore {
     values: Mutex<HashMap<String, (String, u64)>>,
     faults: Mutex<HashMap<String, crate::conformance::Fault>>,
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl TestStore {
@@ -55,8 +56,14 @@ impl TestStore {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), fault);
     }
 
+    /// Reads made of the store so far.
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn get(&self, name: &str) -> Result<Option<(String, u64)>> {
         use crate::conformance::Fault;
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let fault = self.faults.lock().unwrap_or_else(PoisonError::into_inner).get(name).copied();
         let failed = |error: Error| Err(error.with_object(name));
         match fault {
@@ -154,7 +161,13 @@ impl SecretBackend for TestBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        plan(parameters, FileMode::DEFAULT).map(|planned| planned.plan).into()
+        match plan(parameters, FileMode::DEFAULT) {
+            Ok(planned) => Validation {
+                reads: planned.objects.iter().map(|o| o.name.clone()).collect(),
+                ..Ok(planned.plan).into()
+            },
+            Err(problems) => Validation::failed(problems),
+        }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {

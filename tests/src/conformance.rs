@@ -67,6 +67,20 @@ pub trait Fixture: Send + Sync {
     async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status>;
     /// Makes the store answer every read of `name` (created with [`Self::put`]) with `fault`.
     async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError>;
+    /// Calls the store (and the identity services around it) has seen so far.
+    async fn cloud_calls(&self) -> usize;
+}
+
+/// The admin policy every conformance provider runs with (`serve --policy`): everything allowed,
+/// except to pods of [`DENIED_NAMESPACE`].
+pub const POLICY: &str = "defaultAction: allow\nrules:\n  - namespaces: [\"policy-denied\"]\n    allow: {}\n";
+pub const DENIED_NAMESPACE: &str = "policy-denied";
+
+/// Writes [`POLICY`] into `dir`; the path to give `serve --policy`.
+pub fn write_policy(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let path = dir.join("conformance-policy.yaml");
+    std::fs::write(&path, POLICY)?;
+    Ok(path)
 }
 
 /// Runs every check; the first failure names the check.
@@ -84,6 +98,7 @@ pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
     a_bad_stale_if_error_is_invalid_argument(fixture)
         .await
         .map_err(|e| format!("bad_stale_if_error: {e}"))?;
+    a_policy_denial_comes_before_any_cloud_call(fixture).await.map_err(|e| format!("policy_denial: {e}"))?;
     a_file_named_twice_is_refused_or_written_once(fixture)
         .await
         .map_err(|e| format!("file_named_twice: {e}"))?;
@@ -199,6 +214,25 @@ async fn bad_file_permission_is_invalid_argument(fixture: &dyn Fixture) -> Resul
     ensure(status.code() == Code::InvalidArgument, || format!("InvalidArgument expected: {status:?}"))?;
     ensure(status.message().contains("filePermission"), || format!("names the field: {}", status.message()))?;
     ensure(status.message().contains(&name), || format!("names the object: {}", status.message()))
+}
+
+/// The admin policy is core's and the server's: a denied object is `PermissionDenied` naming the
+/// object, the namespace and the policy, and nothing reaches the store.
+async fn a_policy_denial_comes_before_any_cloud_call(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-policy");
+    fixture.put(&name, "not for that namespace").await?;
+    let mut parameters = fixture.parameters(&[ObjectRef::new(&name, "policy")]);
+    parameters.push(("csi.storage.k8s.io/pod.namespace".to_owned(), DENIED_NAMESPACE.to_owned()));
+    let before = fixture.cloud_calls().await;
+    let status = fixture.mount(&parameters).await.err().ok_or("the policy let the mount through")?;
+    ensure(status.code() == Code::PermissionDenied, || format!("PermissionDenied expected: {status:?}"))?;
+    let message = status.message();
+    ensure(message.contains("denied by policy") && message.contains(DENIED_NAMESPACE), || {
+        format!("names the policy and the namespace: {message}")
+    })?;
+    ensure(message.contains(&name), || format!("names the object: {message}"))?;
+    let after = fixture.cloud_calls().await;
+    ensure(after == before, || format!("{} cloud call(s) for a denied mount", after - before))
 }
 
 /// `staleIfError` is parsed in core for every backend: a bad duration fails before any read.

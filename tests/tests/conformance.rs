@@ -40,12 +40,22 @@ impl Fixture for TestFixture {
         self.store.inject(name, fault);
         Ok(())
     }
+
+    async fn cloud_calls(&self) -> usize {
+        self.store.reads()
+    }
 }
 
 #[tokio::test]
 async fn the_test_backend_conforms() -> Result<(), BoxError> {
     let store = Arc::new(TestStore::default());
-    let provider = InProcess::start(vec![Arc::new(TestBackend::with_store(Arc::clone(&store)))]).await?;
+    let dir = tempfile::tempdir()?;
+    let policy = conformance::write_policy(dir.path())?;
+    let provider =
+        InProcess::start_with(vec![Arc::new(TestBackend::with_store(Arc::clone(&store)))], |options| {
+            options.policy_file = Some(policy);
+        })
+        .await?;
     let fixture = TestFixture { provider, store, counter: AtomicUsize::new(0) };
     conformance::run(&fixture).await?;
     fixture.provider.stop().await?;

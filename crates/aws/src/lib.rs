@@ -337,7 +337,22 @@ impl SecretBackend for AwsBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        params::parse(parameters, FileMode::DEFAULT).map(|spec| spec.plan).into()
+        match params::parse(parameters, FileMode::DEFAULT) {
+            Ok(spec) => {
+                // What a mount reads, for the admin policy: every object's name or ARN as
+                // written, and its failover object's.
+                let reads = spec
+                    .objects
+                    .iter()
+                    .flat_map(|object| {
+                        std::iter::once(object.name.clone())
+                            .chain(object.failover.as_ref().and_then(|f| f.name.clone()))
+                    })
+                    .collect();
+                Validation { reads, ..Ok(spec.plan).into() }
+            }
+            Err(problems) => Validation::failed(problems),
+        }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {

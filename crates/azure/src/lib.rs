@@ -318,7 +318,16 @@ impl SecretBackend for AzureBackend {
                 .collect(),
             _ => Vec::new(),
         };
-        Validation { possible_files, ..parsed.map(|spec| spec.plan).into() }
+        // What a mount reads, for the admin policy: `vault/objectName`.
+        let reads = match &parsed {
+            Ok(spec) => spec
+                .objects
+                .iter()
+                .map(|o| format!("{}/{}", o.keyvault_name.as_deref().unwrap_or(&spec.keyvault_name), o.name))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Validation { possible_files, reads, ..parsed.map(|spec| spec.plan).into() }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {

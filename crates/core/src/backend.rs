@@ -42,12 +42,21 @@ pub struct Validation {
     pub problems: Vec<Error>,
     /// What the mount goes on with but the user should fix (unknown keys, a file written twice).
     pub warnings: Vec<Warning>,
+    /// The objects a mount would read, as the admin policy names them (AWS: the name or ARN
+    /// as written, SSM parameter names, failover objects too; Azure: `vault/objectName`).
+    pub reads: Vec<String>,
 }
 
 impl Validation {
     /// A validation that failed with these problems.
     pub fn failed(problems: Vec<Error>) -> Self {
-        Self { plan: FilePlan::new(), possible_files: Vec::new(), problems, warnings: Vec::new() }
+        Self {
+            plan: FilePlan::new(),
+            possible_files: Vec::new(),
+            problems,
+            warnings: Vec::new(),
+            reads: Vec::new(),
+        }
     }
 
     /// The plan, or every problem folded into one error.
@@ -66,7 +75,7 @@ impl From<std::result::Result<FilePlan, Vec<Error>>> for Validation {
         match parsed {
             Ok(plan) => {
                 let warnings = plan.warnings().to_vec();
-                Self { plan, possible_files: Vec::new(), problems: Vec::new(), warnings }
+                Self { plan, possible_files: Vec::new(), problems: Vec::new(), warnings, reads: Vec::new() }
             }
             Err(problems) => Self::failed(problems),
         }

@@ -11,6 +11,7 @@ pub mod files;
 pub mod jmes;
 pub mod keys;
 pub mod mode;
+pub mod policy;
 pub mod request;
 pub mod response;
 pub mod sharing;
@@ -26,6 +27,7 @@ pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_s
 pub use jmes::{JmesEntry, JmesKey, JmesRules};
 pub use keys::{ConfigKey, Fields, KeyMatching, Warning, unknown_parameters};
 pub use mode::FileMode;
+pub use policy::{Denial, Policy, Requester};
 pub use request::{
     MountRequest, NodePublishSecrets, Parameters, PodInfo, ServiceAccountToken, ServiceAccountTokens, attr,
     parse_go_bool,

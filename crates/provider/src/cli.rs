@@ -191,6 +191,10 @@ pub struct ServeArgs {
     /// How long in-flight mounts may finish after SIGTERM/SIGINT.
     #[arg(long, default_value = "25s", value_parser = parse_duration)]
     pub grace_period: Duration,
+    /// The admin policy (YAML): which namespaces and service accounts may read which objects,
+    /// checked before any cloud call; re-read when the file changes (docs/security.md).
+    #[arg(long, env = "CSI_PROVIDER_POLICY")]
+    pub policy: Option<PathBuf>,
     /// Threads running mounts. The provider waits on the cloud, not the CPU, so a few serve a
     /// node of any size; one thread per core (the runtime's default) made memory grow with the
     /// node's cores (docs/benchmarks.md, "Memory and the node's cores").
@@ -242,6 +246,16 @@ pub struct ValidateArgs {
     /// SecretProviderClass manifests (multi-document YAML).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Also report what this admin policy file (as `serve --policy`) would deny.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// With --policy: the namespace of the pods mounting them (default: each SPC's namespace,
+    /// else `default`).
+    #[arg(long, requires = "policy")]
+    pub namespace: Option<String>,
+    /// With --policy: their service account.
+    #[arg(long, default_value = "default", requires = "policy")]
+    pub service_account: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -77,9 +77,21 @@ async fn run(command: Command, registry: Registry) -> ExitCode {
     match command {
         Command::Serve(args) => serve(args, registry).await,
         Command::Validate(args) => {
+            let policy = match &args.policy {
+                Some(path) => {
+                    match validate::PolicyCheck::load(path, args.namespace.clone(), &args.service_account) {
+                        Ok(check) => Some(check),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                None => None,
+            };
             let mut ok = true;
             for file in &args.files {
-                let report = validate::validate_file(&registry, file);
+                let report = validate::validate_file(&registry, file, policy.as_ref());
                 print!("{}", report.text);
                 ok &= report.ok;
             }
@@ -123,6 +135,7 @@ async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             backends: cli::COMPILED_IN_BACKENDS.to_owned(),
         },
+        policy_file: args.policy,
         ..ServeOptions::default()
     };
     let shutdown = async {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use csi_secrets_provider_core::spc::{Document, SecretProviderClass, parse_documents};
-use csi_secrets_provider_core::{Error, FilePlan, Warning};
+use csi_secrets_provider_core::{Error, FilePlan, Policy, Requester, Warning};
 
 use crate::registry::Registry;
 
@@ -15,7 +15,27 @@ pub struct FileReport {
     pub ok: bool,
 }
 
-pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
+/// `validate --policy`: the policy, and who the mounting pods are.
+#[derive(Debug)]
+pub struct PolicyCheck {
+    policy: Policy,
+    /// `None`: each SecretProviderClass's own namespace (else `default`).
+    namespace: Option<String>,
+    service_account: String,
+}
+
+impl PolicyCheck {
+    pub fn load(path: &Path, namespace: Option<String>, service_account: &str) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid_config(format!("cannot read the policy file {}: {e}", path.display()))
+        })?;
+        let policy =
+            Policy::parse(&text).map_err(|e| e.prefixed(format!("policy file {}", path.display())))?;
+        Ok(Self { policy, namespace, service_account: service_account.to_owned() })
+    }
+}
+
+pub fn validate_file(registry: &Registry, path: &Path, policy: Option<&PolicyCheck>) -> FileReport {
     let shown = path.display();
     let content = match std::fs::read_to_string(path) {
         Ok(content) => content,
@@ -33,7 +53,7 @@ pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
         found += 1;
         let mut problems = problems.clone();
         let mut warnings = Vec::new();
-        let plan = check_spc(registry, spc, &mut problems, &mut warnings);
+        let plan = check_spc(registry, spc, policy, &mut problems, &mut warnings);
         let name =
             if spc.name.is_empty() { format!("document {}", index + 1) } else { format!("{:?}", spc.name) };
         let provider = if spc.provider.is_empty() { "?" } else { &spc.provider };
@@ -79,6 +99,7 @@ pub fn validate_file(registry: &Registry, path: &Path) -> FileReport {
 fn check_spc(
     registry: &Registry,
     spc: &SecretProviderClass,
+    policy: Option<&PolicyCheck>,
     problems: &mut Vec<Error>,
     warnings: &mut Vec<Warning>,
 ) -> FilePlan {
@@ -99,6 +120,11 @@ fn check_spc(
     // What every mount of it would answer (the driver refuses an answer without objects).
     if validation.problems.is_empty() && validation.plan.is_empty() && validation.possible_files.is_empty() {
         problems.push(csi_secrets_provider_core::MountResponse::no_objects());
+    }
+    if let Some(check) = policy {
+        let namespace = check.namespace.as_deref().or(spc.namespace.as_deref()).unwrap_or("default");
+        let requester = Requester { namespace, service_account: &check.service_account };
+        problems.extend(check.policy.denials(backend.name(), requester, &validation.reads));
     }
     problems.extend(validation.problems);
     warnings.extend(validation.warnings);

@@ -117,6 +117,51 @@ mod all_backends {
         Ok(())
     }
 
+    /// `validate --policy` says what the admin policy would deny, before any pod starts: per
+    /// SecretProviderClass, for the namespace given or its own.
+    #[test]
+    fn validate_reports_what_a_policy_denies() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            "defaultAction: deny\nrules:\n  - namespaces: [app]\n    allow:\n      aws: [\"prod/app/*\"]\n      azure: [\"app-kv/*\"]\n",
+        )?;
+        let spc = dir.path().join("spc.yaml");
+        std::fs::write(
+            &spc,
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: p, namespace: app}\nspec:\n  provider: aws\n  parameters:\n    objects: |\n      - {objectName: prod/app/db, objectType: secretsmanager}\n      - {objectName: prod/other/db, objectType: secretsmanager}\n",
+        )?;
+        let run = |extra: &[&str]| -> Result<(bool, String), Box<dyn std::error::Error>> {
+            let output = Command::new(BINARY)
+                .arg("validate")
+                .arg("--policy")
+                .arg(&policy)
+                .args(extra)
+                .arg(&spc)
+                .output()?;
+            Ok((output.status.success(), String::from_utf8(output.stdout)?))
+        };
+        let (ok, stdout) = run(&[])?;
+        assert!(!ok, "{stdout}");
+        assert!(stdout.contains("1 problem(s)"), "{stdout}");
+        assert!(
+            stdout.contains(r#"denied by policy: namespace "app" (service account "default") may not read "prod/other/db" from aws: rule 1"#),
+            "{stdout}"
+        );
+        let (ok, stdout) = run(&["--namespace", "elsewhere", "--service-account", "web"])?;
+        assert!(
+            !ok && stdout.contains("2 problem(s)") && stdout.contains("defaultAction is deny"),
+            "{stdout}"
+        );
+        // A policy that does not parse is the command's error.
+        std::fs::write(&policy, "rules: [{namespaces: [a], allow: {awss: [x]}}]\n")?;
+        let output = Command::new(BINARY).arg("validate").arg("--policy").arg(&policy).arg(&spc).output()?;
+        assert_eq!(output.status.code(), Some(2));
+        assert!(String::from_utf8(output.stderr)?.contains("unknown backend \"awss\""));
+        Ok(())
+    }
+
     /// `staleIfError` is checked for every provider by `validate`, before any pod starts.
     #[test]
     fn validate_checks_stale_if_error() -> TestResult {

@@ -41,6 +41,10 @@ mod aws {
             self.world.mount(&pairs).await
         }
 
+        async fn cloud_calls(&self) -> usize {
+            self.world.proxy.calls().len() + self.world.kube.requests().len()
+        }
+
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
             // More answers than the SDK's retries (three attempts).
             match fault {
@@ -68,7 +72,9 @@ mod aws {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_aws_backend_conforms() -> Result<(), BoxError> {
-        let world = AwsWorld::start(BINARY, "conformance", &[]).await?;
+        let dir = tempfile::tempdir()?;
+        let policy = conformance::write_policy(dir.path())?.display().to_string();
+        let world = AwsWorld::start(BINARY, "conformance", &["--policy", &policy]).await?;
         let fixture = AwsFixture { world, counter: AtomicUsize::new(0) };
         conformance::run(&fixture).await?;
         assert_eq!(
@@ -124,6 +130,10 @@ mod azure {
             self.world.mount_as("workload-sa", &objects, &extra).await
         }
 
+        async fn cloud_calls(&self) -> usize {
+            self.world.azure.vault_requests().len() + self.world.azure.token_requests().len()
+        }
+
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
             // More answers than the backend's retries (four), and Retry-After 0 so the test is quick.
             let path = format!("/secrets/{name}");
@@ -138,8 +148,12 @@ mod azure {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_azure_backend_conforms() -> Result<(), BoxError> {
-        let fixture =
-            AzureFixture { world: AzureWorld::start(BINARY, &[]).await?, counter: AtomicUsize::new(0) };
+        let dir = tempfile::tempdir()?;
+        let policy = conformance::write_policy(dir.path())?.display().to_string();
+        let fixture = AzureFixture {
+            world: AzureWorld::start(BINARY, &["--policy", &policy]).await?,
+            counter: AtomicUsize::new(0),
+        };
         conformance::run(&fixture).await?;
         assert_eq!(fixture.world.azure.token_requests().len(), 1, "every conformance mount shared one token");
         Ok(())

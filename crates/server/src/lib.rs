@@ -5,6 +5,7 @@
 
 mod health;
 mod metrics;
+mod policy;
 mod runtime;
 mod service;
 mod status;
@@ -40,6 +41,7 @@ pub mod proto {
 }
 
 pub use metrics::{BuildInfo, Metrics};
+pub use policy::{POLICY_POLL, PolicyStore};
 pub use runtime::{DEFAULT_PROVIDER_VOLUME, ServeError, ServeOptions, serve, termination_signal};
 pub use service::{ProviderService, ServiceConfig};
 pub use targets::{MountedTargets, TargetMemory};

@@ -72,6 +72,8 @@ pub struct Metrics {
     remounts: Family<BackendLabels, Counter>,
     skipped: Family<BackendLabels, Counter>,
     stale: Family<BackendLabels, Counter>,
+    policy_denials: Family<BackendLabels, Counter>,
+    policy_valid: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -135,6 +137,19 @@ impl Metrics {
             "Objects served their last good value because the cloud was out (staleIfError)",
             stale.clone(),
         );
+        let policy_denials = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "policy_denials",
+            "Objects the admin policy (serve --policy) denied, before any cloud call",
+            policy_denials.clone(),
+        );
+        let policy_valid = Gauge::default();
+        policy_valid.set(1);
+        registry.register(
+            "policy_valid",
+            "1 while the policy file's content is the policy in force (or there is no policy); 0 when it no longer parses and the last good policy stays",
+            policy_valid.clone(),
+        );
         registry.register_collector(Box::new(BackendStatsCollector { backends: backends.to_vec() }));
         Self {
             registry: Arc::new(registry),
@@ -145,6 +160,8 @@ impl Metrics {
             remounts,
             skipped,
             stale,
+            policy_denials,
+            policy_valid,
         }
     }
 
@@ -191,6 +208,18 @@ impl Metrics {
                 .get_or_create(&BackendLabels { backend: backend.to_owned() })
                 .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
         }
+    }
+
+    /// Counts objects the admin policy denied.
+    pub fn policy_denied(&self, backend: &str, count: usize) {
+        self.policy_denials
+            .get_or_create(&BackendLabels { backend: backend.to_owned() })
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    /// The gauge that says whether the policy file's content is in force.
+    pub fn policy_valid(&self) -> Gauge {
+        self.policy_valid.clone()
     }
 
     /// The OpenMetrics text exposition.
@@ -344,6 +373,7 @@ mod tests {
         metrics.mount_finished("aws", MountKind::First, Ok(1), Duration::from_millis(3));
         metrics.optional_objects_skipped("aws", 1);
         metrics.stale_served("aws", 1);
+        metrics.policy_denied("aws", 1);
         metrics.mount_finished(
             "aws",
             MountKind::Remount { previous: tokio::time::Instant::now() },
@@ -420,6 +450,8 @@ mod tests {
             "remounts_total",
             "optional_objects_skipped_total",
             "stale_served_total",
+            "policy_denials_total",
+            "policy_valid",
             "cloud_requests_total",
             "shared_reads_total",
             "shared_read_bytes",

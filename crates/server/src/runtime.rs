@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub service: ServiceConfig,
     /// What the `build_info` metric reports.
     pub build: BuildInfo,
+    /// The admin policy file (`serve --policy`): loaded at start, re-read when it changes.
+    pub policy_file: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -47,6 +49,7 @@ impl Default for ServeOptions {
             grace_period: Duration::from_secs(25),
             service: ServiceConfig::default(),
             build: BuildInfo::default(),
+            policy_file: None,
         }
     }
 }
@@ -59,6 +62,8 @@ pub enum ServeError {
     Bind { path: PathBuf, source: io::Error },
     #[error("cannot listen for health checks on {addr}: {source}")]
     HealthBind { addr: SocketAddr, source: io::Error },
+    #[error("{0}")]
+    Policy(csi_secrets_provider_core::Error),
     #[error("the server for {socket} stopped: {message}")]
     Server { socket: PathBuf, message: String },
 }
@@ -94,6 +99,11 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     if backends.is_empty() {
         return Err(ServeError::NoBackends);
+    }
+    // A policy that does not parse refuses the start: serving without it would widen access.
+    let mut options = options;
+    if let Some(path) = &options.policy_file {
+        options.service.policy = Some(crate::policy::PolicyStore::load(path).map_err(ServeError::Policy)?);
     }
     let bound = bind_sockets(&options.provider_volume, &backends)?;
     let mut running = start(&options, &backends, bound).await?;
@@ -144,6 +154,10 @@ async fn start(
     let sockets: Vec<PathBuf> = owned.iter().map(|socket| socket.path.clone()).collect();
     let metrics = Metrics::with_backends(backends, &options.build);
     let health_state = HealthState::new(sockets.clone(), metrics.clone());
+    if let Some(policy) = &options.service.policy {
+        // Ends with the stop token; a poll in progress is harmless to abandon.
+        drop(policy.clone().watch(metrics.policy_valid(), stop.clone()));
+    }
 
     let mut servers = JoinSet::new();
     let mut services = Vec::new();

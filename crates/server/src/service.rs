@@ -28,6 +28,8 @@ pub struct ServiceConfig {
     pub mount_timeout: Duration,
     /// Which target paths are remembered to recognise remounts.
     pub targets: TargetMemory,
+    /// The admin policy, checked before the backend is called (`serve --policy`).
+    pub policy: Option<crate::policy::PolicyStore>,
 }
 
 impl Default for ServiceConfig {
@@ -36,6 +38,7 @@ impl Default for ServiceConfig {
             max_response_bytes: DRIVER_MAX_RESPONSE_BYTES,
             mount_timeout: Duration::from_secs(60),
             targets: TargetMemory::default(),
+            policy: None,
         }
     }
 }
@@ -115,6 +118,14 @@ impl ProviderService {
         caller_timeout: Option<Duration>,
     ) -> Result<(proto::MountResponse, usize), Error> {
         let budget = caller_timeout.map_or(self.config.mount_timeout, |t| t.min(self.config.mount_timeout));
+        // Before any token exchange or cloud read: a denied object costs nothing.
+        if let Some(policy) = &self.config.policy
+            && let Err((error, denied)) =
+                crate::policy::check(&policy.current(), self.backend.as_ref(), request)
+        {
+            self.metrics.policy_denied(self.backend.name(), denied);
+            return Err(error);
+        }
         let mut request = request.clone();
         request.deadline = Some(started + budget);
         let backend_call = AssertUnwindSafe(self.backend.mount(&request)).catch_unwind();

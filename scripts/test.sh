@@ -50,6 +50,9 @@ trim_check_artifacts
 step "supply chain: cargo deny (licenses, bans incl. a second TLS stack, sources; offline)"
 # The advisory database cannot be fetched here; the release workflow checks advisories.
 cargo deny --version 2>/dev/null | grep -q "0.20.2" || cargo install --locked --quiet cargo-deny@0.20.2
+# cargo deny reads the metadata of every package in Cargo.lock, those of other platforms (e.g.
+# Windows-only crates) too, which no build of ours downloads: fetch them all first.
+cargo fetch --locked --quiet
 cargo deny --offline check licenses bans sources
 
 step "Helm chart: lint, render per flavour, validate against Kubernetes schemas"

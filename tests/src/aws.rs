@@ -31,6 +31,8 @@ pub struct AwsCall {
     pub action: String,
     pub region: String,
     pub access_key: String,
+    /// The SDK's `User-Agent` (it carries `app/<name>`).
+    pub user_agent: String,
 }
 
 #[derive(Debug, Default)]
@@ -411,7 +413,7 @@ fn describe(request: &Request) -> AwsCall {
     let mut parts = scope.split('/');
     let access_key = parts.next().unwrap_or_default().to_owned();
     let region = parts.nth(1).unwrap_or_default().to_owned();
-    AwsCall { action, region, access_key }
+    AwsCall { action, region, access_key, user_agent: header("user-agent") }
 }
 
 /// Credentials the fake agent issued: to which token, under which access key.

@@ -16,7 +16,7 @@ mod sdk_error;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::{
@@ -269,39 +269,45 @@ impl AwsBackend {
         spec: &MountSpec,
         primary: &str,
         credentials: &Credentials,
+        app_name: &Option<AppName>,
     ) -> MountRegions {
-        let mut spc = vec![self.region_clients(primary, false, credentials).await];
+        let mut spc = vec![self.region_clients(primary, false, credentials, app_name).await];
         if let Some(failover) = &spec.failover_region {
-            spc.push(self.region_clients(failover, true, credentials).await);
+            spc.push(self.region_clients(failover, true, credentials, app_name).await);
         }
         let mut own: Vec<RegionClients> = Vec::new();
         for region in spec.objects.iter().filter_map(|o| o.region.as_deref()) {
             if !own.iter().any(|clients| clients.region == region) {
-                own.push(self.region_clients(region, false, credentials).await);
+                own.push(self.region_clients(region, false, credentials, app_name).await);
             }
         }
         MountRegions { spc, own }
     }
 
-    async fn region_clients(&self, region: &str, failover: bool, credentials: &Credentials) -> RegionClients {
+    /// The clients of one region for one mount: its credentials, and the pod in the User-Agent
+    /// (`app/csi-<namespace>.<pod>`), so CloudTrail says which pod read what.
+    async fn region_clients(
+        &self,
+        region: &str,
+        failover: bool,
+        credentials: &Credentials,
+        app_name: &Option<AppName>,
+    ) -> RegionClients {
         let sdk = self.sdk().await;
         let provider = SharedCredentialsProvider::new(credentials.clone());
         let region_name = Region::new(region.to_owned());
+        let mut secrets_manager = aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .region(region_name.clone())
+            .credentials_provider(provider.clone());
+        secrets_manager.set_app_name(app_name.clone());
+        let mut ssm =
+            aws_sdk_ssm::config::Builder::from(sdk).region(region_name).credentials_provider(provider);
+        ssm.set_app_name(app_name.clone());
         RegionClients {
             region: region.to_owned(),
             failover,
-            secrets_manager: aws_sdk_secretsmanager::Client::from_conf(
-                aws_sdk_secretsmanager::config::Builder::from(sdk)
-                    .region(region_name.clone())
-                    .credentials_provider(provider.clone())
-                    .build(),
-            ),
-            ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(sdk)
-                    .region(region_name)
-                    .credentials_provider(provider)
-                    .build(),
-            ),
+            secrets_manager: aws_sdk_secretsmanager::Client::from_conf(secrets_manager.build()),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
         }
     }
 }
@@ -378,7 +384,7 @@ impl SecretBackend for AwsBackend {
             IdentityMode::PodIdentity(_) => "the EKS Pod Identity agent",
         };
         let (identity, credentials) = before_deadline(request.deadline, service, &[], exchange).await?;
-        let regions = self.mount_regions(&spec, &primary, &credentials).await;
+        let regions = self.mount_regions(&spec, &primary, &credentials, &pod_app_name(request)).await;
 
         let of_type =
             |t: ObjectType| spec.objects.iter().filter(move |o| o.object_type == t).collect::<Vec<_>>();
@@ -415,6 +421,14 @@ impl SecretBackend for AwsBackend {
     fn stats(&self) -> Option<&BackendStats> {
         Some(&self.stats)
     }
+}
+
+/// The User-Agent's app name naming the mounting pod, `csi-<namespace>.<pod>` (Kubernetes names
+/// are valid app-name characters; at most 50 characters, as the SDK recommends); `None` without
+/// pod attributes (the SDK's own User-Agent then).
+fn pod_app_name(request: &MountRequest) -> Option<AppName> {
+    let (namespace, pod) = (request.pod.namespace.as_deref()?, request.pod.name.as_deref()?);
+    AppName::new(format!("csi-{namespace}.{pod}").chars().take(50).collect::<String>()).ok()
 }
 
 /// What makes Pod Identity credentials one pod's: its UID as the driver sends it; failing that

@@ -35,6 +35,10 @@ async fn a_first_mount_of_ten_secrets_is_one_call() -> TestResult {
     assert!(response.object_version.iter().all(|v| !v.version.is_empty()), "{:?}", response.object_version);
     assert_eq!(world.proxy.count("BatchGetSecretValue"), 1, "{:?}", world.proxy.calls());
     assert_eq!(world.proxy.count("GetSecretValue"), 0, "the official provider makes 10");
+    // CloudTrail's userAgent names the pod that read (pod shop/web-0).
+    let call =
+        world.proxy.calls().into_iter().find(|c| c.action == "BatchGetSecretValue").ok_or("no call")?;
+    assert!(call.user_agent.contains("app/csi-shop.web-0"), "{}", call.user_agent);
 
     // Twenty-five secrets: twenty to a call.
     let world = AwsWorld::start(BINARY, "batch25", &[]).await?;

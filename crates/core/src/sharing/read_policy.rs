@@ -1,0 +1,77 @@
+//! How one mount reads: whether it is a remount (and of which previous mount), whether it
+//! accepts a last good value during an outage, and what it got.
+
+use std::time::Duration;
+
+// tokio's clock, like the reads these instants are compared with.
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::response::StaleObject;
+
+/// Whether the driver served this target path before: a kubelet republish (rotation) or a
+/// pod's first mount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MountKind {
+    /// A target path this provider has not served since it started.
+    #[default]
+    First,
+    /// A target path this provider mounted successfully before; `previous` is when that mount
+    /// answered (tokio's clock, like the reads it is compared with).
+    Remount { previous: Instant },
+}
+
+impl MountKind {
+    pub fn is_remount(self) -> bool {
+        matches!(self, Self::Remount { .. })
+    }
+
+    /// Whether a read that finished at `read_at` may serve this mount: only a remount, and only
+    /// a read newer than what the target already holds. Every read the previous mount used
+    /// finished before that mount answered, so a read finished after it is at least as new;
+    /// the driver's republish interval, not our window, then bounds how stale a rotation gets.
+    pub(super) fn may_reuse(self, read_at: Instant) -> bool {
+        match self {
+            Self::First => false,
+            Self::Remount { previous } => read_at > previous,
+        }
+    }
+}
+
+/// How a mount reads: whether it may reuse a finished read, and how old a last good value it
+/// accepts when the cloud is out (`staleIfError`; `None` = never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadPolicy {
+    pub kind: MountKind,
+    pub stale_if_error: Option<Duration>,
+}
+
+impl From<MountKind> for ReadPolicy {
+    fn from(kind: MountKind) -> Self {
+        Self { kind, stale_if_error: None }
+    }
+}
+
+/// A value as a mount got it: fresh (or a shared read), or the last good value served in place
+/// of a failed read.
+#[derive(Debug, Clone)]
+pub struct Served<V> {
+    pub value: V,
+    /// Set when the value was served instead of a failed read: its age and that failure.
+    pub stale: Option<(Duration, Error)>,
+}
+
+impl<V> Served<V> {
+    pub fn fresh(value: V) -> Self {
+        Self { value, stale: None }
+    }
+
+    /// What the server reports (a warning and a metric) when `object` was served stale.
+    pub fn stale_object(&self, object: &str) -> Option<StaleObject> {
+        self.stale.as_ref().map(|(age, error)| StaleObject {
+            object: object.to_owned(),
+            age: *age,
+            reason: error.to_string(),
+        })
+    }
+}

@@ -261,11 +261,8 @@ where
         loop {
             let role = {
                 let mut state = self.inner.lock();
-                if let Some(kept) =
-                    state.kept.get(&key).filter(|k| kind.may_reuse(k.read_at) && self.inner.is_fresh(k))
-                {
-                    self.inner.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(kept.value.clone());
+                if let Some(value) = self.inner.reuse(&state, &key, kind) {
+                    return Ok(value);
                 }
                 match state.in_flight.get(&key) {
                     Some(receiver) => Role::Follow(receiver.clone()),
@@ -298,16 +295,7 @@ where
     /// A read this mount may reuse (see [`MountKind`]), without asking anyone: `None` for a
     /// first mount.
     pub fn recent(&self, key: &K, kind: MountKind) -> Option<V> {
-        let state = self.inner.lock();
-        let value = state
-            .kept
-            .get(key)
-            .filter(|k| kind.may_reuse(k.read_at) && self.inner.is_fresh(k))
-            .map(|k| k.value.clone());
-        if value.is_some() {
-            self.inner.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
-        }
-        value
+        self.inner.reuse(&self.inner.lock(), key, kind)
     }
 
     /// Keeps a value read outside [`Self::read`] (one call that answered several keys), for
@@ -339,6 +327,18 @@ impl<K, V> Inner<K, V> {
     /// Whether a remount may still reuse `kept`.
     fn is_fresh(&self, kept: &Kept<V>) -> bool {
         kept.read_at.elapsed() < self.options.window
+    }
+
+    /// The kept value of `key` a mount of `kind` may reuse (the remount rule and the window),
+    /// counted as a remount hit.
+    fn reuse(&self, state: &State<K, V>, key: &K, kind: MountKind) -> Option<V>
+    where
+        K: Eq + Hash,
+        V: Clone,
+    {
+        let kept = state.kept.get(key).filter(|k| kind.may_reuse(k.read_at) && self.is_fresh(k))?;
+        self.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
+        Some(kept.value.clone())
     }
 
     /// Whether `kept` is still held at all.

@@ -85,6 +85,7 @@ pub(crate) async fn secret_batch(
                 return BatchAnswer::Value(Fetched {
                     value: SecretBytes::new(value),
                     version: entry.version_id.clone().unwrap_or_default(),
+                    arn: entry.arn.clone().unwrap_or_default(),
                 });
             }
             let Some(error) = errors.iter().find(|error| error.secret_id.as_deref() == Some(id)) else {

@@ -31,6 +31,8 @@ pub struct RegionClients {
 pub struct Fetched {
     pub value: SecretBytes,
     pub version: String,
+    /// The ARN the cloud answered with (empty if it gave none): the audit trail's resolved name.
+    pub arn: String,
 }
 
 /// One Secrets Manager object: the primary region, then the failover region if the primary
@@ -63,6 +65,7 @@ pub(crate) async fn secret(
                 return Ok(Fetched {
                     value: SecretBytes::new(value),
                     version: output.version_id.unwrap_or_default(),
+                    arn: output.arn.unwrap_or_default(),
                 });
             }
             Err(e) => {
@@ -165,6 +168,7 @@ pub(crate) async fn parameter_batch(
                 Some(Fetched {
                     value: SecretBytes::new(parameter.value.clone().unwrap_or_default().into_bytes()),
                     version: parameter.version.to_string(),
+                    arn: parameter.arn.clone().unwrap_or_default(),
                 })
             })
             .collect();

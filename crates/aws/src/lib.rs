@@ -20,8 +20,8 @@ use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters,
-    Result, SecretBackend, SharedReads, SharingOptions, Validation, before_deadline,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectRecord, ObjectVersion,
+    Parameters, Result, SecretBackend, SharedReads, SharingOptions, Validation, before_deadline,
 };
 use tokio::sync::OnceCell;
 
@@ -160,6 +160,7 @@ impl AwsBackend {
                 self.kube.node_region(&pod.namespace, &pod.name, &self.stats.cloud_calls)
             })
             .await
+            .map(|served| served.value)
     }
 
     async fn role_arn(
@@ -174,6 +175,7 @@ impl AwsBackend {
                 self.kube.role_arn(namespace, service_account, &self.stats.cloud_calls)
             })
             .await
+            .map(|served| served.value)
     }
 
     /// The pod's identity and its credentials (cached per identity until near expiry). IRSA
@@ -355,7 +357,12 @@ impl SecretBackend for AwsBackend {
                             .chain(object.failover.as_ref().and_then(|f| f.name.clone()))
                     })
                     .collect();
-                Validation { reads, ..Ok(spec.plan).into() }
+                let objects = spec
+                    .objects
+                    .iter()
+                    .map(|object| ObjectRecord::planned(&object.name, &object.name))
+                    .collect();
+                Validation { reads, objects, ..Ok(spec.plan).into() }
             }
             Err(problems) => Validation::failed(problems),
         }
@@ -411,8 +418,18 @@ impl SecretBackend for AwsBackend {
                 Ok(served) => {
                     add_object_files(&mut response, object, &served.value)?;
                     response.stale.extend(served.stale_object(&object.name));
+                    let resolved = if served.value.arn.is_empty() { &object.name } else { &served.value.arn };
+                    response.records.push(ObjectRecord::served(
+                        &object.name,
+                        resolved,
+                        &served.value.version,
+                        &served,
+                    ));
                 }
-                Err(skipped) => response.skipped.push(skipped),
+                Err(skipped) => {
+                    response.records.push(ObjectRecord::skipped(&object.name, &object.name));
+                    response.skipped.push(skipped);
+                }
             }
         }
         Ok(response)

@@ -20,7 +20,7 @@ use crate::params::{ObjectSpec, ObjectType};
 
 impl HeldBytes for Fetched {
     fn held_bytes(&self) -> usize {
-        self.value.len() + self.version.len()
+        self.value.len() + self.version.len() + self.arn.len()
     }
 }
 
@@ -148,10 +148,8 @@ impl ObjectReads<'_> {
     /// reusable reads first, then batches, then each remaining object on its own.
     pub(crate) async fn secrets(&self, objects: &[&ObjectSpec]) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut answered: Vec<Answer> = keys
-            .iter()
-            .map(|key| self.shared.objects.recent(key, self.policy.kind).map(|v| Ok(Served::fresh(v))))
-            .collect();
+        let mut answered: Vec<Answer> =
+            keys.iter().map(|key| self.shared.objects.recent(key, self.policy.kind).map(Ok)).collect();
         if !self.shared.batch_refused(self.identity) {
             let batches: Vec<_> = self
                 .secret_batches(objects, &keys, &answered)
@@ -243,14 +241,14 @@ impl ObjectReads<'_> {
             .shared
             .secret_batches
             .single_flight(batch_keys.clone(), || batch::secret_batch(&regions[0], &specs, self.calls));
-        let answers = match before_deadline(self.deadline, "Secrets Manager", &names, call).await {
-            Ok(answer) => answer.answers,
+        let (answers, shared) = match before_deadline(self.deadline, "Secrets Manager", &names, call).await {
+            Ok(answer) => (answer.value.answers, answer.shared),
             Err(error) => {
                 if error.kind() == csi_secrets_provider_core::ErrorKind::PermissionDenied {
                     tracing::info!(error = %error, "BatchGetSecretValue refused; this identity reads one secret a call");
                     self.shared.refuse_batches(self.identity);
                 }
-                vec![BatchAnswer::Unanswered; batch.len()]
+                (vec![BatchAnswer::Unanswered; batch.len()], false)
             }
         };
         let mut out = Vec::new();
@@ -258,7 +256,7 @@ impl ObjectReads<'_> {
             let answer = match answer {
                 BatchAnswer::Value(fetched) => {
                     self.shared.objects.keep(key, fetched.clone(), self.policy.stale_if_error);
-                    Some(Ok(Served::fresh(fetched)))
+                    Some(Ok(Served { shared, ..Served::fresh(fetched) }))
                 }
                 BatchAnswer::Failed(error) => Some(Err(error)),
                 BatchAnswer::Unanswered => None,
@@ -305,10 +303,8 @@ impl ObjectReads<'_> {
         objects: &[&ObjectSpec],
     ) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut found: Vec<Option<ObjectOutcome>> = keys
-            .iter()
-            .map(|key| self.shared.objects.recent(key, self.policy.kind).map(|v| Ok(Served::fresh(v))))
-            .collect();
+        let mut found: Vec<Option<ObjectOutcome>> =
+            keys.iter().map(|key| self.shared.objects.recent(key, self.policy.kind).map(Ok)).collect();
         // The same parameter under several aliases is asked once (SSM answers a name once, as
         // upstream writes every alias) and its answer given to each.
         let missing: Vec<usize> = (0..found.len())
@@ -345,16 +341,18 @@ impl ObjectReads<'_> {
                         }
                     };
                     let mut outcomes = Vec::with_capacity(batch.len());
-                    for ((key, value), object) in batch_keys.into_iter().zip(&answer.values).zip(&batch) {
+                    let shared = answer.shared;
+                    for ((key, value), object) in batch_keys.into_iter().zip(&answer.value.values).zip(&batch)
+                    {
                         outcomes.push(match value {
                             Some(value) => {
                                 self.shared.objects.keep(key, value.clone(), self.policy.stale_if_error);
-                                Ok(Served::fresh(value.clone()))
+                                Ok(Served { shared, ..Served::fresh(value.clone()) })
                             }
                             None => Err(SkippedObject::from_error(
                                 &object.name,
                                 object.optional,
-                                answer.missing(object),
+                                answer.value.missing(object),
                             )?),
                         });
                     }

@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, Result, SecretBackend,
-    SharingOptions, SkippedObject, Validation, before_deadline,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, Result,
+    SecretBackend, SharingOptions, SkippedObject, Validation, before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
@@ -318,16 +318,15 @@ impl SecretBackend for AzureBackend {
                 .collect(),
             _ => Vec::new(),
         };
-        // What a mount reads, for the admin policy: `vault/objectName`.
-        let reads = match &parsed {
-            Ok(spec) => spec
-                .objects
-                .iter()
-                .map(|o| format!("{}/{}", o.keyvault_name.as_deref().unwrap_or(&spec.keyvault_name), o.name))
-                .collect(),
-            Err(_) => Vec::new(),
+        // What a mount reads, for the admin policy and the audit trail: `vault/objectName`.
+        let (reads, objects) = match &parsed {
+            Ok(spec) => (
+                spec.objects.iter().map(|o| spec.resolved_name(o)).collect(),
+                spec.objects.iter().map(|o| ObjectRecord::planned(&o.name, spec.resolved_name(o))).collect(),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
         };
-        Validation { possible_files, reads, ..parsed.map(|spec| spec.plan).into() }
+        Validation { possible_files, reads, objects, ..parsed.map(|spec| spec.plan).into() }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
@@ -400,14 +399,24 @@ impl SecretBackend for AzureBackend {
             futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
         let mut response =
             MountResponse { warnings: spec.plan.warnings().to_vec(), ..MountResponse::default() };
-        for object in fetched {
+        for (spec_object, object) in spec.objects.iter().zip(fetched) {
+            let resolved = spec.resolved_name(spec_object);
             match object {
                 Ok(object) => {
+                    response.records.push(ObjectRecord::served(
+                        &spec_object.name,
+                        resolved,
+                        &object.version,
+                        &object.provenance(),
+                    ));
                     response.files.extend(object.files);
                     response.versions.extend(object.versions);
                     response.stale.extend(object.stale);
                 }
-                Err(skipped) => response.skipped.push(skipped),
+                Err(skipped) => {
+                    response.records.push(ObjectRecord::skipped(&spec_object.name, resolved));
+                    response.skipped.push(skipped);
+                }
             }
         }
         Ok(response)

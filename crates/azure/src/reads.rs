@@ -90,6 +90,10 @@ impl VaultReads<'_> {
             .read(key.clone(), self.policy, || vault::enabled_versions(self.clients, object));
         let result = before_deadline(self.deadline, "Key Vault (or Azure AD)", &[&object.name], read).await;
         let listed = self.shared.listings.or_stale(&key, result, self.policy)?;
-        Ok(Served { value: vault::select_history(listed.value, object)?, stale: listed.stale })
+        Ok(Served {
+            value: vault::select_history(listed.value, object)?,
+            stale: listed.stale,
+            shared: listed.shared,
+        })
     }
 }

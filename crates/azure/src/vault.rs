@@ -29,17 +29,30 @@ pub struct ObjectFiles {
     /// Set when a read of the object was served its last good value during an outage (the
     /// oldest, when several versions were).
     pub stale: Option<StaleObject>,
+    /// The version served (the newest, with `objectVersionHistory`), for the audit trail.
+    pub version: String,
+    /// Whether every read of the object came from reads other mounts made (audit trail).
+    pub shared: bool,
+    reads: usize,
 }
 
 impl ObjectFiles {
-    /// The value of one read of `object`, noting when it was served stale.
+    /// The value of one read of `object`, noting when it was served stale or shared.
     fn take<V>(&mut self, served: Served<V>, object: &ObjectSpec) -> V {
         if let Some(stale) = served.stale_object(&object.name)
             && self.stale.as_ref().is_none_or(|seen| seen.age < stale.age)
         {
             self.stale = Some(stale);
         }
+        self.shared = served.shared && (self.reads == 0 || self.shared);
+        self.reads += 1;
         served.value
+    }
+
+    /// How the object was served, as `Served` says it of one read: for the audit record.
+    pub fn provenance(&self) -> Served<()> {
+        let stale = self.stale.as_ref().map(|s| (s.age, Error::unavailable(s.reason.clone())));
+        Served { value: (), stale, shared: self.shared }
     }
 }
 
@@ -69,6 +82,9 @@ async fn fetch_files(
         let versions = out.take(reads.history(object).await?, object);
         for (index, version) in versions.iter().enumerate() {
             let raw = out.take(reads.object(object, Some(version)).await?, object);
+            if index == 0 {
+                out.version = raw.version().to_owned();
+            }
             let contents = render(&raw, object, write)?;
             let file = format!("{}/{index}", object.file_name());
             let id = format!("{}/{index}", object.version_id());
@@ -76,6 +92,7 @@ async fn fetch_files(
         }
     } else {
         let raw = out.take(reads.object(object, object.version.as_deref()).await?, object);
+        out.version = raw.version().to_owned();
         let contents = render(&raw, object, write)?;
         let extracted = jmes::extract(&object.name, &SecretBytes::new(contents.main.clone()), &object.jmes)?;
         push(&mut out, object, object.file_name(), object.version_id(), contents, raw.version());

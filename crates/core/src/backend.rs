@@ -4,6 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::audit::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::files::FilePlan;
 use crate::keys::Warning;
@@ -45,6 +46,9 @@ pub struct Validation {
     /// The objects a mount would read, as the admin policy names them (AWS: the name or ARN
     /// as written, SSM parameter names, failover objects too; Azure: `vault/objectName`).
     pub reads: Vec<String>,
+    /// Each object of the SecretProviderClass, as written and as resolved, once: what the
+    /// audit trail records for a mount that fails or is denied before the backend answers.
+    pub objects: Vec<ObjectRecord>,
 }
 
 impl Validation {
@@ -56,6 +60,7 @@ impl Validation {
             problems,
             warnings: Vec::new(),
             reads: Vec::new(),
+            objects: Vec::new(),
         }
     }
 
@@ -75,7 +80,14 @@ impl From<std::result::Result<FilePlan, Vec<Error>>> for Validation {
         match parsed {
             Ok(plan) => {
                 let warnings = plan.warnings().to_vec();
-                Self { plan, possible_files: Vec::new(), problems: Vec::new(), warnings, reads: Vec::new() }
+                Self {
+                    plan,
+                    possible_files: Vec::new(),
+                    problems: Vec::new(),
+                    warnings,
+                    reads: Vec::new(),
+                    objects: Vec::new(),
+                }
             }
             Err(problems) => Self::failed(problems),
         }

@@ -3,6 +3,7 @@
 //! error type. No cloud SDK and no transport here.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod backend;
 pub mod common;
 pub mod deadline;
@@ -19,6 +20,7 @@ pub mod spc;
 pub mod stats;
 pub mod yaml;
 
+pub use audit::{ObjectOutcome, ObjectRecord};
 pub use backend::{SecretBackend, Validation};
 pub use common::{CommonParameter, CommonParameters};
 pub use deadline::before_deadline;

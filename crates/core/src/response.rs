@@ -50,6 +50,9 @@ pub struct MountResponse {
     /// Objects served their last good value because the cloud was out (`staleIfError`).
     /// Logged as warnings and counted by the server; never sent to the driver.
     pub stale: Vec<StaleObject>,
+    /// One record per object of the SecretProviderClass: how it was served, for the audit
+    /// trail. Never sent to the driver.
+    pub records: Vec<crate::audit::ObjectRecord>,
 }
 
 /// An object whose read failed with an outage and that was served the last good value the same

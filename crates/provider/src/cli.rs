@@ -195,6 +195,11 @@ pub struct ServeArgs {
     /// checked before any cloud call; re-read when the file changes (docs/security.md).
     #[arg(long, env = "CSI_PROVIDER_POLICY")]
     pub policy: Option<PathBuf>,
+    /// The audit trail: one JSON line per object per mount (pod, object, version, outcome;
+    /// never a value), appended to this file, or `-` for stdout; off unless set
+    /// (docs/security.md).
+    #[arg(long, value_name = "PATH", env = "CSI_PROVIDER_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
     /// Threads running mounts. The provider waits on the cloud, not the CPU, so a few serve a
     /// node of any size; one thread per core (the runtime's default) made memory grow with the
     /// node's cores (docs/benchmarks.md, "Memory and the node's cores").

@@ -136,6 +136,7 @@ async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
             backends: cli::COMPILED_IN_BACKENDS.to_owned(),
         },
         policy_file: args.policy,
+        audit_log: args.audit_log.as_deref().map(csi_secrets_provider_server::AuditTarget::parse),
         ..ServeOptions::default()
     };
     let shutdown = async {

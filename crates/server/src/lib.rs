@@ -3,6 +3,7 @@
 //! drain, gRPC and HTTP health.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod health;
 mod metrics;
 mod policy;
@@ -40,6 +41,7 @@ pub mod proto {
     }
 }
 
+pub use audit::{AuditLog, AuditTarget};
 pub use metrics::{BuildInfo, Metrics};
 pub use policy::{POLICY_POLL, PolicyStore};
 pub use runtime::{DEFAULT_PROVIDER_VOLUME, ServeError, ServeOptions, serve, termination_signal};

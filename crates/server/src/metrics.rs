@@ -74,6 +74,7 @@ pub struct Metrics {
     stale: Family<BackendLabels, Counter>,
     policy_denials: Family<BackendLabels, Counter>,
     policy_valid: Gauge,
+    audit_write_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -150,6 +151,12 @@ impl Metrics {
             "1 while the policy file's content is the policy in force (or there is no policy); 0 when it no longer parses and the last good policy stays",
             policy_valid.clone(),
         );
+        let audit_write_errors = Counter::default();
+        registry.register(
+            "audit_write_errors",
+            "Audit trail lines (serve --audit-log) that could not be written: disk full, file removed; mounts go on",
+            audit_write_errors.clone(),
+        );
         registry.register_collector(Box::new(BackendStatsCollector { backends: backends.to_vec() }));
         Self {
             registry: Arc::new(registry),
@@ -162,6 +169,7 @@ impl Metrics {
             stale,
             policy_denials,
             policy_valid,
+            audit_write_errors,
         }
     }
 
@@ -215,6 +223,11 @@ impl Metrics {
         self.policy_denials
             .get_or_create(&BackendLabels { backend: backend.to_owned() })
             .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    /// The counter of audit lines that could not be written.
+    pub fn audit_write_errors(&self) -> Counter {
+        self.audit_write_errors.clone()
     }
 
     /// The gauge that says whether the policy file's content is in force.

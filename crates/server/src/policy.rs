@@ -103,14 +103,18 @@ fn parse(path: &Path, content: &[u8]) -> Result<Policy, Error> {
     Policy::parse(text).map_err(|e| e.prefixed(format!("policy file {}", path.display())))
 }
 
+/// A mount the admin policy refused: the error for the driver, and the objects denied (as the
+/// policy names them).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: Error,
+    pub denied: Vec<String>,
+}
+
 /// Checks every object `request` would read from `backend` against `policy`: `Ok` when all may
 /// be read (or when the SecretProviderClass does not parse: the backend refuses it before any
 /// call), else a `PermissionDenied` naming each denied object, the namespace and the policy.
-pub fn check(
-    policy: &Policy,
-    backend: &dyn SecretBackend,
-    request: &MountRequest,
-) -> Result<(), (Error, usize)> {
+pub fn check(policy: &Policy, backend: &dyn SecretBackend, request: &MountRequest) -> Result<(), Refusal> {
     let validation = backend.validate(&request.parameters);
     if !validation.problems.is_empty() {
         return Ok(());
@@ -119,10 +123,10 @@ pub fn check(
         namespace: request.pod.namespace.as_deref().unwrap_or(""),
         service_account: request.pod.service_account.as_deref().unwrap_or(""),
     };
-    let denied = policy.denials(backend.name(), requester, &validation.reads);
-    let count = denied.len();
-    match Error::combine(denied) {
-        Some(error) => Err((error, count)),
+    let denials = policy.denials(backend.name(), requester, &validation.reads);
+    let denied = denials.iter().filter_map(|e| e.object().map(str::to_owned)).collect();
+    match Error::combine(denials) {
+        Some(error) => Err(Refusal { error, denied }),
         None => Ok(()),
     }
 }

@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub build: BuildInfo,
     /// The admin policy file (`serve --policy`): loaded at start, re-read when it changes.
     pub policy_file: Option<PathBuf>,
+    /// The audit trail (`serve --audit-log`): a file appended to, or stdout; off when `None`.
+    pub audit_log: Option<crate::audit::AuditTarget>,
 }
 
 impl Default for ServeOptions {
@@ -50,6 +52,7 @@ impl Default for ServeOptions {
             service: ServiceConfig::default(),
             build: BuildInfo::default(),
             policy_file: None,
+            audit_log: None,
         }
     }
 }
@@ -64,6 +67,8 @@ pub enum ServeError {
     HealthBind { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
     Policy(csi_secrets_provider_core::Error),
+    #[error("cannot open the audit log {path}: {source}")]
+    AuditLog { path: PathBuf, source: io::Error },
     #[error("the server for {socket} stopped: {message}")]
     Server { socket: PathBuf, message: String },
 }
@@ -105,8 +110,21 @@ pub async fn serve(
     if let Some(path) = &options.policy_file {
         options.service.policy = Some(crate::policy::PolicyStore::load(path).map_err(ServeError::Policy)?);
     }
+    // An audit file that cannot be written refuses the start too: the operator asked for a trail.
+    let audit = match options.audit_log.clone() {
+        Some(target) => {
+            Some(crate::audit::AuditLog::open(target.clone(), Default::default()).map_err(|source| {
+                let path = match target {
+                    crate::audit::AuditTarget::File(path) => path,
+                    crate::audit::AuditTarget::Stdout => PathBuf::from("-"),
+                };
+                ServeError::AuditLog { path, source }
+            })?)
+        }
+        None => None,
+    };
     let bound = bind_sockets(&options.provider_volume, &backends)?;
-    let mut running = start(&options, &backends, bound).await?;
+    let mut running = start(&options, &backends, bound, audit).await?;
     let failure = tokio::select! {
         () = shutdown => None,
         Some(finished) = running.servers.join_next() => {
@@ -148,6 +166,7 @@ async fn start(
     options: &ServeOptions,
     backends: &[Arc<dyn SecretBackend>],
     bound: Vec<BoundBackend>,
+    audit: Option<crate::audit::AuditLog>,
 ) -> Result<Running, ServeError> {
     let stop = CancellationToken::new();
     let owned: Vec<BoundSocket> = bound.iter().map(|b| b.socket.clone()).collect();
@@ -159,10 +178,15 @@ async fn start(
         drop(policy.clone().watch(metrics.policy_valid(), stop.clone()));
     }
 
+    let mut service_config = options.service.clone();
+    if let Some(mut audit) = audit {
+        audit.set_error_counter(metrics.audit_write_errors());
+        service_config.audit = Some(Arc::new(audit));
+    }
     let mut servers = JoinSet::new();
     let mut services = Vec::new();
     for BoundBackend { backend, socket, listener } in bound {
-        let service = ProviderService::with_metrics(backend, options.service.clone(), metrics.clone());
+        let service = ProviderService::with_metrics(backend, service_config.clone(), metrics.clone());
         services.push(service.clone());
         servers.spawn(serve_socket(socket.path, listener, service, stop.clone()));
     }

@@ -5,18 +5,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use csi_secrets_provider_core::{
-    DRIVER_MAX_RESPONSE_BYTES, Error, MountKind, MountRequest, MountResponse, ObjectVersion, SecretBackend,
-    check_response_size,
+    DRIVER_MAX_RESPONSE_BYTES, Error, MountKind, MountRequest, MountResponse, ObjectRecord, ObjectVersion,
+    SecretBackend, check_response_size,
 };
 use futures::FutureExt;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{AuditLog, MountFacts};
 use crate::metrics::Metrics;
 use crate::proto;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::status::to_status;
 use crate::targets::{MountedTargets, TargetMemory};
+use csi_secrets_provider_core::audit::{denied_mount, failed_mount};
 use prometheus_client::metrics::gauge::Gauge;
 
 /// Limits applied to every mount.
@@ -30,6 +32,8 @@ pub struct ServiceConfig {
     pub targets: TargetMemory,
     /// The admin policy, checked before the backend is called (`serve --policy`).
     pub policy: Option<crate::policy::PolicyStore>,
+    /// The audit trail, written before each Mount answers (`serve --audit-log`).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl Default for ServiceConfig {
@@ -39,6 +43,7 @@ impl Default for ServiceConfig {
             mount_timeout: Duration::from_secs(60),
             targets: TargetMemory::default(),
             policy: None,
+            audit: None,
         }
     }
 }
@@ -97,18 +102,41 @@ impl ProviderService {
             decoded.kind = self.targets.kind_of(&decoded.target_path);
             decoded
         });
+        let mut denied = None;
         let outcome = match &decoded {
-            Ok(decoded) => self.run(decoded, started, caller_timeout).await,
+            Ok(decoded) => self.run(decoded, started, caller_timeout, &mut denied).await,
             Err(error) => Err(error.clone()),
         };
         if let (Ok(decoded), Ok(_)) = (&decoded, &outcome) {
             self.targets.remember(&decoded.target_path);
         }
         log_mount(self.backend.name(), decoded.as_ref().ok(), &outcome, started.elapsed());
-        let counted = outcome.as_ref().map(|(response, _)| response.files.len()).map_err(Error::kind);
+        if let Some(audit) = &self.config.audit {
+            self.audit(audit, decoded.as_ref().ok(), &outcome, denied.as_deref(), started.elapsed());
+        }
+        let counted = outcome.as_ref().map(|done| done.response.files.len()).map_err(Error::kind);
         let kind = decoded.as_ref().map_or(MountKind::First, |d| d.kind);
         self.metrics.mount_finished(self.backend.name(), kind, counted, started.elapsed());
-        outcome.map(|(response, _)| response)
+        outcome.map(|done| done.response)
+    }
+
+    /// The audit lines of one mount: the backend's records when it answered; otherwise what
+    /// the SecretProviderClass names, blamed as the error says (see `core::audit`).
+    fn audit(
+        &self,
+        trail: &AuditLog,
+        request: Option<&MountRequest>,
+        outcome: &Result<Mounted, Error>,
+        denied: Option<&[String]>,
+        duration: Duration,
+    ) {
+        let facts = MountFacts { backend: self.backend.name(), request, duration };
+        let planned = || request.map(|r| self.backend.validate(&r.parameters).objects).unwrap_or_default();
+        match (outcome, denied) {
+            (Ok(done), _) => trail.record(facts, &done.records, None),
+            (Err(error), Some(denied)) => trail.record(facts, &denied_mount(&planned(), denied), Some(error)),
+            (Err(error), None) => trail.record(facts, &failed_mount(&planned(), error), Some(error)),
+        }
     }
 
     async fn run(
@@ -116,15 +144,16 @@ impl ProviderService {
         request: &MountRequest,
         started: Instant,
         caller_timeout: Option<Duration>,
-    ) -> Result<(proto::MountResponse, usize), Error> {
+        denied: &mut Option<Vec<String>>,
+    ) -> Result<Mounted, Error> {
         let budget = caller_timeout.map_or(self.config.mount_timeout, |t| t.min(self.config.mount_timeout));
         // Before any token exchange or cloud read: a denied object costs nothing.
         if let Some(policy) = &self.config.policy
-            && let Err((error, denied)) =
-                crate::policy::check(&policy.current(), self.backend.as_ref(), request)
+            && let Err(refusal) = crate::policy::check(&policy.current(), self.backend.as_ref(), request)
         {
-            self.metrics.policy_denied(self.backend.name(), denied);
-            return Err(error);
+            self.metrics.policy_denied(self.backend.name(), refusal.denied.len());
+            *denied = Some(refusal.denied);
+            return Err(refusal.error);
         }
         let mut request = request.clone();
         request.deadline = Some(started + budget);
@@ -148,11 +177,18 @@ impl ProviderService {
         self.metrics.optional_objects_skipped(self.backend.name(), response.skipped.len());
         log_stale(self.backend.name(), &request, &response.stale);
         self.metrics.stale_served(self.backend.name(), response.stale.len());
-        let objects = response.versions.len();
         let encoded = to_proto(&response, &request.current_versions);
         check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;
-        Ok((encoded, objects))
+        Ok(Mounted { objects: response.versions.len(), response: encoded, records: response.records })
     }
+}
+
+/// A mount that succeeded: what the driver gets, and what the log and the audit trail say.
+struct Mounted {
+    response: proto::MountResponse,
+    /// Object versions reported.
+    objects: usize,
+    records: Vec<ObjectRecord>,
 }
 
 /// Counts a mount in flight until dropped: also when the driver abandons the call and tonic
@@ -212,7 +248,7 @@ fn to_proto(response: &MountResponse, current: &[ObjectVersion]) -> proto::Mount
 fn log_mount(
     backend: &str,
     request: Option<&MountRequest>,
-    outcome: &Result<(proto::MountResponse, usize), Error>,
+    outcome: &Result<Mounted, Error>,
     elapsed: Duration,
 ) {
     let namespace = request.and_then(|r| r.pod.namespace.as_deref()).unwrap_or("-");
@@ -220,7 +256,7 @@ fn log_mount(
     let spc = request.and_then(|r| r.spc_name.as_deref()).unwrap_or("-");
     let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     match outcome {
-        Ok((response, objects)) => tracing::info!(
+        Ok(Mounted { response, objects, .. }) => tracing::info!(
             backend,
             pod.namespace = namespace,
             pod.name = pod,

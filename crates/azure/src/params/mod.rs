@@ -121,6 +121,13 @@ pub struct MountSpec {
     pub plan: FilePlan,
 }
 
+impl MountSpec {
+    /// `object` as the admin policy and the audit trail name it: `vault/objectName`.
+    pub fn resolved_name(&self, object: &ObjectSpec) -> String {
+        format!("{}/{}", object.keyvault_name.as_deref().unwrap_or(&self.keyvault_name), object.name)
+    }
+}
+
 /// Parses the parameters: every problem found, or the spec.
 pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpec, Vec<Error>> {
     let mut problems = Vec::new();

@@ -204,7 +204,7 @@ where
     /// result of an identical read in flight, or of `fetch`, which this call then runs for
     /// everyone who asks meanwhile. A successful fetch is kept for later remounts (and, with
     /// `stale_if_error`, for mounts during an outage: see [`Self::or_stale`]).
-    pub async fn read<F, Fut>(&self, key: K, policy: impl Into<ReadPolicy>, fetch: F) -> Result<V>
+    pub async fn read<F, Fut>(&self, key: K, policy: impl Into<ReadPolicy>, fetch: F) -> Result<Served<V>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
@@ -217,9 +217,9 @@ where
     /// (unreachable, 5xx, throttled, out of time) replaced by the last good value of `key` when
     /// it is younger than the policy's `stale_if_error`; any other failure (denied, not found,
     /// bad request) as it is, since serving a value then would hide a decision or a mistake.
-    pub fn or_stale(&self, key: &K, result: Result<V>, policy: ReadPolicy) -> Result<Served<V>> {
+    pub fn or_stale(&self, key: &K, result: Result<Served<V>>, policy: ReadPolicy) -> Result<Served<V>> {
         let error = match result {
-            Ok(value) => return Ok(Served::fresh(value)),
+            Ok(served) => return Ok(served),
             Err(error) => error,
         };
         let Some(max_age) = policy.stale_if_error.filter(|_| error.is_outage()) else {
@@ -228,7 +228,7 @@ where
         let state = self.inner.lock();
         match state.kept.get(key).map(|kept| (kept, kept.read_at.elapsed())) {
             Some((kept, age)) if age < max_age && age < kept.retention => {
-                Ok(Served { value: kept.value.clone(), stale: Some((age, error)) })
+                Ok(Served { value: kept.value.clone(), stale: Some((age, error)), shared: false })
             }
             _ => Err(error),
         }
@@ -237,7 +237,7 @@ where
     /// The result of an identical read in flight, or of `fetch`, run once for everyone who asks
     /// meanwhile; nothing is kept (for one call that answers several keys, each then kept with
     /// [`Self::keep`]).
-    pub async fn single_flight<F, Fut>(&self, key: K, fetch: F) -> Result<V>
+    pub async fn single_flight<F, Fut>(&self, key: K, fetch: F) -> Result<Served<V>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
@@ -245,7 +245,7 @@ where
         self.run(key, MountKind::First, Keep::No, fetch).await
     }
 
-    async fn run<F, Fut>(&self, key: K, kind: MountKind, keep: Keep, fetch: F) -> Result<V>
+    async fn run<F, Fut>(&self, key: K, kind: MountKind, keep: Keep, fetch: F) -> Result<Served<V>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
@@ -256,13 +256,13 @@ where
             if let (Ok(value), Keep::Yes(stale_if_error)) = (&result, keep) {
                 Inner::keep(&self.inner, key, value.clone(), stale_if_error);
             }
-            return result;
+            return result.map(Served::fresh);
         }
         loop {
             let role = {
                 let mut state = self.inner.lock();
                 if let Some(value) = self.inner.reuse(&state, &key, kind) {
-                    return Ok(value);
+                    return Ok(Served::shared(value));
                 }
                 match state.in_flight.get(&key) {
                     Some(receiver) => Role::Follow(receiver.clone()),
@@ -278,7 +278,7 @@ where
                     let outcome = receiver.wait_for(Option::is_some).await.ok().and_then(|o| o.clone());
                     if let Some(result) = outcome {
                         self.inner.stats.in_flight_joins.fetch_add(1, Ordering::Relaxed);
-                        return result;
+                        return result.map(Served::shared);
                     }
                     // The leading mount was abandoned (its caller gave up): read again.
                 }
@@ -286,7 +286,7 @@ where
                     let flight = Flight { inner: &self.inner, key: &key, keep, sender: Some(sender) };
                     let result = fetch().await;
                     flight.finish(&result);
-                    return result;
+                    return result.map(Served::fresh);
                 }
             }
         }
@@ -294,8 +294,8 @@ where
 
     /// A read this mount may reuse (see [`MountKind`]), without asking anyone: `None` for a
     /// first mount.
-    pub fn recent(&self, key: &K, kind: MountKind) -> Option<V> {
-        self.inner.reuse(&self.inner.lock(), key, kind)
+    pub fn recent(&self, key: &K, kind: MountKind) -> Option<Served<V>> {
+        self.inner.reuse(&self.inner.lock(), key, kind).map(Served::shared)
     }
 
     /// Keeps a value read outside [`Self::read`] (one call that answered several keys), for

@@ -52,18 +52,32 @@ impl From<MountKind> for ReadPolicy {
     }
 }
 
-/// A value as a mount got it: fresh (or a shared read), or the last good value served in place
-/// of a failed read.
+/// A value as a mount got it: read for it, taken from a read another mount made (shared), or
+/// the last good value served in place of a failed read (stale).
 #[derive(Debug, Clone)]
 pub struct Served<V> {
     pub value: V,
     /// Set when the value was served instead of a failed read: its age and that failure.
     pub stale: Option<(Duration, Error)>,
+    /// Whether the value came from a read another mount made (a remount's reuse or a read
+    /// joined in flight) rather than a call made for this mount: for the audit trail.
+    pub shared: bool,
 }
 
 impl<V> Served<V> {
+    /// A value read for this mount.
     pub fn fresh(value: V) -> Self {
-        Self { value, stale: None }
+        Self { value, stale: None, shared: false }
+    }
+
+    /// A value taken from a read another mount made.
+    pub fn shared(value: V) -> Self {
+        Self { value, stale: None, shared: true }
+    }
+
+    /// The same provenance, another value (a listing narrowed, a batch's answer unpacked).
+    pub fn map<W>(self, f: impl FnOnce(V) -> W) -> Served<W> {
+        Served { value: f(self.value), stale: self.stale, shared: self.shared }
     }
 
     /// What the server reports (a warning and a metric) when `object` was served stale.

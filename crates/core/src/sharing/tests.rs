@@ -33,13 +33,15 @@ async fn remounts_reuse_a_read_within_the_window_and_first_mounts_read_fresh() -
     let earlier_pod = remount().await;
     reads.read("a", MountKind::First, || counted(&calls, "v1")).await?;
     let remount = reads.read("a", earlier_pod, || counted(&calls, "v2")).await?;
-    assert_eq!(remount.expose(), b"v1", "the remount took the kept read");
+    assert_eq!(remount.value.expose(), b"v1", "the remount took the kept read");
+    assert!(remount.shared, "a kept read is reported shared (audit trail)");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let first = reads.read("a", MountKind::First, || counted(&calls, "v2")).await?;
-    assert_eq!(first.expose(), b"v2", "a first mount reads fresh");
+    assert_eq!(first.value.expose(), b"v2", "a first mount reads fresh");
+    assert!(!first.shared, "its own read");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     let remount = reads.read("a", earlier_pod, || counted(&calls, "v3")).await?;
-    assert_eq!(remount.expose(), b"v2", "the fresh read replaced the old one");
+    assert_eq!(remount.value.expose(), b"v2", "the fresh read replaced the old one");
     reads.read("b", earlier_pod, || counted(&calls, "b")).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 3, "another key is another read");
     Ok(())
@@ -61,7 +63,7 @@ async fn the_window_ends_and_the_value_is_dropped() -> Result<()> {
     assert!(reads.is_empty(), "dropped when the window ended, without another access");
     assert_eq!(stats.bytes_held(), 0);
     let after = reads.read("a", earlier_pod, || counted(&calls, "v2")).await?;
-    assert_eq!(after.expose(), b"v2");
+    assert_eq!(after.value.expose(), b"v2");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(stats.remount_hits(), 1);
     Ok(())
@@ -101,9 +103,13 @@ async fn concurrent_first_mounts_share_one_read() -> Result<()> {
         let _ = release.send(true);
     };
     let (results, ()) = tokio::join!(all, opener);
+    let mut shared = 0;
     for result in results {
-        assert_eq!(result?.expose(), b"v");
+        let served = result?;
+        assert_eq!(served.value.expose(), b"v");
+        shared += usize::from(served.shared);
     }
+    assert_eq!(shared, 19, "every mount but the one that read is reported shared");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(stats.in_flight_joins(), 19);
     Ok(())
@@ -117,8 +123,8 @@ async fn single_flight_keeps_nothing_but_keep_does() -> Result<()> {
     reads.single_flight("batch", || counted(&calls, "ab")).await?;
     assert!(reads.is_empty());
     reads.keep("a", value("a"), None);
-    assert_eq!(reads.recent(&"a", earlier_pod).map(|v| v.expose().to_vec()), Some(b"a".to_vec()));
-    assert_eq!(reads.recent(&"b", earlier_pod).map(|v| v.expose().to_vec()), None);
+    assert_eq!(reads.recent(&"a", earlier_pod).map(|v| v.value.expose().to_vec()), Some(b"a".to_vec()));
+    assert_eq!(reads.recent(&"b", earlier_pod).map(|v| v.value.expose().to_vec()), None);
     assert!(reads.recent(&"a", MountKind::First).is_none(), "a first mount reads fresh");
     assert!(reads.recent(&"a", remount().await).is_none(), "a target mounted after the read reads fresh");
     Ok(())
@@ -136,7 +142,7 @@ async fn failures_are_shared_in_flight_but_never_kept() -> Result<()> {
         .await;
     assert!(failed.is_err());
     let retried = reads.read("a", remount().await, || counted(&calls, "v")).await?;
-    assert_eq!(retried.expose(), b"v");
+    assert_eq!(retried.value.expose(), b"v");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     Ok(())
 }
@@ -159,7 +165,7 @@ async fn an_abandoned_leader_lets_the_followers_read() -> Result<()> {
     };
     let (abandoned, followed) = tokio::join!(leader, follower);
     assert!(abandoned.is_err(), "the leader timed out");
-    assert_eq!(followed?.expose(), b"v");
+    assert_eq!(followed?.value.expose(), b"v");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     Ok(())
 }
@@ -201,18 +207,18 @@ async fn a_remount_never_takes_a_read_older_than_its_previous_mount() -> Result<
     // The secret changes; a's republish a few seconds later must not get its own old read.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let a = reads.read("s", pod_a, || counted(&calls, "v2")).await?;
-    assert_eq!(a.expose(), b"v2", "a's remount read afresh: the kept read was its own");
+    assert_eq!(a.value.expose(), b"v2", "a's remount read afresh: the kept read was its own");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     // b and c remount in the same round: a's read is newer than their files, so they share it.
     for pod in [pod_b, pod_c] {
-        assert_eq!(reads.read("s", pod, || counted(&calls, "v3")).await?.expose(), b"v2");
+        assert_eq!(reads.read("s", pod, || counted(&calls, "v3")).await?.value.expose(), b"v2");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2, "the round cost one read");
 
     // Still bounded by the window: past it even a target mounted long before reads again.
     tokio::time::sleep(Duration::from_secs(61)).await;
-    assert_eq!(reads.read("s", pod_b, || counted(&calls, "v3")).await?.expose(), b"v3");
+    assert_eq!(reads.read("s", pod_b, || counted(&calls, "v3")).await?.value.expose(), b"v3");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     Ok(())
 }
@@ -277,13 +283,16 @@ async fn stale_values_are_kept_with_sharing_off_and_under_the_byte_cap() -> Resu
     reads.read("a", policy, || counted(&calls, "aaaa")).await?;
     reads.read("a", remount().await, || counted(&calls, "aaaa")).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 2, "window 0: no remount shares a read");
-    assert_eq!(reads.or_stale(&"a", outage().await, policy)?.value.expose(), b"aaaa");
+    assert_eq!(reads.or_stale(&"a", outage().await.map(Served::fresh), policy)?.value.expose(), b"aaaa");
     // One after the other (the paused clock would give them one instant: no oldest).
     tokio::time::sleep(Duration::from_millis(1)).await;
     reads.read("b", policy, || counted(&calls, "bbbb")).await?;
     tokio::time::sleep(Duration::from_millis(1)).await;
     reads.read("c", policy, || counted(&calls, "cccc")).await?;
-    assert!(reads.or_stale(&"a", outage().await, policy).is_err(), "the oldest went to make room");
-    assert!(reads.or_stale(&"c", outage().await, policy).is_ok());
+    assert!(
+        reads.or_stale(&"a", outage().await.map(Served::fresh), policy).is_err(),
+        "the oldest went to make room"
+    );
+    assert!(reads.or_stale(&"c", outage().await.map(Served::fresh), policy).is_ok());
     Ok(())
 }

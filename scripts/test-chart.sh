@@ -69,6 +69,12 @@ grep -q -- '- --policy=/etc/csi-secrets-provider/policy/policy.yaml' target/char
 grep -q 'name: secrets-provider-policy' target/chart/all-custom.yaml
 grep -q 'defaultAction: deny' target/chart/all-custom.yaml
 if grep -q -- '--policy' target/chart/default.yaml; then echo "no policy by default" >&2; exit 1; fi
+# The audit trail: off by default; stdout is `-`; a file is on a hostPath directory.
+if grep -q -- '--audit-log' target/chart/default.yaml; then echo "no audit trail by default" >&2; exit 1; fi
+render audit-stdout --set audit.log=stdout
+grep -q -- '- --audit-log=-$' target/chart/audit-stdout.yaml
+grep -q -- '- --audit-log=/var/log/csi-secrets-provider/audit.log' target/chart/all-custom.yaml
+grep -q 'path: /var/log/csi-secrets-audit$' target/chart/all-custom.yaml
 # Every AWS partition's region names, e.g. the European Sovereign Cloud's.
 "$helm" template x "$chart" --set image.flavour=aws --set aws.region=eusc-de-east-1 >/dev/null
 grep -q -- '- --shared-read-window=0$' target/chart/all-custom.yaml

@@ -5,6 +5,7 @@
 //! `azure_security_keyvault_*`) over one shared reqwest client.
 #![forbid(unsafe_code)]
 
+mod attribution;
 mod cloud;
 mod convert;
 mod identity;
@@ -144,6 +145,7 @@ impl AzureBackend {
             transport: Some(transport),
             retry: RetryOptions::exponential(retry),
             cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
+            per_call_policies: vec![attribution::PodUserAgent::policy()],
             ..Default::default()
         })
     }
@@ -364,6 +366,7 @@ impl SecretBackend for AzureBackend {
             },
             None => identity,
         };
+        let context = attribution::call_context(attribution::CallerPod::of(request).as_ref());
         let write = WriteOptions {
             construct_pem_chain: self.options.construct_pem_chain,
             write_cert_and_key_in_separate_files: self.options.write_cert_and_key_in_separate_files,
@@ -374,7 +377,7 @@ impl SecretBackend for AzureBackend {
             .map(|object| {
                 let vault_name = object.keyvault_name.as_deref().unwrap_or(&spec.keyvault_name);
                 let vault = vaults.iter().find(|vault| vault.name == vault_name);
-                let identity = &identity;
+                let (identity, context) = (&identity, &context);
                 async move {
                     let vault = vault.ok_or_else(|| Error::internal("no client for the object's vault"))?;
                     let reads = VaultReads {
@@ -384,6 +387,7 @@ impl SecretBackend for AzureBackend {
                         policy: request.read_policy(),
                         shared: &self.reads,
                         deadline: request.deadline,
+                        context,
                     };
                     let read = vault::fetch(&reads, object, write);
                     match before_deadline(request.deadline, "Key Vault (or Azure AD)", &[&object.name], read)

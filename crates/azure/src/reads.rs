@@ -51,6 +51,8 @@ pub(crate) struct VaultReads<'a> {
     pub shared: &'a SharedVaultReads,
     /// The mount's deadline: a read still running then is an outage `staleIfError` may cover.
     pub deadline: Option<std::time::Instant>,
+    /// The SDK's per-call context: it names the mounting pod (`crate::attribution`).
+    pub context: &'a azure_core::http::Context<'static>,
 }
 
 impl VaultReads<'_> {
@@ -76,7 +78,7 @@ impl VaultReads<'_> {
         let read = self
             .shared
             .objects
-            .read(key.clone(), self.policy, || vault::fetch_raw(self.clients, object, version));
+            .read(key.clone(), self.policy, || vault::fetch_raw(self.clients, object, version, self.context));
         let result = before_deadline(self.deadline, "Key Vault (or Azure AD)", &[&object.name], read).await;
         self.shared.objects.or_stale(&key, result, self.policy)
     }
@@ -87,7 +89,7 @@ impl VaultReads<'_> {
         let read = self
             .shared
             .listings
-            .read(key.clone(), self.policy, || vault::enabled_versions(self.clients, object));
+            .read(key.clone(), self.policy, || vault::enabled_versions(self.clients, object, self.context));
         let result = before_deadline(self.deadline, "Key Vault (or Azure AD)", &[&object.name], read).await;
         let listed = self.shared.listings.or_stale(&key, result, self.policy)?;
         Ok(Served {

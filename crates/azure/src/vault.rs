@@ -1,5 +1,6 @@
 //! Fetching one SPC object from Key Vault and turning it into files, as the Azure provider does.
 
+use azure_core::http::{ClientMethodOptions, Context, pager::PagerOptions};
 use base64::Engine;
 use csi_secrets_provider_core::{
     Error, ErrorKind, HeldBytes, MountedFile, ObjectVersion, SecretBytes, Served, StaleObject, jmes,
@@ -195,13 +196,16 @@ pub(crate) async fn fetch_raw(
     clients: &VaultClients,
     object: &ObjectSpec,
     version: Option<&str>,
+    context: &Context<'static>,
 ) -> Result<RawObject, Error> {
     let version = version.filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("latest")).map(str::to_owned);
+    let method_options = ClientMethodOptions { context: context.clone() };
     let failed = |e| sdk_error(e, object, version.as_deref());
     match object.object_type {
         ObjectType::Secret => {
             let options = azure_security_keyvault_secrets::models::SecretClientGetSecretOptions {
                 secret_version: version.clone(),
+                method_options,
                 ..Default::default()
             };
             let secret = clients
@@ -220,7 +224,7 @@ pub(crate) async fn fetch_raw(
         ObjectType::Key => {
             let options = azure_security_keyvault_keys::models::KeyClientGetKeyOptions {
                 key_version: version.clone(),
-                ..Default::default()
+                method_options,
             };
             let key = clients
                 .keys
@@ -245,7 +249,7 @@ pub(crate) async fn fetch_raw(
             let options =
                 azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions {
                     certificate_version: version.clone(),
-                    ..Default::default()
+                    method_options,
                 };
             let certificate = clients
                 .certificates
@@ -325,7 +329,9 @@ fn certificate_secret(
 pub(crate) async fn enabled_versions(
     clients: &VaultClients,
     object: &ObjectSpec,
+    context: &Context<'static>,
 ) -> Result<Vec<String>, Error> {
+    let pager_options = || PagerOptions { context: context.clone(), ..Default::default() };
     let mut versions: Vec<(i128, String)> = Vec::new();
     let mut add =
         |id: Option<String>, enabled: Option<bool>, created: Option<azure_core::time::OffsetDateTime>| {
@@ -337,14 +343,29 @@ pub(crate) async fn enabled_versions(
     match object.object_type {
         ObjectType::Secret => {
             let mut pager =
-                clients.secrets.list_secret_properties_versions(&object.name, None).map_err(map)?;
+                clients.secrets.list_secret_properties_versions(
+                &object.name,
+                Some(azure_security_keyvault_secrets::models::SecretClientListSecretPropertiesVersionsOptions {
+                    method_options: pager_options(),
+                    ..Default::default()
+                }),
+            ).map_err(map)?;
             while let Some(item) = pager.try_next().await.map_err(map)? {
                 let attributes = item.attributes.unwrap_or_default();
                 add(item.id, attributes.enabled, attributes.created);
             }
         }
         ObjectType::Key => {
-            let mut pager = clients.keys.list_key_properties_versions(&object.name, None).map_err(map)?;
+            let mut pager = clients
+                .keys
+                .list_key_properties_versions(
+                    &object.name,
+                    Some(azure_security_keyvault_keys::models::KeyClientListKeyPropertiesVersionsOptions {
+                        method_options: pager_options(),
+                        ..Default::default()
+                    }),
+                )
+                .map_err(map)?;
             while let Some(item) = pager.try_next().await.map_err(map)? {
                 let attributes = item.attributes.unwrap_or_default();
                 add(item.kid, attributes.enabled, attributes.created);
@@ -352,7 +373,15 @@ pub(crate) async fn enabled_versions(
         }
         ObjectType::Cert => {
             let mut pager =
-                clients.certificates.list_certificate_properties_versions(&object.name, None).map_err(map)?;
+                clients.certificates.list_certificate_properties_versions(
+                &object.name,
+                Some(
+                    azure_security_keyvault_certificates::models::CertificateClientListCertificatePropertiesVersionsOptions {
+                        method_options: pager_options(),
+                        ..Default::default()
+                    },
+                ),
+            ).map_err(map)?;
             while let Some(item) = pager.try_next().await.map_err(map)? {
                 let attributes = item.attributes.unwrap_or_default();
                 add(item.id, attributes.enabled, attributes.created);

@@ -41,6 +41,22 @@ fn assert_no_secrets(path: &Path, secrets: &[&str], responses: &[MountResponse])
     Ok(())
 }
 
+/// A trail that was asked for but cannot be written refuses the start, before any socket.
+#[test]
+fn an_audit_log_that_cannot_be_opened_refuses_the_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let output = std::process::Command::new(BINARY)
+        .args(["serve", "--provider-volume"])
+        .arg(dir.path())
+        .args(["--audit-log", "/nonexistent-dir/audit.log"])
+        .output()?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot open the audit log /nonexistent-dir/audit.log"), "{stderr}");
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 0, "no socket");
+    Ok(())
+}
+
 #[cfg(feature = "aws")]
 mod aws {
     use super::*;

@@ -477,3 +477,27 @@ async fn an_empty_objects_array_is_refused_saying_why() -> TestResult {
     assert_eq!(world.azure.vault_reads(), 0);
     Ok(())
 }
+
+/// Key Vault's diagnostic logs (`clientInfo`) say which pod read what: every request, the
+/// listing of `objectVersionHistory` and the 401 challenge included, names the mounting pod
+/// after the SDK's own User-Agent, though the clients are shared by every pod of the identity.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_key_vault_request_names_the_mounting_pod() -> TestResult {
+    let world = world(&[]).await?;
+    world.azure.set_secret(VAULT, "db", "one");
+    world.azure.set_secret(VAULT, "db", "two");
+    let objects = [
+        "objectName: db\nobjectType: secret",
+        "objectName: db\nobjectType: secret\nobjectAlias: hist\nobjectVersionHistory: 2",
+    ];
+    world.mount(&objects).await?;
+    world.mount_as("workload-sa", &objects[..1], &[("csi.storage.k8s.io/pod.name", "api-7")]).await?;
+    let requests = world.azure.vault_requests();
+    assert!(requests.len() >= 5, "{requests:?}");
+    let (web, api): (Vec<_>, Vec<_>) =
+        requests.iter().partition(|r| r.user_agent.ends_with(" csi-default.web-0"));
+    assert!(api.iter().all(|r| r.user_agent.ends_with(" csi-default.api-7")), "{api:?}");
+    assert!(!api.is_empty() && web.iter().any(|r| r.path.ends_with("/versions")), "{requests:?}");
+    assert!(requests.iter().all(|r| r.user_agent.starts_with("azsdk-rust-")), "{requests:?}");
+    Ok(())
+}

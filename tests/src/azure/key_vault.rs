@@ -36,6 +36,12 @@ pub(super) fn key_vault(state: &mut State, vault_name: &str, request: &Request) 
         vault: vault_name.to_owned(),
         path: request.uri.path().to_owned(),
         status: response.status().as_u16(),
+        user_agent: request
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
     });
     response
 }

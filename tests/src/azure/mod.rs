@@ -79,6 +79,8 @@ pub struct VaultRequest {
     pub vault: String,
     pub path: String,
     pub status: u16,
+    /// The User-Agent, as Key Vault's diagnostic logs record it (`clientInfo`).
+    pub user_agent: String,
 }
 
 /// A broken answer for requests whose path contains `fragment`.

@@ -67,6 +67,11 @@ impl DriverClient {
             permission,
             current_object_version: Vec::new(),
         };
+        self.send(request).await
+    }
+
+    /// Sends `request` as it is (a remount with the versions the driver holds, say).
+    pub async fn send(&mut self, request: MountRequest) -> Result<MountResponse, tonic::Status> {
         let mut request = tonic::Request::new(request);
         if let Some(timeout) = self.timeout {
             request.set_timeout(timeout);

@@ -137,6 +137,33 @@ impl AwsWorld {
             .await
     }
 
+    /// A remount of `target_path` as `shop/web`, sending the object versions the driver holds
+    /// (`current`), as a driver does for every republish.
+    pub async fn remount_with_versions(
+        &self,
+        target_path: &str,
+        parameters: &[(&str, &str)],
+        current: Vec<csi_secrets_provider_server::proto::ObjectVersion>,
+    ) -> Result<MountResponse, tonic::Status> {
+        let sts_token =
+            jwt::service_account_token(AWS_NAMESPACE, "web", "sts.amazonaws.com", jwt::VALID_UNTIL);
+        let tokens = serde_json::json!({
+            "sts.amazonaws.com": { "token": sts_token, "expirationTimestamp": "2099-01-01T00:00:00Z" },
+        })
+        .to_string();
+        let mut all: Vec<(&str, &str)> = parameters.to_vec();
+        all.push(("csi.storage.k8s.io/serviceAccount.name", "web"));
+        all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
+        let request = csi_secrets_provider_server::proto::MountRequest {
+            attributes: pod_attributes(&all).to_string(),
+            secrets: "null".to_owned(),
+            target_path: target_path.to_owned(),
+            permission: "420".to_owned(),
+            current_object_version: current,
+        };
+        DriverClient::new(&self.provider.socket("aws")).with_timeout(self.driver_timeout).send(request).await
+    }
+
     /// A first mount as service account `shop/web`.
     pub async fn mount(&self, parameters: &[(&str, &str)]) -> Result<MountResponse, tonic::Status> {
         self.mount_as("web", parameters).await

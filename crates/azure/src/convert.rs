@@ -146,10 +146,14 @@ pub fn order_chain(certificates: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, Error> {
         return Ok(certificates);
     }
     let links = certificates.iter().map(|c| link(c)).collect::<Result<Vec<_>, _>>()?;
-    // A leaf issues none of the others.
-    let leaves: Vec<usize> = (0..links.len())
-        .filter(|&i| !(0..links.len()).any(|j| j != i && issued(&links[i], &links[j])))
-        .collect();
+    // A leaf issues none of the others; a self-signed root is not one, even when the
+    // intermediate between them is missing (that chain is incomplete, not two-leaved).
+    let issues_none = |i: usize| !(0..links.len()).any(|j| j != i && issued(&links[i], &links[j]));
+    let mut leaves: Vec<usize> =
+        (0..links.len()).filter(|&i| issues_none(i) && !self_signed(&links[i])).collect();
+    if leaves.is_empty() {
+        leaves = (0..links.len()).filter(|&i| issues_none(i)).collect();
+    }
     let leaf = match leaves.as_slice() {
         [leaf] => *leaf,
         [] => {
@@ -178,7 +182,10 @@ pub fn order_chain(certificates: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, Error> {
         }
     }
     if order.len() != certificates.len() {
-        tracing::warn!("certificate chain is incomplete; keeping the stored order");
+        // Upstream's words, which log alerts match.
+        tracing::warn!(
+            "certificate chain is not complete due to missing intermediate/root certificates in the cert from key vault; keeping the stored order"
+        );
         return Ok(certificates);
     }
     Ok(order.into_iter().map(|i| certificates[i].clone()).collect())

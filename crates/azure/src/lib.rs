@@ -208,6 +208,14 @@ impl AzureBackend {
             }
             IdentityMode::ServicePrincipal => service_principal(request, authority, tenant),
             IdentityMode::TokenProxy { client_id } => {
+                if !request.tokens.is_provided() {
+                    return Err(Error::invalid_config(format!(
+                        "service account tokens are required for identity binding: the CSIDriver's \
+                         tokenRequests must include audience {}",
+                        token_proxy::IDENTITY_BINDING_AUDIENCE
+                    ))
+                    .with_field(csi_secrets_provider_core::attr::SERVICE_ACCOUNT_TOKENS));
+                }
                 let token = pod_token(
                     request,
                     token_proxy::IDENTITY_BINDING_AUDIENCE,

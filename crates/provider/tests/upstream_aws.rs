@@ -132,7 +132,12 @@ async fn remounts_follow_rotations_and_moved_labels() -> TestResult {
     sm.put_secret_value().secret_id(&s2).secret_string("TestSecret2 v2").send().await?;
     // Secrets Manager keeps other labels on the version AWSCURRENT leaves; moto 5 drops them, so
     // `custom` is put back where AWS would have left it.
-    sm.update_secret_version_stage().secret_id(&s2).version_stage("custom").move_to_version_id(&s2_v1).send().await?;
+    sm.update_secret_version_stage()
+        .secret_id(&s2)
+        .version_stage("custom")
+        .move_to_version_id(&s2_v1)
+        .send()
+        .await?;
     sm.put_secret_value().secret_id(&s3).secret_string("TestSecret3 v2").send().await?;
     sm.put_secret_value()
         .secret_id(&json)

@@ -81,3 +81,65 @@ impl TestChain {
         text
     }
 }
+
+/// A chain leaf → `intermediates` CAs → root in which every certificate but the root names its
+/// issuer's key (authority key identifier) and the leaf has no subject key identifier, as a
+/// public CA issues them; leaf first, with the leaf's PKCS#8 key.
+pub fn chain_with_key_ids(intermediates: usize) -> Result<(Vec<Vec<u8>>, Vec<u8>), rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca = |name: String| -> Result<(CertificateParams, KeyPair), rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.use_authority_key_identifier_extension = true;
+        Ok((params, KeyPair::generate()?))
+    };
+    let (root_params, root_key) = ca("Chain Root".to_owned())?;
+    let mut certificates = vec![root_params.self_signed(&root_key)?.der().to_vec()];
+    let mut issuer = rcgen::Issuer::new(root_params, root_key);
+    for index in 1..=intermediates {
+        let (params, key) = ca(format!("Chain Intermediate {index}"))?;
+        certificates.push(params.signed_by(&key, &issuer)?.der().to_vec());
+        issuer = rcgen::Issuer::new(params, key);
+    }
+    let leaf_key = KeyPair::generate()?;
+    let mut leaf_params = CertificateParams::new(vec!["chain.example.com".to_owned()])?;
+    leaf_params.distinguished_name.push(DnType::CommonName, "chain.example.com");
+    leaf_params.use_authority_key_identifier_extension = true;
+    certificates.push(leaf_params.signed_by(&leaf_key, &issuer)?.der().to_vec());
+    certificates.reverse();
+    Ok((certificates, leaf_key.serialize_der()))
+}
+
+/// PEM text: the key (when given), then `certificates` in the order given.
+pub fn pem_text(key: Option<&[u8]>, certificates: &[&[u8]]) -> String {
+    let block = |tag: &str, der: &[u8]| {
+        pem::encode_config(
+            &pem::Pem::new(tag, der.to_vec()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
+    };
+    let mut text = key.map(|key| block("PRIVATE KEY", key)).unwrap_or_default();
+    for certificate in certificates {
+        text.push_str(&block("CERTIFICATE", certificate));
+    }
+    text
+}
+
+/// A PFX with an empty password holding `key` and `certificates` in the order given.
+pub fn pfx_of(key: &[u8], certificates: &[&[u8]]) -> Result<Vec<u8>, p12_keystore::error::Error> {
+    let certificates = certificates
+        .iter()
+        .map(|der| p12_keystore::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        "cert",
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+            b"1".to_vec(),
+            p12_keystore::PrivateKey::from_der(key)?,
+            certificates,
+        )),
+    );
+    store.writer("").write()
+}

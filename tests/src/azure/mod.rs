@@ -23,7 +23,7 @@ mod key_vault;
 
 pub use aad::{expired_service_account_token, service_account_token, service_account_token_for};
 use aad::{nmi_token, token_endpoint};
-pub use certs::{CertificateSecret, TestChain};
+pub use certs::{CertificateSecret, TestChain, chain_with_key_ids, pem_text, pfx_of};
 use key_vault::key_vault;
 
 pub const AUTHORITY_HOST: &str = "login.test";

@@ -230,8 +230,8 @@ fn parse_identity(parameters: &Parameters, problems: &mut Vec<Error>) -> Identit
             None => {
                 problems.push(
                     Error::invalid_config(
-                        "workload identity client ID and service account token are required for identity binding \
-                         (useAzureTokenProxy needs clientID)",
+                        "clientID is required for identity binding (useAzureTokenProxy needs the client ID of the \
+                         identity to use)",
                     )
                     .with_field(CLIENT_ID),
                 );

@@ -37,6 +37,9 @@ step "rustfmt"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 cargo fmt --all --check
 
+step "module layering: no crate's modules import each other in a circle"
+python3 scripts/check-module-cycles.py
+
 step "clippy (default features: aws + azure, whole workspace)"
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -2,13 +2,11 @@
 //! until shortly before they expire. Concurrent mounts of one identity wait for a single
 //! exchange instead of each doing their own.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use bytes::Bytes;
+use csi_secrets_provider_core::kit::ExpiringCache;
 use csi_secrets_provider_core::{Error, ErrorKind};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as HttpClient;
@@ -66,58 +64,12 @@ impl PodIdentityScope {
     }
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Credentials>>>;
+/// Credentials by identity, kept until [`REFRESH_MARGIN`] before they expire; concurrent mounts
+/// of one identity wait for a single exchange (the kit's [`ExpiringCache`]).
+pub type CredentialCache = ExpiringCache<IdentityKey, Credentials>;
 
-/// Credentials by identity.
-#[derive(Debug, Default)]
-pub struct CredentialCache {
-    slots: Mutex<HashMap<IdentityKey, Slot>>,
-}
-
-impl CredentialCache {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Cached credentials for `key` while fresh; otherwise `exchange` once (concurrent callers
-    /// for the same key wait for that one exchange).
-    pub async fn get_or_exchange<F, Fut>(&self, key: IdentityKey, exchange: F) -> Result<Credentials, Error>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Credentials, Error>>,
-    {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            prune(&mut slots);
-            Arc::clone(slots.entry(key).or_default())
-        };
-        let mut cached = slot.lock().await;
-        if let Some(credentials) = cached.as_ref().filter(|c| is_fresh(c)) {
-            return Ok(credentials.clone());
-        }
-        let credentials = exchange().await?;
-        // Without an expiry we cannot know when to stop using them: do not cache.
-        *cached = credentials.expiry().is_some().then(|| credentials.clone());
-        Ok(credentials)
-    }
-}
-
-fn is_fresh(credentials: &Credentials) -> bool {
-    credentials.expiry().is_some_and(|expiry| expiry > SystemTime::now() + REFRESH_MARGIN)
-}
-
-/// Drops slots nobody is using whose credentials are gone or stale, so the map does not grow
-/// with every service account ever seen.
-fn prune(slots: &mut HashMap<IdentityKey, Slot>) {
-    slots.retain(|_, slot| {
-        if Arc::strong_count(slot) > 1 {
-            return true;
-        }
-        match slot.try_lock() {
-            Ok(cached) => cached.as_ref().is_some_and(is_fresh),
-            Err(_) => true,
-        }
-    });
+pub fn credential_cache() -> CredentialCache {
+    ExpiringCache::new(REFRESH_MARGIN, Credentials::expiry)
 }
 
 /// A role session name CloudTrail can attribute: `csi-<namespace>-<service account>`, limited
@@ -258,6 +210,7 @@ pub fn token_subject(token: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn credentials(expires_in: Duration) -> Credentials {
@@ -270,32 +223,32 @@ mod tests {
 
     #[tokio::test]
     async fn one_exchange_per_identity_while_fresh() -> Result<(), Error> {
-        let cache = CredentialCache::new();
+        let cache = credential_cache();
         let exchanges = AtomicUsize::new(0);
         let exchange = || async {
             exchanges.fetch_add(1, Ordering::SeqCst);
             Ok(credentials(Duration::from_secs(3600)))
         };
         for _ in 0..5 {
-            cache.get_or_exchange(key("r", "a"), exchange).await?;
+            cache.get_or_fetch(key("r", "a"), exchange).await?;
         }
         assert_eq!(exchanges.load(Ordering::SeqCst), 1);
-        cache.get_or_exchange(key("r", "b"), exchange).await?;
-        cache.get_or_exchange(key("other-role", "a"), exchange).await?;
+        cache.get_or_fetch(key("r", "b"), exchange).await?;
+        cache.get_or_fetch(key("other-role", "a"), exchange).await?;
         assert_eq!(exchanges.load(Ordering::SeqCst), 3, "identities never share credentials");
         Ok(())
     }
 
     #[tokio::test]
     async fn concurrent_mounts_share_one_exchange() -> Result<(), Error> {
-        let cache = Arc::new(CredentialCache::new());
+        let cache = Arc::new(credential_cache());
         let exchanges = Arc::new(AtomicUsize::new(0));
         let calls = (0..20).map(|_| {
             let cache = Arc::clone(&cache);
             let exchanges = Arc::clone(&exchanges);
             async move {
                 cache
-                    .get_or_exchange(key("r", "a"), || async move {
+                    .get_or_fetch(key("r", "a"), || async move {
                         exchanges.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         Ok(credentials(Duration::from_secs(3600)))
@@ -312,21 +265,20 @@ mod tests {
 
     #[tokio::test]
     async fn near_expiry_and_failures_exchange_again() -> Result<(), Error> {
-        let cache = CredentialCache::new();
+        let cache = credential_cache();
         let exchanges = AtomicUsize::new(0);
         let soon = || async {
             exchanges.fetch_add(1, Ordering::SeqCst);
             Ok(credentials(REFRESH_MARGIN / 2))
         };
-        cache.get_or_exchange(key("r", "a"), soon).await?;
-        cache.get_or_exchange(key("r", "a"), soon).await?;
+        cache.get_or_fetch(key("r", "a"), soon).await?;
+        cache.get_or_fetch(key("r", "a"), soon).await?;
         assert_eq!(exchanges.load(Ordering::SeqCst), 2, "credentials inside the margin are not reused");
         let failed =
-            cache.get_or_exchange(key("r", "c"), || async { Err(Error::permission_denied("no")) }).await;
+            cache.get_or_fetch(key("r", "c"), || async { Err(Error::permission_denied("no")) }).await;
         assert!(failed.is_err());
-        let ok = cache
-            .get_or_exchange(key("r", "c"), || async { Ok(credentials(Duration::from_secs(3600))) })
-            .await;
+        let ok =
+            cache.get_or_fetch(key("r", "c"), || async { Ok(credentials(Duration::from_secs(3600))) }).await;
         assert!(ok.is_ok(), "a failure is not cached");
         Ok(())
     }

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use csi_secrets_provider_core::kit::{self, MountAssembly, ObjectNames, Rendered};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectRecord, ObjectVersion,
     Parameters, Result, SecretBackend, SharedReads, SharingOptions, Validation, before_deadline,
@@ -26,11 +27,11 @@ use csi_secrets_provider_core::{
 use tokio::sync::OnceCell;
 
 pub use crate::credentials::PodIdentityScope;
-use crate::credentials::{CredentialCache, IdentityKey, PodIdentityAgent};
+use crate::credentials::{CredentialCache, IdentityKey, PodIdentityAgent, credential_cache};
 use crate::fetch::{Fetched, RegionClients};
 use crate::kube_api::KubeApi;
 use crate::params::{AddressType, IdentityMode, MountSpec, ObjectSpec, ObjectType};
-use crate::reads::{MountRegions, ObjectReads, SharedObjects};
+use crate::reads::{MountReads, MountRegions, SharedObjects};
 
 /// API names in the `cloud_requests` metric.
 const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
@@ -124,7 +125,7 @@ impl AwsBackend {
             options,
             sdk: OnceCell::new(),
             kube: KubeApi::default(),
-            credentials: CredentialCache::new(),
+            credentials: credential_cache(),
             agent,
             objects: SharedObjects::new(sharing, &stats.sharing),
             role_arns: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
@@ -203,7 +204,7 @@ impl AwsBackend {
                 let key = IdentityKey::Irsa { role_arn: role_arn.clone(), namespace, service_account };
                 let credentials = self
                     .credentials
-                    .get_or_exchange(key.clone(), || self.assume_role(regions, &role_arn, &token, &session))
+                    .get_or_fetch(key.clone(), || self.assume_role(regions, &role_arn, &token, &session))
                     .await?;
                 Ok((key, credentials))
             }
@@ -225,7 +226,7 @@ impl AwsBackend {
                 let key = IdentityKey::PodIdentity { subject, namespace, service_account, pod };
                 let credentials = self
                     .credentials
-                    .get_or_exchange(key.clone(), || async {
+                    .get_or_fetch(key.clone(), || async {
                         let result = self.agent.credentials(&endpoints, &token).await;
                         self.stats.cloud_calls.record(POD_IDENTITY_AGENT, &result);
                         result
@@ -315,15 +316,20 @@ impl AwsBackend {
 }
 
 /// The object's file and its `jmesPath` files, with their versions.
-fn add_object_files(response: &mut MountResponse, object: &ObjectSpec, fetched: &Fetched) -> Result<()> {
+/// The object's file and, with `jmesPath`, one file per extracted key, each with the version.
+fn render(object: &ObjectSpec, fetched: &Fetched) -> Result<Rendered> {
     let extracted = csi_secrets_provider_core::jmes::extract(&object.name, &fetched.value, &object.jmes)?;
-    response.files.push(MountedFile::new(object.file_name.clone(), object.mode, fetched.value.clone()));
-    response.versions.push(ObjectVersion::new(object.file_name.clone(), fetched.version.clone()));
+    let mut rendered = Rendered::file(
+        MountedFile::new(object.file_name.clone(), object.mode, fetched.value.clone()),
+        ObjectVersion::new(object.file_name.clone(), fetched.version.clone()),
+    );
     for (entry, value) in object.jmes.iter().zip(extracted) {
-        response.files.push(MountedFile::new(entry.file_name.clone(), entry.mode, value));
-        response.versions.push(ObjectVersion::new(entry.file_name.clone(), fetched.version.clone()));
+        rendered.push(
+            MountedFile::new(entry.file_name.clone(), entry.mode, value),
+            ObjectVersion::new(entry.file_name.clone(), fetched.version.clone()),
+        );
     }
-    Ok(())
+    Ok(rendered)
 }
 
 fn token_for(request: &MountRequest, audience: &str, mode: &str) -> Result<String> {
@@ -397,42 +403,31 @@ impl SecretBackend for AwsBackend {
             |t: ObjectType| spec.objects.iter().filter(move |o| o.object_type == t).collect::<Vec<_>>();
         let secrets = of_type(ObjectType::SecretsManager);
         let parameters = of_type(ObjectType::SsmParameter);
-        let reads = ObjectReads {
+        let reads = MountReads {
             regions: &regions,
             identity: &identity,
-            policy: request.read_policy(),
+            objects: kit::ObjectReads::new(&self.objects.objects, request, "Secrets Manager"),
             shared: &self.objects,
             calls: &self.stats.cloud_calls,
             concurrency: self.options.concurrency,
-            deadline: request.deadline,
         };
         let (secret_values, parameter_values) =
             tokio::try_join!(reads.secrets(&secrets), reads.parameters(&parameters))?;
 
-        let mut response =
-            MountResponse { warnings: spec.plan.warnings().to_vec(), ..MountResponse::default() };
+        let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
         for (object, outcome) in
             secrets.iter().chain(&parameters).zip(secret_values.into_iter().chain(parameter_values))
         {
-            match outcome {
-                Ok(served) => {
-                    add_object_files(&mut response, object, &served.value)?;
-                    response.stale.extend(served.stale_object(&object.name));
-                    let resolved = if served.value.arn.is_empty() { &object.name } else { &served.value.arn };
-                    response.records.push(ObjectRecord::served(
-                        &object.name,
-                        resolved,
-                        &served.value.version,
-                        &served,
-                    ));
-                }
-                Err(skipped) => {
-                    response.records.push(ObjectRecord::skipped(&object.name, &object.name));
-                    response.skipped.push(skipped);
-                }
-            }
+            let resolved = match &outcome {
+                Ok(served) if !served.value.arn.is_empty() => served.value.arn.clone(),
+                _ => object.name.clone(),
+            };
+            let names = ObjectNames { object: &object.name, resolved: &resolved };
+            mount.add(names, outcome, |fetched| {
+                Ok::<_, Error>((fetched.version.clone(), render(object, fetched)?))
+            })?;
         }
-        Ok(response)
+        Ok(mount.finish())
     }
 
     fn stats(&self) -> Option<&BackendStats> {

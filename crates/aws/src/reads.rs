@@ -5,9 +5,10 @@
 //! remount looks each one up on its own, reads only the missing ones, and keeps each answer
 //! under its own key.
 
+use csi_secrets_provider_core::kit::{self, skip_if_absent};
 use csi_secrets_provider_core::{
-    CloudCalls, Error, HeldBytes, ReadPolicy, Served, SharedReads, SharingOptions, SharingStats,
-    SkippedObject, before_deadline,
+    CloudCalls, Error, HeldBytes, Served, SharedReads, SharingOptions, SharingStats, SkippedObject,
+    before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
@@ -45,7 +46,7 @@ pub(crate) struct ObjectReadKey {
 /// The backend's shared reads: objects by key, and SSM and Secrets Manager batches in flight.
 #[derive(Debug)]
 pub(crate) struct SharedObjects {
-    objects: SharedReads<ObjectReadKey, Fetched>,
+    pub(crate) objects: SharedReads<ObjectReadKey, Fetched>,
     batches: SharedReads<Vec<ObjectReadKey>, ParameterBatch>,
     secret_batches: SharedReads<Vec<ObjectReadKey>, SecretBatch>,
     /// Identities whose IAM policy refused `BatchGetSecretValue`: they read one secret a call,
@@ -112,20 +113,19 @@ type Answer = Option<Result<Served<Fetched>, Error>>;
 
 /// The reads of one mount.
 #[derive(Debug)]
-pub(crate) struct ObjectReads<'a> {
+pub(crate) struct MountReads<'a> {
     pub regions: &'a MountRegions,
     pub identity: &'a IdentityKey,
-    /// Remount reuse and `staleIfError`.
-    pub policy: ReadPolicy,
+    /// Each object's read (the kit's: sharing, remount rule, deadline, `staleIfError`).
+    pub objects: kit::ObjectReads<'a, ObjectReadKey, Fetched>,
+    /// The batches in flight and the identities refused batches.
     pub shared: &'a SharedObjects,
     pub calls: &'a CloudCalls,
     /// Objects (or SSM batches) read at once.
     pub concurrency: usize,
-    /// The mount's deadline: every read ends before it (see `core::deadline`).
-    pub deadline: Option<std::time::Instant>,
 }
 
-impl ObjectReads<'_> {
+impl MountReads<'_> {
     fn key(&self, object: &ObjectSpec) -> ObjectReadKey {
         let targets = self
             .regions
@@ -148,8 +148,7 @@ impl ObjectReads<'_> {
     /// reusable reads first, then batches, then each remaining object on its own.
     pub(crate) async fn secrets(&self, objects: &[&ObjectSpec]) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut answered: Vec<Answer> =
-            keys.iter().map(|key| self.shared.objects.recent(key, self.policy.kind).map(Ok)).collect();
+        let mut answered: Vec<Answer> = keys.iter().map(|key| self.objects.recent(key).map(Ok)).collect();
         if !self.shared.batch_refused(self.identity) {
             let batches: Vec<_> = self
                 .secret_batches(objects, &keys, &answered)
@@ -172,18 +171,14 @@ impl ObjectReads<'_> {
                 let served = match answer {
                     Some(answer) => answer,
                     None => {
-                        let read = self.shared.objects.read(key.clone(), self.policy, move || {
-                            fetch::secret(self.regions.of(object), object, self.calls)
-                        });
-                        let result =
-                            before_deadline(self.deadline, "Secrets Manager", &[&object.name], read).await;
-                        self.shared.objects.or_stale(&key, result, self.policy)
+                        self.objects
+                            .read(key, &object.name, move || {
+                                fetch::secret(self.regions.of(object), object, self.calls)
+                            })
+                            .await
                     }
                 };
-                match served {
-                    Ok(served) => Ok(Ok(served)),
-                    Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
-                }
+                skip_if_absent(&object.name, object.optional, served)
             })
             .collect();
         futures::stream::iter(reads).buffered(self.concurrency.max(1)).try_collect().await
@@ -241,7 +236,14 @@ impl ObjectReads<'_> {
             .shared
             .secret_batches
             .single_flight(batch_keys.clone(), || batch::secret_batch(&regions[0], &specs, self.calls));
-        let (answers, shared) = match before_deadline(self.deadline, "Secrets Manager", &names, call).await {
+        let (answers, shared) = match before_deadline(
+            self.objects.deadline(),
+            "Secrets Manager",
+            &names,
+            call,
+        )
+        .await
+        {
             Ok(answer) => (answer.value.answers, answer.shared),
             Err(error) => {
                 if error.kind() == csi_secrets_provider_core::ErrorKind::PermissionDenied {
@@ -255,7 +257,7 @@ impl ObjectReads<'_> {
         for ((same, key), answer) in batch.into_iter().zip(batch_keys).zip(answers) {
             let answer = match answer {
                 BatchAnswer::Value(fetched) => {
-                    self.shared.objects.keep(key, fetched.clone(), self.policy.stale_if_error);
+                    self.objects.keep(key, fetched.clone());
                     Some(Ok(Served { shared, ..Served::fresh(fetched) }))
                 }
                 BatchAnswer::Failed(error) => Some(Err(error)),
@@ -304,7 +306,7 @@ impl ObjectReads<'_> {
     ) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
         let mut found: Vec<Option<ObjectOutcome>> =
-            keys.iter().map(|key| self.shared.objects.recent(key, self.policy.kind).map(Ok)).collect();
+            keys.iter().map(|key| self.objects.recent(key).map(Ok)).collect();
         // The same parameter under several aliases is asked once (SSM answers a name once, as
         // upstream writes every alias) and its answer given to each.
         let missing: Vec<usize> = (0..found.len())
@@ -333,9 +335,7 @@ impl ObjectReads<'_> {
                         Err(error) => {
                             let outcomes = batch_keys
                                 .iter()
-                                .map(|key| {
-                                    self.shared.objects.or_stale(key, Err(error.clone()), self.policy).map(Ok)
-                                })
+                                .map(|key| self.objects.or_stale(key, Err(error.clone())).map(Ok))
                                 .collect::<Result<Vec<ObjectOutcome>, Error>>()?;
                             return Ok((indices, outcomes));
                         }
@@ -346,7 +346,7 @@ impl ObjectReads<'_> {
                     {
                         outcomes.push(match value {
                             Some(value) => {
-                                self.shared.objects.keep(key, value.clone(), self.policy.stale_if_error);
+                                self.objects.keep(key, value.clone());
                                 Ok(Served { shared, ..Served::fresh(value.clone()) })
                             }
                             None => Err(SkippedObject::from_error(

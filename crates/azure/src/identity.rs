@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::ClientOptions;
@@ -19,6 +19,7 @@ use azure_security_keyvault_certificates::{CertificateClient, CertificateClientO
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use csi_secrets_provider_core::Error;
+use csi_secrets_provider_core::kit::IdleCache;
 
 use crate::pod_identity::PodIdentityCredential;
 
@@ -124,7 +125,6 @@ struct IdentityEntry {
     assertion: Option<ServiceAccountAssertion>,
     pod_identity: Option<Arc<PodIdentityCredential>>,
     vaults: Mutex<HashMap<String, VaultClients>>,
-    last_used: Mutex<Instant>,
 }
 
 /// IdentityCache unused this long are dropped (their tokens expire within about an hour anyway),
@@ -168,10 +168,11 @@ pub struct Nmi {
     pub endpoint: String,
 }
 
+/// Each identity's credential and clients (the kit's [`IdleCache`]), built when an identity is
+/// first seen and dropped once unused for [`IDLE_EVICTION`].
 #[derive(Debug)]
 pub struct IdentityCache {
-    entries: Mutex<HashMap<IdentityKey, Arc<IdentityEntry>>>,
-    idle_eviction: Duration,
+    entries: IdleCache<IdentityKey, IdentityEntry>,
 }
 
 impl Default for IdentityCache {
@@ -182,7 +183,7 @@ impl Default for IdentityCache {
 
 impl IdentityCache {
     pub fn with_idle_eviction(idle_eviction: Duration) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), idle_eviction }
+        Self { entries: IdleCache::new(idle_eviction) }
     }
 
     /// The clients for `vault_url` acting as `key`, creating the credential on first use. For a
@@ -194,24 +195,7 @@ impl IdentityCache {
         vault_url: &str,
         options: &ClientOptions,
     ) -> Result<VaultClients, Error> {
-        let entry = {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            // Mounts still using an evicted entry keep their Arc; only the map forgets it.
-            entries.retain(|_, entry| {
-                now.duration_since(*entry.last_used.lock().unwrap_or_else(PoisonError::into_inner))
-                    < self.idle_eviction
-            });
-            match entries.get(&key) {
-                Some(entry) => Arc::clone(entry),
-                None => {
-                    let entry = Arc::new(new_entry(&spec, options)?);
-                    entries.insert(key, Arc::clone(&entry));
-                    entry
-                }
-            }
-        };
-        *entry.last_used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        let entry = self.entries.get_or_try_insert(key, || new_entry(&spec, options))?;
         if let (
             Some(assertion),
             CredentialSource::Workload { token, .. } | CredentialSource::TokenProxy { token, .. },
@@ -261,7 +245,7 @@ impl IdentityCache {
     /// IdentityCache held, for the tests of reuse and eviction.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.entries.len()
     }
 }
 
@@ -324,13 +308,7 @@ fn new_entry(spec: &CredentialSource<'_>, options: &ClientOptions) -> Result<Ide
             (credential, None)
         }
     };
-    Ok(IdentityEntry {
-        credential,
-        assertion,
-        pod_identity,
-        vaults: Mutex::new(HashMap::new()),
-        last_used: Mutex::new(Instant::now()),
-    })
+    Ok(IdentityEntry { credential, assertion, pod_identity, vaults: Mutex::new(HashMap::new()) })
 }
 
 #[cfg(test)]

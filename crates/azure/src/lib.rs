@@ -9,12 +9,13 @@ mod attribution;
 mod cloud;
 mod convert;
 mod identity;
+mod keyvault;
 mod params;
 mod pod_identity;
 mod reads;
+mod render;
 mod token_proxy;
 mod transport;
-mod vault;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
+use csi_secrets_provider_core::kit::{MountAssembly, ObjectNames, skip_if_absent};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, Result,
     SecretBackend, SharingOptions, SkippedObject, Validation, before_deadline,
@@ -35,8 +37,8 @@ use crate::identity::{CredentialSource, IdentityCache, IdentityKey, Nmi, VaultCl
 pub use crate::params::Cloud;
 use crate::params::{IdentityMode, MountSpec};
 use crate::reads::{SharedVaultReads, VaultReads};
+use crate::render::WriteOptions;
 use crate::transport::CountingClient;
-use crate::vault::WriteOptions;
 
 pub use crate::pod_identity::DEFAULT_NMI_ENDPOINT;
 pub use crate::token_proxy::{DEFAULT_TOKEN_PROXY_CA_FILE, DEFAULT_TOKEN_PROXY_URL, TokenProxyOptions};
@@ -388,50 +390,37 @@ impl SecretBackend for AzureBackend {
                 let (identity, context) = (&identity, &context);
                 async move {
                     let vault = vault.ok_or_else(|| Error::internal("no client for the object's vault"))?;
+                    let (objects, listings) = self.reads.for_mount(request);
                     let reads = VaultReads {
                         clients: &vault.clients,
                         identity,
                         vault_url: &vault.url,
-                        policy: request.read_policy(),
-                        shared: &self.reads,
-                        deadline: request.deadline,
+                        objects,
+                        listings,
                         context,
                     };
-                    let read = vault::fetch(&reads, object, write);
-                    match before_deadline(request.deadline, "Key Vault (or Azure AD)", &[&object.name], read)
-                        .await
-                    {
-                        Ok(files) => Ok(Ok(files)),
-                        Err(e) => SkippedObject::from_error(&object.name, object.optional, e).map(Err),
-                    }
+                    let read = render::fetch(&reads, object, write);
+                    let result =
+                        before_deadline(request.deadline, "Key Vault (or Azure AD)", &[&object.name], read)
+                            .await;
+                    skip_if_absent(&object.name, object.optional, result)
                 }
             })
             .collect();
-        let fetched: Vec<std::result::Result<vault::ObjectFiles, SkippedObject>> =
+        let fetched: Vec<std::result::Result<render::ObjectFiles, SkippedObject>> =
             futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
-        let mut response =
-            MountResponse { warnings: spec.plan.warnings().to_vec(), ..MountResponse::default() };
+        let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
         for (spec_object, object) in spec.objects.iter().zip(fetched) {
             let resolved = spec.resolved_name(spec_object);
+            let names = ObjectNames { object: &spec_object.name, resolved: &resolved };
             match object {
                 Ok(object) => {
-                    response.records.push(ObjectRecord::served(
-                        &spec_object.name,
-                        resolved,
-                        &object.version,
-                        &object.provenance(),
-                    ));
-                    response.files.extend(object.files);
-                    response.versions.extend(object.versions);
-                    response.stale.extend(object.stale);
+                    mount.served(names, &object.version, &object.provenance.served(), object.rendered)
                 }
-                Err(skipped) => {
-                    response.records.push(ObjectRecord::skipped(&spec_object.name, resolved));
-                    response.skipped.push(skipped);
-                }
+                Err(skipped) => mount.skipped(names, skipped),
             }
         }
-        Ok(response)
+        Ok(mount.finish())
     }
 
     fn stats(&self) -> Option<&BackendStats> {

@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use csi_secrets_provider_core::{
-    Error, ReadPolicy, Served, SharedReads, SharingOptions, SharingStats, before_deadline,
-};
+use csi_secrets_provider_core::kit;
+use csi_secrets_provider_core::{Error, Served, SharedReads, SharingOptions, SharingStats};
 
 use crate::identity::{IdentityKey, VaultClients};
+use crate::keyvault::{self, RawObject};
 use crate::params::{ObjectSpec, ObjectType};
-use crate::vault::{self, RawObject};
 
 /// Everything that decides a read's answer: whose token, which vault, which object and version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,13 +45,29 @@ pub(crate) struct VaultReads<'a> {
     pub clients: &'a VaultClients,
     pub identity: &'a IdentityKey,
     pub vault_url: &'a str,
-    /// Remount reuse and `staleIfError`.
-    pub policy: ReadPolicy,
-    pub shared: &'a SharedVaultReads,
-    /// The mount's deadline: a read still running then is an outage `staleIfError` may cover.
-    pub deadline: Option<std::time::Instant>,
+    /// Object versions and version listings, each read the kit's way (sharing, remount rule,
+    /// deadline, `staleIfError`).
+    pub objects: kit::ObjectReads<'a, VaultObjectKey, RawObject>,
+    pub listings: kit::ObjectReads<'a, VaultObjectKey, Vec<String>>,
     /// The SDK's per-call context: it names the mounting pod (`crate::attribution`).
     pub context: &'a azure_core::http::Context<'static>,
+}
+
+/// Who is asked, for errors at the deadline.
+const SERVICE: &str = "Key Vault (or Azure AD)";
+
+impl SharedVaultReads {
+    /// The reads `request` makes from this backend's caches.
+    pub(crate) fn for_mount<'a>(
+        &'a self,
+        request: &csi_secrets_provider_core::MountRequest,
+    ) -> (kit::ObjectReads<'a, VaultObjectKey, RawObject>, kit::ObjectReads<'a, VaultObjectKey, Vec<String>>)
+    {
+        (
+            kit::ObjectReads::new(&self.objects, request, SERVICE),
+            kit::ObjectReads::new(&self.listings, request, SERVICE),
+        )
+    }
 }
 
 impl VaultReads<'_> {
@@ -75,25 +90,20 @@ impl VaultReads<'_> {
     ) -> Result<Served<RawObject>, Error> {
         let version = version.filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("latest"));
         let key = self.key(object, version);
-        let read = self
-            .shared
-            .objects
-            .read(key.clone(), self.policy, || vault::fetch_raw(self.clients, object, version, self.context));
-        let result = before_deadline(self.deadline, "Key Vault (or Azure AD)", &[&object.name], read).await;
-        self.shared.objects.or_stale(&key, result, self.policy)
+        self.objects
+            .read(key, &object.name, || keyvault::fetch_raw(self.clients, object, version, self.context))
+            .await
     }
 
     /// The versions to write for `objectVersionHistory`.
     pub(crate) async fn history(&self, object: &ObjectSpec) -> Result<Served<Vec<String>>, Error> {
         let key = self.key(object, None);
-        let read = self
-            .shared
+        let listed = self
             .listings
-            .read(key.clone(), self.policy, || vault::enabled_versions(self.clients, object, self.context));
-        let result = before_deadline(self.deadline, "Key Vault (or Azure AD)", &[&object.name], read).await;
-        let listed = self.shared.listings.or_stale(&key, result, self.policy)?;
+            .read(key, &object.name, || keyvault::enabled_versions(self.clients, object, self.context))
+            .await?;
         Ok(Served {
-            value: vault::select_history(listed.value, object)?,
+            value: keyvault::select_history(listed.value, object)?,
             stale: listed.stale,
             shared: listed.shared,
         })

@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use crate::audit::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::files::FilePlan;
-use crate::keys::Warning;
-use crate::request::{MountRequest, Parameters};
+use crate::parameters::Parameters;
+use crate::request::MountRequest;
 use crate::response::MountResponse;
 use crate::stats::BackendStats;
+use crate::warning::Warning;
 
 /// A secret store the provider can mount from. Object-safe: the server holds
 /// `Arc<dyn SecretBackend>`, one per socket.

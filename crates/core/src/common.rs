@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::request::Parameters;
+use crate::parameters::Parameters;
 
 crate::config_keys! {
     /// Parameters of this provider's own that every backend accepts beside its upstream ones.

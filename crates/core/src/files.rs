@@ -8,8 +8,8 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::error::{Error, Result};
-use crate::keys::Warning;
 use crate::mode::FileMode;
+use crate::warning::Warning;
 
 /// Longest path the driver accepts.
 pub const MAX_PATH_LEN: usize = 4096;

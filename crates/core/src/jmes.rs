@@ -6,8 +6,9 @@ use serde_norway::Value;
 
 use crate::error::Error;
 use crate::files::SecretBytes;
-use crate::keys::{ConfigKey, Fields, KeyMatching, Warning};
+use crate::keys::{ConfigKey, Fields, KeyMatching};
 use crate::mode::FileMode;
+use crate::warning::Warning;
 
 crate::config_keys! {
     /// Keys of a `jmesPath` entry.

@@ -8,6 +8,7 @@ use std::fmt;
 use serde_norway::Value;
 
 use crate::error::Error;
+use crate::warning::Warning;
 use crate::yaml;
 
 /// A known key of a SecretProviderClass parameter or object.
@@ -52,38 +53,6 @@ pub enum KeyMatching {
     /// `sigs.k8s.io/yaml` → `encoding/json` (the AWS provider): the exact spelling wins, else any
     /// ASCII case (`objectname`, `ObjectAlias`).
     IgnoreAsciiCase,
-}
-
-/// Something the provider goes on with but the user should fix: it never fails a mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub object: Option<String>,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl Warning {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self { object: None, field: None, message: message.into() }
-    }
-
-    #[must_use]
-    pub fn with_object(mut self, object: impl Into<String>) -> Self {
-        self.object = Some(object.into());
-        self
-    }
-
-    #[must_use]
-    pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
-        self
-    }
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::error::write_located(f, self.object.as_deref(), self.field.as_deref(), &self.message)
-    }
 }
 
 /// The entries of one YAML mapping, by known key; unknown keys kept for warnings.
@@ -149,7 +118,7 @@ impl<'a, K: ConfigKey> Fields<'a, K> {
     pub fn flag(&self, key: K) -> Result<bool, Error> {
         match self.trimmed(key)? {
             None => Ok(false),
-            Some(value) => crate::request::parse_go_bool(&value).ok_or_else(|| {
+            Some(value) => crate::parameters::parse_go_bool(&value).ok_or_else(|| {
                 Error::invalid_config(format!("{} must be true or false, got {value:?}", key.as_str()))
                     .with_field(key.as_str())
             }),
@@ -193,11 +162,11 @@ impl<'a, K: ConfigKey> Fields<'a, K> {
 /// known one. Upstream reads parameters from a map by exact name, so the match is exact. Keys the
 /// driver and kubelet add to the volume context (`secretProviderClass`, `csi.storage.k8s.io/…`)
 /// are not parameters.
-pub fn unknown_parameters<K: ConfigKey>(parameters: &crate::request::Parameters) -> Vec<Warning> {
+pub fn unknown_parameters<K: ConfigKey>(parameters: &crate::parameters::Parameters) -> Vec<Warning> {
     parameters
         .iter()
         .map(|(key, _)| key)
-        .filter(|key| *key != crate::request::attr::SPC_NAME && !key.starts_with("csi.storage.k8s.io/"))
+        .filter(|key| *key != crate::parameters::attr::SPC_NAME && !key.starts_with("csi.storage.k8s.io/"))
         .filter(|key| !K::ALL.iter().any(|k| k.as_str() == *key))
         .filter(|key| !crate::common::CommonParameter::ALL.iter().any(|k| k.as_str() == *key))
         .map(|key| {
@@ -289,7 +258,7 @@ mod tests {
 
     #[test]
     fn unknown_parameters_are_named_but_the_volume_context_is_not() {
-        let parameters: crate::request::Parameters = [
+        let parameters: crate::parameters::Parameters = [
             ("objectName", "x"),
             ("objectNmae", "x"),
             ("secretProviderClass", "spc"),

@@ -11,13 +11,17 @@ pub mod error;
 pub mod files;
 pub mod jmes;
 pub mod keys;
+pub mod kit;
 pub mod mode;
+pub mod outcome;
+pub mod parameters;
 pub mod policy;
 pub mod request;
 pub mod response;
 pub mod sharing;
 pub mod spc;
 pub mod stats;
+pub mod warning;
 pub mod yaml;
 
 pub use audit::{ObjectOutcome, ObjectRecord};
@@ -27,16 +31,15 @@ pub use deadline::before_deadline;
 pub use error::{Error, ErrorKind, Result};
 pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
 pub use jmes::{JmesEntry, JmesKey, JmesRules};
-pub use keys::{ConfigKey, Fields, KeyMatching, Warning, unknown_parameters};
+pub use keys::{ConfigKey, Fields, KeyMatching, unknown_parameters};
 pub use mode::FileMode;
+pub use outcome::{SkippedObject, StaleObject};
+pub use parameters::{Parameters, attr, parse_go_bool};
 pub use policy::{Denial, Policy, Requester};
-pub use request::{
-    MountRequest, NodePublishSecrets, Parameters, PodInfo, ServiceAccountToken, ServiceAccountTokens, attr,
-    parse_go_bool,
-};
+pub use request::{MountRequest, NodePublishSecrets, PodInfo, ServiceAccountToken, ServiceAccountTokens};
 pub use response::{
-    DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, SkippedObject, StaleObject,
-    check_response_size,
+    DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, check_response_size,
 };
 pub use sharing::{HeldBytes, MountKind, ReadPolicy, Served, SharedReads, SharingOptions, SharingStats};
 pub use stats::{BackendStats, CallOutcome, CloudCallCount, CloudCalls};
+pub use warning::Warning;

@@ -10,61 +10,9 @@ use serde::Deserialize;
 use crate::common::CommonParameters;
 use crate::error::{Error, Result};
 use crate::mode::FileMode;
+use crate::parameters::{Parameters, attr};
 use crate::response::ObjectVersion;
 use crate::sharing::{MountKind, ReadPolicy};
-
-/// Volume-context keys the driver and kubelet add to the SPC parameters.
-pub mod attr {
-    pub const SPC_NAME: &str = "secretProviderClass";
-    pub const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
-    pub const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
-    pub const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
-    pub const SERVICE_ACCOUNT: &str = "csi.storage.k8s.io/serviceAccount.name";
-    pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
-    pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
-}
-
-/// The SPC parameters merged with the volume context: every attribute but the tokens, which are
-/// held apart as secrets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Parameters(BTreeMap<String, String>);
-
-impl Parameters {
-    pub fn new(map: BTreeMap<String, String>) -> Self {
-        Self(map)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// The value with surrounding whitespace removed; `None` when absent or blank.
-    pub fn get_trimmed(&self, key: &str) -> Option<&str> {
-        self.get(key).map(str::trim).filter(|v| !v.is_empty())
-    }
-
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(key.into(), value.into());
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl FromIterator<(String, String)> for Parameters {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        Self(iter.into_iter().collect())
-    }
-}
 
 /// Who the mount is for, from the attributes kubelet adds (`podInfoOnMount: true`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -343,15 +291,6 @@ impl ClassifyMessage for serde_json::Error {
     }
 }
 
-/// Go's `strconv.ParseBool`, which both upstream providers use for boolean parameters.
-pub fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,18 +411,5 @@ mod tests {
     fn bad_permission_is_refused() {
         let error = MountRequest::from_driver(&attributes(), "null", "/t", "0644x", vec![]).err();
         assert_eq!(error.as_ref().and_then(Error::field), Some("permission"));
-    }
-
-    #[test]
-    fn go_parse_bool() {
-        for t in ["1", "t", "T", "true", "TRUE", "True"] {
-            assert_eq!(parse_go_bool(t), Some(true));
-        }
-        for f in ["0", "f", "F", "false", "FALSE", "False"] {
-            assert_eq!(parse_go_bool(f), Some(false));
-        }
-        for bad in ["yes", "tRUE", "", " true"] {
-            assert_eq!(parse_go_bool(bad), None);
-        }
     }
 }

@@ -1,9 +1,10 @@
 //! The mount result model and the driver's rules on it.
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::files::{FilePlan, SecretBytes};
-use crate::keys::Warning;
 use crate::mode::FileMode;
+pub use crate::outcome::{SkippedObject, StaleObject};
+use crate::warning::Warning;
 
 /// The driver's default `--max-call-recv-msg-size`: the whole response must fit in it.
 pub const DRIVER_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -53,35 +54,6 @@ pub struct MountResponse {
     /// One record per object of the SecretProviderClass: how it was served, for the audit
     /// trail. Never sent to the driver.
     pub records: Vec<crate::audit::ObjectRecord>,
-}
-
-/// An object whose read failed with an outage and that was served the last good value the same
-/// identity read, `age` old.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleObject {
-    pub object: String,
-    pub age: std::time::Duration,
-    /// Why the fresh read failed (the error's text; never a value).
-    pub reason: String,
-}
-
-/// An optional object that was not mounted, and why (the cloud's not-found answer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedObject {
-    pub object: String,
-    pub reason: String,
-}
-
-impl SkippedObject {
-    /// Skips `object` when it is optional and `error` says it does not exist; any other error
-    /// (denied, throttled, unreachable) is handed back, since skipping those would hide faults.
-    pub fn from_error(object: &str, optional: bool, error: Error) -> Result<Self, Error> {
-        if optional && error.kind() == ErrorKind::NotFound {
-            Ok(Self { object: object.to_owned(), reason: error.message().to_owned() })
-        } else {
-            Err(error)
-        }
-    }
 }
 
 impl MountResponse {

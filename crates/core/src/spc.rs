@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 use crate::error::Error;
-use crate::request::Parameters;
+use crate::parameters::Parameters;
 
 pub const KIND: &str = "SecretProviderClass";
 const API_VERSIONS: [&str; 2] = ["secrets-store.csi.x-k8s.io/v1", "secrets-store.csi.x-k8s.io/v1alpha1"];

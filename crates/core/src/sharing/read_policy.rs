@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::response::StaleObject;
+use crate::outcome::StaleObject;
 
 /// Whether the driver served this target path before: a kubelet republish (rotation) or a
 /// pod's first mount.

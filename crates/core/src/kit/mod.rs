@@ -1,0 +1,29 @@
+//! The backend kit: what every backend's mount repeats, in one place, so that a backend is its
+//! own four steps and nothing else:
+//!
+//! 1. **parameters**: the backend parses its SecretProviderClass keys (with [`crate::keys`]
+//!    for typed keys, aliases and warnings, [`crate::jmes`] for `jmesPath`); the parameters
+//!    every backend accepts (`staleIfError`) are parsed once by core ([`crate::common`]).
+//! 2. **identity**: the backend turns the pod's token into credentials; [`ExpiringCache`] keeps
+//!    tokens and credentials until shortly before they expire (one exchange per identity per
+//!    lifetime, concurrent mounts waiting for the one in flight), [`IdleCache`] keeps the
+//!    clients built for an identity while it is in use.
+//! 3. **reads**: the backend says how one object is fetched; [`ObjectReads`] makes it a mount's
+//!    read: shared with the other mounts of the identity under the remount rule, single-flight,
+//!    held within the byte cap, bounded by the driver's deadline, served stale during an outage
+//!    when the SecretProviderClass allows it, skipped when optional and absent.
+//! 4. **render**: the backend turns a value into files; [`MountAssembly`] collects them with
+//!    their versions, the audit record, and what was skipped or stale, into the
+//!    [`MountResponse`](crate::MountResponse) the server checks and sends.
+//!
+//! Batching (AWS `GetParameters`, `BatchGetSecretValue`) stays the backend's: it reads the
+//! same [`SharedReads`](crate::SharedReads) through [`ObjectReads::recent`] and
+//! [`ObjectReads::keep`].
+
+mod assembly;
+mod caches;
+mod reads;
+
+pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered};
+pub use caches::{ExpiringCache, IdleCache};
+pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};

@@ -71,6 +71,17 @@ impl FakeKubeApi {
         );
     }
 
+    /// A ServiceAccount with these annotations (GKE's `iam.gke.io/gcp-service-account`, say).
+    pub fn add_annotated_service_account(&self, namespace: &str, name: &str, annotations: serde_json::Value) {
+        self.put(
+            format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}"),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": { "name": name, "namespace": namespace, "annotations": annotations }
+            }),
+        );
+    }
+
     /// A Pod scheduled on `node`.
     pub fn add_pod(&self, namespace: &str, name: &str, node: &str) {
         self.put(
@@ -131,6 +142,26 @@ fn answer(
         == Some(&format!("Bearer {TOKEN}"));
     if !authorized {
         return status(401, "Unauthorized", "Unauthorized");
+    }
+    // TokenRequest: a token of the service account for the audiences asked, bound to the pod.
+    if request.method == http::Method::POST && path.ends_with("/token") {
+        let account = path.trim_end_matches("/token").to_owned();
+        if !objects.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&account) {
+            return status(404, "NotFound", "serviceaccounts not found");
+        }
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let audience = body["spec"]["audiences"][0].as_str().unwrap_or_default().to_owned();
+        let mut parts = account.rsplit('/');
+        let (name, namespace) = (parts.next().unwrap_or_default(), parts.nth(1).unwrap_or_default());
+        let token = crate::jwt::service_account_token(namespace, name, &audience, crate::jwt::VALID_UNTIL);
+        return json(
+            201,
+            &serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": body["spec"].clone(),
+                "status": { "token": token, "expirationTimestamp": "2099-01-01T00:00:00Z" }
+            }),
+        );
     }
     if request.method != http::Method::GET {
         return status(405, "MethodNotAllowed", "only GET is served");

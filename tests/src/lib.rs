@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod conformance;
+pub mod gcp;
 pub mod harness;
 pub mod http_server;
 pub mod jwt;

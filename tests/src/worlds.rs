@@ -339,3 +339,97 @@ pub async fn moto_call(
     let bytes = response.into_body().collect().await?.to_bytes();
     Ok(serde_json::from_slice(&bytes)?)
 }
+
+/// The namespace of the GCP world's pods.
+pub const GCP_NAMESPACE: &str = "shop";
+/// The Google service account `shop/impersonating` acts as.
+pub const GCP_GSA: &str = "reader@shop-prod.iam.gserviceaccount.com";
+
+/// The provider serving `gcp` against this world's Google test peer and Kubernetes API:
+/// service accounts `shop/web` (principal access, no annotation), `shop/impersonating`
+/// (annotated with [`GCP_GSA`]) and `shop/batch`; cluster facts from the metadata server.
+#[derive(Debug)]
+pub struct GcpWorld {
+    pub google: crate::gcp::FakeGoogle,
+    pub kube: FakeKubeApi,
+    pub provider: ProviderProcess,
+    pub driver_timeout: Option<Duration>,
+    _config: TempDir,
+}
+
+impl GcpWorld {
+    pub async fn start(binary: &str, extra: &[&str]) -> Result<Self, BoxError> {
+        let google = crate::gcp::FakeGoogle::start().await?;
+        let kube = FakeKubeApi::start().await?;
+        kube.add_service_account(GCP_NAMESPACE, "web", None);
+        kube.add_service_account(GCP_NAMESPACE, "batch", None);
+        kube.add_annotated_service_account(
+            GCP_NAMESPACE,
+            "impersonating",
+            serde_json::json!({ "iam.gke.io/gcp-service-account": GCP_GSA }),
+        );
+        google.allow_impersonation(GCP_GSA, GCP_NAMESPACE, "impersonating");
+        let config = tempfile::tempdir()?;
+        let kubeconfig = kube.write_kubeconfig(config.path())?.display().to_string();
+        let mut args: Vec<String> = vec!["--backend".into(), "gcp".into()];
+        args.extend(google.provider_args());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ca, metadata) = (google.ca_file().display().to_string(), google.metadata_host());
+        let provider = ProviderProcess::serve_with_env(
+            binary,
+            &args,
+            &[
+                ("SSL_CERT_FILE", ca.as_str()),
+                ("GCE_METADATA_HOST", metadata.as_str()),
+                ("KUBECONFIG", kubeconfig.as_str()),
+            ],
+            &[
+                "PROJECT",
+                "CLUSTER_NAME",
+                "CLUSTER_LOCATION",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "GAIA_TOKEN_EXCHANGE_ENDPOINT",
+                "GKE_WORKLOAD_IDENTITY_ENDPOINT",
+                "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+                "ALLOW_NODE_PUBLISH_SECRET",
+            ],
+        )?;
+        wait_for_socket(&provider.socket("gcp"), Duration::from_secs(30)).await?;
+        Ok(Self { google, kube, provider, driver_timeout: None, _config: config })
+    }
+
+    /// A mount of `target_path` as pod `shop/web-0` with service account `sa`, the driver's
+    /// token for the workload identity pool attached, `secrets` as the SPC's list.
+    pub async fn mount_at(
+        &self,
+        target_path: &str,
+        sa: &str,
+        secrets: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
+        let token = jwt::service_account_token(GCP_NAMESPACE, sa, crate::gcp::POOL, jwt::VALID_UNTIL);
+        let tokens = serde_json::json!({
+            crate::gcp::POOL: { "token": token, "expirationTimestamp": "2099-01-01T00:00:00Z" },
+        })
+        .to_string();
+        let mut all: Vec<(&str, &str)> = vec![("secrets", secrets)];
+        all.extend_from_slice(extra);
+        all.push(("csi.storage.k8s.io/serviceAccount.name", sa));
+        all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
+        DriverClient::new(&self.provider.socket("gcp"))
+            .with_timeout(self.driver_timeout)
+            .mount_raw_at(target_path, pod_attributes(&all).to_string(), "null".to_owned(), "420".to_owned())
+            .await
+    }
+
+    /// A first mount (a new pod's target path) as `sa`.
+    pub async fn mount_as(&self, sa: &str, secrets: &str) -> Result<MountResponse, tonic::Status> {
+        self.mount_at(&new_target_path(), sa, secrets, &[]).await
+    }
+
+    /// A first mount as `shop/web`.
+    pub async fn mount(&self, secrets: &str) -> Result<MountResponse, tonic::Status> {
+        self.mount_as("web", secrets).await
+    }
+}

@@ -4,7 +4,6 @@
 use csi_secrets_provider_core::{CloudCalls, Error, ErrorKind};
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::Api;
-use tokio::sync::OnceCell;
 
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
@@ -14,33 +13,15 @@ const GET_SERVICE_ACCOUNT: &str = "kubernetes:GetServiceAccount";
 const GET_POD: &str = "kubernetes:GetPod";
 const GET_NODE: &str = "kubernetes:GetNode";
 
-/// A Kubernetes client made on first use from `KUBECONFIG` or the in-cluster service account
-/// (`kube::Config::infer`).
-#[derive(Default)]
+/// The lookups, on the shared client (`core::kube_api`).
+#[derive(Debug, Default)]
 pub struct KubeApi {
-    client: OnceCell<kube::Client>,
-}
-
-impl std::fmt::Debug for KubeApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeApi").field("connected", &self.client.initialized()).finish()
-    }
+    api: csi_secrets_provider_core::kube_api::KubeApi,
 }
 
 impl KubeApi {
     async fn client(&self) -> Result<kube::Client, Error> {
-        self.client
-            .get_or_try_init(|| async {
-                let config = kube::Config::infer().await.map_err(|e| {
-                    Error::unavailable(format!(
-                        "cannot configure the Kubernetes API client (KUBECONFIG or in-cluster): {e}"
-                    ))
-                })?;
-                kube::Client::try_from(config)
-                    .map_err(|e| Error::unavailable(format!("cannot create the Kubernetes API client: {e}")))
-            })
-            .await
-            .cloned()
+        self.api.client().await
     }
 
     /// The IAM role of a service account, from `eks.amazonaws.com/role-arn`.
@@ -108,14 +89,5 @@ impl KubeApi {
 }
 
 fn kube_error(error: kube::Error, context: &str) -> Error {
-    match &error {
-        kube::Error::Api(status) if status.code == 404 => Error::not_found(format!("{context}: not found")),
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => {
-            Error::permission_denied(format!(
-                "{context}: {} (the provider's ClusterRole needs get on serviceaccounts)",
-                status.message
-            ))
-        }
-        _ => Error::unavailable(format!("{context}: {error}")),
-    }
+    csi_secrets_provider_core::kube_api::kube_error(error, context, "get on serviceaccounts")
 }

@@ -12,6 +12,8 @@ pub mod files;
 pub mod jmes;
 pub mod keys;
 pub mod kit;
+#[cfg(feature = "kube")]
+pub mod kube_api;
 pub mod mode;
 pub mod outcome;
 pub mod parameters;

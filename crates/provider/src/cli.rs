@@ -6,26 +6,51 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-// The backends compiled into this binary, as one literal so `--version` can say them.
-#[cfg(all(feature = "aws", feature = "azure"))]
+// The backends compiled into this binary, as one literal so `--version` can say them: one
+// definition per combination of the backend features.
+#[cfg(all(feature = "aws", feature = "azure", feature = "gcp"))]
+macro_rules! compiled_in_backends {
+    () => {
+        "aws,azure,gcp"
+    };
+}
+#[cfg(all(feature = "aws", feature = "azure", not(feature = "gcp")))]
 macro_rules! compiled_in_backends {
     () => {
         "aws,azure"
     };
 }
-#[cfg(all(feature = "aws", not(feature = "azure")))]
+#[cfg(all(feature = "aws", not(feature = "azure"), feature = "gcp"))]
+macro_rules! compiled_in_backends {
+    () => {
+        "aws,gcp"
+    };
+}
+#[cfg(all(feature = "aws", not(feature = "azure"), not(feature = "gcp")))]
 macro_rules! compiled_in_backends {
     () => {
         "aws"
     };
 }
-#[cfg(all(feature = "azure", not(feature = "aws")))]
+#[cfg(all(not(feature = "aws"), feature = "azure", feature = "gcp"))]
+macro_rules! compiled_in_backends {
+    () => {
+        "azure,gcp"
+    };
+}
+#[cfg(all(not(feature = "aws"), feature = "azure", not(feature = "gcp")))]
 macro_rules! compiled_in_backends {
     () => {
         "azure"
     };
 }
-#[cfg(not(any(feature = "aws", feature = "azure")))]
+#[cfg(all(not(feature = "aws"), not(feature = "azure"), feature = "gcp"))]
+macro_rules! compiled_in_backends {
+    () => {
+        "gcp"
+    };
+}
+#[cfg(all(not(feature = "aws"), not(feature = "azure"), not(feature = "gcp")))]
 macro_rules! compiled_in_backends {
     () => {
         ""
@@ -43,7 +68,7 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: ", com
 #[command(
     name = "csi-secrets-provider",
     version = VERSION,
-    about = "Secrets Store CSI Driver provider for AWS Secrets Manager / SSM and Azure Key Vault"
+    about = "Secrets Store CSI Driver provider for AWS Secrets Manager / SSM, Azure Key Vault and Google Secret Manager"
 )]
 pub struct Cli {
     /// Log line format.
@@ -136,6 +161,67 @@ pub struct BackendArgs {
     #[cfg(feature = "azure")]
     #[arg(long, global = true, default_value = csi_secrets_provider_azure::DEFAULT_TOKEN_PROXY_CA_FILE)]
     pub token_proxy_ca_file: PathBuf,
+    /// GCP: accept a `nodePublishSecretRef` with a service account key (`key.json`), as the GCP
+    /// provider does with ALLOW_NODE_PUBLISH_SECRET=true; off: such a mount is refused.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "ALLOW_NODE_PUBLISH_SECRET")]
+    pub gcp_allow_node_publish_secret: bool,
+    /// GCP: the project of the workload identity pool; default the metadata server's.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "PROJECT")]
+    pub gcp_project: Option<String>,
+    /// GCP: the cluster's name (workload identity provider); default the metadata server's.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "CLUSTER_NAME")]
+    pub gcp_cluster_name: Option<String>,
+    /// GCP: the cluster's location; default the metadata server's.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "CLUSTER_LOCATION")]
+    pub gcp_cluster_location: Option<String>,
+    /// GCP: the workload identity pool; default `<project>.svc.id.goog` (set it in other
+    /// universes, or for fleet workload identity).
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true)]
+    pub gcp_workload_identity_pool: Option<String>,
+    /// GCP: the workload identity provider; default the cluster's URL on the GKE API.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true)]
+    pub gcp_identity_provider: Option<String>,
+    /// GCP: the universe domain Google's endpoints are in.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "GOOGLE_CLOUD_UNIVERSE_DOMAIN", default_value = csi_secrets_provider_gcp::GcpOptions::DEFAULT_UNIVERSE)]
+    pub gcp_universe_domain: String,
+    /// GCP: the token exchange endpoint; default GKE's identitybindingtoken
+    /// (`https://sts.googleapis.com/v1/token` off GKE).
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "GAIA_TOKEN_EXCHANGE_ENDPOINT")]
+    pub gcp_token_exchange_endpoint: Option<String>,
+    /// GCP: the GKE API the workload identity provider URL is built on.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "GKE_WORKLOAD_IDENTITY_ENDPOINT")]
+    pub gcp_gke_endpoint: Option<String>,
+    /// GCP: Secret Manager's endpoint for global secrets (a Private Service Connect endpoint,
+    /// say); default `https://secretmanager.<universe>`.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true)]
+    pub gcp_secret_manager_endpoint: Option<String>,
+    /// GCP: Secret Manager's endpoint for regional secrets, `{location}` replaced; default
+    /// `https://secretmanager.{location}.rep.<universe>`.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true)]
+    pub gcp_regional_endpoint: Option<String>,
+    /// GCP: IAM Credentials' endpoint; default `https://iamcredentials.<universe>`.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true)]
+    pub gcp_iam_credentials_endpoint: Option<String>,
+    /// GCP: the metadata server (host[:port]); default `metadata.google.internal`.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "GCE_METADATA_HOST")]
+    pub gcp_metadata_host: Option<String>,
+    /// GCP: secrets read at once within one mount.
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, default_value_t = csi_secrets_provider_gcp::GcpOptions::DEFAULT_CONCURRENCY)]
+    pub gcp_concurrency: usize,
 }
 
 #[cfg(feature = "aws")]

@@ -7,7 +7,7 @@ use csi_secrets_provider_core::{Error, SecretBackend, SharingOptions};
 use crate::cli::BackendArgs;
 
 /// Every backend this project has, compiled in or not.
-pub const KNOWN_BACKENDS: [&str; 2] = ["aws", "azure"];
+pub const KNOWN_BACKENDS: [&str; 3] = ["aws", "azure", "gcp"];
 
 /// The backends compiled into this binary (plus any an embedder adds).
 #[derive(Debug, Clone, Default)]
@@ -52,6 +52,8 @@ impl Registry {
                     sharing,
                 },
             )),
+            #[cfg(feature = "gcp")]
+            Arc::new(csi_secrets_provider_gcp::GcpBackend::new(gcp_options(args, sharing))),
         ];
         Self { backends }
     }
@@ -80,7 +82,7 @@ impl Registry {
         if names.is_empty() {
             if self.backends.is_empty() {
                 return Err(Error::invalid_config(
-                    "no backend is compiled in; rebuild with --features aws, --features azure, or both",
+                    "no backend is compiled in; rebuild with --features aws, azure or gcp (any of them)",
                 ));
             }
             return Ok(self.backends.clone());
@@ -107,6 +109,39 @@ impl Registry {
                 if available.is_empty() { "nothing" } else { &available }
             ))
         }
+    }
+}
+
+/// The gcp backend's options from the command line and the GCP provider's environment.
+#[cfg(feature = "gcp")]
+fn gcp_options(args: &BackendArgs, sharing: SharingOptions) -> csi_secrets_provider_gcp::GcpOptions {
+    let mut endpoints = csi_secrets_provider_gcp::Endpoints::for_universe(&args.gcp_universe_domain);
+    let set = |target: &mut String, value: &Option<String>| {
+        if let Some(value) = value.as_ref().filter(|v| !v.trim().is_empty()) {
+            *target = value.trim().trim_end_matches('/').to_owned();
+        }
+    };
+    set(&mut endpoints.secret_manager, &args.gcp_secret_manager_endpoint);
+    set(&mut endpoints.regional, &args.gcp_regional_endpoint);
+    set(&mut endpoints.token_exchange, &args.gcp_token_exchange_endpoint);
+    set(&mut endpoints.iam_credentials, &args.gcp_iam_credentials_endpoint);
+    set(&mut endpoints.gke, &args.gcp_gke_endpoint);
+    if let Some(host) = args.gcp_metadata_host.as_ref().filter(|h| !h.trim().is_empty()) {
+        let host = host.trim();
+        endpoints.metadata =
+            Some(if host.contains("://") { host.to_owned() } else { format!("http://{host}") });
+    }
+    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    csi_secrets_provider_gcp::GcpOptions {
+        sharing,
+        concurrency: args.gcp_concurrency,
+        allow_node_publish_secret: args.gcp_allow_node_publish_secret,
+        project: non_empty(&args.gcp_project),
+        cluster_name: non_empty(&args.gcp_cluster_name),
+        cluster_location: non_empty(&args.gcp_cluster_location),
+        pool: non_empty(&args.gcp_workload_identity_pool),
+        identity_provider: non_empty(&args.gcp_identity_provider),
+        endpoints,
     }
 }
 

@@ -118,6 +118,25 @@ impl<K: Eq + Hash, V> IdleCache<K, V> {
         Ok(entry)
     }
 
+    /// The entry for `key`, if there is one (marked used).
+    pub fn get(&self, key: &K) -> Option<Arc<V>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (entry, used) = entries.get_mut(key)?;
+        *used = Instant::now();
+        Some(Arc::clone(entry))
+    }
+
+    /// Keeps `value` for `key` unless an entry was put there meanwhile (a builder that had to
+    /// await, racing another): the entry kept is returned, so both callers share it.
+    pub fn get_or_insert(&self, key: K, value: V) -> Arc<V> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        entries.retain(|_, (_, used)| now.duration_since(*used) < self.idle);
+        let (entry, used) = entries.entry(key).or_insert_with(|| (Arc::new(value), now));
+        *used = now;
+        Arc::clone(entry)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
@@ -189,6 +208,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         cache.get_or_try_insert("c", make)?;
         assert_eq!(cache.len(), 1, "the idle entry is gone");
+        assert!(cache.get(&"a").is_none());
+        assert_eq!(*cache.get_or_insert("c", "other"), "client", "an entry put meanwhile is kept");
+        assert_eq!(*cache.get_or_insert("d", "built"), "built");
         Ok(())
     }
 }

@@ -1,0 +1,49 @@
+//! The Kubernetes API client of the backends that look things up there (a service account's
+//! annotations, a token for a pod): made once, on first use, from `KUBECONFIG` or the
+//! in-cluster service account, and its errors by meaning. Behind the `kube` feature.
+
+use tokio::sync::OnceCell;
+
+use crate::error::Error;
+
+/// A Kubernetes client made on first use (`kube::Config::infer`).
+#[derive(Default)]
+pub struct KubeApi {
+    client: OnceCell<kube::Client>,
+}
+
+impl std::fmt::Debug for KubeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeApi").field("connected", &self.client.initialized()).finish()
+    }
+}
+
+impl KubeApi {
+    /// The client, made on the first call.
+    pub async fn client(&self) -> Result<kube::Client, Error> {
+        self.client
+            .get_or_try_init(|| async {
+                let config = kube::Config::infer().await.map_err(|e| {
+                    Error::unavailable(format!(
+                        "cannot configure the Kubernetes API client (KUBECONFIG or in-cluster): {e}"
+                    ))
+                })?;
+                kube::Client::try_from(config)
+                    .map_err(|e| Error::unavailable(format!("cannot create the Kubernetes API client: {e}")))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// A Kubernetes API error by meaning, after `context`; `rbac` says what the provider's
+/// ClusterRole needs when the API refuses.
+pub fn kube_error(error: kube::Error, context: &str, rbac: &str) -> Error {
+    match &error {
+        kube::Error::Api(status) if status.code == 404 => Error::not_found(format!("{context}: not found")),
+        kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::permission_denied(
+            format!("{context}: {} (the provider's ClusterRole needs {rbac})", status.message),
+        ),
+        _ => Error::unavailable(format!("{context}: {error}")),
+    }
+}

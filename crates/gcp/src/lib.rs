@@ -1,0 +1,362 @@
+//! The `gcp` backend: Google Secret Manager, as the GCP provider (v1.15) mounts it, on the
+//! backend kit: parameters (`params`) → identity (`identity`, `kube_lookups`) → reads
+//! (`secret_manager` through `kit::ObjectReads`) → render (`render`).
+#![forbid(unsafe_code)]
+
+mod identity;
+mod kube_lookups;
+mod options;
+mod params;
+mod render;
+mod secret_manager;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use csi_secrets_provider_core::kit::{ExpiringCache, MountAssembly, ObjectNames};
+use csi_secrets_provider_core::kube_api::KubeApi;
+use csi_secrets_provider_core::{
+    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, Result,
+    SecretBackend, SharedReads, Validation, before_deadline, kit,
+};
+use futures::StreamExt;
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+
+use crate::identity::{AccessToken, IdentityKey, TokenEndpoints, WorkloadIdentity};
+use crate::kube_lookups::Annotations;
+pub use crate::options::{Endpoints, GcpOptions};
+use crate::params::{Auth, MountSpec, SecretSpec};
+use crate::secret_manager::{Accessed, ClientCredentials, Clients, TokenSlot};
+
+/// Everything that decides a read's answer: whose token, which endpoint, which version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ReadKey {
+    identity: IdentityKey,
+    endpoint: String,
+    name: String,
+}
+
+/// Serves `provider: gcp`.
+#[derive(Debug)]
+pub struct GcpBackend {
+    options: GcpOptions,
+    tokens: TokenEndpoints,
+    /// Federated and impersonated tokens, per identity, until shortly before they expire.
+    access_tokens: ExpiringCache<IdentityKey, AccessToken>,
+    kube: KubeApi,
+    /// Service accounts' annotations, shared by remounts under the remount rule.
+    annotations: SharedReads<(String, String), Annotations>,
+    workload: OnceCell<WorkloadIdentity>,
+    provider_credentials: OnceCell<google_cloud_auth::credentials::Credentials>,
+    clients: Clients,
+    reads: SharedReads<ReadKey, Accessed>,
+    stats: BackendStats,
+}
+
+impl Default for GcpBackend {
+    fn default() -> Self {
+        Self::new(GcpOptions::default())
+    }
+}
+
+impl GcpBackend {
+    pub fn new(options: GcpOptions) -> Self {
+        let stats = BackendStats::default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Self {
+            tokens: TokenEndpoints { http, endpoints: options.endpoints.clone() },
+            access_tokens: ExpiringCache::new(identity::REFRESH_MARGIN, AccessToken::expiry),
+            kube: KubeApi::default(),
+            annotations: SharedReads::new(options.sharing, Arc::clone(&stats.sharing)),
+            workload: OnceCell::new(),
+            provider_credentials: OnceCell::new(),
+            clients: Clients::default(),
+            reads: SharedReads::new(options.sharing, Arc::clone(&stats.sharing)),
+            stats,
+            options,
+        }
+    }
+
+    /// This cluster's pool and identity provider: from the options (`PROJECT`,
+    /// `CLUSTER_NAME`, `CLUSTER_LOCATION`), else the metadata server; asked once.
+    async fn workload_identity(&self) -> Result<WorkloadIdentity> {
+        self.workload
+            .get_or_try_init(|| async {
+                let calls = &self.stats.cloud_calls;
+                let from_metadata = |path: &'static str| async move {
+                    self.tokens
+                        .metadata(path, calls)
+                        .await
+                        .map_err(|e| e.prefixed(format!("unable to find {path}")))
+                };
+                let project = match &self.options.project {
+                    Some(project) => project.clone(),
+                    None => from_metadata("project/project-id").await?,
+                };
+                let pool = self.options.pool.clone().unwrap_or_else(|| format!("{project}.svc.id.goog"));
+                let provider = match &self.options.identity_provider {
+                    Some(provider) => provider.clone(),
+                    None => {
+                        let location = match &self.options.cluster_location {
+                            Some(location) => location.clone(),
+                            None => from_metadata("instance/attributes/cluster-location").await?,
+                        };
+                        let name = match &self.options.cluster_name {
+                            Some(name) => name.clone(),
+                            None => from_metadata("instance/attributes/cluster-name").await?,
+                        };
+                        format!(
+                            "{}/projects/{project}/locations/{location}/clusters/{name}",
+                            self.options.endpoints.gke
+                        )
+                    }
+                };
+                Ok(WorkloadIdentity { pool, provider })
+            })
+            .await
+            .cloned()
+    }
+
+    /// The pod's identity and its access token (workload identity, then the annotated Google
+    /// service account when there is one).
+    async fn pod_identity(&self, request: &MountRequest) -> Result<(IdentityKey, AccessToken)> {
+        let (namespace, service_account) =
+            (request.pod.require_namespace()?, request.pod.require_service_account()?);
+        let workload = self.workload_identity().await?;
+        let audience = workload.audience();
+        let calls = &self.stats.cloud_calls;
+        let annotations = self
+            .annotations
+            .read((namespace.to_owned(), service_account.to_owned()), request.kind, || {
+                kube_lookups::impersonation(&self.kube, namespace, service_account, calls)
+            })
+            .await?
+            .value;
+        let federated_key = IdentityKey::Federated {
+            audience: audience.clone(),
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+        };
+        let federated = self
+            .access_tokens
+            .get_or_fetch(federated_key.clone(), || async {
+                let ksa = self.ksa_token(request, &workload).await?;
+                self.tokens.exchange(ksa.expose_secret(), &audience, calls).await
+            })
+            .await?;
+        let Some(target) = annotations.0 else {
+            return Ok((federated_key, federated));
+        };
+        let key = IdentityKey::Impersonated {
+            audience,
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+            target: target.target.clone(),
+            delegates: target.delegates.clone(),
+        };
+        let token = self
+            .access_tokens
+            .get_or_fetch(key.clone(), || {
+                self.tokens.generate(&federated, &target.target, &target.delegates, calls)
+            })
+            .await?;
+        Ok((key, token))
+    }
+
+    /// The pod's Kubernetes token for the pool: from the driver's `serviceAccount.tokens`
+    /// (keyed by the pool, or by the exchange audience), else a TokenRequest.
+    async fn ksa_token(
+        &self,
+        request: &MountRequest,
+        workload: &WorkloadIdentity,
+    ) -> Result<secrecy::SecretString> {
+        for audience in [workload.pool.clone(), workload.audience()] {
+            if let Some(token) = request.tokens.get(&audience).filter(|t| !t.expose().is_empty()) {
+                return Ok(secrecy::SecretString::from(token.expose().to_owned()));
+            }
+        }
+        if request.tokens.is_provided() {
+            return Err(Error::invalid_config(format!(
+                "unable to fetch SA token from driver: no token has audience value of {} (the CSIDriver's tokenRequests must include it)",
+                workload.pool
+            )));
+        }
+        let (namespace, service_account) =
+            (request.pod.require_namespace()?, request.pod.require_service_account()?);
+        let pod = (request.pod.require_name()?, request.pod.uid.as_deref().unwrap_or_default());
+        let token = kube_lookups::pod_token(
+            &self.kube,
+            namespace,
+            service_account,
+            pod,
+            &workload.pool,
+            &self.stats.cloud_calls,
+        )
+        .await?;
+        Ok(secrecy::SecretString::from(token))
+    }
+
+    /// The identity a mount reads as, and how its client gets credentials.
+    async fn identity(
+        &self,
+        spec: &MountSpec,
+        request: &MountRequest,
+    ) -> Result<(IdentityKey, ClientCredentials)> {
+        if !request.secrets.is_empty() {
+            if !self.options.allow_node_publish_secret {
+                return Err(Error::invalid_config(
+                    "a nodePublishSecretRef is set but this provider does not accept one (serve --gcp-allow-node-publish-secret)",
+                ));
+            }
+            if spec.auth == Auth::ProviderAdc || request.parameters.get_trimmed("auth").is_some() {
+                let auth = request.parameters.get_trimmed("auth").unwrap_or("provider-adc");
+                return Err(Error::invalid_config(format!(
+                    "attempting to set both nodePublishSecretRef and {auth} auth"
+                )));
+            }
+            return node_publish_key(request);
+        }
+        match spec.auth {
+            Auth::ProviderAdc => {
+                let credentials = self
+                    .provider_credentials
+                    .get_or_try_init(|| async {
+                        google_cloud_auth::credentials::Builder::default().build().map_err(|e| {
+                            Error::permission_denied(format!(
+                                "unable to obtain the provider's own credentials (provider-adc): {e}"
+                            ))
+                        })
+                    })
+                    .await?;
+                Ok((IdentityKey::Provider, ClientCredentials::Sdk(credentials.clone())))
+            }
+            Auth::PodAdc => {
+                let (key, token) = self.pod_identity(request).await.map_err(|e| {
+                    e.prefixed("unable to obtain auth for mount: unable to obtain workload identity auth")
+                })?;
+                let slot = TokenSlot::default();
+                slot.set(token);
+                Ok((key, ClientCredentials::Slot(slot)))
+            }
+        }
+    }
+
+    /// Reads one secret as `identity`, the kit's way.
+    async fn read(
+        &self,
+        reads: kit::ObjectReads<'_, ReadKey, Accessed>,
+        identity: &IdentityKey,
+        credentials: &ClientCredentials,
+        secret: &SecretSpec,
+        user_agent: Option<&str>,
+    ) -> Result<kit::ObjectOutcome<Accessed>> {
+        let endpoint = self.options.endpoints.secret_manager_for(secret.resource.location.as_deref());
+        let name = secret.resource.api_name();
+        let key = ReadKey { identity: identity.clone(), endpoint: endpoint.clone(), name: name.clone() };
+        let fetch = || async {
+            let client = self.clients.get(identity, &endpoint, || credentials.clone()).await?;
+            if let (Some(slot), ClientCredentials::Slot(fresh)) = (&client.slot, credentials) {
+                // The newest token for this identity, for every call the cached client makes.
+                if let Some(token) = fresh.current() {
+                    slot.set(token);
+                }
+            }
+            secret_manager::access(&client, &name, user_agent, &self.stats.cloud_calls).await
+        };
+        reads
+            .read_optional(key, &secret.resource_name, secret.optional, fetch)
+            .await
+            .map_err(|e| e.or_object(&secret.resource_name))
+    }
+}
+
+/// A service account key from the node-publish secret (`key.json`).
+fn node_publish_key(request: &MountRequest) -> Result<(IdentityKey, ClientCredentials)> {
+    let Some(key) = request.secrets.get_ignore_ascii_case("key.json") else {
+        return Err(Error::invalid_config("the nodePublishSecretRef secret has no key.json"));
+    };
+    let json: serde_json::Value = serde_json::from_str(key.expose_secret())
+        .map_err(|_| Error::invalid_config("key.json in the nodePublishSecretRef secret is not JSON"))?;
+    let field = |name: &str| json[name].as_str().unwrap_or_default().to_owned();
+    let identity = IdentityKey::NodePublishKey {
+        client_email: field("client_email"),
+        private_key_id: field("private_key_id"),
+    };
+    let credentials = google_cloud_auth::credentials::service_account::Builder::new(json)
+        .build()
+        .map_err(|e| Error::invalid_config(format!("key.json in the nodePublishSecretRef secret: {e}")))?;
+    Ok((identity, ClientCredentials::Sdk(credentials)))
+}
+
+/// The User-Agent naming the mounting pod (`csi-<namespace>.<pod>`), as for AWS and Azure.
+fn pod_user_agent(request: &MountRequest) -> Option<String> {
+    let (namespace, pod) = (request.pod.namespace.as_deref()?, request.pod.name.as_deref()?);
+    Some(format!("csi-secrets-provider csi-{namespace}.{pod}"))
+}
+
+#[async_trait]
+impl SecretBackend for GcpBackend {
+    fn name(&self) -> &'static str {
+        "gcp"
+    }
+
+    fn validate(&self, parameters: &Parameters) -> Validation {
+        match params::parse(parameters, FileMode::DEFAULT) {
+            Ok(spec) => {
+                // The admin policy and the audit trail name a secret without its version.
+                let reads = spec.secrets.iter().map(|s| s.resource.secret_name()).collect();
+                let objects = spec
+                    .secrets
+                    .iter()
+                    .map(|s| ObjectRecord::planned(&s.resource_name, s.resource.secret_name()))
+                    .collect();
+                Validation { reads, objects, ..Ok(spec.plan).into() }
+            }
+            Err(problems) => Validation::failed(problems),
+        }
+    }
+
+    async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
+        let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
+        let (identity, credentials) = before_deadline(
+            request.deadline,
+            "the token exchange (or the Kubernetes API, the metadata server)",
+            &[],
+            self.identity(&spec, request),
+        )
+        .await?;
+        let reads = kit::ObjectReads::new(&self.reads, request, "Secret Manager");
+        let user_agent = pod_user_agent(request);
+        // Futures collected first: a closure inside the stream trips the `Send` check of the
+        // async-trait future (higher-ranked lifetimes).
+        let mut reading = Vec::with_capacity(spec.secrets.len());
+        for secret in &spec.secrets {
+            reading.push(self.read(reads, &identity, &credentials, secret, user_agent.as_deref()));
+        }
+        let outcomes: Vec<Result<kit::ObjectOutcome<Accessed>>> =
+            futures::stream::iter(reading).buffered(self.options.concurrency.max(1)).collect().await;
+        // Every failing secret is named, not only the first.
+        let failures: Vec<Error> = outcomes.iter().filter_map(|o| o.as_ref().err().cloned()).collect();
+        if let Some(error) = Error::combine(failures) {
+            return Err(error);
+        }
+        let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
+        for (secret, outcome) in spec.secrets.iter().zip(outcomes) {
+            let resolved = secret.resource.secret_name();
+            let names = ObjectNames { object: &secret.resource_name, resolved: &resolved };
+            mount.add(names, outcome?, |accessed| {
+                render::render(secret, accessed).map(|rendered| (accessed.name.clone(), rendered))
+            })?;
+        }
+        Ok(mount.finish())
+    }
+
+    fn stats(&self) -> Option<&BackendStats> {
+        Some(&self.stats)
+    }
+}

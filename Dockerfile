@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build of one image flavour: FEATURES=aws, azure or "aws,azure" (all).
+# Multi-stage build of one image flavour: FEATURES=aws, azure, gcp or "aws,azure,gcp" (all).
 # Where no registry is reachable, scripts/build-images.sh builds the same images with buildah
 # from scratch, without pulling any base image.
-ARG FEATURES=aws,azure
+ARG FEATURES=aws,azure,gcp
 
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends musl-tools && rm -rf /var/lib/apt/lists/* \

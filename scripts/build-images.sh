@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds the image flavours (aws, azure, all) for linux/amd64 and linux/arm64 offline: a static
+# Builds the image flavours (aws, azure, gcp, all) for linux/amd64 and linux/arm64 offline: a static
 # musl binary per flavour and architecture, put FROM scratch with the Debian CA bundle by buildah
 # (no base image is pulled), one OCI image index per flavour holding both architectures.
 #
 #   scripts/build-images.sh [--arch amd64|arm64|amd64,arm64] [--push REPOSITORY] [flavour ...]
 #
-# Defaults: both architectures, all three flavours. Writes, per flavour:
+# Defaults: both architectures, all four flavours. Writes, per flavour:
 #   target/images/<flavour>.oci.tar                  OCI archive of the image index (all arches)
 #   target/images/csi-secrets-provider-<flavour>-<arch>   the static binary in that image
 # and prints the binary and image size per architecture. With --push, the index and its images
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     *) flavours+=("$1"); shift ;;
   esac
 done
-[ ${#flavours[@]} -gt 0 ] || flavours=(aws azure all)
+[ ${#flavours[@]} -gt 0 ] || flavours=(aws azure gcp all)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
 # Debian/Ubuntu packages are installed as root: directly when the script runs as root (CI, a
@@ -92,9 +92,9 @@ export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 mkdir -p target/images
 for flavour in "${flavours[@]}"; do
   case "$flavour" in
-    aws|azure) features=$flavour,mimalloc ;;
-    all) features=aws,azure,mimalloc ;;
-    *) echo "unknown flavour $flavour (aws, azure, all)" >&2; exit 2 ;;
+    aws|azure|gcp) features=$flavour,mimalloc ;;
+    all) features=aws,azure,gcp,mimalloc ;;
+    *) echo "unknown flavour $flavour (aws, azure, gcp, all)" >&2; exit 2 ;;
   esac
   index="csi-secrets-provider:$version-$flavour"
   buildah manifest rm "$index" >/dev/null 2>&1 || true

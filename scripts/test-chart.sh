@@ -36,6 +36,8 @@ render() { # name, helm args...
 render default
 render flavour-aws --set image.flavour=aws
 render flavour-azure --set image.flavour=azure
+render flavour-gcp --set image.flavour=gcp
+render gcp-fallback --set image.flavour=gcp --set gcp.tokenRequestFallback=true --set gcp.project=shop-prod
 render aws-only -f "$chart/ci/aws-only-values.yaml"
 render azure-only -f "$chart/ci/azure-only-values.yaml"
 render all-custom -f "$chart/ci/all-custom-values.yaml"
@@ -64,6 +66,13 @@ for rendered in default flavour-azure azure-only; do
   grep -q 'name: kube-root-ca.crt' "target/chart/$rendered.yaml"
 done
 if grep -q 'kube-root-ca.crt' target/chart/flavour-aws.yaml; then echo "the aws flavour needs no cluster CA volume" >&2; exit 1; fi
+# GCP: service account annotations need get; a token create only with the fallback on.
+grep -q -- '- --backend=gcp' target/chart/default.yaml
+grep -q 'kind: ClusterRole$' target/chart/flavour-gcp.yaml
+if grep -q 'serviceaccounts/token' target/chart/flavour-gcp.yaml; then echo "no token create without gcp.tokenRequestFallback" >&2; exit 1; fi
+grep -q 'serviceaccounts/token' target/chart/gcp-fallback.yaml
+grep -q -- '- --gcp-project=shop-prod' target/chart/gcp-fallback.yaml
+if grep -q '"pods", "nodes"' target/chart/flavour-gcp.yaml; then echo "gcp needs no pods/nodes access" >&2; exit 1; fi
 # The admin policy: a ConfigMap of the values, mounted, and the flag; none without a policy.
 grep -q -- '- --policy=/etc/csi-secrets-provider/policy/policy.yaml' target/chart/all-custom.yaml
 grep -q 'name: secrets-provider-policy' target/chart/all-custom.yaml

@@ -283,7 +283,7 @@ fn validate_reports_every_problem_and_exit_code() -> TestResult {
         .replace("\"0640\"", "\"0649\"")
         .replace("objectName: db-password", "objectName: typo")
         .replace("conf/app.env", "../escape")
-        + "---\napiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: other}\nspec:\n  provider: gcp\n";
+        + "---\napiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: other}\nspec:\n  provider: oci\n";
     let bad = write(dir.path(), "bad.yaml", &bad_text)?;
     let output = Command::new(BINARY).arg("validate").arg(&good).arg(&bad).output()?;
     assert_eq!(output.status.code(), Some(1));
@@ -293,8 +293,8 @@ fn validate_reports_every_problem_and_exit_code() -> TestResult {
         "bad.yaml: SecretProviderClass \"test-spc\" (provider test): 2 problem(s)",
         "Invalid File Permission: 0649",
         "path can not contain ../",
-        "bad.yaml: SecretProviderClass \"other\" (provider gcp): 1 problem(s)",
-        "unknown backend 'gcp'",
+        "bad.yaml: SecretProviderClass \"other\" (provider oci): 1 problem(s)",
+        "unknown backend 'oci'",
     ] {
         assert!(stdout.contains(needle), "{needle:?} missing from:\n{stdout}");
     }

@@ -37,7 +37,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
      backend the flavour's image does not contain. */}}
 {{- define "csp.backends" -}}
 {{- $flavour := .Values.image.flavour -}}
-{{- $available := ternary (list "aws" "azure") (list $flavour) (eq $flavour "all") -}}
+{{- $available := ternary (list "aws" "azure" "gcp") (list $flavour) (eq $flavour "all") -}}
 {{- $backends := .Values.backends | default $available -}}
 {{- range $backends -}}
 {{- if not (has . $available) -}}

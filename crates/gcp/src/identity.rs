@@ -64,17 +64,65 @@ impl AccessToken {
 }
 
 /// The workload identity pool and identity provider of this cluster, as the GCP provider
-/// derives them: the pool `<project>.svc.id.goog`, the provider the cluster's URL.
+/// derives them: the pool `<project>.svc.id.goog`, the provider the cluster's URL; or, for
+/// Workload Identity Federation, the audience of the provider's own `external_account`
+/// credentials as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadIdentity {
+    /// The audience the pod's Kubernetes token is requested for.
     pub pool: String,
     pub provider: String,
+    /// An exchange audience given verbatim (`//iam.googleapis.com/projects/N/locations/global/
+    /// workloadIdentityPools/P/providers/X`), instead of `identitynamespace:<pool>:<provider>`.
+    pub verbatim_audience: Option<String>,
 }
 
 impl WorkloadIdentity {
-    /// The audience of the token exchange: `identitynamespace:<pool>:<provider>`.
+    /// The audience of the token exchange: `identitynamespace:<pool>:<provider>`, or the
+    /// federation audience as configured.
     pub fn audience(&self) -> String {
-        format!("identitynamespace:{}:{}", self.pool, self.provider)
+        match &self.verbatim_audience {
+            Some(audience) => audience.clone(),
+            None => format!("identitynamespace:{}:{}", self.pool, self.provider),
+        }
+    }
+
+    /// From an `external_account` credentials file's `audience`, as the GCP provider reads it
+    /// when the GKE metadata is not there: `identitynamespace:POOL:PROVIDER` split, anything
+    /// else used verbatim (with the pool as the Kubernetes token's audience).
+    pub fn from_external_account(json: &str) -> Result<Self, Error> {
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+            Error::invalid_config(format!("the provider's credentials file is not JSON: {e}"))
+        })?;
+        if value["type"].as_str() != Some("external_account") {
+            return Err(Error::invalid_config(
+                "the provider's credentials file is not an external_account file",
+            ));
+        }
+        let audience = value["audience"].as_str().filter(|a| !a.is_empty()).ok_or_else(|| {
+            Error::invalid_config("the provider's external_account credentials have no audience")
+        })?;
+        if let Some(rest) = audience.strip_prefix("identitynamespace:")
+            && let Some((pool, provider)) = rest.split_once(':')
+        {
+            return Ok(Self {
+                pool: pool.to_owned(),
+                provider: provider.to_owned(),
+                verbatim_audience: None,
+            });
+        }
+        // `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/providers/X`:
+        // the Kubernetes token is asked for the pool's own audience.
+        let pool = audience
+            .split("/workloadIdentityPools/")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or(audience);
+        Ok(Self {
+            pool: pool.to_owned(),
+            provider: audience.to_owned(),
+            verbatim_audience: Some(audience.to_owned()),
+        })
     }
 }
 
@@ -222,4 +270,31 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_slice(&body)
         .map_err(|e| Error::new(ErrorKind::Internal, format!("{context}: unexpected answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_account_audiences_as_the_gcp_provider_reads_them() -> Result<(), Error> {
+        let gke = WorkloadIdentity::from_external_account(
+            r#"{"type":"external_account","audience":"identitynamespace:fleet.svc.id.goog:https://gkehub.googleapis.com/projects/p/locations/global/memberships/m"}"#,
+        )?;
+        assert_eq!(gke.pool, "fleet.svc.id.goog");
+        assert_eq!(
+            gke.audience(),
+            "identitynamespace:fleet.svc.id.goog:https://gkehub.googleapis.com/projects/p/locations/global/memberships/m"
+        );
+        let wif = WorkloadIdentity::from_external_account(
+            r#"{"type":"external_account","audience":"//iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/k8s/providers/c1"}"#,
+        )?;
+        assert_eq!(
+            wif.audience(),
+            "//iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/k8s/providers/c1"
+        );
+        assert_eq!(wif.pool, "k8s");
+        assert!(WorkloadIdentity::from_external_account(r#"{"type":"service_account"}"#).is_err());
+        Ok(())
+    }
 }

@@ -83,43 +83,60 @@ impl GcpBackend {
     }
 
     /// This cluster's pool and identity provider: from the options (`PROJECT`,
-    /// `CLUSTER_NAME`, `CLUSTER_LOCATION`), else the metadata server; asked once.
+    /// `CLUSTER_NAME`, `CLUSTER_LOCATION`), else the metadata server; off GKE, from the
+    /// provider's own `external_account` credentials; found once.
     async fn workload_identity(&self) -> Result<WorkloadIdentity> {
         self.workload
             .get_or_try_init(|| async {
-                let calls = &self.stats.cloud_calls;
-                let from_metadata = |path: &'static str| async move {
-                    self.tokens
-                        .metadata(path, calls)
-                        .await
-                        .map_err(|e| e.prefixed(format!("unable to find {path}")))
-                };
-                let project = match &self.options.project {
-                    Some(project) => project.clone(),
-                    None => from_metadata("project/project-id").await?,
-                };
-                let pool = self.options.pool.clone().unwrap_or_else(|| format!("{project}.svc.id.goog"));
-                let provider = match &self.options.identity_provider {
-                    Some(provider) => provider.clone(),
-                    None => {
-                        let location = match &self.options.cluster_location {
-                            Some(location) => location.clone(),
-                            None => from_metadata("instance/attributes/cluster-location").await?,
-                        };
-                        let name = match &self.options.cluster_name {
-                            Some(name) => name.clone(),
-                            None => from_metadata("instance/attributes/cluster-name").await?,
-                        };
-                        format!(
-                            "{}/projects/{project}/locations/{location}/clusters/{name}",
-                            self.options.endpoints.gke
-                        )
-                    }
-                };
-                Ok(WorkloadIdentity { pool, provider })
+                match self.gke_workload_identity().await {
+                    Ok(found) => Ok(found),
+                    Err(gke) => match &self.options.application_credentials {
+                        Some(path) => {
+                            let json = std::fs::read_to_string(path).map_err(|e| {
+                                Error::invalid_config(format!(
+                                    "cannot read the provider's credentials {}: {e}",
+                                    path.display()
+                                ))
+                            })?;
+                            WorkloadIdentity::from_external_account(&json)
+                        }
+                        None => Err(gke),
+                    },
+                }
             })
             .await
             .cloned()
+    }
+
+    /// GKE's pool and identity provider.
+    async fn gke_workload_identity(&self) -> Result<WorkloadIdentity> {
+        let calls = &self.stats.cloud_calls;
+        let from_metadata = |path: &'static str| async move {
+            self.tokens.metadata(path, calls).await.map_err(|e| e.prefixed(format!("unable to find {path}")))
+        };
+        let project = match &self.options.project {
+            Some(project) => project.clone(),
+            None => from_metadata("project/project-id").await?,
+        };
+        let pool = self.options.pool.clone().unwrap_or_else(|| format!("{project}.svc.id.goog"));
+        let provider = match &self.options.identity_provider {
+            Some(provider) => provider.clone(),
+            None => {
+                let location = match &self.options.cluster_location {
+                    Some(location) => location.clone(),
+                    None => from_metadata("instance/attributes/cluster-location").await?,
+                };
+                let name = match &self.options.cluster_name {
+                    Some(name) => name.clone(),
+                    None => from_metadata("instance/attributes/cluster-name").await?,
+                };
+                format!(
+                    "{}/projects/{project}/locations/{location}/clusters/{name}",
+                    self.options.endpoints.gke
+                )
+            }
+        };
+        Ok(WorkloadIdentity { pool, provider, verbatim_audience: None })
     }
 
     /// The pod's identity and its access token (workload identity, then the annotated Google

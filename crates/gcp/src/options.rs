@@ -70,6 +70,10 @@ pub struct GcpOptions {
     pub pool: Option<String>,
     /// The identity provider; default the cluster's URL on the GKE API.
     pub identity_provider: Option<String>,
+    /// The provider's own credentials file (`GOOGLE_APPLICATION_CREDENTIALS`): off GKE (fleet
+    /// workload identity, Workload Identity Federation for Kubernetes) its `external_account`
+    /// audience says the pool and provider when the metadata server cannot.
+    pub application_credentials: Option<std::path::PathBuf>,
     pub endpoints: Endpoints,
 }
 
@@ -89,6 +93,7 @@ impl Default for GcpOptions {
             cluster_location: None,
             pool: None,
             identity_provider: None,
+            application_credentials: None,
             endpoints: Endpoints::default(),
         }
     }

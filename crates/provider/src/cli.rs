@@ -187,6 +187,11 @@ pub struct BackendArgs {
     #[cfg(feature = "gcp")]
     #[arg(long, global = true)]
     pub gcp_identity_provider: Option<String>,
+    /// GCP: the provider's own credentials file; off GKE its `external_account` audience names
+    /// the workload identity pool and provider (fleet, Workload Identity Federation).
+    #[cfg(feature = "gcp")]
+    #[arg(long, global = true, env = "GOOGLE_APPLICATION_CREDENTIALS")]
+    pub gcp_application_credentials: Option<PathBuf>,
     /// GCP: the universe domain Google's endpoints are in.
     #[cfg(feature = "gcp")]
     #[arg(long, global = true, env = "GOOGLE_CLOUD_UNIVERSE_DOMAIN", default_value = csi_secrets_provider_gcp::GcpOptions::DEFAULT_UNIVERSE)]

@@ -141,6 +141,10 @@ fn gcp_options(args: &BackendArgs, sharing: SharingOptions) -> csi_secrets_provi
         cluster_location: non_empty(&args.gcp_cluster_location),
         pool: non_empty(&args.gcp_workload_identity_pool),
         identity_provider: non_empty(&args.gcp_identity_provider),
+        application_credentials: args
+            .gcp_application_credentials
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty()),
         endpoints,
     }
 }
@@ -179,7 +183,11 @@ mod tests {
             "backend 'azure' is not compiled in; rebuild with --features azure"
         );
         assert_eq!(message(registry.select(&["azure".to_owned()])), message(registry.get("azure")));
-        assert!(message(registry.get("gcp")).contains("unknown backend 'gcp'; this build serves: aws"));
+        assert_eq!(
+            message(registry.get("gcp")),
+            "backend 'gcp' is not compiled in; rebuild with --features gcp"
+        );
+        assert!(message(registry.get("oci")).contains("unknown backend 'oci'; this build serves: aws"));
     }
 
     #[test]

@@ -240,10 +240,14 @@ mod all_backends {
 async fn serving_one_backend_opens_only_its_socket() -> TestResult {
     // Whatever this build has: one backend served, the other's socket absent; with none, the
     // start is refused and no socket appears.
-    let (served, other) = match (cfg!(feature = "aws"), cfg!(feature = "azure")) {
-        (true, _) => ("aws", "azure"),
-        (false, true) => ("azure", "aws"),
-        (false, false) => {
+    let compiled =
+        [("aws", cfg!(feature = "aws")), ("azure", cfg!(feature = "azure")), ("gcp", cfg!(feature = "gcp"))];
+    let served = compiled.iter().find(|(_, on)| *on).map(|(name, _)| *name);
+    let others: Vec<&str> =
+        compiled.iter().map(|(name, _)| *name).filter(|name| Some(*name) != served).collect();
+    let served = match served {
+        Some(served) => served,
+        None => {
             let dir = tempfile::tempdir()?;
             let output =
                 Command::new(BINARY).args(["serve", "--provider-volume"]).arg(dir.path()).output()?;
@@ -255,7 +259,9 @@ async fn serving_one_backend_opens_only_its_socket() -> TestResult {
     let mut provider =
         ProviderProcess::serve(BINARY, &["--backend", served, "--health-addr", "127.0.0.1:0"])?;
     wait_for_socket(&provider.socket(served), Duration::from_secs(20)).await?;
-    assert!(!provider.socket(other).exists());
+    for other in others {
+        assert!(!provider.socket(other).exists(), "{other}.sock");
+    }
     // build_info names every compiled-in backend, served or not.
     let addr = provider.health_addr(Duration::from_secs(20)).await?;
     let metrics = csi_secrets_provider_tests::http_get(addr, "/metrics").await?;
@@ -279,6 +285,9 @@ fn compiled_in() -> String {
     if cfg!(feature = "azure") {
         names.push("azure");
     }
+    if cfg!(feature = "gcp") {
+        names.push("gcp");
+    }
     names.join(",")
 }
 
@@ -298,13 +307,15 @@ fn version_names_the_compiled_in_backends() -> TestResult {
 fn unknown_or_missing_backends_are_refused_at_start() -> TestResult {
     let dir = tempfile::tempdir()?;
     let output = Command::new(BINARY)
-        .args(["serve", "--backend", "gcp", "--provider-volume"])
+        .args(["serve", "--backend", "oci", "--provider-volume"])
         .arg(dir.path())
         .output()?;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr)?;
-    assert!(stderr.contains("unknown backend 'gcp'"), "{stderr}");
-    for (backend, compiled) in [("aws", cfg!(feature = "aws")), ("azure", cfg!(feature = "azure"))] {
+    assert!(stderr.contains("unknown backend 'oci'"), "{stderr}");
+    for (backend, compiled) in
+        [("aws", cfg!(feature = "aws")), ("azure", cfg!(feature = "azure")), ("gcp", cfg!(feature = "gcp"))]
+    {
         if compiled {
             continue;
         }
@@ -321,7 +332,7 @@ fn unknown_or_missing_backends_are_refused_at_start() -> TestResult {
             "{stderr}"
         );
     }
-    if !cfg!(feature = "aws") && !cfg!(feature = "azure") {
+    if !cfg!(feature = "aws") && !cfg!(feature = "azure") && !cfg!(feature = "gcp") {
         let output = Command::new(BINARY).args(["serve", "--provider-volume"]).arg(dir.path()).output()?;
         assert!(String::from_utf8(output.stderr)?.contains("no backend is compiled in"));
     }

@@ -69,6 +69,10 @@ pub trait Fixture: Send + Sync {
     async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError>;
     /// Calls the store (and the identity services around it) has seen so far.
     async fn cloud_calls(&self) -> usize;
+    /// The SecretProviderClass key of a file's permission (`filePermission`; GCP: `mode`).
+    fn permission_key(&self) -> &'static str {
+        "filePermission"
+    }
 }
 
 /// The admin policy every conformance provider runs with (`serve --policy`): everything allowed,
@@ -212,7 +216,8 @@ async fn bad_file_permission_is_invalid_argument(fixture: &dyn Fixture) -> Resul
     let parameters = fixture.parameters(&[ObjectRef::new(&name, "perm").with_permission("0999")]);
     let status = fixture.mount(&parameters).await.err().ok_or("filePermission 0999 was accepted")?;
     ensure(status.code() == Code::InvalidArgument, || format!("InvalidArgument expected: {status:?}"))?;
-    ensure(status.message().contains("filePermission"), || format!("names the field: {}", status.message()))?;
+    let key = fixture.permission_key();
+    ensure(status.message().contains(key), || format!("names the field {key}: {}", status.message()))?;
     ensure(status.message().contains(&name), || format!("names the object: {}", status.message()))
 }
 

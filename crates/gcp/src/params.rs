@@ -344,7 +344,11 @@ fn mode_of(value: Option<&Value>) -> Result<Option<FileMode>, Error> {
             let s = s.trim();
             let octal = s.strip_prefix("0o").or_else(|| s.strip_prefix('0').filter(|rest| !rest.is_empty()));
             match octal {
-                Some(digits) => i64::from_str_radix(digits, 8).ok(),
+                Some(digits) => Some(i64::from_str_radix(digits, 8).map_err(|_| {
+                    Error::invalid_config(format!(
+                        "mode {s} is not an octal number (after a leading 0, digits 0 to 7)"
+                    ))
+                })?),
                 None if s == "0" => Some(0),
                 None => s.parse::<i64>().ok(),
             }

@@ -141,6 +141,11 @@ impl Clients {
 /// API name in the `cloud_requests` metric.
 const ACCESS: &str = "secretmanager:AccessSecretVersion";
 
+/// Attempts of a read Secret Manager throttles (`RESOURCE_EXHAUSTED`: 0.5, 1 and 2 s apart)
+/// before the mount fails with it; the GCP provider's Go client retries it too, the Rust SDK
+/// does not.
+const MAX_ATTEMPTS_WHEN_THROTTLED: u32 = 4;
+
 /// Reads `name` (`…/versions/<v>`), retrying `RESOURCE_EXHAUSTED` with backoff (the mount's
 /// deadline ends the retries); the payload's CRC32C, when Secret Manager sends one, must match.
 pub async fn access(
@@ -150,7 +155,9 @@ pub async fn access(
     calls: &CloudCalls,
 ) -> Result<Accessed, Error> {
     let mut backoff = Duration::from_millis(500);
+    let mut attempts: u32 = 0;
     loop {
+        attempts += 1;
         let mut call = client.sdk.access_secret_version().set_name(name);
         if let Some(agent) = user_agent {
             call = call.with_user_agent(agent);
@@ -169,7 +176,10 @@ pub async fn access(
         });
         calls.record(ACCESS, &result);
         match result {
-            Err(error) if error.kind() == csi_secrets_provider_core::ErrorKind::Throttled => {
+            Err(error)
+                if error.kind() == csi_secrets_provider_core::ErrorKind::Throttled
+                    && attempts < MAX_ATTEMPTS_WHEN_THROTTLED =>
+            {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(8));
             }

@@ -1,8 +1,8 @@
 //! The one conformance suite (`csi_secrets_provider_tests::conformance`) against every cloud
 //! backend through the real binary's socket: the same checks, each backend's test peer behind
 //! the hooks (moto through the recording proxy for AWS, the Key Vault + Azure AD test server for
-//! Azure). The test backend runs it in `tests/tests/conformance.rs`.
-#![cfg(any(feature = "aws", feature = "azure"))]
+//! Azure, the Google test peer for GCP). The test backend runs it in `tests/tests/conformance.rs`.
+#![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -156,6 +156,84 @@ mod azure {
         };
         conformance::run(&fixture).await?;
         assert_eq!(fixture.world.azure.token_requests().len(), 1, "every conformance mount shared one token");
+        Ok(())
+    }
+}
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use super::*;
+    use csi_secrets_provider_tests::gcp::PROJECT;
+    use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
+
+    struct GcpFixture {
+        world: GcpWorld,
+        counter: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Fixture for GcpFixture {
+        fn unique(&self, base: &str) -> String {
+            format!("{base}-{}", self.counter.fetch_add(1, Ordering::Relaxed))
+        }
+
+        async fn put(&self, name: &str, value: &str) -> Result<(), BoxError> {
+            self.world.google.add_version(None, name, value.as_bytes());
+            self.world.google.grant(None, name, &format!("ksa:{GCP_NAMESPACE}/web"));
+            Ok(())
+        }
+
+        fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)> {
+            let secrets: String = objects
+                .iter()
+                .map(|o| {
+                    let mode = o.file_permission.as_ref().map(|p| format!(", mode: {p}")).unwrap_or_default();
+                    format!(
+                        "- {{resourceName: projects/{PROJECT}/secrets/{}/versions/latest, path: {}{mode}}}\n",
+                        o.name, o.file
+                    )
+                })
+                .collect();
+            vec![("secrets".to_owned(), secrets)]
+        }
+
+        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+            let extra: Vec<(&str, &str)> =
+                parameters[1..].iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+            let target = csi_secrets_provider_tests::new_target_path();
+            self.world.mount_at(&target, "web", &parameters[0].1, &extra).await
+        }
+
+        async fn cloud_calls(&self) -> usize {
+            self.world.google.calls().len() + self.world.kube.requests().len()
+        }
+
+        async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
+            let path = format!("/secrets/{name}/");
+            let status = match fault {
+                Fault::Denied => 403,
+                Fault::Throttled => 429,
+                Fault::Unavailable => 503,
+            };
+            self.world.google.fail(&path, status, 1000);
+            Ok(())
+        }
+
+        fn permission_key(&self) -> &'static str {
+            "mode"
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_gcp_backend_conforms() -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let policy = conformance::write_policy(dir.path())?.display().to_string();
+        let fixture = GcpFixture {
+            world: GcpWorld::start(BINARY, &["--policy", &policy]).await?,
+            counter: AtomicUsize::new(0),
+        };
+        conformance::run(&fixture).await?;
+        assert_eq!(fixture.world.google.count("exchange"), 1, "every conformance mount shared one exchange");
         Ok(())
     }
 }

@@ -119,9 +119,9 @@ impl FakeGoogle {
         self.dir.path().join("ca.pem")
     }
 
-    /// Provider arguments and environment that reach this peer (cluster facts from the
-    /// metadata server).
-    pub fn provider_args(&self) -> Vec<String> {
+    /// Provider arguments that reach this peer (cluster facts from the metadata server), but
+    /// those among `overridden` (flags a test sets itself).
+    pub fn provider_args(&self, overridden: &[&str]) -> Vec<String> {
         let url = self.url();
         [
             ("--gcp-secret-manager-endpoint", url.clone()),
@@ -129,9 +129,9 @@ impl FakeGoogle {
             ("--gcp-iam-credentials-endpoint", url.clone()),
             ("--gcp-token-exchange-endpoint", format!("{url}/v1/identitybindingtoken")),
             ("--gcp-gke-endpoint", self.gke_endpoint()),
-            ("--gcp-metadata-host", format!("127.0.0.1:{}", self.metadata.addr.port())),
         ]
         .into_iter()
+        .filter(|(flag, _)| !overridden.iter().any(|o| o.starts_with(flag)))
         .flat_map(|(flag, value)| [flag.to_owned(), value])
         .collect()
     }
@@ -231,7 +231,8 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
     } else {
         "other"
     };
-    let principal = bearer(request).and_then(|token| state.tokens.get(&token).cloned());
+    let principal =
+        bearer(request).and_then(|token| state.tokens.get(&token).cloned().or_else(|| self_signed(&token)));
     let fault =
         state.faults.iter_mut().find(|(fragment, _, left)| *left > 0 && path.contains(fragment.as_str()));
     let response = match fault {
@@ -255,6 +256,31 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
     let user_agent = header(request, http::header::USER_AGENT);
     state.calls.push(GoogleCall { api, path, status: response.status().as_u16(), principal, user_agent });
     response
+}
+
+/// A service account key's self-signed JWT (what Google's SDKs send instead of asking a token
+/// endpoint): the principal is its issuer. The signature is not checked: this peer trusts its
+/// test's keys.
+fn self_signed(token: &str) -> Option<String> {
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    let issuer = claims["iss"].as_str()?;
+    issuer.ends_with(".iam.gserviceaccount.com").then(|| format!("gsa:{issuer}"))
+}
+
+/// A service account key file (`key.json`) for `email`, with a fresh RSA key.
+pub fn service_account_key(email: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+    Ok(serde_json::json!({
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "0123456789abcdef",
+        "private_key": key.serialize_pem(),
+        "client_email": email,
+        "client_id": "1234567890",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    })
+    .to_string())
 }
 
 fn issue(state: &mut State, principal: String) -> String {

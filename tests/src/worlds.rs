@@ -372,8 +372,9 @@ impl GcpWorld {
         let config = tempfile::tempdir()?;
         let kubeconfig = kube.write_kubeconfig(config.path())?.display().to_string();
         let mut args: Vec<String> = vec!["--backend".into(), "gcp".into()];
-        args.extend(google.provider_args());
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args.extend(google.provider_args(extra));
+        // `{google}` in an argument stands for this world's peer's URL.
+        args.extend(extra.iter().map(|s| s.replace("{google}", &google.url())));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ca, metadata) = (google.ca_file().display().to_string(), google.metadata_host());
         let provider = ProviderProcess::serve_with_env(
@@ -400,13 +401,28 @@ impl GcpWorld {
     }
 
     /// A mount of `target_path` as pod `shop/web-0` with service account `sa`, the driver's
-    /// token for the workload identity pool attached, `secrets` as the SPC's list.
+    /// token for the workload identity pool attached, `secrets` as the SPC's list. (`start`'s
+    /// `extra` arguments may say `{google}` for the peer's URL.)
     pub async fn mount_at(
         &self,
         target_path: &str,
         sa: &str,
         secrets: &str,
         extra: &[(&str, &str)],
+    ) -> Result<MountResponse, tonic::Status> {
+        self.mount_with(target_path, sa, secrets, extra, true, "null").await
+    }
+
+    /// A mount with every knob: whether the driver sends the pool's token (`with_token`), and
+    /// the node-publish secret's JSON (`"null"` for none).
+    pub async fn mount_with(
+        &self,
+        target_path: &str,
+        sa: &str,
+        secrets: &str,
+        extra: &[(&str, &str)],
+        with_token: bool,
+        node_publish: &str,
     ) -> Result<MountResponse, tonic::Status> {
         let token = jwt::service_account_token(GCP_NAMESPACE, sa, crate::gcp::POOL, jwt::VALID_UNTIL);
         let tokens = serde_json::json!({
@@ -416,10 +432,17 @@ impl GcpWorld {
         let mut all: Vec<(&str, &str)> = vec![("secrets", secrets)];
         all.extend_from_slice(extra);
         all.push(("csi.storage.k8s.io/serviceAccount.name", sa));
-        all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
+        if with_token {
+            all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
+        }
         DriverClient::new(&self.provider.socket("gcp"))
             .with_timeout(self.driver_timeout)
-            .mount_raw_at(target_path, pod_attributes(&all).to_string(), "null".to_owned(), "420".to_owned())
+            .mount_raw_at(
+                target_path,
+                pod_attributes(&all).to_string(),
+                node_publish.to_owned(),
+                "420".to_owned(),
+            )
             .await
     }
 

@@ -136,3 +136,133 @@ async fn errors_name_every_failing_secret() -> TestResult {
     assert!(status.message().contains("CRC32C"), "{}", status.message());
     Ok(())
 }
+
+/// `auth: provider-adc`: the provider's own credentials (here the metadata server's service
+/// account) read, with no exchange.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_adc_reads_as_the_providers_own_identity() -> TestResult {
+    let world = GcpWorld::start(BINARY, &[]).await?;
+    world.google.add_version(None, "node-secret", b"node-value");
+    world.google.grant(None, "node-secret", &format!("gsa:node@{PROJECT}.iam.gserviceaccount.com"));
+    let secrets = format!("- {{resourceName: projects/{PROJECT}/secrets/node-secret/versions/1, path: n}}\n");
+    let response = world
+        .mount_at(
+            &csi_secrets_provider_tests::new_target_path(),
+            "web",
+            &secrets,
+            &[("auth", "provider-adc")],
+        )
+        .await?;
+    assert_eq!(file(&response, "n")?, b"node-value");
+    assert_eq!(world.google.count("exchange"), 0);
+    Ok(())
+}
+
+/// A service account key in the node-publish secret: refused unless
+/// `--gcp-allow-node-publish-secret`, then the key's account reads; combined with `auth`,
+/// refused in the GCP provider's words.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_publish_secret_keys_only_when_allowed() -> TestResult {
+    let email = format!("keyuser@{PROJECT}.iam.gserviceaccount.com");
+    let key = csi_secrets_provider_tests::gcp::service_account_key(&email)?;
+    let node_publish = serde_json::json!({ "key.json": key }).to_string();
+    let secrets = format!("- {{resourceName: projects/{PROJECT}/secrets/keyed/versions/latest, path: k}}\n");
+    let target = csi_secrets_provider_tests::new_target_path;
+
+    let refusing = GcpWorld::start(BINARY, &[]).await?;
+    let status = refusing
+        .mount_with(&target(), "web", &secrets, &[], true, &node_publish)
+        .await
+        .err()
+        .ok_or("allowed")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("--gcp-allow-node-publish-secret"), "{}", status.message());
+
+    let world = GcpWorld::start(BINARY, &["--gcp-allow-node-publish-secret"]).await?;
+    world.google.add_version(None, "keyed", b"from-key");
+    world.google.grant(None, "keyed", &format!("gsa:{email}"));
+    let response = world.mount_with(&target(), "web", &secrets, &[], true, &node_publish).await?;
+    assert_eq!(file(&response, "k")?, b"from-key");
+    let both = world
+        .mount_with(&target(), "web", &secrets, &[("auth", "provider-adc")], true, &node_publish)
+        .await
+        .err()
+        .ok_or("both")?;
+    assert!(
+        both.message().contains("attempting to set both nodePublishSecretRef and provider-adc auth"),
+        "{}",
+        both.message()
+    );
+    Ok(())
+}
+
+/// No token from the driver: a TokenRequest for the pool, bound to the pod; the STS endpoint
+/// (`GAIA_TOKEN_EXCHANGE_ENDPOINT`) takes the exchange as GKE's does.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_request_fallback_and_the_sts_endpoint() -> TestResult {
+    let world = GcpWorld::start(BINARY, &[]).await?;
+    let sts_world = GcpWorld::start(BINARY, &["--gcp-token-exchange-endpoint={google}/v1/token"]).await?;
+    for world in [&world, &sts_world] {
+        world.google.add_version(None, "db", b"v");
+        world.google.grant(None, "db", &principal(GCP_NAMESPACE, "web"));
+    }
+    let secrets = format!("- {{resourceName: projects/{PROJECT}/secrets/db/versions/latest, path: db}}\n");
+    let response = world
+        .mount_with(&csi_secrets_provider_tests::new_target_path(), "web", &secrets, &[], false, "null")
+        .await?;
+    assert_eq!(file(&response, "db")?, b"v");
+    assert!(
+        world.kube.requests().iter().any(|p| p.ends_with("/serviceaccounts/web/token")),
+        "{:?}",
+        world.kube.requests()
+    );
+    sts_world.mount(&secrets).await?;
+    assert_eq!((sts_world.google.count("sts"), sts_world.google.count("exchange")), (1, 0));
+    Ok(())
+}
+
+/// Beyond the GCP provider: `RESOURCE_EXHAUSTED` retried with backoff; an optional secret that
+/// does not exist skipped; `jmesPath` on a JSON secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_retried_optional_skipped_and_jmes_path() -> TestResult {
+    let world = GcpWorld::start(BINARY, &[]).await?;
+    let web = principal(GCP_NAMESPACE, "web");
+    world.google.add_version(None, "config", br#"{"db":{"user":"app","password":"p4ss"}}"#);
+    world.google.grant(None, "config", &web);
+    world.google.fail("/secrets/config/", 429, 2);
+    let secrets = format!(
+        "- resourceName: projects/{PROJECT}/secrets/config/versions/latest\n  path: config.json\n  jmesPath:\n    - {{path: db.password, objectAlias: password}}\n\
+         - {{resourceName: projects/{PROJECT}/secrets/not-yet/versions/latest, path: later, optional: true}}\n"
+    );
+    let response = world.mount(&secrets).await?;
+    assert_eq!(file(&response, "password")?, b"p4ss");
+    assert!(file(&response, "later").is_err(), "the optional secret is skipped");
+    let reads = world.google.calls().into_iter().filter(|c| c.path.contains("/secrets/config/")).count();
+    assert_eq!(reads, 3, "two throttled answers, then the value");
+    Ok(())
+}
+
+/// A remount round of several pods of one service account costs one read per secret and no
+/// exchange: the remount rule of the other backends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remount_round_shares_reads() -> TestResult {
+    let world = GcpWorld::start(BINARY, &[]).await?;
+    world.google.add_version(None, "shared", b"s");
+    world.google.grant(None, "shared", &principal(GCP_NAMESPACE, "web"));
+    let secrets = format!("- {{resourceName: projects/{PROJECT}/secrets/shared/versions/latest, path: s}}\n");
+    let targets: Vec<String> = (0..5).map(|_| csi_secrets_provider_tests::new_target_path()).collect();
+    for target in &targets {
+        world.mount_at(target, "web", &secrets, &[]).await?;
+    }
+    let before = world.google.count("access");
+    for target in &targets {
+        world.mount_at(target, "web", &secrets, &[]).await?;
+    }
+    assert_eq!(
+        world.google.count("access") - before,
+        1,
+        "the round's first remount reads, the others share it"
+    );
+    assert_eq!(world.google.count("exchange"), 1);
+    Ok(())
+}

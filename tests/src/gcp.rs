@@ -66,6 +66,10 @@ struct State {
     corrupt: Vec<(String, usize)>,
     /// The exchange's audience, once the port is known.
     audience: String,
+    /// How long every answer of the TLS server waits.
+    delay: std::time::Duration,
+    /// Bodies answered as they are (not JSON, cut off), by path fragment, how many times.
+    garbled: Vec<(String, usize, String)>,
 }
 
 /// The peer. Stops when dropped.
@@ -84,7 +88,11 @@ impl FakeGoogle {
         let shared = Arc::clone(&state);
         let server = http_server::serve(Some(ca.server_config.clone()), move |request| {
             let answer = handle(&shared, &request);
-            async move { answer }
+            let delay = shared.lock().unwrap_or_else(PoisonError::into_inner).delay;
+            async move {
+                tokio::time::sleep(delay).await;
+                answer
+            }
         })
         .await?;
         let shared = Arc::clone(&state);
@@ -190,6 +198,21 @@ impl FakeGoogle {
         self.lock().corrupt.push((fragment.to_owned(), times));
     }
 
+    /// Answers every request of the TLS server only after `delay`.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Answers the next `times` requests whose path contains `fragment` with 200 and `body`.
+    pub fn garble(&self, fragment: &str, times: usize, body: &str) {
+        self.lock().garbled.push((fragment.to_owned(), times, body.to_owned()));
+    }
+
+    /// Goes away: connections cut and refused (see `http_server::Server::close`).
+    pub fn close(&self) {
+        self.server.close();
+    }
+
     pub fn calls(&self) -> Vec<GoogleCall> {
         self.lock().calls.clone()
     }
@@ -233,6 +256,23 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
     };
     let principal =
         bearer(request).and_then(|token| state.tokens.get(&token).cloned().or_else(|| self_signed(&token)));
+    let garbled = state
+        .garbled
+        .iter_mut()
+        .find(|(fragment, left, _)| *left > 0 && path.contains(fragment.as_str()))
+        .map(|(_, left, body)| {
+            *left -= 1;
+            body.clone()
+        });
+    if let Some(body) = garbled {
+        let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        let user_agent = header(request, http::header::USER_AGENT);
+        state.calls.push(GoogleCall { api, path, status: 200, principal, user_agent });
+        return response;
+    }
     let fault =
         state.faults.iter_mut().find(|(fragment, _, left)| *left > 0 && path.contains(fragment.as_str()));
     let response = match fault {

@@ -9,6 +9,7 @@ use csi_secrets_provider_core::kit::IdleCache;
 use csi_secrets_provider_core::{CloudCalls, Error, HeldBytes, SecretBytes};
 use google_cloud_auth::credentials::{CacheableResource, Credentials, CredentialsProvider, EntityTag};
 use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::options::RequestOptionsBuilder;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
@@ -124,11 +125,19 @@ impl Clients {
             ClientCredentials::Slot(slot) => (Credentials::from(slot.clone()), Some(slot)),
             ClientCredentials::Sdk(credentials) => (credentials, None),
         };
+        // A few quick retries of UNAVAILABLE (0.2 then 0.4 s apart, plus jitter): a 5xx that
+        // lasts ends in about a second with Google's own error, well inside a driver's
+        // deadline; the SDK's default (1 s to 60 s apart, ten attempts) would outlast it.
+        let backoff = ExponentialBackoffBuilder::new()
+            .with_initial_delay(Duration::from_millis(200))
+            .with_maximum_delay(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::internal(format!("retry backoff: {e}")))?;
         let sdk = SecretManagerService::builder()
             .with_endpoint(endpoint)
             .with_credentials(credentials)
-            // A few quick retries of UNAVAILABLE; the mount's deadline bounds the rest.
             .with_retry_policy(Aip194Strict.with_attempt_limit(3))
+            .with_backoff_policy(backoff)
             .build()
             .await
             .map_err(|e| {

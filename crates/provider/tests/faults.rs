@@ -1,11 +1,11 @@
-//! The fault matrix, both clouds, through the real binary and the test peers: a cloud, token
+//! The fault matrix, every cloud, through the real binary and the test peers: a cloud, token
 //! service or Kubernetes API that never answers, answers 5xx or 429 in bursts or for good, or
 //! answers something that is not JSON. For each: retries stay bounded, the mount answers before
 //! the driver's gRPC deadline with an error that names the service and the object in plain
 //! words, nothing is returned, and the process keeps serving. A peer that goes away (connections
 //! refused, a read cut off mid-request) is covered too.
 
-#![cfg(any(feature = "aws", feature = "azure"))]
+#![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
 use std::time::{Duration, Instant};
 
@@ -420,6 +420,125 @@ mod azure {
             .collect();
         assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 2, "{statuses:?}");
         assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1, "{statuses:?}");
+        Ok(())
+    }
+}
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use super::*;
+    use csi_secrets_provider_tests::gcp::PROJECT;
+    use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
+
+    const SECRET: &str = "projects/shop-prod/secrets/db/versions/latest";
+
+    async fn world() -> Result<GcpWorld, BoxError> {
+        let mut world = GcpWorld::start(BINARY, &[]).await?;
+        world.driver_timeout = Some(DRIVER_DEADLINE);
+        world.google.add_version(None, "db", b"value");
+        world.google.grant(None, "db", &format!("ksa:{GCP_NAMESPACE}/web"));
+        Ok(world)
+    }
+
+    fn secrets() -> String {
+        format!("- {{resourceName: projects/{PROJECT}/secrets/db/versions/latest, path: db}}\n")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn gcp_fault_matrix() -> TestResult {
+        type Setup = fn(&GcpWorld);
+        let cases: [(&str, Setup, Code, &[&str]); 7] = [
+            (
+                "secret-manager-never-answers",
+                |w| w.google.set_delay(Duration::from_secs(60)),
+                Code::DeadlineExceeded,
+                &["did not answer"],
+            ),
+            (
+                "secret-manager-down",
+                |w| w.google.fail("/secrets/db/", 503, 1000),
+                Code::Aborted,
+                &[SECRET, "failed to access"],
+            ),
+            (
+                "secret-manager-throttles",
+                |w| w.google.fail("/secrets/db/", 429, 1000),
+                Code::ResourceExhausted,
+                &[SECRET, "failed to access"],
+            ),
+            (
+                "token-exchange-down",
+                |w| w.google.fail("/identitybindingtoken", 503, 1000),
+                Code::Aborted,
+                &["unable to fetch identitybindingtoken", "503"],
+            ),
+            (
+                "token-exchange-refuses",
+                |w| w.google.fail("/identitybindingtoken", 403, 1000),
+                Code::PermissionDenied,
+                &["unable to obtain workload identity auth", "unable to fetch identitybindingtoken"],
+            ),
+            (
+                "answer-not-json",
+                |w| w.google.garble("/secrets/db/", 1000, "<html><body>gateway error</body></html>"),
+                Code::Aborted,
+                &[SECRET],
+            ),
+            (
+                "answer-cut-off",
+                |w| {
+                    w.google.garble(
+                        "/secrets/db/",
+                        1000,
+                        r#"{"name":"projects/1/secrets/db/versions/1","payload":{"da"#,
+                    )
+                },
+                Code::Aborted,
+                &[SECRET],
+            ),
+        ];
+        for (case, setup, code, says) in cases {
+            let mut world = world().await?;
+            setup(&world);
+            let started = Instant::now();
+            let outcome = world.mount(&secrets()).await;
+            check(case, outcome, started, &Expected { code, says })?;
+            still_serving(&mut world.provider, "gcp").await?;
+        }
+        Ok(())
+    }
+
+    /// Google goes away: connections refused.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn gcp_connection_refused() -> TestResult {
+        let mut world = world().await?;
+        world.google.close();
+        let started = Instant::now();
+        let outcome = world.mount(&secrets()).await;
+        check(
+            "refused",
+            outcome,
+            started,
+            &Expected { code: Code::Aborted, says: &["unable to fetch identitybindingtoken"] },
+        )?;
+        still_serving(&mut world.provider, "gcp").await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn gcp_bursts_are_retried_within_bounds() -> TestResult {
+        let world = world().await?;
+        world.google.fail("/secrets/db/", 503, 1);
+        world.google.fail("/secrets/db/", 429, 1);
+        let response = world.mount(&secrets()).await?;
+        assert_eq!(response.files[0].contents, b"value", "503, 429, then an answer");
+        let statuses: Vec<u16> = world
+            .google
+            .calls()
+            .iter()
+            .filter(|c| c.path.contains("/secrets/db/"))
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(statuses, [503, 429, 200]);
         Ok(())
     }
 }

@@ -1,9 +1,11 @@
 //! Remount benchmark: what a first-mount round and a remount (kubelet republish) round cost in
 //! cloud calls, for N pods × M secrets × K service accounts on one node, for each backend,
 //! counted by the test peers themselves (the AWS recording proxy in front of moto, the fake
-//! Kubernetes API, the Key Vault + Azure AD test server). Beside each round it prints what the
+//! Kubernetes API, the Key Vault + Azure AD test server, the Google test peer). Beside each round it prints what the
 //! official providers' code does for the same work: every mount reads every object, exchanges
-//! a token and (AWS IRSA) GETs the ServiceAccount.
+//! a token and (AWS IRSA, GCP) GETs the ServiceAccount.
+//!
+//! GCP "exchanges" are token exchanges plus `generateAccessToken` calls.
 //!
 //!   cargo build --release --locked -p csi-secrets-provider -p csi-secrets-provider-tests --bins
 //!   scripts/with-moto.sh target/release/bench-remount [--pods 100] [--secrets 2]
@@ -26,7 +28,8 @@ use std::time::{Duration, Instant};
 use csi_secrets_provider_tests::aws::FakePodIdentityAgent;
 use csi_secrets_provider_tests::bench::flag_values;
 use csi_secrets_provider_tests::worlds::{
-    AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError,
+    AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AwsWorld, AzureWorld, BoxError, GCP_NAMESPACE,
+    GcpWorld,
 };
 use csi_secrets_provider_tests::{new_target_path, provider_binary};
 use futures::StreamExt;
@@ -226,6 +229,47 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
     Ok(())
 }
 
+async fn gcp(binary: &str, options: &Options) -> Result<(), BoxError> {
+    let world = GcpWorld::start(binary, &["--shared-read-window", &options.window]).await?;
+    let accounts: Vec<String> = (0..options.service_accounts).map(|i| format!("app-{i}")).collect();
+    for account in &accounts {
+        world.kube.add_service_account(GCP_NAMESPACE, account, None);
+    }
+    let mut secrets = String::new();
+    for i in 0..options.secrets {
+        let name = format!("secret-{i}");
+        world.google.add_version(None, &name, format!("value-{i}").as_bytes());
+        for account in &accounts {
+            world.google.grant(None, &name, &format!("ksa:{GCP_NAMESPACE}/{account}"));
+        }
+        secrets.push_str(&format!(
+            "- {{resourceName: projects/{}/secrets/{name}/versions/latest, path: {name}}}\n",
+            csi_secrets_provider_tests::gcp::PROJECT
+        ));
+    }
+    let counted = || Calls {
+        reads: world.google.count("access"),
+        exchanges: world.google.count("exchange") + world.google.count("generateAccessToken"),
+        kube: world.kube.requests().len(),
+    };
+    let pods = pods(options);
+    // The GCP provider exchanges a token and GETs the ServiceAccount on every mount.
+    let official =
+        Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
+    for name in ["first", "remount"] {
+        if name == "remount" {
+            tokio::time::sleep(options.pause).await;
+        }
+        let before = counted();
+        let mounts = pods.iter().map(|pod| async {
+            world.mount_at(&pod.target, &pod.service_account, &secrets, &[]).await.map(|r| r.files.len())
+        });
+        let elapsed = round(mounts, options.concurrency).await?;
+        report("gcp", name, options, counted() - before, official, elapsed);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let options = options()?;
@@ -255,5 +299,6 @@ async fn main() -> Result<(), BoxError> {
     println!("{:<31}this provider                   | official providers' code", "");
     aws(&binary, &options).await?;
     azure(&binary, &options).await?;
+    gcp(&binary, &options).await?;
     Ok(())
 }

@@ -6,15 +6,17 @@
 //! `--version` names the compiled-in backends; `validate` passes every example; `serve` answers
 //! Version on each backend's socket and mounts a secret through each cloud's test peer (moto at
 //! `MOTO_ENDPOINT` for AWS, with IRSA through the HTTPS Kubernetes test API; the Key Vault +
-//! Azure AD test server for Azure), so TLS, the crypto provider and the allocator of that build
-//! all run; TERM stops it cleanly. Prints one line per check; exits non-zero on the first failure.
+//! Azure AD test server for Azure; the Google test peer for GCP, through Google's SDK), so TLS,
+//! the crypto provider and the allocator of that build all run; TERM stops it cleanly. Prints one line per check; exits non-zero on the first failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use csi_secrets_provider_tests::bench::flag_values;
-use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AwsWorld, AzureWorld, BoxError};
+use csi_secrets_provider_tests::worlds::{
+    AZURE_VAULT, AwsWorld, AzureWorld, BoxError, GCP_NAMESPACE, GcpWorld,
+};
 use csi_secrets_provider_tests::{DriverClient, ProviderProcess, example_files, file_contents};
 
 struct Options {
@@ -97,6 +99,24 @@ async fn azure(binary: &str) -> Result<(), BoxError> {
     stop(&mut world.provider, "azure")
 }
 
+async fn gcp(binary: &str) -> Result<(), BoxError> {
+    let mut world = GcpWorld::start(binary, &[]).await?;
+    version_call(&world.provider.socket("gcp"), "gcp").await?;
+    world.google.add_version(None, "smoke", b"smoke-value");
+    world.google.grant(None, "smoke", &format!("ksa:{GCP_NAMESPACE}/web"));
+    let secrets = format!(
+        "- {{resourceName: projects/{}/secrets/smoke/versions/latest, path: smoke}}",
+        csi_secrets_provider_tests::gcp::PROJECT
+    );
+    let response = world.mount(&secrets).await?;
+    check(
+        "gcp: workload identity mount (metadata server, token exchange, Google's SDK over TLS) returns the secret",
+        file_contents(&response, "smoke") == Ok(b"smoke-value".as_slice()),
+        "wrong or missing file",
+    )?;
+    stop(&mut world.provider, "gcp")
+}
+
 fn stop(provider: &mut ProviderProcess, backend: &str) -> Result<(), BoxError> {
     provider.signal("TERM")?;
     let status = provider.wait(Duration::from_secs(30))?;
@@ -130,7 +150,7 @@ async fn main() -> Result<(), BoxError> {
         .map(str::to_owned)
         .collect();
 
-    if backends.len() == 2 {
+    if backends.len() == 3 {
         let files = example_files()?;
         let output = Command::new(&binary).arg("validate").args(&files).output()?;
         check(
@@ -143,6 +163,7 @@ async fn main() -> Result<(), BoxError> {
         match backend.as_str() {
             "aws" => aws(&binary).await?,
             "azure" => azure(&binary).await?,
+            "gcp" => gcp(&binary).await?,
             other => return Err(format!("unknown backend {other}").into()),
         }
     }

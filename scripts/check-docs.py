@@ -23,6 +23,8 @@ PAGES = [
     "docs/quickstart-aks.md",
     "docs/migration-from-aws.md",
     "docs/migration-from-azure.md",
+    "docs/quickstart-gke.md",
+    "docs/migration-from-gcp.md",
 ]
 CHART = "charts/csi-secrets-provider"
 OUR_CHARTS = {"./charts/csi-secrets-provider", "charts/csi-secrets-provider",

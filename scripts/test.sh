@@ -40,10 +40,10 @@ cargo fmt --all --check
 step "module layering: no crate's modules import each other in a circle"
 python3 scripts/check-module-cycles.py
 
-step "clippy (default features: aws + azure, whole workspace)"
+step "clippy (default features: aws + azure + gcp, whole workspace)"
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 cargo clippy --workspace --all-targets --locked -- -D warnings
-for features in "--no-default-features" "--no-default-features --features aws" "--no-default-features --features azure"; do
+for features in "--no-default-features" "--no-default-features --features aws" "--no-default-features --features azure" "--no-default-features --features gcp"; do
   step "clippy (csi-secrets-provider $features)"
   # shellcheck disable=SC2086
   cargo clippy -p csi-secrets-provider $features --all-targets --locked -- -D warnings
@@ -79,7 +79,7 @@ fi
 
 # The binary's feature-gated behaviour (which sockets, which errors) under each feature set.
 # These rebuild only the binary crate and its tests.
-for features in "--no-default-features" "--no-default-features --features aws" "--no-default-features --features azure"; do
+for features in "--no-default-features" "--no-default-features --features aws" "--no-default-features --features azure" "--no-default-features --features gcp"; do
   step "tests (csi-secrets-provider $features)"
   # shellcheck disable=SC2086
   run_tests -p csi-secrets-provider $features

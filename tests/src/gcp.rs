@@ -35,6 +35,8 @@ pub struct GoogleCall {
     /// The principal the bearer token stood for (`ksa:NS/SA`, `gsa:EMAIL`), when any.
     pub principal: Option<String>,
     pub user_agent: String,
+    /// `generateAccessToken`'s delegation chain, as sent.
+    pub delegates: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -270,7 +272,7 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
             .headers_mut()
             .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         let user_agent = header(request, http::header::USER_AGENT);
-        state.calls.push(GoogleCall { api, path, status: 200, principal, user_agent });
+        state.calls.push(GoogleCall { api, path, status: 200, principal, user_agent, delegates: Vec::new() });
         return response;
     }
     let fault =
@@ -294,7 +296,21 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
         },
     };
     let user_agent = header(request, http::header::USER_AGENT);
-    state.calls.push(GoogleCall { api, path, status: response.status().as_u16(), principal, user_agent });
+    let delegates = serde_json::from_slice::<serde_json::Value>(&request.body)
+        .ok()
+        .and_then(|body| body["delegates"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| d.as_str().map(str::to_owned))
+        .collect();
+    state.calls.push(GoogleCall {
+        api,
+        path,
+        status: response.status().as_u16(),
+        principal,
+        user_agent,
+        delegates,
+    });
     response
 }
 
@@ -537,6 +553,7 @@ fn metadata(state: &Arc<Mutex<State>>, request: &Request) -> Response {
         status: response.status().as_u16(),
         principal: None,
         user_agent,
+        delegates: Vec::new(),
     });
     response
 }

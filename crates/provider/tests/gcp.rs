@@ -89,6 +89,34 @@ async fn workload_identity_principal_and_impersonation() -> TestResult {
     world.mount_as("impersonating", &secrets).await?;
     assert_eq!((world.google.count("exchange"), world.google.count("generateAccessToken")), (1, 1));
 
+    // A delegation chain from the delegates annotation reaches IAM Credentials as resource names;
+    // a malformed one is refused naming the service account.
+    let delegate = format!("mid@{PROJECT}.iam.gserviceaccount.com");
+    world.kube.add_annotated_service_account(
+        GCP_NAMESPACE,
+        "delegating",
+        serde_json::json!({
+            "iam.gke.io/gcp-service-account": GCP_GSA,
+            "iam.gke.io/gcp-service-account-delegates": format!("[\"{delegate}\"]"),
+        }),
+    );
+    world.google.allow_impersonation(GCP_GSA, GCP_NAMESPACE, "delegating");
+    world.mount_as("delegating", &secrets).await?;
+    let generate =
+        world.google.calls().into_iter().rfind(|c| c.api == "generateAccessToken").ok_or("no IAM call")?;
+    assert_eq!(generate.delegates, [format!("projects/-/serviceAccounts/{delegate}")]);
+    world.kube.add_annotated_service_account(
+        GCP_NAMESPACE,
+        "bad-delegates",
+        serde_json::json!({ "iam.gke.io/gcp-service-account": GCP_GSA, "iam.gke.io/gcp-service-account-delegates": "mid@x" }),
+    );
+    let bad = world.mount_as("bad-delegates", &secrets).await.err().ok_or("bad delegates accepted")?;
+    assert!(
+        bad.message().contains("unable to parse delegates annotation on SA shop/bad-delegates"),
+        "{}",
+        bad.message()
+    );
+
     // Service account web has no annotation: its principal reads, and is refused here.
     let denied = world.mount(&secrets).await.err().ok_or("web may not read only-gsa")?;
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");

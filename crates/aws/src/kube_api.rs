@@ -2,14 +2,13 @@
 //! when no region is configured, the region label of the pod's node.
 
 use csi_secrets_provider_core::{CloudCalls, Error, ErrorKind};
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
 
 /// API names in the `cloud_requests` metric.
-const GET_SERVICE_ACCOUNT: &str = "kubernetes:GetServiceAccount";
 const GET_POD: &str = "kubernetes:GetPod";
 const GET_NODE: &str = "kubernetes:GetNode";
 
@@ -31,17 +30,11 @@ impl KubeApi {
         service_account: &str,
         calls: &CloudCalls,
     ) -> Result<String, Error> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
-        let account = api.get(service_account).await.map_err(|e| {
-            kube_error(e, &format!("failed to get service account {namespace}/{service_account}"))
-        });
-        calls.record(GET_SERVICE_ACCOUNT, &account);
-        let account = account?;
-        account
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ROLE_ARN_ANNOTATION))
+        let context = format!("failed to get service account {namespace}/{service_account}");
+        let annotations =
+            self.api.service_account_annotations(namespace, service_account, &context, calls).await?;
+        annotations
+            .get(ROLE_ARN_ANNOTATION)
             .map(|arn| arn.trim().to_owned())
             .filter(|arn| !arn.is_empty())
             .ok_or_else(|| {
@@ -86,8 +79,4 @@ impl KubeApi {
                 .with_field("region")
             })
     }
-}
-
-fn kube_error(error: kube::Error, context: &str) -> Error {
-    csi_secrets_provider_core::kube_api::kube_error(error, context, "get on serviceaccounts")
 }

@@ -439,8 +439,7 @@ impl SecretBackend for AwsBackend {
 /// are valid app-name characters; at most 50 characters, as the SDK recommends); `None` without
 /// pod attributes (the SDK's own User-Agent then).
 fn pod_app_name(request: &MountRequest) -> Option<AppName> {
-    let (namespace, pod) = (request.pod.namespace.as_deref()?, request.pod.name.as_deref()?);
-    AppName::new(format!("csi-{namespace}.{pod}").chars().take(50).collect::<String>()).ok()
+    AppName::new(request.pod.caller_name()?.chars().take(50).collect::<String>()).ok()
 }
 
 /// What makes Pod Identity credentials one pod's: its UID as the driver sends it; failing that

@@ -18,10 +18,8 @@ pub(crate) struct CallerPod(String);
 impl CallerPod {
     /// The mounting pod of `request`; `None` without pod attributes.
     pub(crate) fn of(request: &MountRequest) -> Option<Self> {
-        let (namespace, pod) = (request.pod.namespace.as_deref()?, request.pod.name.as_deref()?);
-        // Kubernetes names are DNS labels and subdomains: valid User-Agent token characters.
         // 253 + 63 characters at most; Key Vault keeps the header whole.
-        Some(Self(format!("csi-{namespace}.{pod}")))
+        request.pod.caller_name().map(Self)
     }
 }
 

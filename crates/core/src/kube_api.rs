@@ -2,9 +2,16 @@
 //! annotations, a token for a pod): made once, on first use, from `KUBECONFIG` or the
 //! in-cluster service account, and its errors by meaning. Behind the `kube` feature.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
 use tokio::sync::OnceCell;
 
 use crate::error::Error;
+use crate::stats::CloudCalls;
+
+/// The API name of a ServiceAccount GET in the `cloud_requests` metric.
+const GET_SERVICE_ACCOUNT: &str = "kubernetes:GetServiceAccount";
 
 /// A Kubernetes client made on first use (`kube::Config::infer`).
 #[derive(Default)]
@@ -33,6 +40,21 @@ impl KubeApi {
             })
             .await
             .cloned()
+    }
+
+    /// The annotations of service account `namespace/name` (the IAM role of IRSA, GKE's Google
+    /// service account), one GET counted in `calls`; a failure says `context` first.
+    pub async fn service_account_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+        context: &str,
+        calls: &CloudCalls,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(self.client().await?, namespace);
+        let account = accounts.get(name).await.map_err(|e| kube_error(e, context, "get on serviceaccounts"));
+        calls.record(GET_SERVICE_ACCOUNT, &account);
+        Ok(account?.metadata.annotations.unwrap_or_default())
     }
 }
 

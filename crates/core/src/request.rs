@@ -46,6 +46,14 @@ impl PodInfo {
     pub fn require_service_account(&self) -> Result<&str> {
         self.service_account.as_deref().ok_or_else(|| missing_attribute(attr::SERVICE_ACCOUNT))
     }
+
+    /// How cloud calls name the mounting pod (a User-Agent token, an app id), so the cloud's
+    /// own logs say which pod read what: `csi-<namespace>.<pod>`; `None` without pod
+    /// attributes. Kubernetes names are valid token characters; each backend applies its
+    /// service's length limit.
+    pub fn caller_name(&self) -> Option<String> {
+        Some(format!("csi-{}.{}", self.namespace.as_deref()?, self.name.as_deref()?))
+    }
 }
 
 fn missing_attribute(key: &str) -> Error {

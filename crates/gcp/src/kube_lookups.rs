@@ -10,7 +10,6 @@ use kube::Api;
 pub const GSA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 pub const DELEGATES_ANNOTATION: &str = "iam.gke.io/gcp-service-account-delegates";
 
-const GET_SERVICE_ACCOUNT: &str = "kubernetes:GetServiceAccount";
 const CREATE_TOKEN: &str = "kubernetes:CreateToken";
 
 /// The Google service account (and delegation chain) a Kubernetes service account acts as;
@@ -38,16 +37,8 @@ pub async fn impersonation(
     service_account: &str,
     calls: &CloudCalls,
 ) -> Result<Annotations, Error> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(api.client().await?, namespace);
-    let account = accounts.get(service_account).await.map_err(|e| {
-        kube_error(
-            e,
-            &format!("unable to fetch SA info for {namespace}/{service_account}"),
-            "get on serviceaccounts",
-        )
-    });
-    calls.record(GET_SERVICE_ACCOUNT, &account);
-    let annotations = account?.metadata.annotations.unwrap_or_default();
+    let context = format!("unable to fetch SA info for {namespace}/{service_account}");
+    let annotations = api.service_account_annotations(namespace, service_account, &context, calls).await?;
     let Some(target) = annotations.get(GSA_ANNOTATION).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
     else {
         return Ok(Annotations(None));

@@ -27,7 +27,7 @@ use crate::identity::{AccessToken, IdentityKey, TokenEndpoints, WorkloadIdentity
 use crate::kube_lookups::Annotations;
 pub use crate::options::{Endpoints, GcpOptions};
 use crate::params::{Auth, MountSpec, SecretSpec};
-use crate::secret_manager::{Accessed, ClientCredentials, Clients, TokenSlot};
+use crate::secret_manager::{Accessed, ClientCredentials, Clients};
 
 /// Everything that decides a read's answer: whose token, which endpoint, which version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -256,9 +256,7 @@ impl GcpBackend {
                 let (key, token) = self.pod_identity(request).await.map_err(|e| {
                     e.prefixed("unable to obtain auth for mount: unable to obtain workload identity auth")
                 })?;
-                let slot = TokenSlot::default();
-                slot.set(token);
-                Ok((key, ClientCredentials::Slot(slot)))
+                Ok((key, ClientCredentials::Token(token)))
             }
         }
     }
@@ -276,13 +274,7 @@ impl GcpBackend {
         let name = secret.resource.api_name();
         let key = ReadKey { identity: identity.clone(), endpoint: endpoint.clone(), name: name.clone() };
         let fetch = || async {
-            let client = self.clients.get(identity, &endpoint, || credentials.clone()).await?;
-            if let (Some(slot), ClientCredentials::Slot(fresh)) = (&client.slot, credentials) {
-                // The newest token for this identity, for every call the cached client makes.
-                if let Some(token) = fresh.current() {
-                    slot.set(token);
-                }
-            }
+            let client = self.clients.get(identity, &endpoint, credentials).await?;
             secret_manager::access(&client, &name, user_agent, &self.stats.cloud_calls).await
         };
         reads
@@ -312,8 +304,7 @@ fn node_publish_key(request: &MountRequest) -> Result<(IdentityKey, ClientCreden
 
 /// The User-Agent naming the mounting pod (`csi-<namespace>.<pod>`), as for AWS and Azure.
 fn pod_user_agent(request: &MountRequest) -> Option<String> {
-    let (namespace, pod) = (request.pod.namespace.as_deref()?, request.pod.name.as_deref()?);
-    Some(format!("csi-secrets-provider csi-{namespace}.{pod}"))
+    Some(format!("csi-secrets-provider {}", request.pod.caller_name()?))
 }
 
 #[async_trait]

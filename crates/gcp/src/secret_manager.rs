@@ -43,10 +43,6 @@ impl TokenSlot {
     pub fn set(&self, token: AccessToken) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(token);
     }
-
-    pub fn current(&self) -> Option<AccessToken> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
 }
 
 impl CredentialsProvider for TokenSlot {
@@ -89,8 +85,8 @@ pub struct Client {
 /// How an identity's client gets its credentials.
 #[derive(Debug, Clone)]
 pub enum ClientCredentials {
-    /// A token the mount sets (pod identities).
-    Slot(TokenSlot),
+    /// The mount's token for the identity (pod identities), handed to the client's slot.
+    Token(AccessToken),
     /// Credentials the SDK refreshes itself (the provider's own, a service account key).
     Sdk(Credentials),
 }
@@ -108,12 +104,26 @@ impl Default for Clients {
 }
 
 impl Clients {
-    /// The client of `identity` for `endpoint`, built on first use.
+    /// The client of `identity` for `endpoint`, built on first use; a pod identity's client
+    /// gets the mount's token, the newest for that identity, for every call it makes.
     pub async fn get(
         &self,
         identity: &IdentityKey,
         endpoint: &str,
-        credentials: impl FnOnce() -> ClientCredentials,
+        credentials: &ClientCredentials,
+    ) -> Result<Arc<Client>, Error> {
+        let client = self.get_or_build(identity, endpoint, credentials).await?;
+        if let (Some(slot), ClientCredentials::Token(token)) = (&client.slot, credentials) {
+            slot.set(token.clone());
+        }
+        Ok(client)
+    }
+
+    async fn get_or_build(
+        &self,
+        identity: &IdentityKey,
+        endpoint: &str,
+        credentials: &ClientCredentials,
     ) -> Result<Arc<Client>, Error> {
         let key = (identity.clone(), endpoint.to_owned());
         // Building is async in the SDK: look first, build outside the cache, then keep it (two
@@ -121,9 +131,12 @@ impl Clients {
         if let Some(existing) = self.cache.get(&key) {
             return Ok(existing);
         }
-        let (credentials, slot) = match credentials() {
-            ClientCredentials::Slot(slot) => (Credentials::from(slot.clone()), Some(slot)),
-            ClientCredentials::Sdk(credentials) => (credentials, None),
+        let (credentials, slot) = match credentials {
+            ClientCredentials::Token(_) => {
+                let slot = TokenSlot::default();
+                (Credentials::from(slot.clone()), Some(slot))
+            }
+            ClientCredentials::Sdk(credentials) => (credentials.clone(), None),
         };
         // A few quick retries of UNAVAILABLE (0.2 then 0.4 s apart, plus jitter): a 5xx that
         // lasts ends in about a second with Google's own error, well inside a driver's

@@ -97,6 +97,7 @@ impl std::ops::Sub for Calls {
 }
 
 /// One pod: its volume's target path and service account.
+#[derive(Clone)]
 struct Pod {
     target: String,
     service_account: String,
@@ -140,6 +141,31 @@ where
     Ok(started.elapsed())
 }
 
+/// A first-mount round of every pod, then (after `--pause`) a remount round of the same target
+/// paths, each reported with what `counted` saw change and what the official code would cost.
+async fn rounds<F, Fut>(
+    backend: &str,
+    options: &Options,
+    official: Calls,
+    counted: impl Fn() -> Calls,
+    mount: F,
+) -> Result<(), BoxError>
+where
+    F: Fn(Pod) -> Fut,
+    Fut: std::future::Future<Output = Result<usize, tonic::Status>>,
+{
+    let pods = pods(options);
+    for name in ["first", "remount"] {
+        if name == "remount" {
+            tokio::time::sleep(options.pause).await;
+        }
+        let before = counted();
+        let elapsed = round(pods.iter().map(|pod| mount(pod.clone())), options.concurrency).await?;
+        report(backend, name, options, counted() - before, official, elapsed);
+    }
+    Ok(())
+}
+
 async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
     let pod_identity = options.aws_identity == "pod-identity";
     let agent = FakePodIdentityAgent::start("pod-identity-jwt-for-app-", "ASIABENCH").await?;
@@ -178,24 +204,16 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
         exchanges: world.proxy.count("AssumeRoleWithWebIdentity") + agent.calls(),
         kube: world.service_account_reads(),
     };
-    let pods = pods(options);
     let official =
         Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
-    for name in ["first", "remount"] {
-        if name == "remount" {
-            tokio::time::sleep(options.pause).await;
-        }
-        let before = counted();
-        let mounts = pods.iter().map(|pod| async {
-            // Each pod its own UID (Pod Identity credentials are per pod by default).
-            let mut parameters = parameters.clone();
-            parameters.push(("csi.storage.k8s.io/pod.uid", pod.uid.as_str()));
-            world.mount_at(&pod.target, &pod.service_account, &parameters).await.map(|r| r.files.len())
-        });
-        let elapsed = round(mounts, options.concurrency).await?;
-        report("aws", name, options, counted() - before, official, elapsed);
-    }
-    Ok(())
+    let (world, parameters) = (&world, &parameters);
+    rounds("aws", options, official, counted, |pod| async move {
+        // Each pod its own UID (Pod Identity credentials are per pod by default).
+        let mut parameters = parameters.clone();
+        parameters.push(("csi.storage.k8s.io/pod.uid", pod.uid.as_str()));
+        world.mount_at(&pod.target, &pod.service_account, &parameters).await.map(|r| r.files.len())
+    })
+    .await
 }
 
 async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
@@ -212,21 +230,13 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
     let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
     let counted =
         || Calls { reads: world.azure.vault_reads(), exchanges: world.azure.token_requests().len(), kube: 0 };
-    let pods = pods(options);
     // Upstream makes a new credential per mount: one token request per mount.
     let official = Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0 };
-    for name in ["first", "remount"] {
-        if name == "remount" {
-            tokio::time::sleep(options.pause).await;
-        }
-        let before = counted();
-        let mounts = pods.iter().map(|pod| async {
-            world.mount_at(&pod.target, &pod.service_account, &objects, &[]).await.map(|r| r.files.len())
-        });
-        let elapsed = round(mounts, options.concurrency).await?;
-        report("azure", name, options, counted() - before, official, elapsed);
-    }
-    Ok(())
+    let (world, objects) = (&world, &objects);
+    rounds("azure", options, official, counted, |pod| async move {
+        world.mount_at(&pod.target, &pod.service_account, objects, &[]).await.map(|r| r.files.len())
+    })
+    .await
 }
 
 async fn gcp(binary: &str, options: &Options) -> Result<(), BoxError> {
@@ -252,22 +262,14 @@ async fn gcp(binary: &str, options: &Options) -> Result<(), BoxError> {
         exchanges: world.google.count("exchange") + world.google.count("generateAccessToken"),
         kube: world.kube.requests().len(),
     };
-    let pods = pods(options);
     // The GCP provider exchanges a token and GETs the ServiceAccount on every mount.
     let official =
         Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
-    for name in ["first", "remount"] {
-        if name == "remount" {
-            tokio::time::sleep(options.pause).await;
-        }
-        let before = counted();
-        let mounts = pods.iter().map(|pod| async {
-            world.mount_at(&pod.target, &pod.service_account, &secrets, &[]).await.map(|r| r.files.len())
-        });
-        let elapsed = round(mounts, options.concurrency).await?;
-        report("gcp", name, options, counted() - before, official, elapsed);
-    }
-    Ok(())
+    let (world, secrets) = (&world, &secrets);
+    rounds("gcp", options, official, counted, |pod| async move {
+        world.mount_at(&pod.target, &pod.service_account, secrets, &[]).await.map(|r| r.files.len())
+    })
+    .await
 }
 
 #[tokio::main]

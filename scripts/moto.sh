@@ -1,12 +1,18 @@
 # Sourced by scripts/test.sh and scripts/with-moto.sh: installs moto (the AWS emulator the AWS
 # tests and benchmarks talk to) into .venv and starts it on a free loopback port, exporting
-# MOTO_ENDPOINT; the server stops when the sourcing shell exits.
+# MOTO_ENDPOINT; the server stops when the sourcing shell exits. The same .venv holds the
+# readers the `files` round-trip tests read dotenv and properties files back with
+# (tests/peers/readers.py).
 MOTO_VERSION="5.1.22"
+DOTENV_VERSION="1.2.4"
+JPROPERTIES_VERSION="2.1.2"
 
 start_moto() {
-  if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
+    || ! .venv/bin/python -c "import dotenv, jproperties" 2>/dev/null; then
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
+      "python-dotenv==$DOTENV_VERSION" "jproperties==$JPROPERTIES_VERSION"
   fi
   mkdir -p target
   local port

@@ -3,7 +3,7 @@
 //! without a cloud.
 //!
 //! Parameters: `objects` (YAML list of `{objectName, objectAlias?, filePermission?, value?,
-//! version?, sizeBytes?}`), `pathTranslation` (`false` or one character, default `_`),
+//! version?, sizeBytes?, optional?, writeFile?, expandKeys?, decode?}`), `pathTranslation` (`false` or one character, default `_`),
 //! `delayMs` (sleep before answering), `startedFile` (a file created when a mount starts, so
 //! a test can wait for a mount to be in flight instead of sleeping), `fail` (`notfound`, `denied`, `throttled`,
 //! `unavailable`, `panic`).
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use csi_secrets_provider_core::shaping::{Decoding, FileShape};
 use csi_secrets_provider_core::yaml::non_empty;
 use csi_secrets_provider_core::{
     Error, FileMode, FilePlan, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters, Result,
@@ -92,6 +93,23 @@ struct TestObject {
     value: Option<String>,
     version: String,
     size: Option<usize>,
+    shape: FileShape,
+    optional: bool,
+}
+
+/// `writeFile`, `expandKeys` and `decode`, as every backend reads them.
+fn shape_of(item: &Value, name: &str) -> std::result::Result<FileShape, Vec<Error>> {
+    let flag = |key: &str| non_empty(item, key).ok().flatten().map(|v| v.eq_ignore_ascii_case("true"));
+    let decode = match non_empty(item, "decode").ok().flatten().map(|d| Decoding::parse(&d)) {
+        None => None,
+        Some(Ok(decode)) => Some(decode),
+        Some(Err(e)) => return Err(vec![e.with_object(name)]),
+    };
+    Ok(FileShape {
+        write_file: flag("writeFile").unwrap_or(true),
+        expand_keys: flag("expandKeys").unwrap_or(false),
+        decode,
+    })
 }
 
 fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<Planned, Vec<Error>> {
@@ -138,9 +156,19 @@ fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<
             Some(c) => translate_slashes(&file, c),
             None => file,
         };
-        if let Err(e) = planned.plan.add(&name, file.clone(), mode) {
+        let shape = match shape_of(item, &name) {
+            Ok(shape) => shape,
+            Err(mut found) => {
+                problems.append(&mut found);
+                continue;
+            }
+        };
+        if let Err(e) = planned.plan.add_shaped(&name, file.clone(), mode, shape) {
             problems.push(e.with_field("objectAlias"));
             continue;
+        }
+        if get("optional").is_some_and(|o| o.eq_ignore_ascii_case("true")) {
+            planned.plan.mark_optional(&name);
         }
         planned.objects.push(TestObject {
             file,
@@ -148,6 +176,8 @@ fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<
             value: get("value"),
             version: get("version").unwrap_or_else(|| "v1".to_owned()),
             size: get("sizeBytes").and_then(|s| s.parse().ok()),
+            shape,
+            optional: get("optional").is_some_and(|o| o.eq_ignore_ascii_case("true")),
             name,
         });
     }
@@ -197,6 +227,13 @@ impl SecretBackend for TestBackend {
                 (None, Some(value), _) => (value.clone().into_bytes(), object.version.clone()),
                 (None, None, Some(store)) => match store.get(&object.name)? {
                     Some((value, version)) => (value.into_bytes(), version.to_string()),
+                    None if object.optional => {
+                        response.skipped.push(csi_secrets_provider_core::SkippedObject {
+                            object: object.name.clone(),
+                            reason: "not found".to_owned(),
+                        });
+                        continue;
+                    }
                     None => {
                         return Err(Error::not_found(format!("secret {} not found", object.name))
                             .with_object(&object.name));
@@ -206,7 +243,10 @@ impl SecretBackend for TestBackend {
                     (format!("value-of-{}", object.name).into_bytes(), object.version.clone())
                 }
             };
-            response.files.push(MountedFile::new(object.file.clone(), object.mode, contents));
+            response.files.push(
+                MountedFile::new(object.file.clone(), object.mode, contents)
+                    .shaped(&object.name, object.shape),
+            );
             response.versions.push(ObjectVersion::new(object.file.clone(), version));
         }
         Ok(response)

@@ -10,22 +10,41 @@ use tonic::Code;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One object to mount: its name in the store, the file name, an optional `filePermission`.
+/// One object to mount: its name in the store, the file name, an optional `filePermission`,
+/// and keys every backend accepts on an object (`writeFile`, `expandKeys`, `decode`,
+/// `optional`).
 #[derive(Debug, Clone)]
 pub struct ObjectRef {
     pub name: String,
     pub file: String,
     pub file_permission: Option<String>,
+    pub keys: Vec<(String, String)>,
 }
 
 impl ObjectRef {
     pub fn new(name: &str, file: &str) -> Self {
-        Self { name: name.to_owned(), file: file.to_owned(), file_permission: None }
+        Self { name: name.to_owned(), file: file.to_owned(), file_permission: None, keys: Vec::new() }
     }
 
     pub fn with_permission(mut self, permission: &str) -> Self {
         self.file_permission = Some(permission.to_owned());
         self
+    }
+
+    /// Adds `key: value` to the object's entry.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.keys.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The extra keys as flow-mapping entries: `, key: value` each.
+    pub fn flow_keys(&self) -> String {
+        self.keys.iter().map(|(k, v)| format!(", {k}: {v}")).collect()
+    }
+
+    /// The extra keys as block-mapping lines: `\nkey: value` each.
+    pub fn block_keys(&self) -> String {
+        self.keys.iter().map(|(k, v)| format!("\n{k}: {v}")).collect()
     }
 }
 
@@ -37,7 +56,12 @@ pub fn yaml_object_list(objects: &[ObjectRef], extra: &str) -> String {
         .map(|o| {
             let permission =
                 o.file_permission.as_ref().map(|p| format!(", filePermission: '{p}'")).unwrap_or_default();
-            format!("- {{objectName: {}, {extra}objectAlias: {}{permission}}}\n", o.name, o.file)
+            format!(
+                "- {{objectName: {}, {extra}objectAlias: {}{permission}{}}}\n",
+                o.name,
+                o.file,
+                o.flow_keys()
+            )
         })
         .collect()
 }
@@ -107,6 +131,7 @@ pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("file_named_twice: {e}"))?;
     concurrent_mounts_agree(fixture).await.map_err(|e| format!("concurrent_mounts: {e}"))?;
+    crate::conformance_files::run(fixture).await?;
     for (fault, code) in [
         (Fault::Denied, Code::PermissionDenied),
         (Fault::Throttled, Code::ResourceExhausted),
@@ -143,7 +168,7 @@ async fn a_fault_fails_the_mount_with_its_class(
     })
 }
 
-fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {
+pub(crate) fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {
     crate::client::file_contents(response, file).map_err(Into::into)
 }
 
@@ -151,7 +176,7 @@ fn mode(response: &MountResponse, file: &str) -> Option<i32> {
     response.files.iter().find(|f| f.path == file).map(|f| f.mode)
 }
 
-fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), BoxError> {
+pub(crate) fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), BoxError> {
     if condition { Ok(()) } else { Err(what().into()) }
 }
 

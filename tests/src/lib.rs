@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod conformance;
+mod conformance_files;
 pub mod gcp;
 pub mod harness;
 pub mod http_server;

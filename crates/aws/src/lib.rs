@@ -320,12 +320,13 @@ impl AwsBackend {
 fn render(object: &ObjectSpec, fetched: &Fetched) -> Result<Rendered> {
     let extracted = csi_secrets_provider_core::jmes::extract(&object.name, &fetched.value, &object.jmes)?;
     let mut rendered = Rendered::file(
-        MountedFile::new(object.file_name.clone(), object.mode, fetched.value.clone()),
+        MountedFile::new(object.file_name.clone(), object.mode, fetched.value.clone())
+            .shaped(&object.name, object.shape),
         ObjectVersion::new(object.file_name.clone(), fetched.version.clone()),
     );
     for (entry, value) in object.jmes.iter().zip(extracted) {
         rendered.push(
-            MountedFile::new(entry.file_name.clone(), entry.mode, value),
+            MountedFile::new(entry.file_name.clone(), entry.mode, value).shaped(&object.name, entry.shape()),
             ObjectVersion::new(entry.file_name.clone(), fetched.version.clone()),
         );
     }

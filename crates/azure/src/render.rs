@@ -73,7 +73,10 @@ async fn fetch_files(
         let extracted = jmes::extract(&object.name, &SecretBytes::new(contents.main.clone()), &object.jmes)?;
         push(&mut out, object, object.file_name(), object.version_id(), contents, raw.version());
         for (entry, value) in object.jmes.iter().zip(extracted) {
-            out.rendered.files.push(MountedFile::new(entry.file_name.clone(), entry.mode, value));
+            out.rendered.files.push(
+                MountedFile::new(entry.file_name.clone(), entry.mode, value)
+                    .shaped(&object.name, entry.shape()),
+            );
             out.rendered
                 .versions
                 .push(ObjectVersion::new(format!("{}/{}", object.version_id(), entry.alias), raw.version()));
@@ -102,12 +105,15 @@ fn push(
     contents: Contents,
     version: &str,
 ) {
-    out.rendered.files.push(MountedFile::new(file, object.mode, contents.main));
+    let shaped = |path: String, bytes: Vec<u8>| {
+        MountedFile::new(path, object.mode, bytes).shaped(&object.name, object.shape)
+    };
+    out.rendered.files.push(shaped(file.to_owned(), contents.main));
     out.rendered.versions.push(ObjectVersion::new(id.clone(), version));
     if let Some(split) = contents.split {
-        out.rendered.files.push(MountedFile::new(format!("{file}.crt"), object.mode, split.certificates));
+        out.rendered.files.push(shaped(format!("{file}.crt"), split.certificates));
         out.rendered.versions.push(ObjectVersion::new(id.clone(), version));
-        out.rendered.files.push(MountedFile::new(format!("{file}.key"), object.mode, split.keys));
+        out.rendered.files.push(shaped(format!("{file}.key"), split.keys));
         out.rendered.versions.push(ObjectVersion::new(id, version));
     }
 }

@@ -5,20 +5,24 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::parameters::Parameters;
+use crate::shaping::FilesSpec;
 
 crate::config_keys! {
     /// Parameters of this provider's own that every backend accepts beside its upstream ones.
     pub enum CommonParameter {
         StaleIfError => "staleIfError",
+        Files => "files",
     }
 }
 
 /// The common parameters of one SecretProviderClass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommonParameters {
     /// `staleIfError`: how old a last good value of the same identity and object a mount
     /// accepts when the cloud is out; `None` (absent or `0`) = never.
     pub stale_if_error: Option<Duration>,
+    /// `files`: files built from the mount's objects (templates and formats), compiled.
+    pub files: FilesSpec,
 }
 
 impl CommonParameters {
@@ -40,7 +44,12 @@ impl CommonParameters {
                 }
             },
         };
-        if problems.is_empty() { Ok(Self { stale_if_error }) } else { Err(problems) }
+        let files =
+            FilesSpec::parse(parameters.get(CommonParameter::Files.name())).unwrap_or_else(|mut found| {
+                problems.append(&mut found);
+                FilesSpec::default()
+            });
+        if problems.is_empty() { Ok(Self { stale_if_error, files }) } else { Err(problems) }
     }
 }
 

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::error::{Error, Result};
 use crate::mode::FileMode;
+use crate::shaping::FileShape;
 use crate::warning::Warning;
 
 /// Longest path the driver accepts.
@@ -75,6 +76,8 @@ pub struct PlannedFile {
     pub mode: FileMode,
     /// The SPC object it comes from (objectName), for error messages.
     pub object: String,
+    /// Decoded, expanded, or read for `files` only (`writeFile: false`).
+    pub shape: FileShape,
 }
 
 /// The ordered set of files of one mount, with the driver's path rules and duplicate checks,
@@ -97,6 +100,17 @@ impl FilePlan {
     /// the official providers let through and the driver writes with the last one winning: the
     /// later file replaces the earlier, with a warning.
     pub fn add(&mut self, object: &str, path: impl Into<String>, mode: FileMode) -> Result<()> {
+        self.add_shaped(object, path, mode, FileShape::PLAIN)
+    }
+
+    /// [`Self::add`] for a file with its object's `writeFile`, `expandKeys` and `decode`.
+    pub fn add_shaped(
+        &mut self,
+        object: &str,
+        path: impl Into<String>,
+        mode: FileMode,
+        shape: FileShape,
+    ) -> Result<()> {
         let path = path.into();
         check_file_path(&path).map_err(|e| e.or_object(object))?;
         if let Some(index) = self.files.iter().position(|f| f.path == path) {
@@ -127,8 +141,19 @@ impl FilePlan {
                 return Err(Error::invalid_config(format!("{clash}{also}")).with_object(object));
             }
         }
-        self.files.push(PlannedFile { path, mode, object: object.to_owned() });
+        self.files.push(PlannedFile { path, mode, object: object.to_owned(), shape });
         Ok(())
+    }
+
+    /// Records a file the server builds from the objects (a `files` entry), already checked
+    /// against the others; `validate` lists it and `secretObjects` may name it.
+    pub fn built(&mut self, path: String) {
+        self.files.push(PlannedFile {
+            object: path.clone(),
+            path,
+            mode: FileMode::DEFAULT,
+            shape: FileShape::PLAIN,
+        });
     }
 
     pub fn files(&self) -> &[PlannedFile] {

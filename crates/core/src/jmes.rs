@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::files::SecretBytes;
 use crate::keys::{ConfigKey, Fields, KeyMatching};
 use crate::mode::FileMode;
+use crate::shaping::{Decoding, FileShape};
 use crate::warning::Warning;
 
 crate::config_keys! {
@@ -16,6 +17,7 @@ crate::config_keys! {
         Path => "path",
         ObjectAlias => "objectAlias",
         FilePermission => "filePermission",
+        Decode => "decode",
     }
 }
 
@@ -28,6 +30,15 @@ pub struct JmesEntry {
     /// The file written: the alias after the backend's path rules.
     pub file_name: String,
     pub mode: FileMode,
+    /// `decode`: the file holds the field's decoded bytes.
+    pub decode: Option<Decoding>,
+}
+
+impl JmesEntry {
+    /// How the entry's file is shaped (decoded, when it says so).
+    pub fn shape(&self) -> FileShape {
+        FileShape::decoded(self.decode)
+    }
 }
 
 /// How a backend reads the entries: key matching, file names and permissions follow the
@@ -77,14 +88,26 @@ pub fn parse_entries(
         let get = |key: JmesKey| {
             fields.non_empty(key).map_err(|e| e.with_object(object).with_field(field(key.as_str())))
         };
-        let (path, alias, permission) =
-            match (get(JmesKey::Path), get(JmesKey::ObjectAlias), get(JmesKey::FilePermission)) {
-                (Ok(p), Ok(a), Ok(f)) => (p, a, f),
-                (p, a, f) => {
-                    problems.extend([p.err(), a.err(), f.err()].into_iter().flatten());
-                    continue;
-                }
-            };
+        let (path, alias, permission, decode) = match (
+            get(JmesKey::Path),
+            get(JmesKey::ObjectAlias),
+            get(JmesKey::FilePermission),
+            get(JmesKey::Decode),
+        ) {
+            (Ok(p), Ok(a), Ok(f), Ok(d)) => (p, a, f, d),
+            (p, a, f, d) => {
+                problems.extend([p.err(), a.err(), f.err(), d.err()].into_iter().flatten());
+                continue;
+            }
+        };
+        let decode = match decode.as_deref().map(Decoding::parse) {
+            None => None,
+            Some(Ok(decode)) => Some(decode),
+            Some(Err(e)) => {
+                problems.push(e.with_object(object).with_field(field(JmesKey::Decode.as_str())));
+                continue;
+            }
+        };
         let Some(path) = path else {
             problems.push(
                 Error::invalid_config("Path must be specified for JMES object")
@@ -109,7 +132,7 @@ pub fn parse_entries(
                 continue;
             }
         };
-        parsed.push(JmesEntry { file_name: (rules.file_name)(&alias), path, alias, mode });
+        parsed.push(JmesEntry { file_name: (rules.file_name)(&alias), path, alias, mode, decode });
     }
     parsed
 }

@@ -4,7 +4,9 @@ use crate::error::{Error, Result};
 use crate::files::{FilePlan, SecretBytes};
 use crate::mode::FileMode;
 pub use crate::outcome::{SkippedObject, StaleObject};
+use crate::shaping::FileShape;
 use crate::warning::Warning;
+use std::sync::Arc;
 
 /// The driver's default `--max-call-recv-msg-size`: the whole response must fit in it.
 pub const DRIVER_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -29,11 +31,31 @@ pub struct MountedFile {
     pub path: String,
     pub mode: FileMode,
     pub contents: SecretBytes,
+    /// What the server does with it before answering (decode, expand, not write); see
+    /// [`crate::shaping`].
+    pub shape: FileShape,
+    /// The object it comes from, for errors about its shape; set with the shape.
+    object: Option<Arc<str>>,
 }
 
 impl MountedFile {
     pub fn new(path: impl Into<String>, mode: FileMode, contents: impl Into<SecretBytes>) -> Self {
-        Self { path: path.into(), mode, contents: contents.into() }
+        Self { path: path.into(), mode, contents: contents.into(), shape: FileShape::PLAIN, object: None }
+    }
+
+    /// The file of `object`, shaped as that object (or `jmesPath` entry) says.
+    #[must_use]
+    pub fn shaped(mut self, object: &str, shape: FileShape) -> Self {
+        if !shape.is_plain() {
+            self.shape = shape;
+            self.object = Some(Arc::from(object));
+        }
+        self
+    }
+
+    /// The object it comes from, as errors name it (its file name when not shaped).
+    pub fn object_name(&self) -> &str {
+        self.object.as_deref().unwrap_or(&self.path)
     }
 }
 

@@ -5,6 +5,7 @@
 //! pods refused before any call.
 
 use csi_secrets_provider_core::jmes::{self, JmesEntry, JmesRules};
+use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{
     Error, Fields, FileMode, FilePlan, KeyMatching, Parameters, Warning, unknown_parameters,
 };
@@ -29,7 +30,16 @@ csi_secrets_provider_core::config_keys! {
         ExtractYamlKey => "extractYAMLKey",
         Optional => "optional",
         JmesPath => "jmesPath",
+        WriteFile => "writeFile",
+        ExpandKeys => "expandKeys",
+        Decode => "decode",
     }
+}
+
+impl csi_secrets_provider_core::shaping::ShapeKeys for SecretKey {
+    const WRITE_FILE: Self = Self::WriteFile;
+    const EXPAND_KEYS: Self = Self::ExpandKeys;
+    const DECODE: Self = Self::Decode;
 }
 
 /// How the pod's identity is found (`auth`).
@@ -94,6 +104,8 @@ pub struct SecretSpec {
     pub extract: Extract,
     pub optional: bool,
     pub jmes: Vec<JmesEntry>,
+    /// `writeFile`, `expandKeys`, `decode`: what the server makes of the secret's file.
+    pub shape: FileShape,
 }
 
 #[derive(Debug, Clone)]
@@ -168,11 +180,21 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
                     }
                     paths.push((file.clone(), secret.resource_name.clone()));
                 }
-                if let Err(e) = plan.add(&secret.resource_name, secret.file_name.clone(), secret.mode) {
+                if let Err(e) = plan.add_shaped(
+                    &secret.resource_name,
+                    secret.file_name.clone(),
+                    secret.mode,
+                    secret.shape,
+                ) {
                     problems.push(e.with_field("path"));
                 }
                 for entry in &secret.jmes {
-                    if let Err(e) = plan.add(&secret.resource_name, entry.file_name.clone(), entry.mode) {
+                    if let Err(e) = plan.add_shaped(
+                        &secret.resource_name,
+                        entry.file_name.clone(),
+                        entry.mode,
+                        entry.shape(),
+                    ) {
                         problems.push(e.with_field("jmesPath"));
                     }
                 }
@@ -220,6 +242,8 @@ fn parse_secret(
         problems.push(e.with_object(&object));
         false
     });
+    let (shape, shape_problems) = FileShape::read(&fields);
+    problems.extend(shape_problems.into_iter().map(|e| e.with_object(&object)));
     let resource = match &resource_name {
         None => {
             problems.push(
@@ -284,9 +308,16 @@ fn parse_secret(
         );
     }
     match resource {
-        Some(resource) if problems.is_empty() => {
-            Ok(SecretSpec { resource_name: object, resource, file_name, mode, extract, optional, jmes })
-        }
+        Some(resource) if problems.is_empty() => Ok(SecretSpec {
+            resource_name: object,
+            resource,
+            file_name,
+            mode,
+            extract,
+            optional,
+            jmes,
+            shape,
+        }),
         _ => Err(problems),
     }
 }

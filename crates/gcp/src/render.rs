@@ -48,12 +48,12 @@ pub fn render(secret: &SecretSpec, accessed: &Accessed) -> Result<Rendered, Erro
     };
     let extracted = jmes::extract(object, &contents, &secret.jmes)?;
     let mut rendered = Rendered::file(
-        MountedFile::new(secret.file_name.clone(), secret.mode, contents),
+        MountedFile::new(secret.file_name.clone(), secret.mode, contents).shaped(object, secret.shape),
         ObjectVersion::new(object.clone(), accessed.name.clone()),
     );
     for (entry, value) in secret.jmes.iter().zip(extracted) {
         rendered.push(
-            MountedFile::new(entry.file_name.clone(), entry.mode, value),
+            MountedFile::new(entry.file_name.clone(), entry.mode, value).shaped(object, entry.shape()),
             ObjectVersion::new(format!("{object}/{}", entry.alias), accessed.name.clone()),
         );
     }

@@ -58,13 +58,24 @@ pub fn validate_file(registry: &Registry, path: &Path, policy: Option<&PolicyChe
             if spc.name.is_empty() { format!("document {}", index + 1) } else { format!("{:?}", spc.name) };
         let provider = if spc.provider.is_empty() { "?" } else { &spc.provider };
         if problems.is_empty() {
-            let files: Vec<&str> = plan.files().iter().map(|f| f.path.as_str()).collect();
+            let files: Vec<&str> =
+                plan.files().iter().filter(|f| f.shape.write_file).map(|f| f.path.as_str()).collect();
             let _ = writeln!(
                 text,
                 "{shown}: SecretProviderClass {name} (provider {provider}): ok, {} file(s): {}",
                 files.len(),
                 files.join(", ")
             );
+            let read_only: Vec<&str> =
+                plan.files().iter().filter(|f| !f.shape.write_file).map(|f| f.path.as_str()).collect();
+            if !read_only.is_empty() {
+                let _ = writeln!(text, "  read for files only (writeFile: false): {}", read_only.join(", "));
+            }
+            let expanded: Vec<&str> =
+                plan.files().iter().filter(|f| f.shape.expand_keys).map(|f| f.object.as_str()).collect();
+            if !expanded.is_empty() {
+                let _ = writeln!(text, "  plus one file per key of (expandKeys): {}", expanded.join(", "));
+            }
             if !plan.optional_objects().is_empty() {
                 let _ = writeln!(
                     text,
@@ -114,9 +125,26 @@ fn check_spc(
         }
     };
     let validation = backend.validate(&spc.parameters);
-    if let Err(common) = csi_secrets_provider_core::CommonParameters::parse(&spc.parameters) {
-        problems.extend(common);
-    }
+    let built = match csi_secrets_provider_core::CommonParameters::parse(&spc.parameters) {
+        Ok(common) => {
+            // `files` reads objects by their file names: every name it reads must be one.
+            let known: Vec<&str> = validation
+                .plan
+                .files()
+                .iter()
+                .map(|f| f.path.as_str())
+                .chain(validation.possible_files.iter().map(String::as_str))
+                .collect();
+            if validation.problems.is_empty() {
+                problems.extend(common.files.check_names(&known));
+            }
+            common.files.entries().iter().map(|entry| entry.path.clone()).collect()
+        }
+        Err(common) => {
+            problems.extend(common);
+            Vec::new()
+        }
+    };
     // What every mount of it would answer (the driver refuses an answer without objects).
     if validation.problems.is_empty() && validation.plan.is_empty() && validation.possible_files.is_empty() {
         problems.push(csi_secrets_provider_core::MountResponse::no_objects());
@@ -128,13 +156,19 @@ fn check_spc(
     }
     problems.extend(validation.problems);
     warnings.extend(validation.warnings);
-    let plan = validation.plan;
+    let mut plan = validation.plan;
     let possible = validation.possible_files;
+    let expands = plan.files().iter().any(|f| f.shape.expand_keys);
+    for path in built {
+        plan.built(path);
+    }
     // secretObjects name mounted files; a typo there makes the driver's Secret sync fail late.
-    if !plan.is_empty() {
+    // (The files of `expandKeys` are named by the value's keys: unknown without the cloud.)
+    if !plan.is_empty() && !expands {
         for (i, object) in spc.secret_objects.iter().enumerate() {
             for (j, (object_name, _key)) in object.data.iter().enumerate() {
-                if !plan.files().iter().any(|f| &f.path == object_name) && !possible.contains(object_name) {
+                let written = plan.files().iter().any(|f| &f.path == object_name && f.shape.write_file);
+                if !written && !possible.contains(object_name) {
                     problems.push(
                         Error::invalid_config(format!(
                             "objectName {object_name:?} is not a file this SecretProviderClass mounts"

@@ -116,7 +116,12 @@ mod azure {
                         .as_ref()
                         .map(|p| format!("\nfilePermission: \"{p}\""))
                         .unwrap_or_default();
-                    format!("objectName: {}\nobjectType: secret\nobjectAlias: {}{permission}", o.name, o.file)
+                    format!(
+                        "objectName: {}\nobjectType: secret\nobjectAlias: {}{permission}{}",
+                        o.name,
+                        o.file,
+                        o.block_keys()
+                    )
                 })
                 .collect();
             vec![("objects".to_owned(), objects.join("\n---\n"))]
@@ -189,8 +194,10 @@ mod gcp {
                 .map(|o| {
                     let mode = o.file_permission.as_ref().map(|p| format!(", mode: {p}")).unwrap_or_default();
                     format!(
-                        "- {{resourceName: projects/{PROJECT}/secrets/{}/versions/latest, path: {}{mode}}}\n",
-                        o.name, o.file
+                        "- {{resourceName: projects/{PROJECT}/secrets/{}/versions/latest, path: {}{mode}{}}}\n",
+                        o.name,
+                        o.file,
+                        o.flow_keys()
                     )
                 })
                 .collect();

@@ -41,6 +41,14 @@ pub struct SharedReadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShapedLabels {
+    pub backend: String,
+    /// `template`, `dotenv`, `properties`, `json`, `yaml` (a `files` entry), `expanded_key`
+    /// (`expandKeys`), `decoded` (`decode`).
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildInfoLabels {
     version: String,
     backends: String,
@@ -73,6 +81,7 @@ pub struct Metrics {
     skipped: Family<BackendLabels, Counter>,
     stale: Family<BackendLabels, Counter>,
     policy_denials: Family<BackendLabels, Counter>,
+    files_rendered: Family<ShapedLabels, Counter>,
     policy_valid: Gauge,
     audit_write_errors: Counter,
 }
@@ -144,6 +153,12 @@ impl Metrics {
             "Objects the admin policy (serve --policy) denied, before any cloud call",
             policy_denials.clone(),
         );
+        let files_rendered = Family::<ShapedLabels, Counter>::default();
+        registry.register(
+            "files_rendered",
+            "Files the provider built from objects: files entries by kind, expandKeys files, decoded files",
+            files_rendered.clone(),
+        );
         let policy_valid = Gauge::default();
         policy_valid.set(1);
         registry.register(
@@ -168,6 +183,7 @@ impl Metrics {
             skipped,
             stale,
             policy_denials,
+            files_rendered,
             policy_valid,
             audit_write_errors,
         }
@@ -215,6 +231,15 @@ impl Metrics {
             self.stale
                 .get_or_create(&BackendLabels { backend: backend.to_owned() })
                 .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Counts files a mount built (`files`, `expandKeys`, `decode`), one kind per file.
+    pub fn files_rendered(&self, backend: &str, kinds: &[&'static str]) {
+        for kind in kinds {
+            self.files_rendered
+                .get_or_create(&ShapedLabels { backend: backend.to_owned(), kind: (*kind).to_owned() })
+                .inc();
         }
     }
 
@@ -387,6 +412,7 @@ mod tests {
         metrics.optional_objects_skipped("aws", 1);
         metrics.stale_served("aws", 1);
         metrics.policy_denied("aws", 1);
+        metrics.files_rendered("aws", &["template"]);
         metrics.mount_finished(
             "aws",
             MountKind::Remount { previous: tokio::time::Instant::now() },
@@ -464,6 +490,7 @@ mod tests {
             "optional_objects_skipped_total",
             "stale_served_total",
             "policy_denials_total",
+            "files_rendered_total",
             "policy_valid",
             "cloud_requests_total",
             "shared_reads_total",

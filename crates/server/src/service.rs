@@ -171,6 +171,15 @@ impl ProviderService {
             Ok(Ok(result)) => result?,
         };
         response.keep_last_per_path();
+        // Files as the application wants them, from every object read, before anything is
+        // answered: an error here fails the mount and nothing is written.
+        let shaped = csi_secrets_provider_core::shaping::shape(
+            &mut response,
+            &request.common.files,
+            request.default_mode,
+            self.config.max_response_bytes,
+        )?;
+        self.metrics.files_rendered(self.backend.name(), &shaped);
         response.check()?;
         log_warnings(self.backend.name(), &request, &response.warnings);
         log_skipped(self.backend.name(), &request, &response.skipped);

@@ -30,7 +30,16 @@ csi_secrets_provider_core::config_keys! {
         // This provider's own: not in the official provider, which ignores them.
         Optional => "optional",
         Region => "region",
+        WriteFile => "writeFile",
+        ExpandKeys => "expandKeys",
+        Decode => "decode",
     }
+}
+
+impl csi_secrets_provider_core::shaping::ShapeKeys for ObjectKey {
+    const WRITE_FILE: Self = Self::WriteFile;
+    const EXPAND_KEYS: Self = Self::ExpandKeys;
+    const DECODE: Self = Self::Decode;
 }
 
 csi_secrets_provider_core::config_keys! {

@@ -7,6 +7,7 @@ mod failover;
 mod keys;
 mod object;
 
+use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, JmesEntry, Parameters, Warning, parse_go_bool};
 use serde_norway::Value;
 
@@ -97,6 +98,8 @@ pub struct ObjectSpec {
     pub optional: bool,
     /// The object's own `region`: read there only (no failover), instead of the SPC's region.
     pub region: Option<String>,
+    /// `writeFile`, `expandKeys`, `decode`: what the server makes of the object's file.
+    pub shape: FileShape,
     /// Region named by the objectName ARN, if any.
     arn_region: Option<String>,
     failover_arn_region: Option<String>,

@@ -5,6 +5,7 @@ use super::failover::{PrimaryObject, parse_failover};
 use super::keys::{MATCHING, ObjectKey};
 use super::{ListContext, ObjectSpec, ObjectType, SeenObject};
 use csi_secrets_provider_core::jmes::{self, JmesEntry, JmesRules};
+use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, Fields, FileMode, FilePlan, translate_slashes};
 use serde_norway::Value;
 
@@ -58,6 +59,8 @@ pub(super) fn parse_object(
         problems.push(e.with_object(&object_id));
         false
     });
+    let (shape, shape_problems) = FileShape::read(&fields);
+    problems.extend(shape_problems.into_iter().map(|e| e.with_object(&object_id)));
     let Some(name) = read.name.clone() else {
         problems.push(
             Error::invalid_config("Object name must be specified")
@@ -119,6 +122,7 @@ pub(super) fn parse_object(
         failover: failover.object,
         optional,
         region: read.region,
+        shape,
         arn_region,
         failover_arn_region: failover.arn_region,
     })
@@ -244,11 +248,11 @@ fn check_duplicates(
 /// Adds the object's files to the plan (catches clashes upstream does not look for, such as a
 /// derived name equal to another object's alias).
 pub(super) fn add_files(object: &ObjectSpec, plan: &mut FilePlan, problems: &mut Vec<Error>) {
-    if let Err(e) = plan.add(&object.name, object.file_name.clone(), object.mode) {
+    if let Err(e) = plan.add_shaped(&object.name, object.file_name.clone(), object.mode, object.shape) {
         problems.push(e.with_field(if object.alias.is_some() { "objectAlias" } else { "objectName" }));
     }
     for entry in &object.jmes {
-        if let Err(e) = plan.add(&object.name, entry.file_name.clone(), entry.mode) {
+        if let Err(e) = plan.add_shaped(&object.name, entry.file_name.clone(), entry.mode, entry.shape()) {
             problems.push(e.with_field("jmesPath"));
         }
     }

@@ -2,6 +2,7 @@
 //! provider's own keys (`optional`, `keyvaultName`, `jmesPath`).
 
 use csi_secrets_provider_core::jmes::{self, JmesEntry, JmesRules};
+use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, Fields, FileMode, FilePlan, KeyMatching, Warning};
 use serde_norway::Value;
 
@@ -23,7 +24,16 @@ csi_secrets_provider_core::config_keys! {
         Optional => "optional",
         KeyvaultName => "keyvaultName",
         JmesPath => "jmesPath",
+        WriteFile => "writeFile",
+        ExpandKeys => "expandKeys",
+        Decode => "decode",
     }
+}
+
+impl csi_secrets_provider_core::shaping::ShapeKeys for ObjectKey {
+    const WRITE_FILE: Self = Self::WriteFile;
+    const EXPAND_KEYS: Self = Self::ExpandKeys;
+    const DECODE: Self = Self::Decode;
 }
 
 /// Upstream wraps every error about an object this way (validation and fetching alike); users'
@@ -50,6 +60,8 @@ pub struct ObjectSpec {
     pub keyvault_name: Option<String>,
     /// Fields of a JSON secret written as files of their own.
     pub jmes: Vec<JmesEntry>,
+    /// `writeFile`, `expandKeys`, `decode`: what the server makes of the object's files.
+    pub shape: FileShape,
 }
 
 impl ObjectSpec {
@@ -67,13 +79,13 @@ impl ObjectSpec {
     fn add_files(&self, plan: &mut FilePlan) -> Result<(), Error> {
         if self.version_history > 1 {
             for i in 0..self.version_history {
-                plan.add(&self.name, format!("{}/{i}", self.file_name()), self.mode)?;
+                plan.add_shaped(&self.name, format!("{}/{i}", self.file_name()), self.mode, self.shape)?;
             }
         } else {
-            plan.add(&self.name, self.file_name().to_owned(), self.mode)?;
+            plan.add_shaped(&self.name, self.file_name().to_owned(), self.mode, self.shape)?;
         }
         for entry in &self.jmes {
-            plan.add(&self.name, entry.file_name.clone(), entry.mode)
+            plan.add_shaped(&self.name, entry.file_name.clone(), entry.mode, entry.shape())
                 .map_err(|e| e.with_field("jmesPath"))?;
         }
         if self.optional {
@@ -292,6 +304,17 @@ fn parse_object(
         problems.list.push(e.with_object(&id));
         false
     });
+    let (shape, shape_problems) = FileShape::read(&fields);
+    problems.list.extend(shape_problems.into_iter().map(|e| e.with_object(&id)));
+    if shape.decode.is_some() && read.encoding.is_some() {
+        // objectEncoding keeps its upstream meaning (how Key Vault holds the value); two
+        // decodings of one value are one too many.
+        problems.list.push(
+            Error::invalid_config("objectEncoding and decode both decode the value; set one of them")
+                .with_object(&id)
+                .with_field("decode"),
+        );
+    }
     let jmes = parse_jmes(
         fields.get(ObjectKey::JmesPath),
         object_type,
@@ -313,6 +336,7 @@ fn parse_object(
             optional,
             keyvault_name: read.keyvault_name,
             jmes,
+            shape,
         }),
         _ => Err(problems.list),
     }

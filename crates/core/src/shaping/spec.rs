@@ -1,0 +1,373 @@
+//! The `files` parameter: files built from the mount's objects, by template or fixed format.
+
+use std::fmt;
+use std::sync::Arc;
+
+use minijinja::Environment;
+use serde_norway::Value;
+
+use super::template::{self, References};
+use crate::error::Error;
+use crate::files::check_file_path;
+use crate::keys::{ConfigKey, Fields, KeyMatching};
+use crate::mode::FileMode;
+
+crate::config_keys! {
+    /// Keys of one `files` entry.
+    pub enum FilesKey {
+        Path => "path",
+        FilePermission => "filePermission",
+        Template => "template",
+        Format => "format",
+        From => "from",
+    }
+}
+
+/// The parameter's name.
+pub const FILES: &str = "files";
+
+/// A fixed file format built from every top-level key of JSON objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Dotenv,
+    Properties,
+    Json,
+    Yaml,
+}
+
+impl FileFormat {
+    pub const ALL: [Self; 4] = [Self::Dotenv, Self::Properties, Self::Json, Self::Yaml];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dotenv => "dotenv",
+            Self::Properties => "properties",
+            Self::Json => "json",
+            Self::Yaml => "yaml",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+/// How an entry's contents are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The template compiled under the entry's name, and what it reads.
+    Template(References),
+    /// Every top-level key of these objects (file names), in this order.
+    Format { format: FileFormat, from: Vec<String> },
+}
+
+/// One `files` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: String,
+    /// `filePermission`; the driver's permission when absent.
+    pub mode: Option<FileMode>,
+    /// `files[<index>]`, as errors name it.
+    pub(crate) label: String,
+    pub(crate) source: Source,
+}
+
+impl FileEntry {
+    /// The field an error about this entry names: `files[0]`, `files[0].template`.
+    pub(crate) fn field(&self, key: Option<FilesKey>) -> String {
+        match key {
+            Some(key) => format!("{}.{}", self.label, key.as_str()),
+            None => self.label.clone(),
+        }
+    }
+
+    /// Which kind of file it is, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match &self.source {
+            Source::Template(_) => "template",
+            Source::Format { format, .. } => format.as_str(),
+        }
+    }
+
+    /// The object file names it reads (a template's constant lookups; a format's `from`).
+    pub fn reads(&self) -> &[String] {
+        match &self.source {
+            Source::Template(references) => &references.objects,
+            Source::Format { from, .. } => from,
+        }
+    }
+}
+
+/// The parsed `files` parameter: cheap to clone (a request carries it).
+#[derive(Clone, Default)]
+pub struct FilesSpec {
+    entries: Arc<[FileEntry]>,
+    templates: Option<Arc<Environment<'static>>>,
+}
+
+impl fmt::Debug for FilesSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilesSpec").field("entries", &self.entries).finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for FilesSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for FilesSpec {}
+
+impl FilesSpec {
+    pub fn entries(&self) -> &[FileEntry] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn templates(&self) -> Option<&Environment<'static>> {
+        self.templates.as_deref()
+    }
+
+    /// Parses `files` (absent or blank: none); every problem names its entry and key. Templates
+    /// are compiled here, so a syntax error is found before any cloud call.
+    pub fn parse(text: Option<&str>) -> Result<Self, Vec<Error>> {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(Self::default()) };
+        let items = match serde_norway::from_str::<Value>(text) {
+            Ok(Value::Sequence(items)) => items,
+            Ok(_) => {
+                return Err(vec![
+                    Error::invalid_config(
+                        "files must be a YAML list of {path, template} or {path, format, from}",
+                    )
+                    .with_field(FILES),
+                ]);
+            }
+            Err(e) => {
+                return Err(vec![
+                    Error::invalid_config(format!("files is not valid YAML: {e}")).with_field(FILES),
+                ]);
+            }
+        };
+        let mut env = template::environment();
+        let mut problems = Vec::new();
+        let mut entries: Vec<FileEntry> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let label = format!("{FILES}[{index}]");
+            match parse_entry(&label, item, &mut env) {
+                Ok(entry) => {
+                    if let Some(earlier) = entries.iter().find(|e| e.path == entry.path) {
+                        problems.push(
+                            Error::invalid_config(format!(
+                                "file {:?} is named twice in files ({} and {label})",
+                                entry.path, earlier.label
+                            ))
+                            .with_field(entry.field(Some(FilesKey::Path))),
+                        );
+                    }
+                    entries.push(entry);
+                }
+                Err(mut found) => problems.append(&mut found),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let templates =
+            entries.iter().any(|e| matches!(e.source, Source::Template(_))).then(|| Arc::new(env));
+        Ok(Self { entries: entries.into(), templates })
+    }
+
+    /// What `validate` reports without a cloud: names a template or format reads that are no
+    /// object file of the SecretProviderClass (`known`), variables other than `objects`, and
+    /// paths that are also another file's.
+    pub fn check_names(&self, known: &[&str]) -> Vec<Error> {
+        let mut problems = Vec::new();
+        for entry in self.entries.iter() {
+            let (key, what) = match &entry.source {
+                Source::Template(references) => {
+                    for variable in &references.unknown_variables {
+                        problems.push(
+                            Error::invalid_config(format!(
+                                "the template of {:?} uses the variable {variable:?}, which is not defined; \
+                                 a template sees one variable, `objects`",
+                                entry.path
+                            ))
+                            .with_field(entry.field(Some(FilesKey::Template))),
+                        );
+                    }
+                    (FilesKey::Template, "the template reads")
+                }
+                Source::Format { .. } => (FilesKey::From, "it reads"),
+            };
+            for name in entry.reads() {
+                if !known.contains(&name.as_str()) {
+                    problems.push(
+                        Error::invalid_config(format!(
+                            "{what} object {name:?}, which is not a file of this SecretProviderClass's objects \
+                             (objects are named by their file name: objectAlias, or the name after path rules){}",
+                            suggestion(name, known)
+                        ))
+                        .with_field(entry.field(Some(key))),
+                    );
+                }
+            }
+            if known.contains(&entry.path.as_str()) {
+                problems.push(
+                    Error::invalid_config(format!(
+                        "file {:?} is also an object's file; give one of them another name",
+                        entry.path
+                    ))
+                    .with_field(entry.field(Some(FilesKey::Path))),
+                );
+            }
+        }
+        problems
+    }
+}
+
+/// ` (did you mean "x"?)` for a name one or two edits from a known one.
+fn suggestion(name: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (k, crate::keys::edit_distance(&name.to_ascii_lowercase(), &k.to_ascii_lowercase())))
+        .filter(|(_, distance)| *distance <= 2)
+        .min_by_key(|(_, distance)| *distance)
+        .map(|(k, _)| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default()
+}
+
+fn parse_entry(label: &str, item: &Value, env: &mut Environment<'static>) -> Result<FileEntry, Vec<Error>> {
+    let at = |key: FilesKey| format!("{label}.{}", key.as_str());
+    if !item.is_mapping() {
+        return Err(vec![
+            Error::invalid_config(
+                "a files entry must be a mapping with path and template, or path, format and from",
+            )
+            .with_field(label),
+        ]);
+    }
+    let fields: Fields<'_, FilesKey> = Fields::read(item, KeyMatching::Exact);
+    // A new parameter keeps no compatibility with typos: an unknown key is an error.
+    let mut problems: Vec<Error> = fields
+        .unknown_keys("", "")
+        .into_iter()
+        .map(|warning| {
+            Error::invalid_config(warning.message.replace(" is ignored", ""))
+                .with_field(format!("{label}.{}", warning.field.unwrap_or_default()))
+        })
+        .collect();
+    let text = |key: FilesKey, problems: &mut Vec<Error>| match fields.non_empty(key) {
+        Ok(value) => value,
+        Err(e) => {
+            problems.push(e.with_field(at(key)));
+            None
+        }
+    };
+    let path = text(FilesKey::Path, &mut problems);
+    let permission = text(FilesKey::FilePermission, &mut problems);
+    let template_source = text(FilesKey::Template, &mut problems);
+    let format = text(FilesKey::Format, &mut problems);
+    let Some(path) = path else {
+        problems.push(Error::invalid_config("path must be specified").with_field(at(FilesKey::Path)));
+        return Err(problems);
+    };
+    if let Err(e) = check_file_path(&path) {
+        problems.push(e.with_field(at(FilesKey::Path)));
+    }
+    let mode = permission.and_then(|p| match FileMode::parse_go_octal(p.trim()) {
+        Ok(mode) => Some(mode),
+        Err(e) => {
+            problems.push(e.with_field(at(FilesKey::FilePermission)));
+            None
+        }
+    });
+    let from = fields.get(FilesKey::From);
+    let source = match (template_source, format) {
+        (Some(_), Some(_)) => {
+            problems.push(
+                Error::invalid_config(format!("file {path:?} has both template and format; give one"))
+                    .with_field(label),
+            );
+            None
+        }
+        (None, None) => {
+            problems.push(
+                Error::invalid_config(format!(
+                    "file {path:?} has neither template nor format (dotenv, properties, json, yaml); give one"
+                ))
+                .with_field(label),
+            );
+            None
+        }
+        (Some(source), None) => {
+            if from.is_some() {
+                problems.push(
+                    Error::invalid_config("from goes with format; a template names its objects itself")
+                        .with_field(at(FilesKey::From)),
+                );
+            }
+            match env.add_template_owned(label.to_owned(), source.clone()) {
+                Ok(()) => Some(Source::Template(template::references(env, label, &source))),
+                Err(e) => {
+                    let line = e.line().map(|l| format!(" at line {l}")).unwrap_or_default();
+                    let detail = e.detail().unwrap_or("syntax error");
+                    problems.push(
+                        Error::invalid_config(format!(
+                            "the template of {path:?} does not parse{line}: {detail}"
+                        ))
+                        .with_field(at(FilesKey::Template)),
+                    );
+                    None
+                }
+            }
+        }
+        (None, Some(format_text)) => match FileFormat::parse(&format_text) {
+            None => {
+                problems.push(
+                    Error::invalid_config(format!(
+                        "format must be dotenv, properties, json or yaml, got {format_text:?}"
+                    ))
+                    .with_field(at(FilesKey::Format)),
+                );
+                None
+            }
+            Some(format) => match from_list(from) {
+                Ok(from) => Some(Source::Format { format, from }),
+                Err(message) => {
+                    problems.push(Error::invalid_config(message).with_field(at(FilesKey::From)));
+                    None
+                }
+            },
+        },
+    };
+    match source {
+        Some(source) if problems.is_empty() => Ok(FileEntry { path, mode, label: label.to_owned(), source }),
+        _ => Err(problems),
+    }
+}
+
+/// `from`: a non-empty list of object file names, each once.
+fn from_list(value: Option<&Value>) -> Result<Vec<String>, String> {
+    let items = match value {
+        Some(Value::Sequence(items)) if !items.is_empty() => items,
+        Some(Value::String(one)) if !one.trim().is_empty() => return Ok(vec![one.clone()]),
+        _ => return Err("from must list the objects (their file names) whose keys the file holds".to_owned()),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for item in items {
+        let name = crate::yaml::scalar_value(Some(item), FilesKey::From.as_str())
+            .ok()
+            .flatten()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| "every entry of from must be an object's file name".to_owned())?;
+        if names.contains(&name) {
+            return Err(format!("object {name:?} is listed twice in from"));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}

@@ -1,0 +1,268 @@
+//! `files` templates: Jinja syntax rendered by minijinja in a sandbox. A template sees one
+//! variable, `objects` (each object's file name to its value), and our filters; it reaches no
+//! file, environment or network, its evaluation is bounded by fuel and recursion limits, and
+//! its output by a byte cap.
+
+use std::io;
+
+use base64::Engine as _;
+use minijinja::machinery::Token;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use zeroize::Zeroizing;
+
+/// The one variable a template sees.
+pub(crate) const OBJECTS: &str = "objects";
+
+/// Instructions one template may run: a template over a hundred keys takes a few thousand; one
+/// that loops forever stops within milliseconds.
+const FUEL: u64 = 1_000_000;
+/// Macro and call nesting.
+const RECURSION_LIMIT: usize = 64;
+
+/// Builtins that build strings from a width the template chooses (`indent(10**12)`), the only
+/// way around the fuel bound to exhaust memory.
+const WIDTH_FILTERS: &[&str] = &["indent", "center", "format", "wordwrap", "truncate"];
+
+/// The environment every template of one SecretProviderClass is compiled into.
+pub(crate) fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(RECURSION_LIMIT);
+    if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        env.set_syntax(syntax);
+    }
+    for name in WIDTH_FILTERS {
+        env.remove_filter(name);
+    }
+    env.add_filter("fromjson", from_json);
+    env.add_filter("fromyaml", from_yaml);
+    env.add_filter("tojson", to_json);
+    env.add_filter("b64encode", b64_encode);
+    env.add_filter("b64decode", b64_decode);
+    env
+}
+
+/// A value's text for a filter that parses it; bytes that are not UTF-8 are refused.
+fn text_of(value: &Value, filter: &str) -> Result<String, minijinja::Error> {
+    if let Some(text) = value.as_str() {
+        return Ok(text.to_owned());
+    }
+    match value.as_bytes().map(std::str::from_utf8) {
+        Some(Ok(text)) => Ok(text.to_owned()),
+        Some(Err(_)) => Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{filter}: the value is binary, not UTF-8 text"),
+        )),
+        None => Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{filter} takes a string, got {}", value.kind()),
+        )),
+    }
+}
+
+/// Parses JSON text into a value with its keys in their order.
+pub(crate) fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str::<Value>(text).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Eof => "it ends early",
+            serde_json::error::Category::Syntax | serde_json::error::Category::Io => "a syntax error",
+            serde_json::error::Category::Data => "a value JSON cannot hold",
+        };
+        format!("the value is not JSON ({what} at line {} column {})", e.line(), e.column())
+    })
+}
+
+fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
+    let text = Zeroizing::new(text_of(value, "fromjson")?);
+    parse_json(&text)
+        .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromjson: {why}")))
+}
+
+fn from_yaml(value: &Value) -> Result<Value, minijinja::Error> {
+    let text = Zeroizing::new(text_of(value, "fromyaml")?);
+    serde_norway::from_str::<Value>(&text).map_err(|e| {
+        let at =
+            e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
+        minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromyaml: the value is not YAML{at}"))
+    })
+}
+
+/// JSON text of a value, compact, or indented by `indent` spaces; no HTML escaping (the output
+/// is a file, not a web page).
+fn to_json(value: &Value, indent: Option<usize>) -> Result<Value, minijinja::Error> {
+    let failed = |_| minijinja::Error::new(ErrorKind::BadSerialization, "tojson: the value cannot be JSON");
+    let text = match indent {
+        None => serde_json::to_string(value).map_err(failed)?,
+        Some(width) => {
+            let unit = vec![b' '; width.min(16)];
+            let mut out = Vec::new();
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(&unit);
+            let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+            serde::Serialize::serialize(value, &mut serializer).map_err(failed)?;
+            String::from_utf8(out).map_err(|_| {
+                minijinja::Error::new(ErrorKind::BadSerialization, "tojson: the value cannot be JSON")
+            })?
+        }
+    };
+    Ok(Value::from_safe_string(text))
+}
+
+fn b64_encode(value: &Value) -> Result<Value, minijinja::Error> {
+    let encoded = match (value.as_str(), value.as_bytes()) {
+        (Some(text), _) => base64::engine::general_purpose::STANDARD.encode(text),
+        (None, Some(bytes)) => base64::engine::general_purpose::STANDARD.encode(bytes),
+        (None, None) => {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("b64encode takes a string, got {}", value.kind()),
+            ));
+        }
+    };
+    Ok(Value::from(encoded))
+}
+
+fn b64_decode(value: &Value) -> Result<Value, minijinja::Error> {
+    let text = Zeroizing::new(text_of(value, "b64decode")?);
+    let bytes = super::Decoding::Base64
+        .decode(text.as_bytes())
+        .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("b64decode: {why}")))?;
+    Ok(text_value(bytes))
+}
+
+/// Bytes as a template value: a string when they are UTF-8, else bytes.
+pub(crate) fn text_value(bytes: Vec<u8>) -> Value {
+    match String::from_utf8(bytes) {
+        Ok(text) => Value::from(text),
+        Err(e) => Value::from_bytes(e.into_bytes()),
+    }
+}
+
+/// What a template reads, found without rendering it: the object names it looks up with a
+/// constant (`objects["db-creds"]`, `objects.api`, `objects.get("x")`), and variables other than
+/// `objects` it uses without defining them (a typo such as `object["x"]`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct References {
+    pub objects: Vec<String>,
+    pub unknown_variables: Vec<String>,
+}
+
+/// Scans a template that compiled; names in the order they appear, once each.
+pub(crate) fn references(env: &Environment<'static>, name: &str, source: &str) -> References {
+    let mut found = References::default();
+    let tokens: Vec<Token<'_>> = minijinja::machinery::tokenize(source, false, SyntaxConfig::default())
+        .filter_map(Result::ok)
+        .map(|(token, _)| token)
+        .collect();
+    let constant = |token: Option<&Token<'_>>| match token {
+        Some(Token::Str(text)) => Some((*text).to_owned()),
+        Some(Token::String(text)) => Some(text.to_string()),
+        _ => None,
+    };
+    for (i, token) in tokens.iter().enumerate() {
+        if !matches!(token, Token::Ident(OBJECTS))
+            || matches!(i.checked_sub(1).map(|p| &tokens[p]), Some(Token::Dot))
+        {
+            continue;
+        }
+        let named = match (tokens.get(i + 1), tokens.get(i + 2), tokens.get(i + 3)) {
+            (Some(Token::BracketOpen), key, Some(Token::BracketClose)) => constant(key),
+            (Some(Token::Dot), Some(Token::Ident("get")), Some(Token::ParenOpen)) => {
+                constant(tokens.get(i + 4))
+            }
+            (Some(Token::Dot), Some(Token::Ident(attribute)), next)
+                if !matches!(next, Some(Token::ParenOpen)) =>
+            {
+                Some((*attribute).to_owned())
+            }
+            _ => None,
+        };
+        if let Some(named) = named
+            && !found.objects.contains(&named)
+        {
+            found.objects.push(named);
+        }
+    }
+    if let Ok(template) = env.get_template(name) {
+        let globals: Vec<&str> = env.globals().map(|(global, _)| global).collect();
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|variable| variable != OBJECTS && !globals.contains(&variable.as_str()))
+            .collect();
+        unknown.sort();
+        found.unknown_variables = unknown;
+    }
+    found
+}
+
+/// Why a render failed: the line, and a message that holds no value of the mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RenderFailure {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Renders template `name` with `objects`, at most `cap` bytes of output.
+pub(crate) fn render(
+    env: &Environment<'static>,
+    name: &str,
+    objects: Value,
+    cap: usize,
+    redact: &dyn Fn(&str) -> bool,
+) -> Result<Zeroizing<Vec<u8>>, RenderFailure> {
+    let template = env.get_template(name).map_err(|e| failure(&e, redact))?;
+    let mut out = CappedOutput { bytes: Zeroizing::new(Vec::new()), cap, over: false };
+    let context = Value::from_pairs([(OBJECTS, objects)]);
+    match template.render_captured_to(context, &mut out) {
+        Ok(_) => Ok(out.bytes),
+        Err(_) if out.over => {
+            Err(RenderFailure { line: None, message: format!("the output is larger than {cap} bytes") })
+        }
+        Err(e) => Err(failure(&e, redact)),
+    }
+}
+
+/// minijinja's words for what went wrong, unless they quote a value of the mount (an operation
+/// on two strings says both): then only what kind of error it was.
+fn failure(error: &minijinja::Error, redact: &dyn Fn(&str) -> bool) -> RenderFailure {
+    let detail = error.detail().filter(|detail| !redact(detail));
+    let message = match (error.kind(), detail) {
+        (ErrorKind::OutOfFuel, _) => {
+            format!("the template runs too long (more than {FUEL} steps); is there a loop that does not end?")
+        }
+        (ErrorKind::UndefinedError, detail) => format!(
+            "{} (an object this mount does not have, or a key its value does not have; test optional \
+             objects with `is defined` or `default`)",
+            detail.unwrap_or("undefined value")
+        ),
+        (kind, Some(detail)) => format!("{kind}: {detail}"),
+        (kind, None) => format!("{kind} (details withheld: they would quote a secret value)"),
+    };
+    RenderFailure { line: error.line(), message }
+}
+
+/// Collects output and fails the write past `cap` bytes.
+struct CappedOutput {
+    bytes: Zeroizing<Vec<u8>>,
+    cap: usize,
+    over: bool,
+}
+
+impl io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.cap {
+            self.over = true;
+            return Err(io::Error::other("output cap reached"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::error::{Error, Result};
 use crate::mode::FileMode;
-use crate::shaping::FileShape;
+use crate::shape::FileShape;
 use crate::warning::Warning;
 
 /// Longest path the driver accepts.

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::files::SecretBytes;
 use crate::keys::{ConfigKey, Fields, KeyMatching};
 use crate::mode::FileMode;
-use crate::shaping::{Decoding, FileShape};
+use crate::shape::{Decoding, FileShape};
 use crate::warning::Warning;
 
 crate::config_keys! {

@@ -168,7 +168,7 @@ pub fn unknown_parameters<K: ConfigKey>(parameters: &crate::parameters::Paramete
         .map(|(key, _)| key)
         .filter(|key| *key != crate::parameters::attr::SPC_NAME && !key.starts_with("csi.storage.k8s.io/"))
         .filter(|key| !K::ALL.iter().any(|k| k.as_str() == *key))
-        .filter(|key| !crate::common::CommonParameter::ALL.iter().any(|k| k.as_str() == *key))
+        .filter(|key| !crate::parameters::COMMON.contains(key))
         .map(|key| {
             let hint =
                 nearest::<K>(key).map(|k| format!(" (did you mean `{}`?)", k.as_str())).unwrap_or_default();

@@ -20,6 +20,7 @@ pub mod parameters;
 pub mod policy;
 pub mod request;
 pub mod response;
+pub mod shape;
 pub mod shaping;
 pub mod sharing;
 pub mod spc;

@@ -14,6 +14,10 @@ pub mod attr {
     pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
 }
 
+/// The parameters of this provider's own that every backend accepts (`common::CommonParameter`
+/// names them with their meaning); listed here so key checks need not depend on their parsers.
+pub const COMMON: &[&str] = &["staleIfError", "files"];
+
 /// The SPC parameters merged with the volume context: every attribute but the tokens, which are
 /// held apart as secrets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

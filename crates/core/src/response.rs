@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::files::{FilePlan, SecretBytes};
 use crate::mode::FileMode;
 pub use crate::outcome::{SkippedObject, StaleObject};
-use crate::shaping::FileShape;
+use crate::shape::FileShape;
 use crate::warning::Warning;
 use std::sync::Arc;
 

@@ -2,11 +2,9 @@
 //! conformance suite covers what every backend shares): AWS `jmesPath` entries and SSM
 //! parameters, a remount round with files sharing its reads, the metric; Azure `objectEncoding`
 //! beside `decode`, a certificate bundle; `validate` without a cloud.
-
-use std::process::Command;
+#![cfg(any(feature = "aws", feature = "azure"))]
 
 use csi_secrets_provider_tests::file_contents as file;
-use tonic::Code;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -23,6 +21,7 @@ mod aws {
     use csi_secrets_provider_tests::new_target_path;
     use csi_secrets_provider_tests::worlds::{AwsWorld, moto_call};
     use std::time::Duration;
+    use tonic::Code;
 
     /// A Secrets Manager secret read only for a template and a `jmesPath` entry decoded from
     /// base64; an SSM parameter expanded to one file per key and into a dotenv file. Ten pods,
@@ -76,12 +75,18 @@ mod aws {
         let fresh = world.mount(&parameters).await?;
         assert_eq!(text(&fresh, "dsn")?, "postgres://app:pw-2@db/app");
         let remount = world.mount_at(&pods[0], "web", &parameters).await?;
-        assert_eq!(text(&remount, "dsn")?, "postgres://app:pw-2@db/app", "the rendered file follows its source");
+        assert_eq!(
+            text(&remount, "dsn")?,
+            "postgres://app:pw-2@db/app",
+            "the rendered file follows its source"
+        );
 
         let addr = world.provider.health_addr(Duration::from_secs(5)).await?;
         let metrics = http_get(addr, "/metrics").await?;
         for (kind, count) in [("template", 22), ("dotenv", 22), ("expanded_key", 44), ("decoded", 22)] {
-            let series = format!(r#"csi_secrets_provider_files_rendered_total{{backend="aws",kind="{kind}"}} {count}"#);
+            let series = format!(
+                r#"csi_secrets_provider_files_rendered_total{{backend="aws",kind="{kind}"}} {count}"#
+            );
             assert!(metrics.contains(&series), "{series} in\n{metrics}");
         }
         assert!(!metrics.contains("pw-2") && !metrics.contains("debug"), "no value in metrics");
@@ -100,14 +105,20 @@ mod aws {
         let objects = format!(
             "- {{objectName: {db}, objectType: secretsmanager, jmesPath: [{{path: keystore, objectAlias: ks, decode: base64}}]}}\n"
         );
-        let status = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await.err().ok_or("decoded")?;
+        let status =
+            world.mount(&[("objects", &objects), ("region", "us-east-1")]).await.err().ok_or("decoded")?;
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains(&format!("object \"{db}\", field \"decode\"")), "{}", status.message());
+        assert!(
+            status.message().contains(&format!("object \"{db}\", field \"decode\"")),
+            "{}",
+            status.message()
+        );
         assert!(!status.message().contains("s3cr3t"), "{}", status.message());
 
         let calls = world.proxy.calls().len();
         let objects = format!("- {{objectName: {db}, objectType: secretsmanager, decode: utf-16}}\n");
-        let status = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await.err().ok_or("accepted")?;
+        let status =
+            world.mount(&[("objects", &objects), ("region", "us-east-1")]).await.err().ok_or("accepted")?;
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains(r#"decode must be "base64" or "hex""#), "{}", status.message());
         assert_eq!(world.proxy.calls().len(), calls, "no AWS call for a bad SecretProviderClass");
@@ -119,6 +130,7 @@ mod aws {
 mod azure {
     use super::*;
     use csi_secrets_provider_tests::worlds::{AZURE_VAULT as VAULT, AzureWorld};
+    use tonic::Code;
 
     /// `objectEncoding` keeps its upstream meaning and `decode` beside it is refused; `decode` on
     /// a `jmesPath` entry; a certificate's PEM read for a template only, bundled with a CA
@@ -135,7 +147,11 @@ mod azure {
             .err()
             .ok_or("both decodings were accepted")?;
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("objectEncoding and decode both decode the value"), "{}", status.message());
+        assert!(
+            status.message().contains("objectEncoding and decode both decode the value"),
+            "{}",
+            status.message()
+        );
 
         let bundle = "- path: bundle.pem\n  template: '{{ objects[\"server\"] }}{{ objects.ca }}'\n";
         let response = world
@@ -152,7 +168,10 @@ mod azure {
             .await?;
         assert_eq!(file(&response, "blob")?, [0u8, 0xff, b'A']);
         assert_eq!(file(&response, "key.bin")?, [0u8, 0xff]);
-        assert_eq!(text(&response, "bundle.pem")?, "AP9B-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            text(&response, "bundle.pem")?,
+            "AP9B-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"
+        );
         assert!(file(&response, "ca").is_err() && file(&response, "server").is_err(), "read, not written");
         Ok(())
     }
@@ -164,6 +183,7 @@ mod azure {
 #[cfg(feature = "aws")]
 #[test]
 fn validate_checks_files_without_a_cloud() -> TestResult {
+    use std::process::Command;
     let dir = std::env::temp_dir().join(format!("csi-files-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let spc = |files: &str| {
@@ -175,7 +195,10 @@ fn validate_checks_files_without_a_cloud() -> TestResult {
         )
     };
     let good = dir.join("good.yaml");
-    std::fs::write(&good, spc("- path: dsn\n  template: '{{ (objects[\"db-creds\"] | fromjson).password }}'"))?;
+    std::fs::write(
+        &good,
+        spc("- path: dsn\n  template: '{{ (objects[\"db-creds\"] | fromjson).password }}'"),
+    )?;
     let output = Command::new(BINARY).arg("validate").arg(&good).output()?;
     let stdout = String::from_utf8(output.stdout)?;
     assert!(output.status.success(), "{stdout}");

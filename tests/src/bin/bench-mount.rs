@@ -5,7 +5,11 @@
 //!   cargo build --release -p csi-secrets-provider-tests --bins
 //!   target/release/bench-mount [--mounts 5000] [--concurrency 100] [--objects 5] [--bytes 2048]
 //!                              [--idle-binary target/release/csi-secrets-provider]
-//!                              [--worker-threads N] [--settle 5s]
+//!                              [--worker-threads N] [--settle 5s] [--files N]
+//!
+//! `--files N` makes every object a JSON secret (about `--bytes` long) and, when N > 0, adds N
+//! templated `files` reading them (a DSN, a key=value loop, a JSON document, in turn):
+//! `--files 0` and `--files 3` are the same mount without and with shaping.
 //!
 //! `--worker-threads N` starts the provider with `serve --worker-threads N` (the node's cores no
 //! longer decide it); RSS is also sampled `--settle` after the burst, to show what it returns.
@@ -31,6 +35,7 @@ struct Options {
     idle_binary: Option<String>,
     worker_threads: Option<String>,
     settle: Duration,
+    files: Option<usize>,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -42,6 +47,7 @@ fn options() -> Result<Options, BoxError> {
         idle_binary: None,
         worker_threads: None,
         settle: Duration::from_secs(5),
+        files: None,
     };
     for (flag, value) in flag_values()? {
         match flag.as_str() {
@@ -52,6 +58,7 @@ fn options() -> Result<Options, BoxError> {
             "--idle-binary" => options.idle_binary = Some(value),
             "--worker-threads" => options.worker_threads = Some(value),
             "--settle" => options.settle = humantime::parse_duration(&value)?,
+            "--files" => options.files = Some(value.parse()?),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -83,6 +90,28 @@ async fn idle_rss(binary: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `objects` of JSON secrets (`value`, about `bytes` long) and `files` with `count` templates
+/// reading them.
+fn json_objects_and_templates(objects: usize, bytes: usize, count: usize) -> (String, String) {
+    let padding = "p".repeat(bytes.saturating_sub(60));
+    let objects = (0..objects)
+        .map(|i| {
+            format!(
+                "- objectName: secret-{i}\n  value: '{{\"username\": \"user-{i}\", \"password\": \"{padding}\", \"host\": \"db-{i}\"}}'\n"
+            )
+        })
+        .collect();
+    let templates = [
+        "{% set db = objects[\"secret-0\"] | fromjson %}postgres://{{ db.username }}:{{ db.password }}@{{ db.host }}/app",
+        "{% for key, value in objects[\"secret-1\"] | fromjson | items %}{{ key }}={{ value }}\n{% endfor %}",
+        "{{ {\"user\": (objects[\"secret-2\"] | fromjson).username, \"db\": objects[\"secret-0\"] | fromjson} | tojson }}",
+    ];
+    let files = (0..count)
+        .map(|i| format!("- path: built-{i}\n  template: '{}'\n", templates[i % templates.len()]))
+        .collect();
+    (objects, files)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let options = options()?;
@@ -105,13 +134,31 @@ async fn main() -> Result<(), BoxError> {
     let pid = provider.child.id();
     let idle = process_figures(pid)?.rss_kib;
 
-    let objects: String = (0..options.objects)
-        .map(|i| format!("- {{objectName: secret-{i}, sizeBytes: '{}'}}\n", options.bytes))
-        .collect();
+    let (objects, files) = match options.files {
+        None => (
+            (0..options.objects)
+                .map(|i| format!("- {{objectName: secret-{i}, sizeBytes: '{}'}}\n", options.bytes))
+                .collect::<String>(),
+            String::new(),
+        ),
+        Some(count) => json_objects_and_templates(options.objects, options.bytes, count),
+    };
+    let expected_files = options.objects + options.files.unwrap_or(0);
+    let mut parameters = vec![("objects".to_owned(), objects)];
+    if !files.is_empty() {
+        parameters.push(("files".to_owned(), files));
+    }
     let client = DriverClient::new(&socket);
+    let pairs = |parameters: &[(String, String)]| -> Vec<(String, String)> { parameters.to_vec() };
     // Warm-up: connections and allocator.
     for _ in 0..20 {
-        client.clone().mount(&[("objects", &objects)]).await?;
+        let borrowed: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let response = client.clone().mount(&borrowed).await?;
+        if response.files.len() != expected_files {
+            return Err(
+                format!("a mount returned {} files, not {expected_files}", response.files.len()).into()
+            );
+        }
     }
 
     let started = Instant::now();
@@ -122,16 +169,18 @@ async fn main() -> Result<(), BoxError> {
     while next < options.mounts || !running.is_empty() {
         while next < options.mounts && running.len() < options.concurrency {
             let mut client = client.clone();
-            let objects = objects.clone();
+            let owned = pairs(&parameters);
             running.push(async move {
+                let borrowed: Vec<(&str, &str)> =
+                    owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let t = Instant::now();
-                let result = client.mount(&[("objects", &objects)]).await;
+                let result = client.mount(&borrowed).await;
                 (t.elapsed(), result.map(|r| r.files.len()))
             });
             next += 1;
         }
         if let Some((latency, result)) = running.next().await {
-            if result? != options.objects {
+            if result? != expected_files {
                 return Err("a mount returned the wrong number of files".into());
             }
             latencies.push(latency);
@@ -156,8 +205,12 @@ async fn main() -> Result<(), BoxError> {
     let _ = provider.wait(Duration::from_secs(10));
 
     println!(
-        "mounts: {} ({} objects of {} bytes each), concurrency {}",
-        options.mounts, options.objects, options.bytes, options.concurrency
+        "mounts: {} ({} objects of {} bytes each{}), concurrency {}",
+        options.mounts,
+        options.objects,
+        options.bytes,
+        options.files.map(|n| format!(", JSON values, {n} templated files")).unwrap_or_default(),
+        options.concurrency
     );
     println!(
         "throughput: {:.0} mounts/s over {:.2} s",

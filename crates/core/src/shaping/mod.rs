@@ -8,7 +8,6 @@
 //! the whole mount and nothing is written.
 
 mod formats;
-mod shape;
 mod spec;
 mod template;
 
@@ -18,7 +17,7 @@ use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object, Value};
 
-pub use shape::{Decoding, FileShape, ShapeKeys};
+pub use crate::shape::{Decoding, FileShape, ShapeKeys};
 pub use spec::{FILES, FileEntry, FileFormat, FilesKey, FilesSpec};
 
 use crate::error::{Error, Result};

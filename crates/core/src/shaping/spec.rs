@@ -189,6 +189,20 @@ impl FilesSpec {
         for entry in self.entries.iter() {
             let (key, what) = match &entry.source {
                 Source::Template(references) => {
+                    let unknown = self
+                        .templates
+                        .as_deref()
+                        .map(|env| template::unknown_filters_and_tests(env, references))
+                        .unwrap_or_default();
+                    for what in unknown {
+                        problems.push(
+                            Error::invalid_config(format!(
+                                "the template of {:?} uses {what}, which does not exist (see docs/shaping-files.md for the filters)",
+                                entry.path
+                            ))
+                            .with_field(entry.field(Some(FilesKey::Template))),
+                        );
+                    }
                     for variable in &references.unknown_variables {
                         problems.push(
                             Error::invalid_config(format!(

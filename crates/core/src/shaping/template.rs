@@ -148,6 +148,9 @@ pub(crate) fn text_value(bytes: Vec<u8>) -> Value {
 pub(crate) struct References {
     pub objects: Vec<String>,
     pub unknown_variables: Vec<String>,
+    /// Filters (`| name`) and tests (`is name`) it uses, checked by `validate`.
+    pub filters: Vec<String>,
+    pub tests: Vec<String>,
 }
 
 /// Scans a template that compiled; names in the order they appear, once each.
@@ -163,6 +166,18 @@ pub(crate) fn references(env: &Environment<'static>, name: &str, source: &str) -
         _ => None,
     };
     for (i, token) in tokens.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| &tokens[p]);
+        match (previous, token) {
+            (Some(Token::Pipe), Token::Ident(filter)) if !found.filters.iter().any(|f| f == filter) => {
+                found.filters.push((*filter).to_owned());
+            }
+            (Some(Token::Ident("is" | "not")), Token::Ident(test))
+                if *test != "not" && !found.tests.iter().any(|t| t == test) =>
+            {
+                found.tests.push((*test).to_owned());
+            }
+            _ => {}
+        }
         if !matches!(token, Token::Ident(OBJECTS))
             || matches!(i.checked_sub(1).map(|p| &tokens[p]), Some(Token::Dot))
         {
@@ -197,6 +212,20 @@ pub(crate) fn references(env: &Environment<'static>, name: &str, source: &str) -
         found.unknown_variables = unknown;
     }
     found
+}
+
+/// The filters and tests of `references` the environment does not have, found by trying each
+/// on a constant (minijinja does not list them).
+pub(crate) fn unknown_filters_and_tests(env: &Environment<'static>, references: &References) -> Vec<String> {
+    let filters = references.filters.iter().filter(|name| {
+        env.render_str(&format!("{{{{ 1 | {name} }}}}"), ())
+            .is_err_and(|e| e.kind() == ErrorKind::UnknownFilter)
+    });
+    let tests = references.tests.iter().filter(|name| {
+        env.render_str(&format!("{{{{ 1 is {name} }}}}"), ())
+            .is_err_and(|e| e.kind() == ErrorKind::UnknownTest)
+    });
+    filters.map(|f| format!("the filter {f:?}")).chain(tests.map(|t| format!("the test {t:?}"))).collect()
 }
 
 /// Why a render failed: the line, and a message that holds no value of the mount.

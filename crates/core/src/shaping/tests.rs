@@ -304,6 +304,8 @@ fn validate_finds_unknown_names_variables_and_paths_without_values() {
         r#"
 - path: dsn
   template: '{{ (objects["db-creds"] | fromjson).user }} {{ objects.api }} {{ objects.get("opt") }} {{ object["x"] }} {% set v = 1 %}{{ v }} {{ range(2) | list }}'
+- path: more
+  template: '{{ objects.api | nosuchfilter }}{% if objects.api is nosuchtest %}{% endif %}{{ objects.api | upper | b64encode }}{% if objects.api is not defined %}{% endif %}'
 - path: app.env
   format: dotenv
   from: [db-cred]
@@ -315,17 +317,19 @@ fn validate_finds_unknown_names_variables_and_paths_without_values() {
     let found: Vec<String> =
         files.check_names(&["db-creds", "api", "opt"]).iter().map(ToString::to_string).collect();
     let all = found.join("\n");
-    assert_eq!(found.len(), 3, "{all}");
+    assert_eq!(found.len(), 5, "{all}");
+    assert!(all.contains(r#"uses the filter "nosuchfilter", which does not exist"#), "{all}");
+    assert!(all.contains(r#"uses the test "nosuchtest", which does not exist"#), "{all}");
     assert!(
         all.contains(r#"field "files[0].template": the template of "dsn" uses the variable "object""#),
         "{all}"
     );
     assert!(
-        all.contains(r#"field "files[1].from": it reads object "db-cred", which is not a file"#),
+        all.contains(r#"field "files[2].from": it reads object "db-cred", which is not a file"#),
         "{all}"
     );
     assert!(all.contains(r#"(did you mean "db-creds"?)"#), "{all}");
-    assert!(all.contains(r#"field "files[2].path": file "api" is also an object's file"#), "{all}");
+    assert!(all.contains(r#"field "files[3].path": file "api" is also an object's file"#), "{all}");
     assert_eq!(files.entries()[0].reads(), ["db-creds", "api", "opt"]);
 }
 

@@ -1,4 +1,4 @@
-//! What one object's file becomes: `writeFile`, `expandKeys`, `decode`, the per-object keys every
+//! What one object's file becomes (see [`crate::shaping`]): `writeFile`, `expandKeys`, `decode`, the per-object keys every
 //! backend accepts beside its upstream ones.
 
 use base64::Engine as _;

@@ -204,10 +204,8 @@ struct ObjectValues {
 
 impl ObjectValues {
     fn of(files: &[MountedFile]) -> Arc<Self> {
-        let values = files
-            .iter()
-            .map(|f| (f.path.clone(), template::text_value(f.contents.expose().to_vec())))
-            .collect();
+        let values =
+            files.iter().map(|f| (f.path.clone(), template::bytes_value(f.contents.expose()))).collect();
         Arc::new(Self { values })
     }
 

@@ -133,9 +133,20 @@ impl FilesSpec {
     }
 
     /// Parses `files` (absent or blank: none); every problem names its entry and key. Templates
-    /// are compiled here, so a syntax error is found before any cloud call.
+    /// are compiled here, so a syntax error is found before any cloud call. Every pod of a
+    /// SecretProviderClass sends the same text on every mount: what compiled is kept by its text
+    /// (see [`Compiled`]), so a mount pays for a lookup, not a compilation.
     pub fn parse(text: Option<&str>) -> Result<Self, Vec<Error>> {
         let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(Self::default()) };
+        if let Some(known) = COMPILED.get(text) {
+            return Ok(known);
+        }
+        let parsed = Self::compile(text)?;
+        COMPILED.keep(text, &parsed);
+        Ok(parsed)
+    }
+
+    fn compile(text: &str) -> Result<Self, Vec<Error>> {
         let items = match serde_norway::from_str::<Value>(text) {
             Ok(Value::Sequence(items)) => items,
             Ok(_) => {
@@ -240,6 +251,72 @@ impl FilesSpec {
             }
         }
         problems
+    }
+}
+
+/// What compiled, by its text: at most [`Compiled::ENTRIES`] texts of at most
+/// [`Compiled::MAX_TEXT`] bytes, the least recently used forgotten first. Texts that do not
+/// compile are not kept (their errors are cheap to find again).
+pub(crate) struct Compiled {
+    entries: std::sync::Mutex<CompiledEntries>,
+}
+
+#[derive(Default)]
+struct CompiledEntries {
+    /// Counts lookups; an entry's `used` is the count at its last one.
+    clock: u64,
+    by_text: std::collections::HashMap<String, CompiledEntry>,
+}
+
+struct CompiledEntry {
+    spec: FilesSpec,
+    used: u64,
+}
+
+static COMPILED: std::sync::LazyLock<Compiled> = std::sync::LazyLock::new(Compiled::default);
+
+impl Default for Compiled {
+    fn default() -> Self {
+        Self { entries: std::sync::Mutex::new(CompiledEntries::default()) }
+    }
+}
+
+impl Compiled {
+    const ENTRIES: usize = 128;
+    const MAX_TEXT: usize = 64 * 1024;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CompiledEntries> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, text: &str) -> Option<FilesSpec> {
+        let mut entries = self.lock();
+        entries.clock += 1;
+        let clock = entries.clock;
+        let entry = entries.by_text.get_mut(text)?;
+        entry.used = clock;
+        Some(entry.spec.clone())
+    }
+
+    fn keep(&self, text: &str, spec: &FilesSpec) {
+        if text.len() > Self::MAX_TEXT {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.by_text.len() >= Self::ENTRIES
+            && let Some(oldest) =
+                entries.by_text.iter().min_by_key(|(_, entry)| entry.used).map(|(text, _)| text.clone())
+        {
+            entries.by_text.remove(&oldest);
+        }
+        entries.clock += 1;
+        let used = entries.clock;
+        entries.by_text.insert(text.to_owned(), CompiledEntry { spec: spec.clone(), used });
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().by_text.len()
     }
 }
 
@@ -384,4 +461,25 @@ fn from_list(value: Option<&Value>) -> Result<Vec<String>, String> {
         names.push(name);
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_texts_are_kept_within_bounds() {
+        let cache = Compiled::default();
+        let spec = FilesSpec::default();
+        for i in 0..Compiled::ENTRIES + 10 {
+            let text = format!("- path: f{i}\n  template: x\n");
+            cache.keep(&text, &spec);
+            assert!(cache.get("- path: f0\n  template: x\n").is_some(), "f0 is in use");
+        }
+        assert_eq!(cache.len(), Compiled::ENTRIES);
+        assert!(cache.get("- path: f0\n  template: x\n").is_some(), "the one in use stays");
+        assert!(cache.get("- path: f1\n  template: x\n").is_none(), "the oldest unused went");
+        cache.keep(&"x".repeat(Compiled::MAX_TEXT + 1), &spec);
+        assert!(cache.get(&"x".repeat(Compiled::MAX_TEXT + 1)).is_none(), "large texts are not kept");
+    }
 }

@@ -76,10 +76,28 @@ pub(crate) fn parse_json(text: &str) -> Result<Value, String> {
     })
 }
 
+thread_local! {
+    /// `fromjson` results of the render in progress on this thread, by the parsed text: a
+    /// template that parses one object twice (`(objects.db | fromjson).user`, then `.password`)
+    /// parses it once. [`render`] empties it.
+    static PARSED_JSON: std::cell::RefCell<Vec<(Value, Value)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
+    if let Some(text) = value.as_str()
+        && let Some(parsed) = PARSED_JSON.with_borrow(|memo| {
+            memo.iter().find(|(source, _)| source.as_str() == Some(text)).map(|(_, parsed)| parsed.clone())
+        })
+    {
+        return Ok(parsed);
+    }
     let text = Zeroizing::new(text_of(value, "fromjson")?);
-    parse_json(&text)
-        .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromjson: {why}")))
+    let parsed = parse_json(&text)
+        .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromjson: {why}")))?;
+    if value.as_str().is_some() {
+        PARSED_JSON.with_borrow_mut(|memo| memo.push((value.clone(), parsed.clone())));
+    }
+    Ok(parsed)
 }
 
 fn from_yaml(value: &Value) -> Result<Value, minijinja::Error> {
@@ -131,6 +149,14 @@ fn b64_decode(value: &Value) -> Result<Value, minijinja::Error> {
         .decode(text.as_bytes())
         .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("b64decode: {why}")))?;
     Ok(text_value(bytes))
+}
+
+/// Borrowed bytes as a template value (one copy): a string when they are UTF-8, else bytes.
+pub(crate) fn bytes_value(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Value::from(text),
+        Err(_) => Value::from_bytes(bytes.to_vec()),
+    }
 }
 
 /// Bytes as a template value: a string when they are UTF-8, else bytes.
@@ -244,9 +270,11 @@ pub(crate) fn render(
     redact: &dyn Fn(&str) -> bool,
 ) -> Result<Zeroizing<Vec<u8>>, RenderFailure> {
     let template = env.get_template(name).map_err(|e| failure(&e, redact))?;
-    let mut out = CappedOutput { bytes: Zeroizing::new(Vec::new()), cap, over: false };
+    let mut out = CappedOutput { bytes: Zeroizing::new(Vec::with_capacity(512)), cap, over: false };
     let context = Value::from_pairs([(OBJECTS, objects)]);
-    match template.render_captured_to(context, &mut out) {
+    let rendered = template.render_captured_to(context, &mut out);
+    PARSED_JSON.with_borrow_mut(Vec::clear);
+    match rendered {
         Ok(_) => Ok(out.bytes),
         Err(_) if out.over => {
             Err(RenderFailure { line: None, message: format!("the output is larger than {cap} bytes") })

@@ -15,6 +15,17 @@ pub fn flag_values() -> Result<Vec<(String, String)>, BoxError> {
     Ok(pairs)
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces, in parentheses): utime and stime
+    // are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("malformed stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64, BoxError> { Ok(fields.get(i).ok_or("short stat")?.parse()?) };
+    Ok(std::time::Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+}
+
 /// A process's resident memory, its peak, open file descriptors and threads.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessFigures {

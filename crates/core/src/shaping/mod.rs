@@ -130,7 +130,7 @@ fn build(
                         ))
                         .with_field(entry.field(Some(FilesKey::Template)))
                     })?;
-            Ok(SecretBytes::new(rendered.to_vec()))
+            Ok(into_secret(rendered))
         }
         Source::Format { format, from } => {
             let fail = |message: String| {
@@ -156,9 +156,14 @@ fn build(
             if bytes.len() > cap {
                 return Err(fail(format!("the file is larger than {cap} bytes")));
             }
-            Ok(SecretBytes::new(bytes.to_vec()))
+            Ok(into_secret(bytes))
         }
     }
+}
+
+/// The bytes as a file's contents, moved (not copied) out of their zeroizing buffer.
+fn into_secret(mut bytes: zeroize::Zeroizing<Vec<u8>>) -> SecretBytes {
+    SecretBytes::new(std::mem::take(&mut *bytes))
 }
 
 /// A file built here must not be another file, nor a directory of one (or the reverse).

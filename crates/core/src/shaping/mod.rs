@@ -52,11 +52,14 @@ pub fn shape(
             kinds.push("decoded");
         }
     }
-    let mut made: Vec<(MountedFile, String)> = Vec::new();
+    let mut made: Vec<BuiltFile> = Vec::new();
     for file in response.files.iter().filter(|f| f.shape.expand_keys) {
         for (key, contents) in expand_keys(file)? {
-            let label = format!("key {key:?} of object {:?} (expandKeys)", file.object_name());
-            made.push((MountedFile::new(key, file.mode, contents), label));
+            made.push(BuiltFile {
+                label: format!("key {key:?} of object {:?} (expandKeys)", file.object_name()),
+                field: "expandKeys".to_owned(),
+                file: MountedFile::new(key, file.mode, contents),
+            });
             kinds.push("expanded_key");
         }
     }
@@ -65,13 +68,17 @@ pub fn shape(
         for entry in files.entries() {
             let contents = build(entry, files, &objects, cap)?;
             let mode = entry.mode.unwrap_or(default_mode);
-            made.push((MountedFile::new(entry.path.clone(), mode, contents), entry.field(None)));
+            made.push(BuiltFile {
+                file: MountedFile::new(entry.path.clone(), mode, contents),
+                label: entry.field(None),
+                field: entry.field(Some(FilesKey::Path)),
+            });
             kinds.push(entry.kind());
         }
     }
     response.files.retain(|f| f.shape.write_file);
     check_collisions(&response.files, &made)?;
-    response.files.extend(made.into_iter().map(|(file, _)| file));
+    response.files.extend(made.into_iter().map(|built| built.file));
     Ok(kinds)
 }
 
@@ -166,28 +173,34 @@ fn into_secret(mut bytes: zeroize::Zeroizing<Vec<u8>>) -> SecretBytes {
     SecretBytes::new(std::mem::take(&mut *bytes))
 }
 
+/// A file `shape` makes, and how errors name it.
+struct BuiltFile {
+    file: MountedFile,
+    /// `files[0]`, `key "x" of object "y" (expandKeys)`.
+    label: String,
+    /// The field an error about it names.
+    field: String,
+}
+
 /// A file built here must not be another file, nor a directory of one (or the reverse).
-fn check_collisions(kept: &[MountedFile], made: &[(MountedFile, String)]) -> Result<()> {
+fn check_collisions(kept: &[MountedFile], made: &[BuiltFile]) -> Result<()> {
     let clash = |a: &str, b: &str| a == b || is_parent(a, b) || is_parent(b, a);
-    for (i, (file, label)) in made.iter().enumerate() {
+    for (i, built) in made.iter().enumerate() {
+        let path = &built.file.path;
         let with_kept = kept
             .iter()
-            .find(|other| clash(&file.path, &other.path))
+            .find(|other| clash(path, &other.path))
             .map(|other| format!("file {:?} of object {:?}", other.path, other.object_name()));
         let with_made = made[..i]
             .iter()
-            .find(|(other, _)| clash(&file.path, &other.path))
-            .map(|(other, other_label)| format!("file {:?} of {other_label}", other.path));
+            .find(|other| clash(path, &other.file.path))
+            .map(|other| format!("file {:?} of {}", other.file.path, other.label));
         if let Some(other) = with_kept.or(with_made) {
             return Err(Error::invalid_config(format!(
-                "file {:?} of {label} collides with {other}; give one of them another name",
-                file.path
+                "file {path:?} of {} collides with {other}; give one of them another name",
+                built.label
             ))
-            .with_field(if label.starts_with(FILES) {
-                label.clone()
-            } else {
-                "expandKeys".to_owned()
-            }));
+            .with_field(&built.field));
         }
     }
     Ok(())

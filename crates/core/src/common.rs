@@ -78,6 +78,7 @@ fn parse_stale_if_error(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_common_names_are_the_keys() {
@@ -85,7 +86,6 @@ mod tests {
             <CommonParameter as crate::ConfigKey>::ALL.iter().map(|k| crate::ConfigKey::as_str(*k)).collect();
         assert_eq!(names, crate::parameters::COMMON);
     }
-    use std::collections::BTreeMap;
 
     fn parse(value: Option<&str>) -> Result<CommonParameters, Vec<Error>> {
         let map: BTreeMap<String, String> =

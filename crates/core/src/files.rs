@@ -190,7 +190,8 @@ impl FilePlan {
     }
 }
 
-fn is_parent(dir: &str, path: &str) -> bool {
+/// Whether `path` lies inside directory `dir`.
+pub(crate) fn is_parent(dir: &str, path: &str) -> bool {
     path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 

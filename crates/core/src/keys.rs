@@ -186,18 +186,26 @@ fn yaml_key(key: &Value) -> String {
 
 /// The known key closest to `typed`: same letters in another case, or at most two edits away.
 pub fn nearest<K: ConfigKey>(typed: &str) -> Option<K> {
+    let name = nearest_name(typed, K::ALL.iter().map(|k| k.as_str()))?;
+    K::ALL.iter().copied().find(|k| k.as_str() == name)
+}
+
+/// The candidate closest to `typed`, by the rule of [`nearest`].
+pub(crate) fn nearest_name<'a>(
+    typed: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = typed.to_ascii_lowercase();
-    K::ALL
-        .iter()
-        .copied()
-        .map(|k| (k, edit_distance(&lower, &k.as_str().to_ascii_lowercase())))
+    candidates
+        .into_iter()
+        .map(|candidate| (candidate, edit_distance(&lower, &candidate.to_ascii_lowercase())))
         .filter(|(_, distance)| *distance <= 2)
         .min_by_key(|(_, distance)| *distance)
-        .map(|(k, _)| k)
+        .map(|(candidate, _)| candidate)
 }
 
 /// Levenshtein distance over chars.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -21,7 +21,7 @@ pub use crate::shape::{Decoding, FileShape, ShapeKeys};
 pub use spec::{FILES, FileEntry, FileFormat, FilesKey, FilesSpec};
 
 use crate::error::{Error, Result};
-use crate::files::{SecretBytes, check_file_path};
+use crate::files::{SecretBytes, check_file_path, is_parent};
 use crate::mode::FileMode;
 use crate::response::{MountResponse, MountedFile};
 use spec::Source;
@@ -204,10 +204,6 @@ fn check_collisions(kept: &[MountedFile], made: &[BuiltFile]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn is_parent(dir: &str, path: &str) -> bool {
-    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn quoted_list(names: &[&str]) -> String {

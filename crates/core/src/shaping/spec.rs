@@ -322,12 +322,8 @@ impl Compiled {
 
 /// ` (did you mean "x"?)` for a name one or two edits from a known one.
 fn suggestion(name: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .map(|k| (k, crate::keys::edit_distance(&name.to_ascii_lowercase(), &k.to_ascii_lowercase())))
-        .filter(|(_, distance)| *distance <= 2)
-        .min_by_key(|(_, distance)| *distance)
-        .map(|(k, _)| format!(" (did you mean {k:?}?)"))
+    crate::keys::nearest_name(name, known.iter().copied())
+        .map(|k| format!(" (did you mean {k:?}?)"))
         .unwrap_or_default()
 }
 

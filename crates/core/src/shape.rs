@@ -102,6 +102,19 @@ pub trait ShapeKeys: ConfigKey {
     const DECODE: Self;
 }
 
+/// Implements [`ShapeKeys`] for a key enum declared with `WriteFile => "writeFile"`,
+/// `ExpandKeys => "expandKeys"` and `Decode => "decode"` among its variants.
+#[macro_export]
+macro_rules! shape_keys {
+    ($keys:ty) => {
+        impl $crate::shape::ShapeKeys for $keys {
+            const WRITE_FILE: Self = Self::WriteFile;
+            const EXPAND_KEYS: Self = Self::ExpandKeys;
+            const DECODE: Self = Self::Decode;
+        }
+    };
+}
+
 impl FileShape {
     /// Written as read.
     pub const PLAIN: Self = Self { write_file: true, expand_keys: false, decode: None };

@@ -36,11 +36,7 @@ csi_secrets_provider_core::config_keys! {
     }
 }
 
-impl csi_secrets_provider_core::shaping::ShapeKeys for SecretKey {
-    const WRITE_FILE: Self = Self::WriteFile;
-    const EXPAND_KEYS: Self = Self::ExpandKeys;
-    const DECODE: Self = Self::Decode;
-}
+csi_secrets_provider_core::shape_keys!(SecretKey);
 
 /// How the pod's identity is found (`auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,11 +30,7 @@ csi_secrets_provider_core::config_keys! {
     }
 }
 
-impl csi_secrets_provider_core::shaping::ShapeKeys for ObjectKey {
-    const WRITE_FILE: Self = Self::WriteFile;
-    const EXPAND_KEYS: Self = Self::ExpandKeys;
-    const DECODE: Self = Self::Decode;
-}
+csi_secrets_provider_core::shape_keys!(ObjectKey);
 
 /// Upstream wraps every error about an object this way (validation and fetching alike); users'
 /// alerts and runbooks search for it.

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use csi_secrets_provider_core::shaping::{Decoding, FileShape};
+use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::yaml::non_empty;
 use csi_secrets_provider_core::{
-    Error, FileMode, FilePlan, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters, Result,
-    SecretBackend, Validation, translate_slashes,
+    Error, Fields, FileMode, FilePlan, KeyMatching, MountRequest, MountResponse, MountedFile, ObjectVersion,
+    Parameters, Result, SecretBackend, Validation, translate_slashes,
 };
 use serde_norway::Value;
 
@@ -97,19 +97,25 @@ struct TestObject {
     optional: bool,
 }
 
-/// `writeFile`, `expandKeys` and `decode`, as every backend reads them.
+csi_secrets_provider_core::config_keys! {
+    /// The per-object keys every backend reads with [`FileShape::read`].
+    enum ShapeKey {
+        WriteFile => "writeFile",
+        ExpandKeys => "expandKeys",
+        Decode => "decode",
+    }
+}
+
+csi_secrets_provider_core::shape_keys!(ShapeKey);
+
+/// `writeFile`, `expandKeys` and `decode`, read as every backend reads them.
 fn shape_of(item: &Value, name: &str) -> std::result::Result<FileShape, Vec<Error>> {
-    let flag = |key: &str| non_empty(item, key).ok().flatten().map(|v| v.eq_ignore_ascii_case("true"));
-    let decode = match non_empty(item, "decode").ok().flatten().map(|d| Decoding::parse(&d)) {
-        None => None,
-        Some(Ok(decode)) => Some(decode),
-        Some(Err(e)) => return Err(vec![e.with_object(name)]),
-    };
-    Ok(FileShape {
-        write_file: flag("writeFile").unwrap_or(true),
-        expand_keys: flag("expandKeys").unwrap_or(false),
-        decode,
-    })
+    let (shape, problems) = FileShape::read(&Fields::<ShapeKey>::read(item, KeyMatching::Exact));
+    if problems.is_empty() {
+        Ok(shape)
+    } else {
+        Err(problems.into_iter().map(|e| e.with_object(name)).collect())
+    }
 }
 
 fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<Planned, Vec<Error>> {
@@ -167,7 +173,8 @@ fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<
             problems.push(e.with_field("objectAlias"));
             continue;
         }
-        if get("optional").is_some_and(|o| o.eq_ignore_ascii_case("true")) {
+        let optional = get("optional").is_some_and(|o| o.eq_ignore_ascii_case("true"));
+        if optional {
             planned.plan.mark_optional(&name);
         }
         planned.objects.push(TestObject {
@@ -177,7 +184,7 @@ fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<
             version: get("version").unwrap_or_else(|| "v1".to_owned()),
             size: get("sizeBytes").and_then(|s| s.parse().ok()),
             shape,
-            optional: get("optional").is_some_and(|o| o.eq_ignore_ascii_case("true")),
+            optional,
             name,
         });
     }

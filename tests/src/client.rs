@@ -118,6 +118,15 @@ pub fn file_contents<'a>(
         .ok_or_else(|| format!("no file {path} in {:?}", response.files))
 }
 
+/// [`file_contents`] as UTF-8 text.
+pub fn file_text(
+    response: &csi_secrets_provider_server::proto::MountResponse,
+    path: &str,
+) -> Result<String, String> {
+    let bytes = file_contents(response, path)?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| format!("file {path} is not UTF-8: {e}"))
+}
+
 /// A plain HTTP/1.1 GET (for `/metrics` and the health endpoints); the whole answer, headers
 /// included.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {

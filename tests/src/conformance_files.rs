@@ -24,7 +24,7 @@ fn text(
     response: &csi_secrets_provider_server::proto::MountResponse,
     file: &str,
 ) -> Result<String, BoxError> {
-    Ok(String::from_utf8(contents(response, file)?.to_vec())?)
+    Ok(crate::client::file_text(response, file)?)
 }
 
 fn paths(response: &csi_secrets_provider_server::proto::MountResponse) -> Vec<&str> {

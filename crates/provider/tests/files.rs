@@ -4,15 +4,11 @@
 //! beside `decode`, a certificate bundle; `validate` without a cloud.
 #![cfg(any(feature = "aws", feature = "azure"))]
 
-use csi_secrets_provider_tests::file_contents as file;
+use csi_secrets_provider_tests::{file_contents as file, file_text as text};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
-
-fn text(response: &csi_secrets_provider_server::proto::MountResponse, path: &str) -> Result<String, String> {
-    file(response, path).and_then(|b| String::from_utf8(b.to_vec()).map_err(|e| e.to_string()))
-}
 
 #[cfg(feature = "aws")]
 mod aws {

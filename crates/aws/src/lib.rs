@@ -9,9 +9,11 @@ mod batch;
 mod credentials;
 mod fetch;
 mod kube_api;
+mod listing;
 mod params;
 mod reads;
 mod sdk_error;
+mod selecting;
 
 use std::time::Duration;
 
@@ -22,7 +24,8 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::kit::{self, MountAssembly, ObjectNames, Rendered};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectRecord, ObjectVersion,
-    Parameters, Result, SecretBackend, SharedReads, SharingOptions, Validation, before_deadline,
+    Parameters, PlannedSelection, Result, SecretBackend, SharedReads, SharingOptions, Validation,
+    before_deadline,
 };
 use tokio::sync::OnceCell;
 
@@ -90,6 +93,8 @@ pub struct AwsBackend {
     /// Calls made and what sharing saved, for `/metrics`.
     stats: BackendStats,
     objects: SharedObjects,
+    /// `objectPrefix` listings, shared like reads.
+    listings: SharedReads<listing::ListingKey, kit::Listing>,
     /// `eks.amazonaws.com/role-arn` by service account, shared on remounts.
     role_arns: SharedReads<ServiceAccountRef, String>,
     /// The node's region label by pod, shared on remounts.
@@ -128,6 +133,7 @@ impl AwsBackend {
             credentials: credential_cache(),
             agent,
             objects: SharedObjects::new(sharing, &stats.sharing),
+            listings: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
             role_arns: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
             node_regions: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
             stats,
@@ -364,12 +370,20 @@ impl SecretBackend for AwsBackend {
                             .chain(object.failover.as_ref().and_then(|f| f.name.clone()))
                     })
                     .collect();
-                let objects = spec
-                    .objects
+                let objects =
+                    spec.objects
+                        .iter()
+                        .map(|object| ObjectRecord::planned(&object.name, &object.name))
+                        .chain(spec.selections.iter().map(|entry| {
+                            ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)
+                        }))
+                        .collect();
+                let selections = spec
+                    .selections
                     .iter()
-                    .map(|object| ObjectRecord::planned(&object.name, &object.name))
+                    .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
                     .collect();
-                Validation { reads, objects, ..Ok(spec.plan).into() }
+                Validation { reads, objects, selections, ..Ok(spec.plan).into() }
             }
             Err(problems) => Validation::failed(problems),
         }
@@ -400,8 +414,9 @@ impl SecretBackend for AwsBackend {
         let (identity, credentials) = before_deadline(request.deadline, service, &[], exchange).await?;
         let regions = self.mount_regions(&spec, &primary, &credentials, &pod_app_name(request)).await;
 
-        let of_type =
-            |t: ObjectType| spec.objects.iter().filter(move |o| o.object_type == t).collect::<Vec<_>>();
+        let selections = self.select(&spec, request, &identity, &regions).await?;
+        let all: Vec<&ObjectSpec> = spec.objects.iter().chain(&selections.objects).collect();
+        let of_type = |t: ObjectType| all.iter().copied().filter(|o| o.object_type == t).collect::<Vec<_>>();
         let secrets = of_type(ObjectType::SecretsManager);
         let parameters = of_type(ObjectType::SsmParameter);
         let reads = MountReads {
@@ -416,6 +431,9 @@ impl SecretBackend for AwsBackend {
             tokio::try_join!(reads.secrets(&secrets), reads.parameters(&parameters))?;
 
         let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
+        for (prefix, skipped) in selections.empty {
+            mount.skipped(ObjectNames { object: &prefix, resolved: &prefix }, skipped);
+        }
         for (object, outcome) in
             secrets.iter().chain(&parameters).zip(secret_values.into_iter().chain(parameter_values))
         {

@@ -50,6 +50,42 @@ pub struct Validation {
     /// Each object of the SecretProviderClass, as written and as resolved, once: what the
     /// audit trail records for a mount that fails or is denied before the backend answers.
     pub objects: Vec<ObjectRecord>,
+    /// Prefix entries (`objectPrefix`, `resourcePrefix`): their files are known once listed.
+    pub selections: Vec<PlannedSelection>,
+}
+
+/// A prefix entry as `validate` sees it: what it selects and where its files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedSelection {
+    /// `objectPrefix "team-a/app/"`, with its tags.
+    pub label: String,
+    /// The directory its files go in (`objectAlias`, `path`), if any.
+    pub directory: Option<String>,
+    pub optional: bool,
+}
+
+impl PlannedSelection {
+    pub fn new(selection: &crate::kit::Selection, directory: Option<&str>) -> Self {
+        let tags: Vec<String> = selection.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let label = if tags.is_empty() {
+            selection.label()
+        } else {
+            format!("{} with tags {}", selection.label(), tags.join(", "))
+        };
+        Self {
+            label,
+            directory: directory.map(|d| d.trim_end_matches('/').to_owned()),
+            optional: selection.optional,
+        }
+    }
+
+    /// Whether a selected secret's file may be named `path`.
+    pub fn could_name(&self, path: &str) -> bool {
+        match &self.directory {
+            Some(directory) => crate::files::is_parent(directory, path),
+            None => true,
+        }
+    }
 }
 
 impl Validation {
@@ -62,6 +98,7 @@ impl Validation {
             warnings: Vec::new(),
             reads: Vec::new(),
             objects: Vec::new(),
+            selections: Vec::new(),
         }
     }
 
@@ -88,6 +125,7 @@ impl From<std::result::Result<FilePlan, Vec<Error>>> for Validation {
                     warnings,
                     reads: Vec::new(),
                     objects: Vec::new(),
+                    selections: Vec::new(),
                 }
             }
             Err(problems) => Self::failed(problems),

@@ -29,7 +29,7 @@ pub mod warning;
 pub mod yaml;
 
 pub use audit::{ObjectOutcome, ObjectRecord};
-pub use backend::{SecretBackend, Validation};
+pub use backend::{PlannedSelection, SecretBackend, Validation};
 pub use common::{CommonParameter, CommonParameters};
 pub use deadline::before_deadline;
 pub use error::{Error, ErrorKind, Result};
@@ -40,7 +40,9 @@ pub use mode::FileMode;
 pub use outcome::{SkippedObject, StaleObject};
 pub use parameters::{Parameters, attr, parse_go_bool};
 pub use policy::{Denial, Policy, Requester};
-pub use request::{MountRequest, NodePublishSecrets, PodInfo, ServiceAccountToken, ServiceAccountTokens};
+pub use request::{
+    MountRequest, NodePublishSecrets, PodInfo, PolicyGate, ServiceAccountToken, ServiceAccountTokens,
+};
 pub use response::{
     DRIVER_MAX_RESPONSE_BYTES, MountResponse, MountedFile, ObjectVersion, check_response_size,
 };

@@ -226,9 +226,35 @@ pub struct MountRequest {
     pub kind: MountKind,
     /// The parameters every backend accepts (`staleIfError`), checked when decoded.
     pub common: CommonParameters,
+    /// The admin policy in force (set by the server): the objects named in the
+    /// SecretProviderClass are checked before the backend is called; what a prefix entry
+    /// selects is checked by the backend with [`Self::admit`] once listed, before any read.
+    pub policy: Option<PolicyGate>,
+}
+
+/// The admin policy as one backend applies it.
+#[derive(Debug, Clone)]
+pub struct PolicyGate {
+    pub policy: std::sync::Arc<crate::policy::Policy>,
+    pub backend: &'static str,
 }
 
 impl MountRequest {
+    /// Refuses `objects` (as the backend resolves them, like [`crate::Validation::reads`])
+    /// that the admin policy does not let this pod's namespace and service account read: one
+    /// `PermissionDenied` naming each.
+    pub fn admit(&self, objects: &[String]) -> Result<()> {
+        let Some(gate) = &self.policy else { return Ok(()) };
+        let requester = crate::policy::Requester {
+            namespace: self.pod.namespace.as_deref().unwrap_or(""),
+            service_account: self.pod.service_account.as_deref().unwrap_or(""),
+        };
+        match Error::combine(gate.policy.denials(gate.backend, requester, objects)) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
     /// How this mount's object reads go: remount reuse and `staleIfError`.
     pub fn read_policy(&self) -> ReadPolicy {
         ReadPolicy { kind: self.kind, stale_if_error: self.common.stale_if_error }
@@ -279,6 +305,7 @@ impl MountRequest {
             deadline: None,
             kind: MountKind::First,
             common,
+            policy: None,
         })
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use csi_secrets_provider_core::spc::{Document, SecretProviderClass, parse_documents};
-use csi_secrets_provider_core::{Error, FilePlan, Policy, Requester, Warning};
+use csi_secrets_provider_core::{Error, FilePlan, PlannedSelection, Policy, Requester, Warning};
 
 use crate::registry::Registry;
 
@@ -53,7 +53,7 @@ pub fn validate_file(registry: &Registry, path: &Path, policy: Option<&PolicyChe
         found += 1;
         let mut problems = problems.clone();
         let mut warnings = Vec::new();
-        let plan = check_spc(registry, spc, policy, &mut problems, &mut warnings);
+        let (plan, selections) = check_spc(registry, spc, policy, &mut problems, &mut warnings);
         let name =
             if spc.name.is_empty() { format!("document {}", index + 1) } else { format!("{:?}", spc.name) };
         let provider = if spc.provider.is_empty() { "?" } else { &spc.provider };
@@ -75,6 +75,16 @@ pub fn validate_file(registry: &Registry, path: &Path, policy: Option<&PolicyChe
                 plan.files().iter().filter(|f| f.shape.expand_keys).map(|f| f.object.as_str()).collect();
             if !expanded.is_empty() {
                 let _ = writeln!(text, "  plus one file per key of (expandKeys): {}", expanded.join(", "));
+            }
+            for selection in &selections {
+                let place =
+                    selection.directory.as_deref().map(|d| format!(" under {d}/")).unwrap_or_default();
+                let optional = if selection.optional { " (optional: none is no error)" } else { "" };
+                let _ = writeln!(
+                    text,
+                    "  plus one file per secret selected by {}{place}, named when the mount lists them{optional}",
+                    selection.label
+                );
             }
             if !plan.optional_objects().is_empty() {
                 let _ = writeln!(
@@ -106,22 +116,22 @@ pub fn validate_file(registry: &Registry, path: &Path, policy: Option<&PolicyChe
     FileReport { text, ok }
 }
 
-/// Checks the provider and its parameters; returns the planned files.
+/// Checks the provider and its parameters; returns the planned files and the prefix entries.
 fn check_spc(
     registry: &Registry,
     spc: &SecretProviderClass,
     policy: Option<&PolicyCheck>,
     problems: &mut Vec<Error>,
     warnings: &mut Vec<Warning>,
-) -> FilePlan {
+) -> (FilePlan, Vec<PlannedSelection>) {
     if spc.provider.is_empty() {
-        return FilePlan::new();
+        return (FilePlan::new(), Vec::new());
     }
     let backend = match registry.get(&spc.provider) {
         Ok(backend) => backend,
         Err(e) => {
             problems.push(e.with_field("spec.provider"));
-            return FilePlan::new();
+            return (FilePlan::new(), Vec::new());
         }
     };
     let validation = backend.validate(&spc.parameters);
@@ -136,7 +146,8 @@ fn check_spc(
                 .chain(validation.possible_files.iter().map(String::as_str))
                 .collect();
             if validation.problems.is_empty() {
-                problems.extend(common.files.check_names(&known));
+                let selected = |name: &str| validation.selections.iter().any(|s| s.could_name(name));
+                problems.extend(common.files.check_names(&known, &selected));
             }
             common.files.entries().iter().map(|entry| entry.path.clone()).collect()
         }
@@ -146,7 +157,11 @@ fn check_spc(
         }
     };
     // What every mount of it would answer (the driver refuses an answer without objects).
-    if validation.problems.is_empty() && validation.plan.is_empty() && validation.possible_files.is_empty() {
+    if validation.problems.is_empty()
+        && validation.plan.is_empty()
+        && validation.possible_files.is_empty()
+        && validation.selections.is_empty()
+    {
         problems.push(csi_secrets_provider_core::MountResponse::no_objects());
     }
     if let Some(check) = policy {
@@ -158,6 +173,7 @@ fn check_spc(
     warnings.extend(validation.warnings);
     let mut plan = validation.plan;
     let possible = validation.possible_files;
+    let selections = validation.selections;
     let expands = plan.files().iter().any(|f| f.shape.expand_keys);
     for path in built {
         plan.built(path);
@@ -168,7 +184,8 @@ fn check_spc(
         for (i, object) in spc.secret_objects.iter().enumerate() {
             for (j, (object_name, _key)) in object.data.iter().enumerate() {
                 let written = plan.files().iter().any(|f| &f.path == object_name && f.shape.write_file);
-                if !written && !possible.contains(object_name) {
+                let selected = selections.iter().any(|s| s.could_name(object_name));
+                if !written && !possible.contains(object_name) && !selected {
                     problems.push(
                         Error::invalid_config(format!(
                             "objectName {object_name:?} is not a file this SecretProviderClass mounts"
@@ -179,5 +196,5 @@ fn check_spc(
             }
         }
     }
-    plan
+    (plan, selections)
 }

@@ -157,6 +157,10 @@ impl ProviderService {
         }
         let mut request = request.clone();
         request.deadline = Some(started + budget);
+        request.policy = self.config.policy.as_ref().map(|store| csi_secrets_provider_core::PolicyGate {
+            policy: store.current(),
+            backend: self.backend.name(),
+        });
         let backend_call = AssertUnwindSafe(self.backend.mount(&request)).catch_unwind();
         let mut response = match tokio::time::timeout(budget, backend_call).await {
             Err(_elapsed) => {

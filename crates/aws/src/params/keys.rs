@@ -33,6 +33,9 @@ csi_secrets_provider_core::config_keys! {
         WriteFile => "writeFile",
         ExpandKeys => "expandKeys",
         Decode => "decode",
+        ObjectPrefix => "objectPrefix",
+        Tags => "tags",
+        MaxObjects => "maxObjects",
     }
 }
 

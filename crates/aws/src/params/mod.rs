@@ -6,13 +6,15 @@ mod arn;
 mod failover;
 mod keys;
 mod object;
+mod selection;
 
 use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, JmesEntry, Parameters, Warning, parse_go_bool};
 use serde_norway::Value;
 
 use keys::ParameterKey;
-use object::{add_files, parse_object};
+use object::{Entry, add_files, parse_entry};
+pub use selection::SelectionSpec;
 
 pub const OBJECTS: &str = "objects";
 pub const REGION: &str = "region";
@@ -139,6 +141,9 @@ pub struct MountSpec {
     pub failover_region: Option<String>,
     pub identity: IdentityMode,
     pub objects: Vec<ObjectSpec>,
+    /// `objectPrefix` entries: listed at mount time, each selected secret then read as an
+    /// object of its own.
+    pub selections: Vec<SelectionSpec>,
     pub plan: FilePlan,
 }
 
@@ -194,11 +199,11 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         failover_region: failover_region.is_some(),
         ..Default::default()
     };
-    let (objects, mut plan) = parse_objects(parameters.get(OBJECTS), context, &mut problems);
+    let (objects, selections, mut plan) = parse_objects(parameters.get(OBJECTS), context, &mut problems);
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }
-    let spec = MountSpec { region, failover_region, identity, objects, plan };
+    let spec = MountSpec { region, failover_region, identity, objects, selections, plan };
     if let Some(primary) = &spec.region {
         problems.extend(spec.check_regions(primary));
     }
@@ -246,8 +251,9 @@ fn parse_objects(
     value: Option<&str>,
     mut context: ListContext,
     problems: &mut Vec<Error>,
-) -> (Vec<ObjectSpec>, FilePlan) {
+) -> (Vec<ObjectSpec>, Vec<SelectionSpec>, FilePlan) {
     let mut objects = Vec::new();
+    let mut selections = Vec::new();
     let mut plan = FilePlan::new();
     match value.map(serde_norway::from_str::<Value>) {
         None => problems.push(Error::invalid_config("objects is not set").with_field(OBJECTS)),
@@ -259,11 +265,12 @@ fn parse_objects(
         ),
         Some(Ok(Value::Sequence(items))) => {
             for (index, item) in items.iter().enumerate() {
-                match parse_object(index, item, &mut context) {
-                    Ok(object) => {
+                match parse_entry(index, item, &mut context) {
+                    Ok(Entry::Object(object)) => {
                         add_files(&object, &mut plan, problems);
                         objects.push(object);
                     }
+                    Ok(Entry::Selection(selection)) => selections.push(selection),
                     Err(mut errors) => problems.append(&mut errors),
                 }
             }
@@ -282,7 +289,7 @@ fn parse_objects(
             .with_field(OBJECTS),
         ),
     }
-    (objects, plan)
+    (objects, selections, plan)
 }
 
 fn address_type(value: Option<&str>) -> AddressType {

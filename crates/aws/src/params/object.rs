@@ -3,6 +3,7 @@
 use super::arn::resolve_type;
 use super::failover::{PrimaryObject, parse_failover};
 use super::keys::{MATCHING, ObjectKey};
+use super::selection::{SelectionSpec, parse_selection};
 use super::{ListContext, ObjectSpec, ObjectType, SeenObject};
 use csi_secrets_provider_core::jmes::{self, JmesEntry, JmesRules};
 use csi_secrets_provider_core::shaping::FileShape;
@@ -38,11 +39,61 @@ fn read_fields(fields: &Fields<'_, ObjectKey>) -> (ObjectFields, Vec<Error>) {
     (ObjectFields { name, object_type, alias, version, version_label, file_permission, region }, problems)
 }
 
-pub(super) fn parse_object(
+/// One `objects` entry: an object, or an `objectPrefix` selection.
+pub(super) enum Entry {
+    Object(ObjectSpec),
+    Selection(SelectionSpec),
+}
+
+pub(super) fn parse_entry(
     index: usize,
     item: &Value,
     context: &mut ListContext,
-) -> Result<ObjectSpec, Vec<Error>> {
+) -> Result<Entry, Vec<Error>> {
+    if let Value::Mapping(_) = item {
+        let fields: Fields<'_, ObjectKey> = Fields::read(item, MATCHING);
+        if fields.get(ObjectKey::ObjectPrefix).is_some() {
+            return parse_prefix_entry(index, &fields, context).map(Entry::Selection);
+        }
+    }
+    parse_object(index, item, context).map(Entry::Object)
+}
+
+fn parse_prefix_entry(
+    index: usize,
+    fields: &Fields<'_, ObjectKey>,
+    context: &mut ListContext,
+) -> Result<SelectionSpec, Vec<Error>> {
+    let prefix = match fields.non_empty(ObjectKey::ObjectPrefix) {
+        Ok(Some(prefix)) => prefix,
+        Ok(None) => {
+            return Err(vec![
+                Error::invalid_config("objectPrefix must not be empty (it would select every secret)")
+                    .with_object(format!("objects[{index}]"))
+                    .with_field("objectPrefix"),
+            ]);
+        }
+        Err(e) => return Err(vec![e.or_object(format!("objects[{index}]"))]),
+    };
+    context.warnings.extend(fields.unknown_keys(&prefix, ""));
+    let mut problems = Vec::new();
+    let (shape, shape_problems) = FileShape::read(fields);
+    problems.extend(shape_problems.into_iter().map(|e| e.with_object(&prefix)));
+    let permission = fields.non_empty(ObjectKey::FilePermission).ok().flatten();
+    let mode = FileMode::parse_four_octal_digits(permission.as_deref().unwrap_or(""))
+        .unwrap_or(context.default_mode);
+    let jmes = parse_jmes(fields.get(ObjectKey::JmesPath), &prefix, mode, context, &mut problems);
+    match parse_selection(prefix, fields, jmes, shape, context) {
+        Ok(selection) if problems.is_empty() => Ok(selection),
+        Ok(_) => Err(problems),
+        Err(mut errors) => {
+            problems.append(&mut errors);
+            Err(problems)
+        }
+    }
+}
+
+fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result<ObjectSpec, Vec<Error>> {
     let fallback_name = format!("objects[{index}]");
     if !item.is_mapping() {
         return Err(vec![

@@ -70,12 +70,20 @@ impl Provenance {
 #[derive(Debug, Default)]
 pub struct MountAssembly {
     response: MountResponse,
+    /// Versions of skipped objects, added at the end where no file's version has their id.
+    skipped_versions: Vec<ObjectVersion>,
 }
+
+/// The version reported for an object that was skipped (optional and absent).
+pub const SKIPPED_VERSION: &str = "skipped: optional and absent";
 
 impl MountAssembly {
     /// A mount that goes on with `warnings` (unknown keys, a file written twice).
     pub fn new(warnings: Vec<Warning>) -> Self {
-        Self { response: MountResponse { warnings, ..MountResponse::default() } }
+        Self {
+            response: MountResponse { warnings, ..MountResponse::default() },
+            skipped_versions: Vec::new(),
+        }
     }
 
     /// An object served as `served` says (fresh, shared or stale) at `version`, rendered to
@@ -93,9 +101,14 @@ impl MountAssembly {
         self.response.versions.extend(rendered.versions);
     }
 
-    /// An optional object the cloud does not have: no file.
+    /// An optional object the cloud does not have (or an optional prefix entry that selects
+    /// nothing): no file, and a version entry that says so. The driver and the Sync Controller
+    /// refuse an answer without any version ("missing object versions"), so a mount whose
+    /// every object was skipped still answers; and when the object appears, its version
+    /// changes, which the driver's rotation sees.
     pub fn skipped(&mut self, names: ObjectNames<'_>, skipped: SkippedObject) {
         self.response.records.push(ObjectRecord::skipped(names.object, names.resolved));
+        self.skipped_versions.push(ObjectVersion::new(names.object, SKIPPED_VERSION));
         self.response.skipped.push(skipped);
     }
 
@@ -116,7 +129,12 @@ impl MountAssembly {
         Ok(())
     }
 
-    pub fn finish(self) -> MountResponse {
+    pub fn finish(mut self) -> MountResponse {
+        for version in self.skipped_versions {
+            if !self.response.versions.iter().any(|v| v.id == version.id) {
+                self.response.versions.push(version);
+            }
+        }
         self.response
     }
 }
@@ -160,7 +178,8 @@ mod tests {
         assert_eq!(provenance.served().stale.map(|(age, _)| age), Some(Duration::from_secs(9)), "the oldest");
         let response = mount.finish();
         assert_eq!(response.files.len(), 2);
-        assert_eq!(response.versions.len(), 2);
+        assert_eq!(response.versions.len(), 3, "the skipped object has a version saying so");
+        assert_eq!(response.versions[2], ObjectVersion::new("gone", SKIPPED_VERSION));
         assert_eq!(response.warnings.len(), 1);
         assert_eq!(response.stale.len(), 1);
         assert_eq!(response.skipped.len(), 1);

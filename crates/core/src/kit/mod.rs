@@ -16,6 +16,9 @@
 //!    their versions, the audit record, and what was skipped or stale, into the
 //!    [`MountResponse`](crate::MountResponse) the server checks and sends.
 //!
+//! 5. **selection**: an `objectPrefix` / `resourcePrefix` entry is listed (a [`Listing`],
+//!    shared like a read) and [`Selection::select`] turns the listing into objects of the mount.
+//!
 //! Batching (AWS `GetParameters`, `BatchGetSecretValue`) stays the backend's: it reads the
 //! same [`SharedReads`](crate::SharedReads) through [`ObjectReads::recent`] and
 //! [`ObjectReads::keep`].
@@ -23,7 +26,12 @@
 mod assembly;
 mod caches;
 mod reads;
+mod selection;
 
-pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered};
+pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered, SKIPPED_VERSION};
 pub use caches::{ExpiringCache, IdleCache};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
+pub use selection::{
+    DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, Selection, plan_selected,
+    selected_path,
+};

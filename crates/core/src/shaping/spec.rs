@@ -194,8 +194,9 @@ impl FilesSpec {
 
     /// What `validate` reports without a cloud: names a template or format reads that are no
     /// object file of the SecretProviderClass (`known`), variables other than `objects`, and
-    /// paths that are also another file's.
-    pub fn check_names(&self, known: &[&str]) -> Vec<Error> {
+    /// paths that are also another file's. A name `selected` may be (a prefix entry's file,
+    /// known only once listed) is not reported.
+    pub fn check_names(&self, known: &[&str], selected: &dyn Fn(&str) -> bool) -> Vec<Error> {
         let mut problems = Vec::new();
         for entry in self.entries.iter() {
             let (key, what) = match &entry.source {
@@ -229,7 +230,7 @@ impl FilesSpec {
                 Source::Format { .. } => (FilesKey::From, "it reads"),
             };
             for name in entry.reads() {
-                if !known.contains(&name.as_str()) {
+                if !known.contains(&name.as_str()) && !selected(name) {
                     problems.push(
                         Error::invalid_config(format!(
                             "{what} object {name:?}, which is not a file of this SecretProviderClass's objects \

@@ -315,7 +315,7 @@ fn validate_finds_unknown_names_variables_and_paths_without_values() {
 "#,
     );
     let found: Vec<String> =
-        files.check_names(&["db-creds", "api", "opt"]).iter().map(ToString::to_string).collect();
+        files.check_names(&["db-creds", "api", "opt"], &|_| false).iter().map(ToString::to_string).collect();
     let all = found.join("\n");
     assert_eq!(found.len(), 5, "{all}");
     assert!(all.contains(r#"uses the filter "nosuchfilter", which does not exist"#), "{all}");

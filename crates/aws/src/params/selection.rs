@@ -1,0 +1,175 @@
+//! An `objectPrefix` entry: every current secret (or parameter) whose name starts with the
+//! prefix, one file each, named by the rest of its name (`pathTranslation` applies) under the
+//! entry's `objectAlias` as a directory.
+
+use super::keys::ObjectKey;
+use super::object::{file_mode, file_name, has_parent_reference};
+use super::{ListContext, ObjectSpec, ObjectType};
+use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
+use csi_secrets_provider_core::shaping::FileShape;
+use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode, JmesEntry};
+
+/// One `objectPrefix` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionSpec {
+    pub selection: Selection,
+    pub object_type: ObjectType,
+    /// `objectAlias`: the directory the selected files go in.
+    pub directory: Option<String>,
+    pub mode: FileMode,
+    /// Extracted keys of each selected secret, their aliases relative to its file as a
+    /// directory (`<file>/<alias>`; the secret's own file then needs `writeFile: false`).
+    pub jmes: Vec<JmesEntry>,
+    pub shape: FileShape,
+    translation: Option<char>,
+}
+
+impl SelectionSpec {
+    /// The object a selected secret becomes: read like any other, at its current version.
+    pub fn object(&self, selected: &Selected) -> ObjectSpec {
+        let file_name =
+            selected_path(self.directory.as_deref(), &file_name(&selected.relative, self.translation));
+        let jmes = self
+            .jmes
+            .iter()
+            .map(|entry| JmesEntry { file_name: format!("{file_name}/{}", entry.file_name), ..entry.clone() })
+            .collect();
+        ObjectSpec {
+            name: selected.name.clone(),
+            object_type: self.object_type,
+            alias: None,
+            version: None,
+            version_label: None,
+            file_name,
+            mode: self.mode,
+            jmes,
+            failover: None,
+            optional: false,
+            region: None,
+            shape: self.shape,
+            arn_region: None,
+            failover_arn_region: None,
+        }
+    }
+}
+
+/// Keys an `objectPrefix` entry cannot have: they name one object.
+const ONE_OBJECT_KEYS: [ObjectKey; 5] = [
+    ObjectKey::ObjectName,
+    ObjectKey::ObjectVersion,
+    ObjectKey::ObjectVersionLabel,
+    ObjectKey::FailoverObject,
+    ObjectKey::Region,
+];
+
+pub(super) fn parse_selection(
+    prefix: String,
+    fields: &Fields<'_, ObjectKey>,
+    jmes: Vec<JmesEntry>,
+    shape: FileShape,
+    context: &ListContext,
+) -> Result<SelectionSpec, Vec<Error>> {
+    let mut problems = Vec::new();
+    let label = format!("objectPrefix {prefix:?}");
+    for key in ONE_OBJECT_KEYS {
+        if fields.get(key).is_some() {
+            problems.push(
+                Error::invalid_config(format!(
+                    "{} names one object; an objectPrefix entry selects every current secret under the prefix",
+                    key.as_str()
+                ))
+                .with_object(&prefix)
+                .with_field(key.as_str()),
+            );
+        }
+    }
+    let object_type = match fields.non_empty(ObjectKey::ObjectType) {
+        Ok(Some(t)) => match ObjectType::from_object_type(&t) {
+            Some(t) => t,
+            None => {
+                problems.push(
+                    Error::invalid_config(format!(
+                        "objectType {t:?} with objectPrefix must be secretsmanager or ssmparameter"
+                    ))
+                    .with_object(&prefix)
+                    .with_field("objectType"),
+                );
+                ObjectType::SecretsManager
+            }
+        },
+        Ok(None) => {
+            problems.push(
+                Error::invalid_config(format!("{label} needs objectType (secretsmanager or ssmparameter)"))
+                    .with_object(&prefix)
+                    .with_field("objectType"),
+            );
+            ObjectType::SecretsManager
+        }
+        Err(e) => {
+            problems.push(e.or_object(&prefix));
+            ObjectType::SecretsManager
+        }
+    };
+    if prefix.starts_with("arn:") {
+        problems.push(
+            Error::invalid_config(format!("{label}: a prefix is a name, not an ARN"))
+                .with_object(&prefix)
+                .with_field("objectPrefix"),
+        );
+    }
+    let directory = match fields.non_empty(ObjectKey::ObjectAlias) {
+        Ok(directory) => directory,
+        Err(e) => {
+            problems.push(e.or_object(&prefix));
+            None
+        }
+    };
+    if let Some(directory) = &directory
+        && (has_parent_reference(directory) || directory.starts_with('/'))
+    {
+        problems.push(
+            Error::invalid_config(format!(
+                "objectAlias {directory:?} must be a relative directory without .."
+            ))
+            .with_object(&prefix)
+            .with_field("objectAlias"),
+        );
+    }
+    let permission = fields.non_empty(ObjectKey::FilePermission).unwrap_or_else(|e| {
+        problems.push(e.or_object(&prefix));
+        None
+    });
+    let mode =
+        file_mode(permission.as_deref(), context.default_mode, &prefix, "filePermission", &mut problems);
+    let optional = fields.flag(ObjectKey::Optional).unwrap_or_else(|e| {
+        problems.push(e.with_object(&prefix));
+        false
+    });
+    let selection = Selection::parse(
+        "objectPrefix",
+        prefix,
+        fields.get(ObjectKey::Tags),
+        fields.get(ObjectKey::MaxObjects),
+        optional,
+        &label,
+    );
+    let selection = match selection {
+        Ok(selection) => Some(selection),
+        Err(mut errors) => {
+            problems.append(&mut errors);
+            None
+        }
+    };
+    match selection {
+        Some(selection) if problems.is_empty() => Ok(SelectionSpec {
+            selection,
+            object_type,
+            directory,
+            mode,
+            jmes,
+            shape,
+            translation: context.translation,
+        }),
+        _ => Err(problems),
+    }
+}

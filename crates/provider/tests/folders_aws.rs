@@ -1,0 +1,264 @@
+//! Whole folders on AWS (`objectPrefix`): the real binary's `aws.sock` against moto (through the
+//! recording proxy): Secrets Manager by prefix, tags and alias directory; SSM by path and by
+//! name prefix with tags; the cap, an empty selection, a collision, a folder that changes between
+//! two remounts, a refused listing, the admin policy, and one listing per remount round.
+#![cfg(feature = "aws")]
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_sdk_secretsmanager::types::Tag;
+use csi_secrets_provider_server::proto::MountResponse;
+use csi_secrets_provider_tests::aws::moto_endpoint;
+use csi_secrets_provider_tests::worlds::{AwsWorld, BoxError};
+use csi_secrets_provider_tests::{file_contents as file, new_target_path};
+use tonic::Code;
+
+type TestResult = Result<(), BoxError>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+
+async fn clients() -> (aws_sdk_secretsmanager::Client, aws_sdk_ssm::Client) {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "seed"))
+        .load()
+        .await;
+    (aws_sdk_secretsmanager::Client::new(&config), aws_sdk_ssm::Client::new(&config))
+}
+
+async fn secret(
+    sm: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+    tags: &[(&str, &str)],
+) -> Result<String, BoxError> {
+    let tags = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build());
+    let created =
+        sm.create_secret().name(name).secret_string(value).set_tags(Some(tags.collect())).send().await?;
+    Ok(created.version_id().ok_or("no version")?.to_owned())
+}
+
+fn paths(response: &MountResponse) -> Vec<&str> {
+    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    paths
+}
+
+fn version<'a>(response: &'a MountResponse, id: &str) -> Option<&'a str> {
+    response.object_version.iter().find(|v| v.id == id).map(|v| v.version.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_by_prefix_tags_and_alias_directory() -> TestResult {
+    let world = AwsWorld::start(BINARY, "folder-sm", &[]).await?;
+    let (sm, _) = clients().await;
+    let db = secret(&sm, &world.name("app/db"), "db-pass", &[("env", "prod")]).await?;
+    secret(&sm, &world.name("app/api/key"), "api-key", &[("env", "prod"), ("team", "a")]).await?;
+    secret(&sm, &world.name("app/dev"), "dev", &[("env", "dev")]).await?;
+    secret(&sm, &world.name("other"), "not selected", &[("env", "prod")]).await?;
+    // Scheduled for deletion: not current, not selected.
+    secret(&sm, &world.name("app/leaving"), "gone soon", &[("env", "prod")]).await?;
+    sm.delete_secret().secret_id(world.name("app/leaving")).recovery_window_in_days(7).send().await?;
+
+    let objects =
+        format!("- objectPrefix: {}\n  objectType: secretsmanager\n  objectAlias: app\n", world.name("app/"));
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(paths(&response), ["app/api_key", "app/db", "app/dev"]);
+    assert_eq!(file(&response, "app/db")?, b"db-pass");
+    assert_eq!(version(&response, "app/db"), Some(db.as_str()), "each selected secret has its own version");
+    assert_eq!(response.object_version.len(), 3);
+
+    // Tags narrow it (every pair must match); without pathTranslation the paths nest.
+    let objects = format!(
+        "- objectPrefix: {}\n  objectType: secretsmanager\n  tags: {{env: prod, team: a}}\n",
+        world.name("app/")
+    );
+    let response = world.mount(&[("objects", &objects), ("pathTranslation", "False")]).await?;
+    assert_eq!(paths(&response), ["api/key"]);
+    assert_eq!(file(&response, "api/key")?, b"api-key");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_by_path_and_by_name_prefix_with_tags() -> TestResult {
+    let world = AwsWorld::start(BINARY, "folder-ssm", &[]).await?;
+    let (_, ssm) = clients().await;
+    let root = format!("/{}", world.name("app"));
+    for (name, value) in [("db", "one"), ("nested/x", "two")] {
+        ssm.put_parameter()
+            .name(format!("{root}/{name}"))
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await?;
+    }
+    ssm.put_parameter()
+        .name(format!("{root}x"))
+        .value("three")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tags(aws_sdk_ssm::types::Tag::builder().key("env").value("prod").build()?)
+        .send()
+        .await?;
+
+    let objects = format!("- {{objectPrefix: '{root}/', objectType: ssmparameter}}\n");
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(paths(&response), ["db", "nested_x"]);
+    assert_eq!(file(&response, "nested_x")?, b"two", "decrypted when read");
+    assert_eq!(version(&response, "db"), Some("1"));
+    assert_eq!(world.proxy.count("GetParametersByPath"), 1);
+    assert_eq!(world.proxy.count("GetParameters"), 1, "two parameters, one batch");
+
+    // A name prefix (not a path) lists with DescribeParameters; the tag narrows it to one.
+    let objects = format!("- {{objectPrefix: '{root}', objectType: ssmparameter, objectAlias: all}}\n");
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(paths(&response), ["all/db", "all/nested_x", "all/x"]);
+    let objects = format!("- {{objectPrefix: '{root}', objectType: ssmparameter, tags: {{env: prod}}}}\n");
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(paths(&response), ["x"]);
+    assert_eq!(file(&response, "x")?, b"three");
+    assert_eq!(world.proxy.count("DescribeParameters"), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cap_empty_optional_and_collision() -> TestResult {
+    let world = AwsWorld::start(BINARY, "folder-bounds", &[]).await?;
+    let (sm, _) = clients().await;
+    for name in ["a", "b", "c"] {
+        secret(&sm, &world.name(&format!("app/{name}")), name, &[]).await?;
+    }
+    let prefix = world.name("app/");
+    let capped = format!("- {{objectPrefix: '{prefix}', objectType: secretsmanager, maxObjects: 2}}\n");
+    let status = world.mount(&[("objects", &capped)]).await.err().ok_or("over the cap must fail")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("objectPrefix \"{prefix}\" selects 3 secrets, more than maxObjects (2)")),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        world.proxy.count("GetSecretValue") + world.proxy.count("BatchGetSecretValue"),
+        0,
+        "nothing read"
+    );
+
+    // Nothing under the prefix: an error, unless optional; then no file, and a version that
+    // says so (the driver refuses an answer without versions).
+    let empty = world.name("none/");
+    let required = format!("- {{objectPrefix: '{empty}', objectType: secretsmanager}}\n");
+    let status = world.mount(&[("objects", &required)]).await.err().ok_or("an empty selection must fail")?;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("selects no secret; set optional: true"), "{}", status.message());
+    let optional = format!("- {{objectPrefix: '{empty}', objectType: secretsmanager, optional: true}}\n");
+    let response = world.mount(&[("objects", &optional)]).await?;
+    assert!(response.files.is_empty());
+    assert_eq!(response.object_version.len(), 1, "{:?}", response.object_version);
+    assert_eq!(response.object_version[0].id, empty);
+    assert!(response.object_version[0].version.starts_with("skipped"), "{:?}", response.object_version);
+
+    // A selected file that another object already writes: an error naming both.
+    let clash = format!(
+        "- {{objectName: '{a}', objectType: secretsmanager, objectAlias: b}}\n- {{objectPrefix: '{prefix}', objectType: secretsmanager}}\n",
+        a = world.name("app/a")
+    );
+    let status = world.mount(&[("objects", &clash)]).await.err().ok_or("a collision must fail")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let b = world.name("app/b");
+    assert!(
+        status.message().contains(&format!("file \"b\" of secret \"{b}\""))
+            && status.message().contains(&format!("also written by object \"{}\"", world.name("app/a"))),
+        "{}",
+        status.message()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remount_lists_again_and_a_round_lists_once() -> TestResult {
+    let world = AwsWorld::start(BINARY, "folder-remount", &[]).await?;
+    let (sm, _) = clients().await;
+    secret(&sm, &world.name("app/keep"), "k", &[]).await?;
+    secret(&sm, &world.name("app/drop"), "d", &[]).await?;
+    let objects = format!("- {{objectPrefix: '{}', objectType: secretsmanager}}\n", world.name("app/"));
+    let parameters = [("objects", objects.as_str())];
+    let targets: Vec<String> = (0..3).map(|_| new_target_path()).collect();
+    for target in &targets {
+        world.mount_at(target, "web", &parameters).await?;
+    }
+    assert_eq!(paths(&world.mount_at(&targets[0], "web", &parameters).await?), ["drop", "keep"]);
+
+    // One added, one deleted: the next remount sees both changes.
+    secret(&sm, &world.name("app/new"), "n", &[]).await?;
+    sm.delete_secret().secret_id(world.name("app/drop")).force_delete_without_recovery(true).send().await?;
+    let listed = world.proxy.count("ListSecrets");
+    let response = world.mount_at(&targets[0], "web", &parameters).await?;
+    assert_eq!(paths(&response), ["keep", "new"]);
+    assert_eq!(file(&response, "new")?, b"n");
+    // The other pods of the identity remounting in the same round share that listing.
+    for target in &targets[1..] {
+        assert_eq!(paths(&world.mount_at(target, "web", &parameters).await?), ["keep", "new"]);
+    }
+    assert_eq!(world.proxy.count("ListSecrets") - listed, 1, "one listing for the round");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_listing_names_the_entry_and_the_right() -> TestResult {
+    let world = AwsWorld::start(BINARY, "folder-denied", &[]).await?;
+    world.proxy.inject(
+        "ListSecrets",
+        1,
+        400,
+        "AccessDeniedException",
+        "not authorized to perform: secretsmanager:ListSecrets",
+    );
+    let prefix = world.name("app/");
+    let objects = format!("- {{objectPrefix: '{prefix}', objectType: secretsmanager}}\n");
+    let status = world.mount(&[("objects", &objects)]).await.err().ok_or("a refused listing must fail")?;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains(&format!("cannot list objectPrefix \"{prefix}\""))
+            && status.message().contains("needs the secretsmanager:ListSecrets permission"),
+        "{}",
+        status.message()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_policy_applies_to_every_selected_secret() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("policy.yaml");
+    let test = "folder-policy";
+    let allowed = format!("{test}-{}/app/ok*", std::process::id());
+    std::fs::write(
+        &policy,
+        format!("rules:\n  - namespaces: [shop]\n    allow:\n      aws: ['{allowed}']\n"),
+    )?;
+    let world = AwsWorld::start(BINARY, test, &["--policy", &policy.display().to_string()]).await?;
+    let (sm, _) = clients().await;
+    secret(&sm, &world.name("app/ok"), "fine", &[]).await?;
+    let objects = format!("- {{objectPrefix: '{}', objectType: secretsmanager}}\n", world.name("app/"));
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert_eq!(paths(&response), ["ok"]);
+
+    secret(&sm, &world.name("app/secret"), "not for shop", &[]).await?;
+    let reads = world.proxy.count("GetSecretValue") + world.proxy.count("BatchGetSecretValue");
+    let status =
+        world.mount(&[("objects", &objects)]).await.err().ok_or("a denied selected secret must fail")?;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("denied by policy") && status.message().contains(&world.name("app/secret")),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        world.proxy.count("GetSecretValue") + world.proxy.count("BatchGetSecretValue"),
+        reads,
+        "checked before any read"
+    );
+    Ok(())
+}

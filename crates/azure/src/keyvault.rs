@@ -232,7 +232,12 @@ pub fn sdk_error(error: azure_core::Error, object: &ObjectSpec, version: Option<
         Some(v) => format!("{} {} (version {v})", object.object_type.as_str(), object.name),
         None => format!("{} {}", object.object_type.as_str(), object.name),
     };
-    let mapped = match error.kind() {
+    classify(error, &what).with_object(&object.name)
+}
+
+/// An SDK error getting `what`, by meaning, with Key Vault's or Azure AD's own words.
+fn classify(error: azure_core::Error, what: &str) -> Error {
+    match error.kind() {
         azure_core::error::ErrorKind::HttpResponse { status, error_code, raw_response } => {
             let body = raw_response
                 .as_ref()
@@ -271,9 +276,64 @@ pub fn sdk_error(error: azure_core::Error, object: &ObjectSpec, version: Option<
             Error::unavailable(format!("failed to reach Key Vault for {what}: {}", error_chain(&error)))
         }
         _ => Error::internal(format!("failed to get {what}: {}", error_chain(&error))),
-    };
-    mapped.with_object(&object.name)
+    }
 }
+
+/// The vault's secrets an `objectPrefix` entry may select: every page of the secret list,
+/// enabled secrets only, with their tags (no values: the list has none). A refused list names
+/// the entry and the permission it needs.
+pub(crate) async fn list_secrets(
+    clients: &VaultClients,
+    selection: &csi_secrets_provider_core::kit::Selection,
+    context: &Context<'static>,
+) -> Result<csi_secrets_provider_core::kit::Listing, Error> {
+    use csi_secrets_provider_core::kit::{Listed, Listing};
+    let label = selection.label();
+    let what = format!("the secret list for {label}");
+    let failed = |e| {
+        let error = classify(e, &what);
+        let error = if error.kind() == ErrorKind::PermissionDenied {
+            let message = format!(
+                "{}; selecting by prefix needs the secrets list permission (Key Vault Secrets User role, or an access policy with List)",
+                error.message()
+            );
+            Error::permission_denied(message)
+        } else {
+            error
+        };
+        error.with_object(&selection.prefix)
+    };
+    let options = azure_security_keyvault_secrets::models::SecretClientListSecretPropertiesOptions {
+        method_options: PagerOptions { context: context.clone(), ..Default::default() },
+        maxresults: Some(25),
+    };
+    let mut pager = clients.secrets.list_secret_properties(Some(options)).map_err(failed)?;
+    let mut listed = Vec::new();
+    while let Some(item) = pager.try_next().await.map_err(failed)? {
+        if item.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
+            continue;
+        }
+        // Key Vault has no server-side filter: the prefix is matched here, so only what the
+        // entry may select is kept.
+        let Some(name) = item.id.as_deref().and_then(|id| id.trim_end_matches('/').rsplit('/').next()) else {
+            continue;
+        };
+        if !name.starts_with(&selection.prefix) {
+            continue;
+        }
+        if listed.len() >= MAX_LISTED {
+            return Err(Error::invalid_config(format!(
+                "{label}: the vault has more than {MAX_LISTED} secrets under it; narrow the prefix"
+            ))
+            .with_object(&selection.prefix));
+        }
+        listed.push(Listed::new(name).with_tags(item.tags.unwrap_or_default()));
+    }
+    Ok(Listing::new(listed))
+}
+
+/// Secrets one listing may hold: past it the folder is refused whatever `maxObjects` says.
+const MAX_LISTED: usize = 10_000;
 
 /// Azure AD's answers for an outage (its `temporarily_unavailable` error, HTTP 5xx) rather than
 /// a refusal of the identity.

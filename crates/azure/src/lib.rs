@@ -14,6 +14,7 @@ mod params;
 mod pod_identity;
 mod reads;
 mod render;
+mod selecting;
 mod token_proxy;
 mod transport;
 
@@ -27,8 +28,8 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
 use csi_secrets_provider_core::kit::{MountAssembly, ObjectNames, skip_if_absent};
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, Result,
-    SecretBackend, SharingOptions, SkippedObject, Validation, before_deadline,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, PlannedSelection,
+    Result, SecretBackend, SharingOptions, SkippedObject, Validation, before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
@@ -163,7 +164,8 @@ impl AzureBackend {
         client_options: &ClientOptions,
     ) -> Result<Vec<MountVault>> {
         let names = std::iter::once(spec.keyvault_name.as_str())
-            .chain(spec.objects.iter().filter_map(|object| object.keyvault_name.as_deref()));
+            .chain(spec.objects.iter().filter_map(|object| object.keyvault_name.as_deref()))
+            .chain(spec.selections.iter().filter_map(|entry| entry.keyvault_name()));
         let mut vaults: Vec<MountVault> = Vec::new();
         for name in names {
             if vaults.iter().any(|vault| vault.name == name) {
@@ -334,11 +336,29 @@ impl SecretBackend for AzureBackend {
         let (reads, objects) = match &parsed {
             Ok(spec) => (
                 spec.objects.iter().map(|o| spec.resolved_name(o)).collect(),
-                spec.objects.iter().map(|o| ObjectRecord::planned(&o.name, spec.resolved_name(o))).collect(),
+                spec.objects
+                    .iter()
+                    .map(|o| ObjectRecord::planned(&o.name, spec.resolved_name(o)))
+                    .chain(spec.selections.iter().map(|entry| {
+                        let vault = entry.keyvault_name().unwrap_or(&spec.keyvault_name);
+                        ObjectRecord::planned(
+                            &entry.selection.prefix,
+                            format!("{vault}/{}", entry.selection.prefix),
+                        )
+                    }))
+                    .collect(),
             ),
             Err(_) => (Vec::new(), Vec::new()),
         };
-        Validation { possible_files, reads, objects, ..parsed.map(|spec| spec.plan).into() }
+        let selections = match &parsed {
+            Ok(spec) => spec
+                .selections
+                .iter()
+                .map(|entry| PlannedSelection::new(&entry.selection, entry.directory()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Validation { possible_files, reads, objects, selections, ..parsed.map(|spec| spec.plan).into() }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
@@ -381,10 +401,11 @@ impl SecretBackend for AzureBackend {
             construct_pem_chain: self.options.construct_pem_chain,
             write_cert_and_key_in_separate_files: self.options.write_cert_and_key_in_separate_files,
         };
-        let fetches: Vec<_> = spec
-            .objects
+        let selections = selecting::select(&spec, request, &identity, &vaults, &self.reads, &context).await?;
+        let all: Vec<&params::ObjectSpec> = spec.objects.iter().chain(&selections.objects).collect();
+        let fetches: Vec<_> = all
             .iter()
-            .map(|object| {
+            .map(|&object| {
                 let vault_name = object.keyvault_name.as_deref().unwrap_or(&spec.keyvault_name);
                 let vault = vaults.iter().find(|vault| vault.name == vault_name);
                 let (identity, context) = (&identity, &context);
@@ -410,7 +431,11 @@ impl SecretBackend for AzureBackend {
         let fetched: Vec<std::result::Result<render::ObjectFiles, SkippedObject>> =
             futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
         let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
-        for (spec_object, object) in spec.objects.iter().zip(fetched) {
+        for (prefix, skipped) in selections.empty {
+            let resolved = format!("{}/{prefix}", spec.keyvault_name);
+            mount.skipped(ObjectNames { object: &prefix, resolved: &resolved }, skipped);
+        }
+        for (spec_object, object) in all.iter().zip(fetched) {
             let resolved = spec.resolved_name(spec_object);
             let names = ObjectNames { object: &spec_object.name, resolved: &resolved };
             match object {

@@ -23,11 +23,22 @@ pub(crate) struct VaultObjectKey {
     version: Option<String>,
 }
 
-/// The backend's shared reads: object versions, and version listings (`objectVersionHistory`).
+/// What decides a secret list's answer for an `objectPrefix` entry: whose token, which vault,
+/// which prefix (the list is filtered by it as it is read).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FolderKey {
+    pub identity: IdentityKey,
+    pub vault_url: String,
+    pub prefix: String,
+}
+
+/// The backend's shared reads: object versions, version listings (`objectVersionHistory`),
+/// and secret lists (`objectPrefix`).
 #[derive(Debug)]
 pub(crate) struct SharedVaultReads {
     objects: SharedReads<VaultObjectKey, RawObject>,
     listings: SharedReads<VaultObjectKey, Vec<String>>,
+    pub(crate) folders: SharedReads<FolderKey, kit::Listing>,
 }
 
 impl SharedVaultReads {
@@ -35,6 +46,7 @@ impl SharedVaultReads {
         Self {
             objects: SharedReads::new(options, Arc::clone(stats)),
             listings: SharedReads::new(options, Arc::clone(stats)),
+            folders: SharedReads::new(options, Arc::clone(stats)),
         }
     }
 }

@@ -109,6 +109,8 @@ pub(super) fn vault_answer(state: &mut State, vault_name: &str, request: &Reques
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (kind, name, rest) = match segments.as_slice() {
+        // The secret list: restricted as the object named "" (see `FakeAzure::restrict_list`).
+        ["secrets"] => ("secrets", "", Some("list")),
         [kind, name] => (*kind, *name, None),
         [kind, name, rest] => (*kind, *name, Some(*rest)),
         _ => return kv_error(400, "BadParameter", "unsupported path"),
@@ -120,12 +122,13 @@ pub(super) fn vault_answer(state: &mut State, vault_name: &str, request: &Reques
             403,
             &serde_json::json!({ "error": {
                 "code": "Forbidden",
-                "message": format!("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid={};\r\nAction: 'Microsoft.KeyVault/vaults/{kind}/getSecret/action'\r\nResource: '{vault_name}/{kind}/{name}'", caller.client_id),
+                "message": format!("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid={};\r\nAction: 'Microsoft.KeyVault/vaults/{kind}/{}/action'\r\nResource: '{vault_name}/{kind}/{name}'", caller.client_id, if name.is_empty() { "readMetadata" } else { "getSecret" }),
                 "innererror": { "code": "ForbiddenByRbac" }
             }}),
         );
     }
     match kind {
+        "secrets" if name.is_empty() => secret_list(vault, vault_name, port, request),
         "secrets" => object(vault.secrets.get(name), rest, "Secret", "secret", name, |v| {
             let mut body = serde_json::json!({ "value": v.content.value, "id": v.id, "attributes": attributes(v.enabled, v.created) });
             if let Some(content_type) = &v.content.content_type {
@@ -155,6 +158,62 @@ pub(super) fn vault_answer(state: &mut State, vault_name: &str, request: &Reques
         ),
         _ => kv_error(400, "BadParameter", "unsupported collection"),
     }
+}
+
+/// Secrets a list page holds at most: fewer than Key Vault's 25, so a test of a few secrets
+/// pages (Key Vault, too, may answer fewer items than `maxresults` with a `nextLink`).
+const LIST_PAGE: usize = 3;
+
+/// `GET /secrets`: one page of the vault's secrets (no values; the current version's
+/// attributes and tags), and a `nextLink` with a `$skiptoken` while more are left.
+fn secret_list(vault: &super::Vault, vault_name: &str, port: u16, request: &Request) -> Response {
+    // Keys as sent, `$` perhaps percent-encoded by the client's URL builder.
+    let query: Vec<(String, String)> = request
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.replace("%24", "$"), v.to_owned()))
+        .collect();
+    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    if get("api-version").is_none() {
+        return kv_error(400, "BadParameter", "The 'api-version' query parameter is missing.");
+    }
+    let skip: usize = get("$skiptoken").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let asked: usize = get("maxresults").and_then(|m| m.parse().ok()).unwrap_or(25);
+    let page = asked.clamp(1, 25).min(LIST_PAGE);
+    let items: Vec<serde_json::Value> = vault
+        .secrets
+        .iter()
+        .filter_map(|(name, versions)| Some((name, versions.last()?)))
+        .skip(skip)
+        .take(page)
+        .map(|(name, current)| {
+            let mut item = serde_json::json!({
+                "id": format!("https://{vault_name}.{VAULT_SUFFIX}:{port}/secrets/{name}"),
+                "attributes": attributes(current.enabled, current.created),
+                "tags": vault.secret_tags.get(name).cloned().unwrap_or_default(),
+            });
+            if let Some(content_type) = &current.content.content_type {
+                item["contentType"] = content_type.clone().into();
+            }
+            if current.content.kid.is_some() {
+                item["managed"] = true.into();
+            }
+            item
+        })
+        .collect();
+    let total = vault.secrets.values().filter(|v| !v.is_empty()).count();
+    let next = if skip + page < total {
+        serde_json::Value::String(format!(
+            "https://{vault_name}.{VAULT_SUFFIX}:{port}/secrets?api-version=7.6&$skiptoken={}&maxresults={asked}",
+            skip + page
+        ))
+    } else {
+        serde_json::Value::Null
+    };
+    json(200, &serde_json::json!({ "value": items, "nextLink": next }))
 }
 
 pub(super) fn attributes(enabled: bool, created: u64) -> serde_json::Value {

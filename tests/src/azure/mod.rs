@@ -56,6 +56,8 @@ pub(super) struct SecretContent {
 pub(super) struct Vault {
     tenant: String,
     secrets: BTreeMap<String, Vec<Version<SecretContent>>>,
+    /// Tags of a secret (Key Vault keeps them per version; the list shows the current one's).
+    secret_tags: BTreeMap<String, BTreeMap<String, String>>,
     keys: BTreeMap<String, Vec<Version<serde_json::Value>>>,
     certificates: BTreeMap<String, Vec<Version<Vec<u8>>>>,
 }
@@ -340,6 +342,27 @@ impl FakeAzure {
             })
         });
         version
+    }
+
+    /// Lets only `client_ids` list the secrets of `vault` (others get 403 `ForbiddenByRbac`,
+    /// as a role without `secrets/list` does).
+    pub fn restrict_list(&self, vault: &str, client_ids: &[&str]) {
+        self.restrict(vault, "", client_ids);
+    }
+
+    /// Sets the tags of a secret.
+    pub fn tag_secret(&self, vault: &str, name: &str, tags: &[(&str, &str)]) {
+        let tags = tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.with_vault(vault, |v| v.secret_tags.insert(name.to_owned(), tags));
+    }
+
+    /// Deletes a secret (every version; Key Vault moves it to its deleted secrets, which the
+    /// secret list does not show).
+    pub fn delete_secret(&self, vault: &str, name: &str) {
+        self.with_vault(vault, |v| {
+            v.secrets.remove(name);
+            v.secret_tags.remove(name);
+        });
     }
 
     /// Disables one version of a secret.

@@ -3,11 +3,13 @@
 //! (see docs/azure.md); where upstream stops at the first error we report every one.
 
 mod object;
+mod selection;
 
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_bool};
 
 use object::parse_objects;
 pub use object::{ObjectSpec, upstream_prefix};
+pub use selection::SelectionSpec;
 
 pub const KEYVAULT_NAME: &str = "keyvaultName";
 pub const TENANT_ID: &str = "tenantID";
@@ -118,6 +120,9 @@ pub struct MountSpec {
     pub cloud_env_file: Option<String>,
     pub identity: IdentityMode,
     pub objects: Vec<ObjectSpec>,
+    /// `objectPrefix` entries: listed at mount time, each selected secret then read as an
+    /// object of its own.
+    pub selections: Vec<SelectionSpec>,
     pub plan: FilePlan,
 }
 
@@ -160,7 +165,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         cloud
     });
     let identity = parse_identity(parameters, &mut problems);
-    let (objects, mut plan) = parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);
+    let (objects, selections, mut plan) = parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }
@@ -172,6 +177,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
             cloud_env_file: parameters.get_trimmed(CLOUD_ENV_FILE_NAME).map(str::to_owned),
             identity,
             objects,
+            selections,
             plan,
         })
     } else {

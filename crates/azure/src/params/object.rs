@@ -6,6 +6,7 @@ use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, Fields, FileMode, FilePlan, KeyMatching, Warning};
 use serde_norway::Value;
 
+use super::selection::{SelectionSpec, parse_selection};
 use super::{OBJECTS, ObjectEncoding, ObjectFormat, ObjectType, vault_name_problem};
 
 csi_secrets_provider_core::config_keys! {
@@ -27,6 +28,9 @@ csi_secrets_provider_core::config_keys! {
         WriteFile => "writeFile",
         ExpandKeys => "expandKeys",
         Decode => "decode",
+        ObjectPrefix => "objectPrefix",
+        Tags => "tags",
+        MaxObjects => "maxObjects",
     }
 }
 
@@ -97,13 +101,25 @@ pub(super) fn parse_objects(
     value: Option<&str>,
     default_mode: FileMode,
     problems: &mut Vec<Error>,
-) -> (Vec<ObjectSpec>, FilePlan) {
+) -> (Vec<ObjectSpec>, Vec<SelectionSpec>, FilePlan) {
     let mut objects = Vec::new();
+    let mut selections = Vec::new();
     let mut plan = FilePlan::new();
-    let Some(items) = object_list(value, problems) else { return (objects, plan) };
+    let Some(items) = object_list(value, problems) else { return (objects, selections, plan) };
     for (index, item) in items.iter().enumerate() {
         let Some(entry) = object_entry(index, item, problems) else { continue };
         let mut warnings = Vec::new();
+        if entry.get("objectPrefix").is_some() {
+            let parsed = parse_selection(index, &entry, default_mode, &mut warnings);
+            for warning in warnings {
+                plan.warn(warning);
+            }
+            match parsed {
+                Ok(selection) => selections.push(selection),
+                Err(mut errors) => problems.append(&mut errors),
+            }
+            continue;
+        }
         let parsed = parse_object(index, &entry, default_mode, &mut warnings);
         for warning in warnings {
             plan.warn(warning);
@@ -121,7 +137,7 @@ pub(super) fn parse_objects(
             Err(mut errors) => problems.append(&mut errors),
         }
     }
-    (objects, plan)
+    (objects, selections, plan)
 }
 
 /// The `array:` list of `objects`.
@@ -234,7 +250,7 @@ impl Problems<'_> {
     }
 }
 
-fn parse_object(
+pub(super) fn parse_object(
     index: usize,
     entry: &Value,
     default_mode: FileMode,

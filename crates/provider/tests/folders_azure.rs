@@ -1,5 +1,5 @@
 //! Whole folders on Azure (`objectPrefix`): the real binary's `azure.sock` against the Key Vault
-//! + Azure AD test server, whose secret list pages three secrets at a time: prefix, tags, alias
+//! and Azure AD test server, whose secret list pages three secrets at a time: prefix, tags, alias
 //! directory, disabled secrets, the cap, an empty selection, a collision, a folder that changes
 //! between two remounts, one listing per remount round, and a refused list.
 #![cfg(feature = "azure")]

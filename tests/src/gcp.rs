@@ -50,6 +50,9 @@ struct Secret {
     versions: Vec<Version>,
     aliases: HashMap<String, usize>,
     readers: Vec<String>,
+    labels: std::collections::BTreeMap<String, String>,
+    /// Creation order: the list answers newest first, as Secret Manager does.
+    created: u64,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +75,9 @@ struct State {
     delay: std::time::Duration,
     /// Bodies answered as they are (not JSON, cut off), by path fragment, how many times.
     garbled: Vec<(String, usize, String)>,
+    /// Principals allowed to list the project's secrets (`secretmanager.secrets.list`).
+    listers: Vec<String>,
+    clock: u64,
 }
 
 /// The peer. Stops when dropped.
@@ -154,7 +160,12 @@ impl FakeGoogle {
     /// Adds a version to a secret (created if new); returns its number.
     pub fn add_version(&self, location: Option<&str>, secret: &str, data: &[u8]) -> usize {
         let mut state = self.lock();
+        state.clock += 1;
+        let clock = state.clock;
         let entry = state.secrets.entry((location.map(str::to_owned), secret.to_owned())).or_default();
+        if entry.created == 0 {
+            entry.created = clock;
+        }
         entry.versions.push(Version { data: data.to_vec(), enabled: true });
         entry.versions.len()
     }
@@ -172,6 +183,23 @@ impl FakeGoogle {
         {
             v.enabled = false;
         }
+    }
+
+    /// Sets the labels of a secret.
+    pub fn label(&self, location: Option<&str>, secret: &str, labels: &[(&str, &str)]) {
+        let mut state = self.lock();
+        let entry = state.secrets.entry((location.map(str::to_owned), secret.to_owned())).or_default();
+        entry.labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    }
+
+    /// Deletes a secret with its versions.
+    pub fn delete_secret(&self, location: Option<&str>, secret: &str) {
+        self.lock().secrets.remove(&(location.map(str::to_owned), secret.to_owned()));
+    }
+
+    /// Lets `principal` list the project's secrets.
+    pub fn grant_list(&self, principal: &str) {
+        self.lock().listers.push(principal.to_owned());
     }
 
     /// Lets `principal` (`ksa:NS/SA`, `gsa:EMAIL`) access `secret`.
@@ -247,6 +275,8 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
     let path = request.uri.path().to_owned();
     let api = if path.ends_with(":access") {
         "access"
+    } else if path.ends_with("/secrets") && request.method == http::Method::GET {
+        "list"
     } else if path.ends_with("/identitybindingtoken") {
         "exchange"
     } else if path.ends_with("/v1/token") {
@@ -290,6 +320,7 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
         }
         None => match api {
             "access" => access(&mut state, &path, principal.as_deref()),
+            "list" => list(&state, &path, request.uri.query().unwrap_or_default(), principal.as_deref()),
             "exchange" | "sts" => exchange(&mut state, request),
             "generateAccessToken" => generate(&mut state, &path, request, principal.as_deref()),
             _ => error(404, "NOT_FOUND", "no such method"),
@@ -434,6 +465,103 @@ fn generate(state: &mut State, path: &str, request: &Request, principal: Option<
         std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
     );
     json(200, &serde_json::json!({ "accessToken": token, "expireTime": expires.to_string() }))
+}
+
+/// Secrets a list page holds at most: fewer than asked, so tests of a few secrets page (Secret
+/// Manager, too, may answer fewer than `pageSize` with a `nextPageToken`).
+const LIST_PAGE: usize = 2;
+
+/// `GET /v1/projects/P[/locations/L]/secrets`: a page of the secrets (newest first), names with
+/// the project number as Secret Manager answers; `filter` as far as this provider uses it
+/// (`labels.<key>=<value>` terms joined by `AND`).
+fn list(state: &State, path: &str, query: &str, principal: Option<&str>) -> Response {
+    let Some(principal) = principal else {
+        return error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
+    };
+    let parent = path.trim_start_matches("/v1/").trim_end_matches("/secrets");
+    let location = match parent.split('/').collect::<Vec<_>>().as_slice() {
+        ["projects", p, "locations", l] if *p == PROJECT || *p == PROJECT_NUMBER => Some((*l).to_owned()),
+        ["projects", p] if *p == PROJECT || *p == PROJECT_NUMBER => None,
+        _ => {
+            return error(
+                403,
+                "PERMISSION_DENIED",
+                &format!(
+                    "Permission 'secretmanager.secrets.list' denied for resource '{parent}' (or it may not exist)."
+                ),
+            );
+        }
+    };
+    if !state.listers.iter().any(|l| l == principal) {
+        return error(
+            403,
+            "PERMISSION_DENIED",
+            &format!(
+                "Permission 'secretmanager.secrets.list' denied for resource '{parent}' (or it may not exist)."
+            ),
+        );
+    }
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect();
+    let get = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for term in get("filter").split(" AND ").map(str::trim).filter(|t| !t.is_empty()) {
+        match term.strip_prefix("labels.").and_then(|t| t.split_once('=')) {
+            Some((k, v)) => wanted.push((k.to_owned(), v.trim_matches('"').to_owned())),
+            None => return error(400, "INVALID_ARGUMENT", &format!("Invalid filter: {term}")),
+        }
+    }
+    let mut matching: Vec<(&String, &Secret)> = state
+        .secrets
+        .iter()
+        .filter(|((l, _), _)| *l == location)
+        .filter(|(_, s)| wanted.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|((_, name), secret)| (name, secret))
+        .collect();
+    matching.sort_by_key(|(_, s)| std::cmp::Reverse(s.created));
+    let skip: usize = get("pageToken").parse().unwrap_or(0);
+    let asked: usize = get("pageSize").parse().ok().filter(|n| *n > 0).unwrap_or(25);
+    let page = asked.min(LIST_PAGE);
+    let prefix = match &location {
+        Some(l) => format!("projects/{PROJECT_NUMBER}/locations/{l}/secrets"),
+        None => format!("projects/{PROJECT_NUMBER}/secrets"),
+    };
+    let secrets: Vec<serde_json::Value> = matching
+        .iter()
+        .skip(skip)
+        .take(page)
+        .map(|(name, secret)| serde_json::json!({ "name": format!("{prefix}/{name}"), "labels": secret.labels }))
+        .collect();
+    let next = if skip + page < matching.len() { (skip + page).to_string() } else { String::new() };
+    json(200, &serde_json::json!({ "secrets": secrets, "nextPageToken": next }))
+}
+
+/// `%XX` escapes and `+` of a query value.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (escaped, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, byte) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn access(state: &mut State, path: &str, principal: Option<&str>) -> Response {

@@ -9,6 +9,8 @@ mod options;
 mod params;
 mod render;
 mod secret_manager;
+mod selecting;
+mod selection;
 
 use std::sync::Arc;
 
@@ -16,8 +18,8 @@ use async_trait::async_trait;
 use csi_secrets_provider_core::kit::{ExpiringCache, MountAssembly, ObjectNames};
 use csi_secrets_provider_core::kube_api::KubeApi;
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, Result,
-    SecretBackend, SharedReads, Validation, before_deadline, kit,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, PlannedSelection,
+    Result, SecretBackend, SharedReads, Validation, before_deadline, kit,
 };
 use futures::StreamExt;
 use secrecy::ExposeSecret;
@@ -51,6 +53,8 @@ pub struct GcpBackend {
     provider_credentials: OnceCell<google_cloud_auth::credentials::Credentials>,
     clients: Clients,
     reads: SharedReads<ReadKey, Accessed>,
+    /// `resourcePrefix` listings, shared like reads.
+    listings: SharedReads<selecting::ListingKey, kit::Listing>,
     stats: BackendStats,
 }
 
@@ -77,6 +81,7 @@ impl GcpBackend {
             provider_credentials: OnceCell::new(),
             clients: Clients::default(),
             reads: SharedReads::new(options.sharing, Arc::clone(&stats.sharing)),
+            listings: SharedReads::new(options.sharing, Arc::clone(&stats.sharing)),
             stats,
             options,
         }
@@ -318,12 +323,20 @@ impl SecretBackend for GcpBackend {
             Ok(spec) => {
                 // The admin policy and the audit trail name a secret without its version.
                 let reads = spec.secrets.iter().map(|s| s.resource.secret_name()).collect();
-                let objects = spec
-                    .secrets
+                let objects =
+                    spec.secrets
+                        .iter()
+                        .map(|s| ObjectRecord::planned(&s.resource_name, s.resource.secret_name()))
+                        .chain(spec.selections.iter().map(|entry| {
+                            ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)
+                        }))
+                        .collect();
+                let selections = spec
+                    .selections
                     .iter()
-                    .map(|s| ObjectRecord::planned(&s.resource_name, s.resource.secret_name()))
+                    .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
                     .collect();
-                Validation { reads, objects, ..Ok(spec.plan).into() }
+                Validation { reads, objects, selections, ..Ok(spec.plan).into() }
             }
             Err(problems) => Validation::failed(problems),
         }
@@ -340,10 +353,12 @@ impl SecretBackend for GcpBackend {
         .await?;
         let reads = kit::ObjectReads::new(&self.reads, request, "Secret Manager");
         let user_agent = pod_user_agent(request);
+        let selections = self.select(&spec, request, &identity, &credentials, user_agent.as_deref()).await?;
+        let all: Vec<&SecretSpec> = spec.secrets.iter().chain(&selections.secrets).collect();
         // Futures collected first: a closure inside the stream trips the `Send` check of the
         // async-trait future (higher-ranked lifetimes).
-        let mut reading = Vec::with_capacity(spec.secrets.len());
-        for secret in &spec.secrets {
+        let mut reading = Vec::with_capacity(all.len());
+        for &secret in &all {
             reading.push(self.read(reads, &identity, &credentials, secret, user_agent.as_deref()));
         }
         let outcomes: Vec<Result<kit::ObjectOutcome<Accessed>>> =
@@ -354,7 +369,10 @@ impl SecretBackend for GcpBackend {
             return Err(error);
         }
         let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
-        for (secret, outcome) in spec.secrets.iter().zip(outcomes) {
+        for (prefix, skipped) in selections.empty {
+            mount.skipped(ObjectNames { object: &prefix, resolved: &prefix }, skipped);
+        }
+        for (secret, outcome) in all.iter().zip(outcomes) {
             let resolved = secret.resource.secret_name();
             let names = ObjectNames { object: &secret.resource_name, resolved: &resolved };
             mount.add(names, outcome?, |accessed| {

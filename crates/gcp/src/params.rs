@@ -33,6 +33,9 @@ csi_secrets_provider_core::config_keys! {
         WriteFile => "writeFile",
         ExpandKeys => "expandKeys",
         Decode => "decode",
+        ResourcePrefix => "resourcePrefix",
+        Tags => "tags",
+        MaxObjects => "maxObjects",
     }
 }
 
@@ -108,6 +111,9 @@ pub struct SecretSpec {
 pub struct MountSpec {
     pub auth: Auth,
     pub secrets: Vec<SecretSpec>,
+    /// `resourcePrefix` entries: listed at mount time, each selected secret then read as a
+    /// secret of its own.
+    pub selections: Vec<crate::selection::SelectionSpec>,
     pub plan: FilePlan,
 }
 
@@ -154,9 +160,17 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         }
     };
     let mut secrets = Vec::new();
+    let mut selections = Vec::new();
     let mut warnings = Vec::new();
     let mut paths: Vec<(String, String)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
+        if item.get("resourcePrefix").is_some() {
+            match crate::selection::parse_selection(index, item, default_mode, &mut warnings) {
+                Ok(selection) => selections.push(selection),
+                Err(mut errors) => problems.append(&mut errors),
+            }
+            continue;
+        }
         match parse_secret(index, item, default_mode, &mut warnings) {
             Ok(secret) => {
                 // The driver writes one of two files of the same path; the GCP provider lets
@@ -205,10 +219,10 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     for warning in warnings {
         plan.warn(warning);
     }
-    if problems.is_empty() { Ok(MountSpec { auth, secrets, plan }) } else { Err(problems) }
+    if problems.is_empty() { Ok(MountSpec { auth, secrets, selections, plan }) } else { Err(problems) }
 }
 
-fn parse_secret(
+pub(crate) fn parse_secret(
     index: usize,
     item: &Value,
     default_mode: FileMode,

@@ -213,7 +213,11 @@ pub async fn access(
 /// An SDK error by meaning, naming the secret version and keeping Google's words.
 fn sdk_error(error: &google_cloud_gax::error::Error, name: &str) -> Error {
     let words = error.status().map_or_else(|| error.to_string(), |s| s.message.clone());
-    let message = format!("failed to access {name}: {words}");
+    let message = if name.starts_with("the secrets for") {
+        format!("failed to list {name}: {words}")
+    } else {
+        format!("failed to access {name}: {words}")
+    };
     match error.status().map(|s| s.code) {
         Some(Code::NotFound) => Error::not_found(message),
         Some(Code::PermissionDenied | Code::Unauthenticated) => Error::permission_denied(message),
@@ -230,5 +234,79 @@ fn sdk_error(error: &google_cloud_gax::error::Error, name: &str) -> Error {
             Some(400) => Error::invalid_config(message),
             _ => Error::unavailable(message),
         },
+    }
+}
+
+/// API name in the `cloud_requests` metric.
+const LIST: &str = "secretmanager:ListSecrets";
+
+/// Secrets one listing may hold: past it the folder is refused whatever `maxObjects` says.
+const MAX_LISTED: usize = 10_000;
+
+/// The secrets a `resourcePrefix` entry may select: every page of `ListSecrets` under its
+/// parent, filtered by its labels (`labels.<key>="<value>"`), kept when their name starts
+/// with the prefix (Secret Manager's filter has no prefix match on names). Names are given back
+/// in the entry's own form (`projects/<project as written>/…/secrets/<id>`). A refused list
+/// names the entry and the permission it needs.
+pub async fn list(
+    client: &Client,
+    selection: &crate::selection::SelectionSpec,
+    user_agent: Option<&str>,
+    calls: &CloudCalls,
+) -> Result<csi_secrets_provider_core::kit::Listing, Error> {
+    use csi_secrets_provider_core::kit::{Listed, Listing};
+    let label = selection.selection.label();
+    let filter: Vec<String> = selection
+        .selection
+        .tags
+        .iter()
+        .map(|(k, v)| format!("labels.{k}=\"{}\"", v.replace('"', "\\\"")))
+        .collect();
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut call = client
+            .sdk
+            .list_secrets()
+            .set_parent(&selection.parent)
+            .set_page_size(100)
+            .set_page_token(token.clone())
+            .set_filter(filter.join(" AND "));
+        if let Some(agent) = user_agent {
+            call = call.with_user_agent(agent);
+        }
+        let result = call.send().await.map_err(|e| {
+            let error = sdk_error(&e, &format!("the secrets for {label}"));
+            let error = if error.kind() == csi_secrets_provider_core::ErrorKind::PermissionDenied {
+                Error::permission_denied(format!(
+                    "{}; selecting by prefix needs the secretmanager.secrets.list permission on {}",
+                    error.message(),
+                    selection.parent
+                ))
+            } else {
+                error
+            };
+            error.with_object(&selection.selection.prefix)
+        });
+        calls.record(LIST, &result);
+        let page = result?;
+        for secret in page.secrets {
+            let id = secret.name.rsplit('/').next().unwrap_or_default();
+            let name = selection.listed_name(id);
+            if !name.starts_with(&selection.selection.prefix) {
+                continue;
+            }
+            if listed.len() >= MAX_LISTED {
+                return Err(Error::invalid_config(format!(
+                    "{label}: more than {MAX_LISTED} secrets under it; narrow the prefix"
+                ))
+                .with_object(&selection.selection.prefix));
+            }
+            listed.push(Listed::new(name).with_tags(secret.labels));
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(Listing::new(listed));
+        }
+        token = page.next_page_token;
     }
 }

@@ -1,0 +1,176 @@
+//! A `resourcePrefix` entry: every secret of the project (or location) whose name starts with
+//! the prefix (and carries the entry's labels, `tags`), read at `latest`, one file each named by
+//! the rest of its name under the entry's `path` as a directory.
+
+use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
+use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode, KeyMatching, Warning};
+use serde_norway::Value;
+
+use crate::params::{ResourceName, SecretKey, SecretSpec, parse_secret};
+
+/// One `resourcePrefix` entry.
+#[derive(Debug, Clone)]
+pub struct SelectionSpec {
+    /// The prefix is the whole `resourcePrefix` as written (`projects/P/secrets/app-`).
+    pub selection: Selection,
+    /// `projects/P` or `projects/P/locations/L`, as written.
+    pub parent: String,
+    pub location: Option<String>,
+    pub project: String,
+    /// `path`: the directory the files go in.
+    pub directory: Option<String>,
+    /// What every selected secret is read as: the entry's options.
+    template: SecretSpec,
+}
+
+impl SelectionSpec {
+    /// The secret a listed one becomes: `latest`, under the directory.
+    pub fn secret(&self, selected: &Selected) -> SecretSpec {
+        let id = selected.name.rsplit('/').next().unwrap_or(&selected.name).to_owned();
+        let resource = ResourceName {
+            project: self.project.clone(),
+            location: self.location.clone(),
+            secret: id,
+            version: "latest".to_owned(),
+        };
+        let file_name = selected_path(self.directory.as_deref(), &selected.relative);
+        let jmes = self
+            .template
+            .jmes
+            .iter()
+            .map(|entry| csi_secrets_provider_core::JmesEntry {
+                file_name: format!("{file_name}/{}", entry.file_name),
+                ..entry.clone()
+            })
+            .collect();
+        SecretSpec {
+            resource_name: resource.api_name(),
+            resource,
+            file_name,
+            optional: false,
+            jmes,
+            ..self.template.clone()
+        }
+    }
+
+    /// The secret name (`<parent>/secrets/<id>`) a listed secret id is selected as.
+    pub fn listed_name(&self, id: &str) -> String {
+        format!("{}/secrets/{id}", self.parent)
+    }
+}
+
+/// Parses `item`, which has `resourcePrefix`.
+pub(crate) fn parse_selection(
+    index: usize,
+    item: &Value,
+    default_mode: FileMode,
+    warnings: &mut Vec<Warning>,
+) -> Result<SelectionSpec, Vec<Error>> {
+    let fields: Fields<'_, SecretKey> = Fields::read(item, KeyMatching::Exact);
+    let at = format!("secrets[{index}]");
+    let prefix = match fields.trimmed(SecretKey::ResourcePrefix) {
+        Ok(Some(prefix)) => prefix,
+        Ok(None) => String::new(),
+        Err(e) => return Err(vec![e.or_object(at)]),
+    };
+    let mut problems = Vec::new();
+    let Some((parent, name_prefix)) = prefix.split_once("/secrets/") else {
+        return Err(vec![
+            Error::invalid_config(format!(
+                "resourcePrefix {prefix:?} must be projects/<project>/secrets/<prefix> or projects/<project>/locations/<location>/secrets/<prefix>"
+            ))
+            .with_object(if prefix.is_empty() { at } else { prefix.clone() })
+            .with_field("resourcePrefix"),
+        ]);
+    };
+    let (project, location) = match parent.split('/').collect::<Vec<_>>().as_slice() {
+        ["projects", project] if !project.is_empty() => ((*project).to_owned(), None),
+        ["projects", project, "locations", location] if !project.is_empty() && !location.is_empty() => {
+            ((*project).to_owned(), Some((*location).to_owned()))
+        }
+        _ => {
+            problems.push(
+                Error::invalid_config(format!(
+                    "resourcePrefix {prefix:?} must start with projects/<project>/secrets/ or projects/<project>/locations/<location>/secrets/"
+                ))
+                .with_object(&prefix)
+                .with_field("resourcePrefix"),
+            );
+            (String::new(), None)
+        }
+    };
+    if name_prefix.contains('/') {
+        problems.push(
+            Error::invalid_config(format!(
+                "resourcePrefix {prefix:?}: a secret name prefix has no '/' (nor a version)"
+            ))
+            .with_object(&prefix)
+            .with_field("resourcePrefix"),
+        );
+    }
+    for key in [SecretKey::ResourceName, SecretKey::FileName] {
+        if fields.get(key).is_some() {
+            problems.push(
+                Error::invalid_config(format!(
+                    "{} names one secret; a resourcePrefix entry selects every secret under the prefix (its `path` is their directory)",
+                    key.as_str()
+                ))
+                .with_object(&prefix)
+                .with_field(key.as_str()),
+            );
+        }
+    }
+    let directory = fields.trimmed(SecretKey::Path).ok().flatten().filter(|d| !d.is_empty());
+    let label = format!("resourcePrefix {prefix:?}");
+    let selection = Selection::parse(
+        "resourcePrefix",
+        prefix.clone(),
+        fields.get(SecretKey::Tags),
+        fields.get(SecretKey::MaxObjects),
+        fields.flag(SecretKey::Optional).unwrap_or(false),
+        &label,
+    );
+    // The entry's options are parsed as one secret's: a placeholder name, its directory as path.
+    let mut as_secret = item.clone();
+    if let Value::Mapping(map) = &mut as_secret {
+        for key in [SecretKey::ResourcePrefix, SecretKey::ResourceName, SecretKey::FileName] {
+            map.remove(key.as_str());
+        }
+        let placeholder = if project.is_empty() { "p".to_owned() } else { project.clone() };
+        map.insert(
+            Value::from("resourceName"),
+            Value::from(format!("projects/{placeholder}/secrets/selected/versions/latest")),
+        );
+        map.insert(
+            Value::from("path"),
+            Value::from(directory.clone().unwrap_or_else(|| "selected".to_owned())),
+        );
+    }
+    let template = parse_secret(index, &as_secret, default_mode, warnings);
+    if let Some(directory) = &directory
+        && directory.split('/').any(|element| element == ".." || element.is_empty())
+    {
+        problems.push(
+            Error::invalid_config(format!("path {directory:?} must be a relative directory without .."))
+                .with_object(&prefix)
+                .with_field("path"),
+        );
+    }
+    match (selection, template) {
+        (Ok(selection), Ok(template)) if problems.is_empty() => {
+            Ok(SelectionSpec { selection, parent: parent.to_owned(), location, project, directory, template })
+        }
+        (selection, template) => {
+            problems.extend(selection.err().unwrap_or_default());
+            problems.extend(template.err().unwrap_or_default().into_iter().map(|e| {
+                // The placeholder is no name of the user's: say the entry instead.
+                Error::new(
+                    e.kind(),
+                    e.message().replace("projects/p/secrets/selected/versions/latest", &prefix),
+                )
+                .with_object(&prefix)
+            }));
+            Err(problems)
+        }
+    }
+}

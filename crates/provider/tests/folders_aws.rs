@@ -262,3 +262,27 @@ async fn the_admin_policy_applies_to_every_selected_secret() -> TestResult {
     );
     Ok(())
 }
+
+/// The driver refuses an answer without object versions ("missing object versions"; the Sync
+/// Controller checks the same list): a mount whose every object was skipped (an optional
+/// object that is absent, an optional folder that is empty) answers no file and one version
+/// per skipped entry, saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_whose_every_object_is_skipped_still_answers_versions() -> TestResult {
+    let world = AwsWorld::start(BINARY, "folder-all-skipped", &[]).await?;
+    let (absent, empty) = (world.name("absent"), world.name("empty/"));
+    let objects = format!(
+        "- {{objectName: '{absent}', objectType: secretsmanager, optional: true}}\n\
+         - {{objectPrefix: '{empty}', objectType: secretsmanager, optional: true}}\n"
+    );
+    let response = world.mount(&[("objects", &objects)]).await?;
+    assert!(response.files.is_empty());
+    let mut versions: Vec<(&str, &str)> =
+        response.object_version.iter().map(|v| (v.id.as_str(), v.version.as_str())).collect();
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        [(absent.as_str(), "skipped: optional and absent"), (empty.as_str(), "skipped: optional and absent")]
+    );
+    Ok(())
+}

@@ -93,6 +93,12 @@ pub trait Fixture: Send + Sync {
     async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError>;
     /// Calls the store (and the identity services around it) has seen so far.
     async fn cloud_calls(&self) -> usize;
+    /// SPC parameters mounting every secret whose name starts with `prefix` (names made with
+    /// [`Self::unique`] and more after it), under `directory` if any, with `extra` keys
+    /// (`maxObjects: 2`, `optional: true`) in the entry; `None` when the backend has no folders.
+    fn folder(&self, _prefix: &str, _directory: Option<&str>, _extra: &str) -> Option<Vec<(String, String)>> {
+        None
+    }
     /// The SecretProviderClass key of a file's permission (`filePermission`; GCP: `mode`).
     fn permission_key(&self) -> &'static str {
         "filePermission"
@@ -132,6 +138,7 @@ pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
         .map_err(|e| format!("file_named_twice: {e}"))?;
     concurrent_mounts_agree(fixture).await.map_err(|e| format!("concurrent_mounts: {e}"))?;
     crate::conformance_files::run(fixture).await?;
+    crate::conformance_folders::run(fixture).await?;
     for (fault, code) in [
         (Fault::Denied, Code::PermissionDenied),
         (Fault::Throttled, Code::ResourceExhausted),

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod client;
 pub mod conformance;
 mod conformance_files;
+mod conformance_folders;
 pub mod gcp;
 pub mod harness;
 pub mod http_server;

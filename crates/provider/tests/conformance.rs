@@ -36,6 +36,18 @@ mod aws {
             vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())]
         }
 
+        fn folder(
+            &self,
+            prefix: &str,
+            directory: Option<&str>,
+            extra: &str,
+        ) -> Option<Vec<(String, String)>> {
+            let alias = directory.map(|d| format!(", objectAlias: {d}")).unwrap_or_default();
+            let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+            let yaml = format!("- {{objectPrefix: '{prefix}', objectType: secretsmanager{alias}{extra}}}\n");
+            Some(vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())])
+        }
+
         async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
             let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             self.world.mount(&pairs).await
@@ -127,6 +139,17 @@ mod azure {
             vec![("objects".to_owned(), objects.join("\n---\n"))]
         }
 
+        fn folder(
+            &self,
+            prefix: &str,
+            directory: Option<&str>,
+            extra: &str,
+        ) -> Option<Vec<(String, String)>> {
+            let alias = directory.map(|d| format!("\nobjectAlias: {d}")).unwrap_or_default();
+            let extra = if extra.is_empty() { String::new() } else { format!("\n{extra}") };
+            Some(vec![("objects".to_owned(), format!("objectPrefix: {prefix}{alias}{extra}"))])
+        }
+
         async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
             // `objects` is the first parameter; the rest go to the SPC as they are.
             let objects: Vec<&str> = parameters[0].1.split("\n---\n").collect();
@@ -204,6 +227,20 @@ mod gcp {
             vec![("secrets".to_owned(), secrets)]
         }
 
+        fn folder(
+            &self,
+            prefix: &str,
+            directory: Option<&str>,
+            extra: &str,
+        ) -> Option<Vec<(String, String)>> {
+            let path = directory.map(|d| format!(", path: {d}")).unwrap_or_default();
+            let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+            Some(vec![(
+                "secrets".to_owned(),
+                format!("- {{resourcePrefix: projects/{PROJECT}/secrets/{prefix}{path}{extra}}}\n"),
+            )])
+        }
+
         async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
             let extra: Vec<(&str, &str)> =
                 parameters[1..].iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
@@ -239,6 +276,7 @@ mod gcp {
             world: GcpWorld::start(BINARY, &["--policy", &policy]).await?,
             counter: AtomicUsize::new(0),
         };
+        fixture.world.google.grant_list(&format!("ksa:{GCP_NAMESPACE}/web"));
         conformance::run(&fixture).await?;
         assert_eq!(fixture.world.google.count("exchange"), 1, "every conformance mount shared one exchange");
         Ok(())

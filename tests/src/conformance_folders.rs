@@ -1,0 +1,70 @@
+//! Conformance of whole folders (`objectPrefix`, GCP `resourcePrefix`): every cloud backend
+//! selects what its store holds under a prefix, one file per secret under the entry's
+//! directory, each its own object version; a later mount sees a secret added; the cap, an empty
+//! folder and an optional empty folder answer alike everywhere.
+
+use tonic::Code;
+
+use crate::conformance::{BoxError, Fixture, contents, ensure};
+
+/// Runs the folder checks when the fixture's backend selects by prefix.
+pub(crate) async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    let prefix = format!("{}-", fixture.unique("folder"));
+    if fixture.folder(&prefix, Some("dir"), "").is_none() {
+        return Ok(());
+    }
+    a_folder_mounts_every_secret_under_its_prefix(fixture, &prefix)
+        .await
+        .map_err(|e| format!("folder: {e}"))?;
+    bounds_are_the_same_everywhere(fixture, &prefix).await.map_err(|e| format!("folder_bounds: {e}"))?;
+    Ok(())
+}
+
+async fn a_folder_mounts_every_secret_under_its_prefix(
+    fixture: &dyn Fixture,
+    prefix: &str,
+) -> Result<(), BoxError> {
+    for member in ["a", "b"] {
+        fixture.put(&format!("{prefix}{member}"), &format!("value-{member}")).await?;
+    }
+    let parameters = fixture.folder(prefix, Some("dir"), "").ok_or("no folder parameters")?;
+    let response = fixture.mount(&parameters).await?;
+    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    ensure(paths == ["dir/a", "dir/b"], || format!("files {paths:?}"))?;
+    ensure(contents(&response, "dir/a")? == b"value-a", || "the value of dir/a".to_owned())?;
+    ensure(response.object_version.len() == 2, || format!("versions {:?}", response.object_version))?;
+
+    fixture.put(&format!("{prefix}c"), "value-c").await?;
+    let response = fixture.mount(&parameters).await?;
+    ensure(response.files.len() == 3, || {
+        format!("a secret added is mounted next time: {:?}", response.files.len())
+    })?;
+    ensure(contents(&response, "dir/c")? == b"value-c", || "the value of dir/c".to_owned())?;
+    Ok(())
+}
+
+async fn bounds_are_the_same_everywhere(fixture: &dyn Fixture, prefix: &str) -> Result<(), BoxError> {
+    let capped = fixture.folder(prefix, None, "maxObjects: 2").ok_or("no folder parameters")?;
+    let status = fixture.mount(&capped).await.err().ok_or("more than maxObjects must fail")?;
+    ensure(
+        status.code() == Code::InvalidArgument
+            && status.message().contains("selects 3 secrets, more than maxObjects (2)"),
+        || format!("{status:?}"),
+    )?;
+
+    let empty = format!("{}-", fixture.unique("empty"));
+    let required = fixture.folder(&empty, None, "").ok_or("no folder parameters")?;
+    let status = fixture.mount(&required).await.err().ok_or("an empty folder must fail")?;
+    ensure(status.code() == Code::NotFound && status.message().contains("selects no secret"), || {
+        format!("{status:?}")
+    })?;
+    let optional = fixture.folder(&empty, None, "optional: true").ok_or("no folder parameters")?;
+    let response = fixture.mount(&optional).await?;
+    ensure(response.files.is_empty(), || "an optional empty folder writes nothing".to_owned())?;
+    ensure(
+        response.object_version.len() == 1 && response.object_version[0].version.starts_with("skipped"),
+        || format!("one version saying it was skipped: {:?}", response.object_version),
+    )?;
+    Ok(())
+}

@@ -10,7 +10,6 @@ mod params;
 mod render;
 mod secret_manager;
 mod selecting;
-mod selection;
 
 use std::sync::Arc;
 

@@ -160,8 +160,9 @@ impl Clients {
     }
 }
 
-/// API name in the `cloud_requests` metric.
+/// API names in the `cloud_requests` metric.
 const ACCESS: &str = "secretmanager:AccessSecretVersion";
+const LIST: &str = "secretmanager:ListSecrets";
 
 /// Attempts of a read Secret Manager throttles (`RESOURCE_EXHAUSTED`: 0.5, 1 and 2 s apart)
 /// before the mount fails with it; the GCP provider's Go client retries it too, the Rust SDK
@@ -237,9 +238,6 @@ fn sdk_error(error: &google_cloud_gax::error::Error, name: &str) -> Error {
     }
 }
 
-/// API name in the `cloud_requests` metric.
-const LIST: &str = "secretmanager:ListSecrets";
-
 /// Secrets one listing may hold: past it the folder is refused whatever `maxObjects` says.
 const MAX_LISTED: usize = 10_000;
 
@@ -250,7 +248,7 @@ const MAX_LISTED: usize = 10_000;
 /// names the entry and the permission it needs.
 pub async fn list(
     client: &Client,
-    selection: &crate::selection::SelectionSpec,
+    selection: &crate::params::SelectionSpec,
     user_agent: Option<&str>,
     calls: &CloudCalls,
 ) -> Result<csi_secrets_provider_core::kit::Listing, Error> {

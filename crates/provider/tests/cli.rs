@@ -39,6 +39,13 @@ mod all_backends {
             stdout.contains("ok, 5 file(s): db.json, db-user, db-password, shared-api-key, optional-license"),
             "{stdout}"
         );
+        // Folders: where their files go.
+        assert!(
+            stdout.contains(
+                r#"plus one file per secret selected by objectPrefix "team-a/app/" under secrets/"#
+            ),
+            "{stdout}"
+        );
         Ok(())
     }
 
@@ -114,6 +121,40 @@ mod all_backends {
             stdout.contains(r#"warning: object "other": file "db" is written more than once"#),
             "{stdout}"
         );
+        Ok(())
+    }
+
+    /// A folder's files are known once listed: `validate` says where they go, lets `files` and
+    /// `secretObjects` name files under its directory, and still refuses a name no object or
+    /// folder can have, and a bad entry.
+    #[test]
+    fn validate_lists_folders_and_checks_what_they_can_name() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let spc = dir.path().join("spc.yaml");
+        let manifest = |files: &str, extra: &str| {
+            format!(
+                "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: folder}}\nspec:\n  provider: aws\n  secretObjects:\n    - secretName: app\n      type: Opaque\n      data: [{{objectName: app/db, key: db}}]\n  parameters:\n    objects: |\n      - {{objectPrefix: team-a/app/, objectType: secretsmanager, objectAlias: app{extra}}}\n    files: |\n      - {{path: dsn, template: \"{{{{ objects['{files}'] }}}}\"}}\n"
+            )
+        };
+        std::fs::write(&spc, manifest("app/db", ""))?;
+        let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
+        let stdout = String::from_utf8(output.stdout)?;
+        assert!(output.status.success(), "{stdout}");
+        assert!(
+            stdout.contains(r#"plus one file per secret selected by objectPrefix "team-a/app/" under app/, named when the mount lists them"#),
+            "{stdout}"
+        );
+        std::fs::write(&spc, manifest("db", ", maxObjects: 5000, objectVersion: v1"))?;
+        let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
+        let stdout = String::from_utf8(output.stdout)?;
+        assert!(!output.status.success(), "{stdout}");
+        for words in ["maxObjects must be a whole number from 1 to 1000", "objectVersion names one object"] {
+            assert!(stdout.contains(words), "{words}: {stdout}");
+        }
+        std::fs::write(&spc, manifest("db", ""))?;
+        let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
+        let stdout = String::from_utf8(output.stdout)?;
+        assert!(!output.status.success() && stdout.contains(r#"the template reads object "db""#), "{stdout}");
         Ok(())
     }
 

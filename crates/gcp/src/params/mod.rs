@@ -11,6 +11,9 @@ use csi_secrets_provider_core::{
 };
 use serde_norway::Value;
 
+mod selection;
+pub use selection::SelectionSpec;
+
 csi_secrets_provider_core::config_keys! {
     /// Top-level parameters.
     pub enum ParameterKey {
@@ -113,7 +116,7 @@ pub struct MountSpec {
     pub secrets: Vec<SecretSpec>,
     /// `resourcePrefix` entries: listed at mount time, each selected secret then read as a
     /// secret of its own.
-    pub selections: Vec<crate::selection::SelectionSpec>,
+    pub selections: Vec<SelectionSpec>,
     pub plan: FilePlan,
 }
 
@@ -165,7 +168,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     let mut paths: Vec<(String, String)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         if item.get("resourcePrefix").is_some() {
-            match crate::selection::parse_selection(index, item, default_mode, &mut warnings) {
+            match selection::parse_selection(index, item, default_mode, &mut warnings) {
                 Ok(selection) => selections.push(selection),
                 Err(mut errors) => problems.append(&mut errors),
             }

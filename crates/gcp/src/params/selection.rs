@@ -6,7 +6,10 @@ use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
 use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode, KeyMatching, Warning};
 use serde_norway::Value;
 
-use crate::params::{ResourceName, SecretKey, SecretSpec, parse_secret};
+use super::{ResourceName, SecretKey, SecretSpec, parse_secret};
+
+/// The name the entry's options are parsed under (as one secret's); never shown.
+const PLACEHOLDER: &str = "projects/p/secrets/selected/versions/latest";
 
 /// One `resourcePrefix` entry.
 #[derive(Debug, Clone)]
@@ -136,11 +139,7 @@ pub(crate) fn parse_selection(
         for key in [SecretKey::ResourcePrefix, SecretKey::ResourceName, SecretKey::FileName] {
             map.remove(key.as_str());
         }
-        let placeholder = if project.is_empty() { "p".to_owned() } else { project.clone() };
-        map.insert(
-            Value::from("resourceName"),
-            Value::from(format!("projects/{placeholder}/secrets/selected/versions/latest")),
-        );
+        map.insert(Value::from("resourceName"), Value::from(PLACEHOLDER));
         map.insert(
             Value::from("path"),
             Value::from(directory.clone().unwrap_or_else(|| "selected".to_owned())),
@@ -164,11 +163,12 @@ pub(crate) fn parse_selection(
             problems.extend(selection.err().unwrap_or_default());
             problems.extend(template.err().unwrap_or_default().into_iter().map(|e| {
                 // The placeholder is no name of the user's: say the entry instead.
-                Error::new(
-                    e.kind(),
-                    e.message().replace("projects/p/secrets/selected/versions/latest", &prefix),
-                )
-                .with_object(&prefix)
+                let error =
+                    Error::new(e.kind(), e.message().replace(PLACEHOLDER, &prefix)).with_object(&prefix);
+                match e.field() {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                }
             }));
             Err(problems)
         }

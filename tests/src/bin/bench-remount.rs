@@ -11,11 +11,17 @@
 //!   scripts/with-moto.sh target/release/bench-remount [--pods 100] [--secrets 2]
 //!       [--service-accounts 1] [--concurrency 1] [--window 60s] [--pause 0s] [--binary PATH]
 //!       [--aws-identity irsa|pod-identity] [--pod-identity-scope pod|service-account]
+//!       [--by name|prefix]
 //!
 //! AWS "reads" are Secrets Manager calls: `GetSecretValue` and `BatchGetSecretValue` (a mount's
 //! secrets of one region are read twenty to a batch call). With `--aws-identity pod-identity`
 //! the pods use EKS Pod Identity (a fake agent counts the "exchanges"), each pod with its own
 //! UID, and `--pod-identity-scope` is passed to the provider.
+//!
+//! `--by prefix` mounts the M secrets as one folder (`objectPrefix`, GCP `resourcePrefix`)
+//! instead of M named objects: "lists" counts the listing calls (`ListSecrets`, the vault's
+//! secret list pages, Secret Manager `ListSecrets` pages). The official providers cannot select
+//! by prefix; their column is what naming every secret costs them.
 //!
 //! `--pause` waits between the rounds, as the driver's rotation poll interval does; a pause
 //! longer than the window shows a remount round that finds no recent read.
@@ -46,6 +52,8 @@ struct Options {
     /// `irsa` or `pod-identity`.
     aws_identity: String,
     pod_identity_scope: String,
+    /// Mount the secrets as one folder (`--by prefix`) instead of by name.
+    by_prefix: bool,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -59,6 +67,7 @@ fn options() -> Result<Options, BoxError> {
         binary: None,
         aws_identity: "irsa".to_owned(),
         pod_identity_scope: "pod".to_owned(),
+        by_prefix: false,
     };
     for (flag, value) in flag_values()? {
         match flag.as_str() {
@@ -71,6 +80,7 @@ fn options() -> Result<Options, BoxError> {
             "--binary" => options.binary = Some(value),
             "--aws-identity" if value == "irsa" || value == "pod-identity" => options.aws_identity = value,
             "--pod-identity-scope" => options.pod_identity_scope = value,
+            "--by" if value == "name" || value == "prefix" => options.by_prefix = value == "prefix",
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -83,6 +93,7 @@ struct Calls {
     reads: usize,
     exchanges: usize,
     kube: usize,
+    lists: usize,
 }
 
 impl std::ops::Sub for Calls {
@@ -92,6 +103,7 @@ impl std::ops::Sub for Calls {
             reads: self.reads - before.reads,
             exchanges: self.exchanges - before.exchanges,
             kube: self.kube - before.kube,
+            lists: self.lists - before.lists,
         }
     }
 }
@@ -116,8 +128,9 @@ fn pods(options: &Options) -> Vec<Pod> {
 
 fn report(backend: &str, round: &str, options: &Options, calls: Calls, official: Calls, elapsed: Duration) {
     println!(
-        "{backend:<6} {round:<8} {pods:>5} {reads:>7} {exchanges:>10} {kube:>9}   | {o_reads:>7} {o_exchanges:>10} {o_kube:>9}   {ms:>8.1} ms",
+        "{backend:<6} {round:<8} {pods:>5} {lists:>5} {reads:>7} {exchanges:>10} {kube:>9}   | {o_reads:>7} {o_exchanges:>10} {o_kube:>9}   {ms:>8.1} ms",
         pods = options.pods,
+        lists = calls.lists,
         reads = calls.reads,
         exchanges = calls.exchanges,
         kube = calls.kube,
@@ -189,11 +202,14 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
     }
     let mut objects = String::new();
     for i in 0..options.secrets {
-        let name = world.name(&format!("secret-{i}"));
+        let name = world.name(&format!("folder/secret-{i}"));
         world.put_secret(&name, &format!("value-{i}")).await?;
         objects.push_str(&format!(
             "- {{objectName: {name}, objectType: secretsmanager, objectAlias: secret-{i}}}\n"
         ));
+    }
+    if options.by_prefix {
+        objects = format!("- {{objectPrefix: '{}', objectType: secretsmanager}}\n", world.name("folder/"));
     }
     let mut parameters = vec![("objects", objects.as_str()), ("region", "us-east-1")];
     if pod_identity {
@@ -203,9 +219,14 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
         reads: world.proxy.count("GetSecretValue") + world.proxy.count("BatchGetSecretValue"),
         exchanges: world.proxy.count("AssumeRoleWithWebIdentity") + agent.calls(),
         kube: world.service_account_reads(),
+        lists: world.proxy.count("ListSecrets"),
     };
-    let official =
-        Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
+    let official = Calls {
+        reads: options.pods * options.secrets,
+        exchanges: options.pods,
+        kube: options.pods,
+        lists: 0,
+    };
     let (world, parameters) = (&world, &parameters);
     rounds("aws", options, official, counted, |pod| async move {
         // Each pod its own UID (Pod Identity credentials are per pod by default).
@@ -221,17 +242,33 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
     for i in 0..options.service_accounts {
         world.azure.federate(AZURE_TENANT, AZURE_CLIENT, AZURE_NAMESPACE, &format!("app-{i}"));
     }
-    let objects: Vec<String> = (0..options.secrets)
+    let mut objects: Vec<String> = (0..options.secrets)
         .map(|i| {
             world.azure.set_secret(AZURE_VAULT, &format!("secret-{i}"), &format!("value-{i}"));
             format!("objectName: secret-{i}\nobjectType: secret")
         })
         .collect();
+    if options.by_prefix {
+        objects = vec!["objectPrefix: secret-".to_owned()];
+    }
     let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
-    let counted =
-        || Calls { reads: world.azure.vault_reads(), exchanges: world.azure.token_requests().len(), kube: 0 };
+    let lists = || {
+        world
+            .azure
+            .vault_requests()
+            .iter()
+            .filter(|r| r.status == 200 && r.path.trim_matches('/') == "secrets")
+            .count()
+    };
+    let counted = || Calls {
+        reads: world.azure.vault_reads() - lists(),
+        exchanges: world.azure.token_requests().len(),
+        kube: 0,
+        lists: lists(),
+    };
     // Upstream makes a new credential per mount: one token request per mount.
-    let official = Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0 };
+    let official =
+        Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0, lists: 0 };
     let (world, objects) = (&world, &objects);
     rounds("azure", options, official, counted, |pod| async move {
         world.mount_at(&pod.target, &pod.service_account, objects, &[]).await.map(|r| r.files.len())
@@ -257,14 +294,28 @@ async fn gcp(binary: &str, options: &Options) -> Result<(), BoxError> {
             csi_secrets_provider_tests::gcp::PROJECT
         ));
     }
+    if options.by_prefix {
+        for account in &accounts {
+            world.google.grant_list(&format!("ksa:{GCP_NAMESPACE}/{account}"));
+        }
+        secrets = format!(
+            "- {{resourcePrefix: projects/{}/secrets/secret-}}\n",
+            csi_secrets_provider_tests::gcp::PROJECT
+        );
+    }
     let counted = || Calls {
         reads: world.google.count("access"),
         exchanges: world.google.count("exchange") + world.google.count("generateAccessToken"),
         kube: world.kube.requests().len(),
+        lists: world.google.count("list"),
     };
     // The GCP provider exchanges a token and GETs the ServiceAccount on every mount.
-    let official =
-        Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: options.pods };
+    let official = Calls {
+        reads: options.pods * options.secrets,
+        exchanges: options.pods,
+        kube: options.pods,
+        lists: 0,
+    };
     let (world, secrets) = (&world, &secrets);
     rounds("gcp", options, official, counted, |pod| async move {
         world.mount_at(&pod.target, &pod.service_account, secrets, &[]).await.map(|r| r.files.len())
@@ -277,19 +328,21 @@ async fn main() -> Result<(), BoxError> {
     let options = options()?;
     let binary = provider_binary(options.binary.as_deref())?;
     println!(
-        "{} pods x {} secrets x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}, {} between rounds",
+        "{} pods x {} secrets{} x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}, {} between rounds",
         options.pods,
         options.secrets,
+        if options.by_prefix { " (one folder, by prefix)" } else { "" },
         options.service_accounts,
         options.concurrency,
         options.window,
         humantime::format_duration(options.pause)
     );
     println!(
-        "{:<6} {:<8} {:>5} {:>7} {:>10} {:>9}   | {:>7} {:>10} {:>9}   {:>11}",
+        "{:<6} {:<8} {:>5} {:>5} {:>7} {:>10} {:>9}   | {:>7} {:>10} {:>9}   {:>11}",
         "cloud",
         "round",
         "pods",
+        "lists",
         "reads",
         "exchanges",
         "k8s reads",
@@ -298,7 +351,7 @@ async fn main() -> Result<(), BoxError> {
         "k8s reads",
         "round time"
     );
-    println!("{:<31}this provider                   | official providers' code", "");
+    println!("{:<31}this provider                         | official providers' code", "");
     aws(&binary, &options).await?;
     azure(&binary, &options).await?;
     gcp(&binary, &options).await?;

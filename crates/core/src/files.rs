@@ -124,7 +124,10 @@ impl FilePlan {
             );
         }
         for existing in &self.files {
-            let clash = if is_parent(&existing.path, &path) || is_parent(&path, &existing.path) {
+            // A file read for `files` only (`writeFile: false`) is never written, so it cannot
+            // be in the way of a directory (an object's `jmesPath` files under its name).
+            let written = existing.shape.write_file && shape.write_file;
+            let clash = if written && (is_parent(&existing.path, &path) || is_parent(&path, &existing.path)) {
                 Some(format!(
                     "file names {:?} and {path:?} collide: one would be a directory of the other",
                     existing.path
@@ -245,6 +248,19 @@ mod tests {
         assert!(check_file_path(&"x".repeat(256)).is_err());
         assert!(check_file_path(&["y"; 2100].join("/")).is_err());
         assert_eq!(check_file_path(&"x".repeat(255)), Ok(()));
+    }
+
+    #[test]
+    fn a_file_that_is_not_written_is_no_directory_in_the_way() -> Result<()> {
+        let read_only = FileShape { write_file: false, ..FileShape::PLAIN };
+        let mut plan = FilePlan::new();
+        plan.add_shaped("db", "app/db", FileMode::DEFAULT, read_only)?;
+        plan.add("db", "app/db/password", FileMode::DEFAULT)?;
+        assert!(
+            plan.add("other", "app/db/password/x", FileMode::DEFAULT).is_err(),
+            "written files still collide"
+        );
+        Ok(())
     }
 
     #[test]

@@ -286,3 +286,26 @@ async fn a_mount_whose_every_object_is_skipped_still_answers_versions() -> TestR
     );
     Ok(())
 }
+
+/// Per-entry keys apply to every selected secret, and `files` reads selected secrets by their
+/// file names: a folder of JSON secrets read for templates only (`writeFile: false`), each
+/// secret's `password` extracted to `<file>/password` (`jmesPath`), a DSN built from one.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_entry_keys_and_files_apply_to_selected_secrets() -> TestResult {
+    let world = AwsWorld::start(BINARY, "folder-shape", &[]).await?;
+    let (sm, _) = clients().await;
+    for (name, user) in [("db", "app"), ("cache", "svc")] {
+        let value = format!(r#"{{"username": "{user}", "password": "{name}-pw"}}"#);
+        secret(&sm, &world.name(&format!("app/{name}")), &value, &[]).await?;
+    }
+    let objects = format!(
+        "- objectPrefix: '{}'\n  objectType: secretsmanager\n  objectAlias: app\n  writeFile: false\n  jmesPath:\n    - {{path: password, objectAlias: password}}\n",
+        world.name("app/")
+    );
+    let files = "- path: dsn\n  template: \"{% set db = objects['app/db'] | fromjson %}postgres://{{ db.username }}:{{ db.password }}@db/app\"\n";
+    let response = world.mount(&[("objects", &objects), ("files", files)]).await?;
+    assert_eq!(paths(&response), ["app/cache/password", "app/db/password", "dsn"]);
+    assert_eq!(file(&response, "app/db/password")?, b"db-pw");
+    assert_eq!(file(&response, "dsn")?, b"postgres://app:db-pw@db/app");
+    Ok(())
+}

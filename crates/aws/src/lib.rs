@@ -431,7 +431,8 @@ impl SecretBackend for AwsBackend {
             tokio::try_join!(reads.secrets(&secrets), reads.parameters(&parameters))?;
 
         let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
-        for (prefix, skipped) in selections.empty {
+        for skipped in selections.empty {
+            let prefix = skipped.object.clone();
             mount.skipped(ObjectNames { object: &prefix, resolved: &prefix }, skipped);
         }
         for (object, outcome) in

@@ -1,23 +1,14 @@
 //! `objectPrefix` entries at mount time: list (shared like reads), select, check the admin
 //! policy for every selected secret before any of them is read, and plan their files.
 
-use csi_secrets_provider_core::kit::{self, plan_selected};
-use csi_secrets_provider_core::{MountRequest, Result, SkippedObject};
+use csi_secrets_provider_core::kit::{self, Selections};
+use csi_secrets_provider_core::{MountRequest, Result};
 
 use crate::AwsBackend;
 use crate::credentials::IdentityKey;
 use crate::listing::{self, ListingKey};
 use crate::params::{MountSpec, ObjectSpec, ObjectType};
 use crate::reads::MountRegions;
-
-/// What the prefix entries of a mount selected.
-#[derive(Debug, Default)]
-pub(crate) struct Selections {
-    /// One object per selected secret, read like the named ones.
-    pub objects: Vec<ObjectSpec>,
-    /// Optional entries that selected nothing: the prefix, and why.
-    pub empty: Vec<(String, SkippedObject)>,
-}
 
 impl AwsBackend {
     pub(crate) async fn select(
@@ -26,7 +17,7 @@ impl AwsBackend {
         request: &MountRequest,
         identity: &IdentityKey,
         regions: &MountRegions,
-    ) -> Result<Selections> {
+    ) -> Result<Selections<ObjectSpec>> {
         if spec.selections.is_empty() {
             return Ok(Selections::default());
         }
@@ -54,41 +45,20 @@ impl AwsBackend {
         });
         let listed = futures::future::try_join_all(listings).await?;
 
-        let mut selections = Selections::default();
-        let mut plan = spec.plan.clone();
-        for (entry, listing) in spec.selections.iter().zip(&listed) {
-            let selected = entry.selection.select(listing)?;
-            if selected.is_empty() {
-                let prefix = entry.selection.prefix.clone();
-                let reason = entry.selection.empty_reason();
-                selections.empty.push((prefix.clone(), SkippedObject { object: prefix, reason }));
-                continue;
-            }
-            let names: Vec<String> = selected.iter().map(|s| s.name.clone()).collect();
-            request.admit(&names)?;
-            for secret in &selected {
-                let object = entry.object(secret);
-                plan_selected(
-                    &mut plan,
-                    &entry.selection,
-                    &object.name,
-                    &object.file_name,
-                    object.mode,
-                    object.shape,
-                )?;
-                for jmes in &object.jmes {
-                    plan_selected(
-                        &mut plan,
-                        &entry.selection,
-                        &object.name,
-                        &jmes.file_name,
-                        jmes.mode,
-                        jmes.shape(),
-                    )?;
-                }
-                selections.objects.push(object);
-            }
-        }
-        Ok(selections)
+        kit::expand(
+            &spec.selections,
+            &listed,
+            &spec.plan,
+            request,
+            |entry| &entry.selection,
+            |entry, secret| entry.object(secret),
+            |object: &ObjectSpec| kit::SelectedFiles {
+                name: &object.name,
+                resolved: object.name.clone(),
+                files: std::iter::once((object.file_name.as_str(), object.mode, object.shape))
+                    .chain(object.jmes.iter().map(|jmes| (jmes.file_name.as_str(), jmes.mode, jmes.shape())))
+                    .collect(),
+            },
+        )
     }
 }

@@ -431,7 +431,8 @@ impl SecretBackend for AzureBackend {
         let fetched: Vec<std::result::Result<render::ObjectFiles, SkippedObject>> =
             futures::stream::iter(fetches).buffered(self.options.concurrency.max(1)).try_collect().await?;
         let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
-        for (prefix, skipped) in selections.empty {
+        for skipped in selections.empty {
+            let prefix = skipped.object.clone();
             let resolved = format!("{}/{prefix}", spec.keyvault_name);
             mount.skipped(ObjectNames { object: &prefix, resolved: &resolved }, skipped);
         }

@@ -2,22 +2,13 @@
 //! check the admin policy for every selected secret before any of them is read, and plan their
 //! files.
 
-use csi_secrets_provider_core::kit::{self, plan_selected};
-use csi_secrets_provider_core::{Error, MountRequest, Result, SkippedObject};
+use csi_secrets_provider_core::kit::{self, Selections};
+use csi_secrets_provider_core::{Error, MountRequest, Result};
 
 use crate::identity::IdentityKey;
 use crate::params::{MountSpec, ObjectSpec};
 use crate::reads::{FolderKey, SharedVaultReads};
 use crate::{MountVault, keyvault};
-
-/// What the prefix entries of a mount selected.
-#[derive(Debug, Default)]
-pub(crate) struct Selections {
-    /// One object per selected secret, read like the named ones.
-    pub objects: Vec<ObjectSpec>,
-    /// Optional entries that selected nothing: the prefix, and why.
-    pub empty: Vec<(String, SkippedObject)>,
-}
 
 pub(crate) async fn select(
     spec: &MountSpec,
@@ -26,7 +17,7 @@ pub(crate) async fn select(
     vaults: &[MountVault],
     reads: &SharedVaultReads,
     context: &azure_core::http::Context<'static>,
-) -> Result<Selections> {
+) -> Result<Selections<ObjectSpec>> {
     if spec.selections.is_empty() {
         return Ok(Selections::default());
     }
@@ -50,41 +41,20 @@ pub(crate) async fn select(
     });
     let listed = futures::future::try_join_all(listings).await?;
 
-    let mut selections = Selections::default();
-    let mut plan = spec.plan.clone();
-    for (entry, listing) in spec.selections.iter().zip(&listed) {
-        let selected = entry.selection.select(listing)?;
-        if selected.is_empty() {
-            let prefix = entry.selection.prefix.clone();
-            let reason = entry.selection.empty_reason();
-            selections.empty.push((prefix.clone(), SkippedObject { object: prefix, reason }));
-            continue;
-        }
-        let objects: Vec<ObjectSpec> = selected.iter().map(|secret| entry.object(secret)).collect();
+    kit::expand(
+        &spec.selections,
+        &listed,
+        &spec.plan,
+        request,
+        |entry| &entry.selection,
+        |entry, secret| entry.object(secret),
         // The admin policy names Key Vault objects `vault/objectName`.
-        let resolved: Vec<String> = objects.iter().map(|object| spec.resolved_name(object)).collect();
-        request.admit(&resolved)?;
-        for object in objects {
-            plan_selected(
-                &mut plan,
-                &entry.selection,
-                &object.name,
-                object.file_name(),
-                object.mode,
-                object.shape,
-            )?;
-            for jmes in &object.jmes {
-                plan_selected(
-                    &mut plan,
-                    &entry.selection,
-                    &object.name,
-                    &jmes.file_name,
-                    jmes.mode,
-                    jmes.shape(),
-                )?;
-            }
-            selections.objects.push(object);
-        }
-    }
-    Ok(selections)
+        |object: &ObjectSpec| kit::SelectedFiles {
+            name: &object.name,
+            resolved: spec.resolved_name(object),
+            files: std::iter::once((object.file_name(), object.mode, object.shape))
+                .chain(object.jmes.iter().map(|jmes| (jmes.file_name.as_str(), jmes.mode, jmes.shape())))
+                .collect(),
+        },
+    )
 }

@@ -353,7 +353,7 @@ impl SecretBackend for GcpBackend {
         let reads = kit::ObjectReads::new(&self.reads, request, "Secret Manager");
         let user_agent = pod_user_agent(request);
         let selections = self.select(&spec, request, &identity, &credentials, user_agent.as_deref()).await?;
-        let all: Vec<&SecretSpec> = spec.secrets.iter().chain(&selections.secrets).collect();
+        let all: Vec<&SecretSpec> = spec.secrets.iter().chain(&selections.objects).collect();
         // Futures collected first: a closure inside the stream trips the `Send` check of the
         // async-trait future (higher-ranked lifetimes).
         let mut reading = Vec::with_capacity(all.len());
@@ -368,7 +368,8 @@ impl SecretBackend for GcpBackend {
             return Err(error);
         }
         let mut mount = MountAssembly::new(spec.plan.warnings().to_vec());
-        for (prefix, skipped) in selections.empty {
+        for skipped in selections.empty {
+            let prefix = skipped.object.clone();
             mount.skipped(ObjectNames { object: &prefix, resolved: &prefix }, skipped);
         }
         for (secret, outcome) in all.iter().zip(outcomes) {

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use csi_secrets_provider_core::kit::{self, plan_selected};
-use csi_secrets_provider_core::{MountRequest, Result, SkippedObject};
+use csi_secrets_provider_core::kit::{self, Selections};
+use csi_secrets_provider_core::{MountRequest, Result};
 
 use crate::GcpBackend;
 use crate::identity::IdentityKey;
@@ -21,15 +21,6 @@ pub(crate) struct ListingKey {
     tags: BTreeMap<String, String>,
 }
 
-/// What the prefix entries of a mount selected.
-#[derive(Debug, Default)]
-pub(crate) struct Selections {
-    /// One secret per selected one, read like the named ones.
-    pub secrets: Vec<SecretSpec>,
-    /// Optional entries that selected nothing: the prefix, and why.
-    pub empty: Vec<(String, SkippedObject)>,
-}
-
 impl GcpBackend {
     pub(crate) async fn select(
         &self,
@@ -38,7 +29,7 @@ impl GcpBackend {
         identity: &IdentityKey,
         credentials: &ClientCredentials,
         user_agent: Option<&str>,
-    ) -> Result<Selections> {
+    ) -> Result<Selections<SecretSpec>> {
         if spec.selections.is_empty() {
             return Ok(Selections::default());
         }
@@ -62,43 +53,21 @@ impl GcpBackend {
         });
         let listed = futures::future::try_join_all(listings).await?;
 
-        let mut selections = Selections::default();
-        let mut plan = spec.plan.clone();
-        for (entry, listing) in spec.selections.iter().zip(&listed) {
-            let selected = entry.selection.select(listing)?;
-            if selected.is_empty() {
-                let prefix = entry.selection.prefix.clone();
-                let reason = entry.selection.empty_reason();
-                selections.empty.push((prefix.clone(), SkippedObject { object: prefix, reason }));
-                continue;
-            }
-            let secrets: Vec<SecretSpec> = selected.iter().map(|s| entry.secret(s)).collect();
+        kit::expand(
+            &spec.selections,
+            &listed,
+            &spec.plan,
+            request,
+            |entry| &entry.selection,
+            |entry, secret| entry.secret(secret),
             // The admin policy names a secret without its version, as `validate` does.
-            let names: Vec<String> = secrets.iter().map(|s| s.resource.secret_name()).collect();
-            request.admit(&names)?;
-            for secret in secrets {
-                let object = secret.resource_name.as_str();
-                plan_selected(
-                    &mut plan,
-                    &entry.selection,
-                    object,
-                    &secret.file_name,
-                    secret.mode,
-                    secret.shape,
-                )?;
-                for jmes in &secret.jmes {
-                    plan_selected(
-                        &mut plan,
-                        &entry.selection,
-                        object,
-                        &jmes.file_name,
-                        jmes.mode,
-                        jmes.shape(),
-                    )?;
-                }
-                selections.secrets.push(secret);
-            }
-        }
-        Ok(selections)
+            |secret: &SecretSpec| kit::SelectedFiles {
+                name: &secret.resource_name,
+                resolved: secret.resource.secret_name(),
+                files: std::iter::once((secret.file_name.as_str(), secret.mode, secret.shape))
+                    .chain(secret.jmes.iter().map(|jmes| (jmes.file_name.as_str(), jmes.mode, jmes.shape())))
+                    .collect(),
+            },
+        )
     }
 }

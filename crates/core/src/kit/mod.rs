@@ -32,6 +32,6 @@ pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered, SKIPPED_VER
 pub use caches::{ExpiringCache, IdleCache};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
 pub use selection::{
-    DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, Selection, plan_selected,
-    selected_path,
+    DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,
+    expand, plan_selected, selected_path,
 };

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use serde_norway::Value;
 
 use crate::error::{Error, Result};
+use crate::outcome::SkippedObject;
+use crate::request::MountRequest;
 use crate::sharing::HeldBytes;
 
 /// `maxObjects` when the entry does not say.
@@ -252,6 +254,67 @@ pub fn plan_selected(
         Error::invalid_config(format!("{} (selected by {})", e.message(), selection.label()))
             .with_object(selected)
     })
+}
+
+/// What the folder entries of a mount selected: one object per selected secret, read like the
+/// named ones, and the optional entries that selected nothing (skipped, with a version saying
+/// so).
+#[derive(Debug)]
+pub struct Selections<O> {
+    pub objects: Vec<O>,
+    /// `object` is the entry's prefix.
+    pub empty: Vec<SkippedObject>,
+}
+
+impl<O> Default for Selections<O> {
+    fn default() -> Self {
+        Self { objects: Vec::new(), empty: Vec::new() }
+    }
+}
+
+/// How a backend's object is checked once selected: its name, the name the admin policy knows it
+/// by, and the files it writes.
+#[derive(Debug)]
+pub struct SelectedFiles<'a> {
+    pub name: &'a str,
+    pub resolved: String,
+    pub files: Vec<(&'a str, crate::mode::FileMode, crate::shape::FileShape)>,
+}
+
+/// Turns each entry's listing into objects: [`Selection::select`] (the cap, empty and
+/// optional), the admin policy on every selected secret ([`MountRequest::admit`], before any
+/// read), and their files planned against the mount's `plan` ([`plan_selected`]).
+pub fn expand<E, O>(
+    entries: &[E],
+    listings: &[Listing],
+    plan: &crate::files::FilePlan,
+    request: &MountRequest,
+    selection: impl Fn(&E) -> &Selection,
+    object: impl Fn(&E, &Selected) -> O,
+    describe: impl for<'o> Fn(&'o O) -> SelectedFiles<'o>,
+) -> Result<Selections<O>> {
+    let mut selections = Selections::default();
+    let mut plan = plan.clone();
+    for (entry, listing) in entries.iter().zip(listings) {
+        let entry_selection = selection(entry);
+        let selected = entry_selection.select(listing)?;
+        if selected.is_empty() {
+            let (object, reason) = (entry_selection.prefix.clone(), entry_selection.empty_reason());
+            selections.empty.push(SkippedObject { object, reason });
+            continue;
+        }
+        let objects: Vec<O> = selected.iter().map(|secret| object(entry, secret)).collect();
+        let resolved: Vec<String> = objects.iter().map(|o| describe(o).resolved).collect();
+        request.admit(&resolved)?;
+        for selected_object in &objects {
+            let described = describe(selected_object);
+            for (path, mode, shape) in described.files {
+                plan_selected(&mut plan, entry_selection, described.name, path, mode, shape)?;
+            }
+        }
+        selections.objects.extend(objects);
+    }
+    Ok(selections)
 }
 
 /// The file of a selected secret: `relative` under `directory` when the entry gives one.

@@ -279,7 +279,14 @@ impl GcpBackend {
         let key = ReadKey { identity: identity.clone(), endpoint: endpoint.clone(), name: name.clone() };
         let fetch = || async {
             let client = self.clients.get(identity, &endpoint, credentials).await?;
-            secret_manager::access(&client, &name, user_agent, &self.stats.cloud_calls).await
+            let accessed = secret_manager::access(&client, &name, user_agent, &self.stats.cloud_calls).await;
+            match accessed {
+                // A selected secret whose latest version is not enabled has no current value.
+                Err(e) if secret.selected && secret_manager::is_not_enabled(&e) => {
+                    Err(Error::not_found(e.message().to_owned()))
+                }
+                other => other,
+            }
         };
         reads
             .read_optional(key, &secret.resource_name, secret.optional, fetch)

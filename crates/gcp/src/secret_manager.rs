@@ -211,6 +211,13 @@ pub async fn access(
     }
 }
 
+/// Whether `error` says the version is disabled or destroyed (`FAILED_PRECONDITION`, "is in
+/// DISABLED state").
+pub fn is_not_enabled(error: &Error) -> bool {
+    error.kind() == csi_secrets_provider_core::ErrorKind::InvalidConfig
+        && (error.message().contains("DISABLED state") || error.message().contains("DESTROYED state"))
+}
+
 /// An SDK error by meaning, naming the secret version and keeping Google's words.
 fn sdk_error(error: &google_cloud_gax::error::Error, name: &str) -> Error {
     let words = error.status().map_or_else(|| error.to_string(), |s| s.message.clone());

@@ -108,6 +108,9 @@ pub struct SecretSpec {
     pub jmes: Vec<JmesEntry>,
     /// `writeFile`, `expandKeys`, `decode`: what the server makes of the secret's file.
     pub shape: FileShape,
+    /// Selected by a `resourcePrefix` entry: a `latest` version that is disabled or destroyed
+    /// means the secret has no current value, and it is skipped like an absent optional one.
+    pub selected: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -330,6 +333,7 @@ pub(crate) fn parse_secret(
             optional,
             jmes,
             shape,
+            selected: false,
         }),
         _ => Err(problems),
     }

@@ -50,7 +50,8 @@ impl SelectionSpec {
             resource_name: resource.api_name(),
             resource,
             file_name,
-            optional: false,
+            optional: true,
+            selected: true,
             jmes,
             ..self.template.clone()
         }

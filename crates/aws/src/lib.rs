@@ -8,6 +8,7 @@
 mod batch;
 mod credentials;
 mod fetch;
+mod http;
 mod kube_api;
 mod listing;
 mod params;
@@ -64,6 +65,10 @@ pub struct AwsOptions {
     pub concurrency: usize,
     /// How remounts of one identity share reads (objects, role annotation, node region).
     pub sharing: SharingOptions,
+    /// CA certificates (PEM) trusted beside the system's (`serve --extra-ca-file`).
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// FIPS endpoints for STS, Secrets Manager and SSM (`serve --aws-use-fips-endpoint`).
+    pub use_fips_endpoint: bool,
 }
 
 impl Default for AwsOptions {
@@ -76,6 +81,8 @@ impl Default for AwsOptions {
             pod_identity_scope: PodIdentityScope::default(),
             concurrency: 8,
             sharing: SharingOptions::default(),
+            extra_ca_pem: None,
+            use_fips_endpoint: false,
         }
     }
 }
@@ -140,16 +147,19 @@ impl AwsBackend {
         }
     }
 
-    async fn sdk(&self) -> &SdkConfig {
+    async fn sdk(&self) -> Result<&SdkConfig> {
         self.sdk
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 // No credential chain: every call uses the pod's own credentials. An explicit
                 // region keeps the loader from asking IMDS; each client sets its own region.
-                aws_config::defaults(BehaviorVersion::latest())
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .region(Region::from_static("us-east-1"))
                     .no_credentials()
-                    .load()
-                    .await
+                    .http_client(http::client(self.options.extra_ca_pem.as_deref())?);
+                if self.options.use_fips_endpoint {
+                    loader = loader.use_fips(true);
+                }
+                Ok(loader.load().await)
             })
             .await
     }
@@ -255,7 +265,7 @@ impl AwsBackend {
         let mut failures = Vec::new();
         for region in regions {
             let sts = aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(self.sdk().await)
+                aws_sdk_sts::config::Builder::from(self.sdk().await?)
                     .region(Region::new((*region).to_owned()))
                     .build(),
             );
@@ -279,49 +289,47 @@ impl AwsBackend {
         primary: &str,
         credentials: &Credentials,
         app_name: &Option<AppName>,
-    ) -> MountRegions {
-        let mut spc = vec![self.region_clients(primary, false, credentials, app_name).await];
+    ) -> Result<MountRegions> {
+        let sdk = self.sdk().await?;
+        let mut spc = vec![region_clients(sdk, primary, false, credentials, app_name)];
         if let Some(failover) = &spec.failover_region {
-            spc.push(self.region_clients(failover, true, credentials, app_name).await);
+            spc.push(region_clients(sdk, failover, true, credentials, app_name));
         }
         let mut own: Vec<RegionClients> = Vec::new();
         for region in spec.objects.iter().filter_map(|o| o.region.as_deref()) {
             if !own.iter().any(|clients| clients.region == region) {
-                own.push(self.region_clients(region, false, credentials, app_name).await);
+                own.push(region_clients(sdk, region, false, credentials, app_name));
             }
         }
-        MountRegions { spc, own }
-    }
-
-    /// The clients of one region for one mount: its credentials, and the pod in the User-Agent
-    /// (`app/csi-<namespace>.<pod>`), so CloudTrail says which pod read what.
-    async fn region_clients(
-        &self,
-        region: &str,
-        failover: bool,
-        credentials: &Credentials,
-        app_name: &Option<AppName>,
-    ) -> RegionClients {
-        let sdk = self.sdk().await;
-        let provider = SharedCredentialsProvider::new(credentials.clone());
-        let region_name = Region::new(region.to_owned());
-        let mut secrets_manager = aws_sdk_secretsmanager::config::Builder::from(sdk)
-            .region(region_name.clone())
-            .credentials_provider(provider.clone());
-        secrets_manager.set_app_name(app_name.clone());
-        let mut ssm =
-            aws_sdk_ssm::config::Builder::from(sdk).region(region_name).credentials_provider(provider);
-        ssm.set_app_name(app_name.clone());
-        RegionClients {
-            region: region.to_owned(),
-            failover,
-            secrets_manager: aws_sdk_secretsmanager::Client::from_conf(secrets_manager.build()),
-            ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
-        }
+        Ok(MountRegions { spc, own })
     }
 }
 
-/// The object's file and its `jmesPath` files, with their versions.
+/// The clients of one region for one mount: its credentials, and the pod in the User-Agent
+/// (`app/csi-<namespace>.<pod>`), so CloudTrail says which pod read what.
+fn region_clients(
+    sdk: &SdkConfig,
+    region: &str,
+    failover: bool,
+    credentials: &Credentials,
+    app_name: &Option<AppName>,
+) -> RegionClients {
+    let provider = SharedCredentialsProvider::new(credentials.clone());
+    let region_name = Region::new(region.to_owned());
+    let mut secrets_manager = aws_sdk_secretsmanager::config::Builder::from(sdk)
+        .region(region_name.clone())
+        .credentials_provider(provider.clone());
+    secrets_manager.set_app_name(app_name.clone());
+    let mut ssm = aws_sdk_ssm::config::Builder::from(sdk).region(region_name).credentials_provider(provider);
+    ssm.set_app_name(app_name.clone());
+    RegionClients {
+        region: region.to_owned(),
+        failover,
+        secrets_manager: aws_sdk_secretsmanager::Client::from_conf(secrets_manager.build()),
+        ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
+    }
+}
+
 /// The object's file and, with `jmesPath`, one file per extracted key, each with the version.
 fn render(object: &ObjectSpec, fetched: &Fetched) -> Result<Rendered> {
     let extracted = csi_secrets_provider_core::jmes::extract(&object.name, &fetched.value, &object.jmes)?;
@@ -412,7 +420,7 @@ impl SecretBackend for AwsBackend {
             IdentityMode::PodIdentity(_) => "the EKS Pod Identity agent",
         };
         let (identity, credentials) = before_deadline(request.deadline, service, &[], exchange).await?;
-        let regions = self.mount_regions(&spec, &primary, &credentials, &pod_app_name(request)).await;
+        let regions = self.mount_regions(&spec, &primary, &credentials, &pod_app_name(request)).await?;
 
         let selections = self.select(&spec, request, &identity, &regions).await?;
         let all: Vec<&ObjectSpec> = spec.objects.iter().chain(&selections.objects).collect();

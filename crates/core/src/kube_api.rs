@@ -30,11 +30,16 @@ impl KubeApi {
     pub async fn client(&self) -> Result<kube::Client, Error> {
         self.client
             .get_or_try_init(|| async {
-                let config = kube::Config::infer().await.map_err(|e| {
+                let mut config = kube::Config::infer().await.map_err(|e| {
                     Error::unavailable(format!(
                         "cannot configure the Kubernetes API client (KUBECONFIG or in-cluster): {e}"
                     ))
                 })?;
+                // The API server is reached as every other client here reaches its host: through
+                // the proxy the standard variables give for its URL, direct when `NO_PROXY`
+                // names it (as it should name the in-cluster address). kube's own reading of
+                // `HTTPS_PROXY` ignores `NO_PROXY` for the API server.
+                config.proxy_url = crate::egress::proxy_for(&config.cluster_url.to_string());
                 kube::Client::try_from(config)
                     .map_err(|e| Error::unavailable(format!("cannot create the Kubernetes API client: {e}")))
             })

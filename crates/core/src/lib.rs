@@ -7,6 +7,7 @@ pub mod audit;
 pub mod backend;
 pub mod common;
 pub mod deadline;
+pub mod egress;
 pub mod error;
 pub mod files;
 pub mod jmes;

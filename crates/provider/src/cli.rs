@@ -83,6 +83,15 @@ pub struct Cli {
 /// Settings of the compiled-in backends.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackendArgs {
+    /// CA certificates (a PEM file, one or more) trusted beside the system's by every cloud
+    /// client: a TLS-inspecting proxy's, a private endpoint's.
+    #[arg(long, global = true, value_name = "FILE", env = "CSI_PROVIDER_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+    /// AWS: STS, Secrets Manager and SSM through their FIPS endpoints (the SDK's resolution,
+    /// `<service>-fips.<region>.amazonaws.com`).
+    #[cfg(feature = "aws")]
+    #[arg(long, global = true, env = "AWS_USE_FIPS_ENDPOINT")]
+    pub aws_use_fips_endpoint: bool,
     /// AWS: region for SPCs without a `region` parameter (else the node's
     /// topology.kubernetes.io/region label).
     #[cfg(feature = "aws")]

@@ -47,7 +47,13 @@ where
         Command::Serve(args) => args.sharing.options(),
         Command::Validate(_) | Command::Mount(_) => csi_secrets_provider_core::SharingOptions::disabled(),
     };
-    let mut registry = Registry::compiled_in(&cli.backends, sharing);
+    let mut registry = match Registry::compiled_in(&cli.backends, sharing) {
+        Ok(registry) => registry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     for backend in extra {
         registry.register(backend);
     }

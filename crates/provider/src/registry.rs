@@ -6,6 +6,21 @@ use csi_secrets_provider_core::{Error, SecretBackend, SharingOptions};
 
 use crate::cli::BackendArgs;
 
+/// The PEM certificates of `--extra-ca-file`: read at start, so a missing or empty file refuses
+/// the start rather than failing every mount.
+fn extra_ca_pem(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::invalid_config(format!("cannot read the extra CA file {}: {e}", path.display()))
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::invalid_config(format!(
+            "the extra CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(pem)
+}
+
 /// Every backend this project has, compiled in or not.
 pub const KNOWN_BACKENDS: [&str; 3] = ["aws", "azure", "gcp"];
 
@@ -21,7 +36,14 @@ impl Registry {
     pub fn compiled_in(
         #[allow(unused_variables)] args: &BackendArgs,
         #[allow(unused_variables)] sharing: SharingOptions,
-    ) -> Self {
+    ) -> Result<Self, Error> {
+        #[allow(unused_variables)]
+        let extra_ca = args
+            .extra_ca_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(extra_ca_pem)
+            .transpose()?;
         let backends: Vec<Arc<dyn SecretBackend>> = vec![
             #[cfg(feature = "aws")]
             Arc::new(csi_secrets_provider_aws::AwsBackend::new(csi_secrets_provider_aws::AwsOptions {
@@ -32,6 +54,8 @@ impl Registry {
                 pod_identity_scope: args.pod_identity_scope,
                 concurrency: args.aws_concurrency,
                 sharing,
+                extra_ca_pem: extra_ca.clone(),
+                use_fips_endpoint: args.aws_use_fips_endpoint,
             })),
             #[cfg(feature = "azure")]
             Arc::new(csi_secrets_provider_azure::AzureBackend::new(
@@ -55,7 +79,7 @@ impl Registry {
             #[cfg(feature = "gcp")]
             Arc::new(csi_secrets_provider_gcp::GcpBackend::new(gcp_options(args, sharing))),
         ];
-        Self { backends }
+        Ok(Self { backends })
     }
 
     pub fn from_backends(backends: Vec<Arc<dyn SecretBackend>>) -> Self {
@@ -209,12 +233,13 @@ mod tests {
     }
 
     #[test]
-    fn compiled_in_follows_features() {
+    fn compiled_in_follows_features() -> Result<(), Error> {
         use clap::Parser;
         let cli = crate::cli::Cli::try_parse_from(["csi-secrets-provider", "validate", "x.yaml"]);
         let Ok(cli) = cli else { panic!("the CLI parses") };
-        let names = Registry::compiled_in(&cli.backends, SharingOptions::default()).names();
+        let names = Registry::compiled_in(&cli.backends, SharingOptions::default())?.names();
         assert_eq!(names.contains(&"aws"), cfg!(feature = "aws"));
         assert_eq!(names.contains(&"azure"), cfg!(feature = "azure"));
+        Ok(())
     }
 }

@@ -59,6 +59,11 @@ impl FakeKubeApi {
         self.objects.lock().unwrap_or_else(PoisonError::into_inner).insert(path, object);
     }
 
+    /// `127.0.0.1:<port>`: where the API server listens.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.server.addr.port())
+    }
+
     /// A ServiceAccount, with the IRSA role annotation when `role_arn` is given.
     pub fn add_service_account(&self, namespace: &str, name: &str, role_arn: Option<&str>) {
         let annotations = role_arn.map(|arn| serde_json::json!({ "eks.amazonaws.com/role-arn": arn }));

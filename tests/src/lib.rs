@@ -11,6 +11,7 @@ pub mod client;
 pub mod conformance;
 mod conformance_files;
 mod conformance_folders;
+pub mod connect_proxy;
 pub mod gcp;
 pub mod harness;
 pub mod http_server;

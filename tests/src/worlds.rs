@@ -24,6 +24,11 @@ pub const AWS_ROLE: &str = "arn:aws:iam::123456789012:role/web";
 /// The IRSA role of service account `shop/batch`.
 pub const AWS_BATCH_ROLE: &str = "arn:aws:iam::123456789012:role/batch";
 
+/// The proxy variables: removed from every world's provider unless a test sets them, so a
+/// machine's own proxy settings do not reach the peers.
+pub const PROXY_VARIABLES: [&str; 6] =
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
+
 /// The provider serving `aws` against moto (shared by all tests, so names carry a prefix) through
 /// this world's own recording proxy, and this world's own Kubernetes API.
 #[derive(Debug)]
@@ -42,6 +47,16 @@ impl AwsWorld {
     /// Service accounts `shop/web` ([`AWS_ROLE`]), `shop/batch` ([`AWS_BATCH_ROLE`]) and
     /// `shop/no-role`; pod `shop/web-0` on a node in us-east-1.
     pub async fn start(binary: &str, test: &str, extra_args: &[&str]) -> Result<Self, BoxError> {
+        Self::start_with_env(binary, test, extra_args, &[]).await
+    }
+
+    /// [`Self::start`] with more environment for the provider (`HTTPS_PROXY`, …).
+    pub async fn start_with_env(
+        binary: &str,
+        test: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, BoxError> {
         let proxy = AwsProxy::start(&moto_endpoint()).await?;
         let kube = FakeKubeApi::start().await?;
         kube.add_service_account("shop", "web", Some(AWS_ROLE));
@@ -54,22 +69,22 @@ impl AwsWorld {
         let endpoint = proxy.url();
         let mut args = vec!["--backend", "aws"];
         args.extend_from_slice(extra_args);
-        let provider = ProviderProcess::serve_with_env(
-            binary,
-            &args,
-            &[
-                ("AWS_ENDPOINT_URL", endpoint.as_str()),
-                ("KUBECONFIG", kubeconfig.as_str()),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-            ],
-            &[
-                "AWS_REGION",
-                "AWS_DEFAULT_REGION",
-                "AWS_PROFILE",
-                "AWS_CONFIG_FILE",
-                "AWS_SHARED_CREDENTIALS_FILE",
-            ],
-        )?;
+        let mut set = vec![
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        set.extend_from_slice(env);
+        let mut remove = vec![
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_USE_FIPS_ENDPOINT",
+        ];
+        remove.extend(PROXY_VARIABLES);
+        let provider = ProviderProcess::serve_with_env(binary, &args, &set, &remove)?;
         wait_for_socket(&provider.socket("aws"), Duration::from_secs(30)).await?;
         Ok(Self {
             proxy,
@@ -216,6 +231,16 @@ pub struct AzureWorld {
 
 impl AzureWorld {
     pub async fn start(binary: &str, extra: &[&str]) -> Result<Self, BoxError> {
+        Self::start_with_env(binary, extra, &[]).await
+    }
+
+    /// [`Self::start`] with more environment for the provider (`HTTPS_PROXY`, `SSL_CERT_FILE`
+    /// to replace the test CA's, …).
+    pub async fn start_with_env(
+        binary: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, BoxError> {
         let azure = FakeAzure::start().await?;
         azure.add_vault(AZURE_VAULT, AZURE_TENANT);
         azure.federate(AZURE_TENANT, AZURE_CLIENT, AZURE_NAMESPACE, "workload-sa");
@@ -228,18 +253,18 @@ impl AzureWorld {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ca = azure.ca_file().display().to_string();
         let environment = azure.environment_file().display().to_string();
-        let provider = ProviderProcess::serve_with_env(
-            binary,
-            &args,
-            &[("SSL_CERT_FILE", ca.as_str()), ("AZURE_ENVIRONMENT_FILEPATH", environment.as_str())],
-            &[
-                "AZURE_CLIENT_ID",
-                "AZURE_TENANT_ID",
-                "AZURE_FEDERATED_TOKEN_FILE",
-                "IDENTITY_ENDPOINT",
-                "MSI_ENDPOINT",
-            ],
-        )?;
+        let mut set =
+            vec![("SSL_CERT_FILE", ca.as_str()), ("AZURE_ENVIRONMENT_FILEPATH", environment.as_str())];
+        set.extend_from_slice(env);
+        let mut remove = vec![
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "IDENTITY_ENDPOINT",
+            "MSI_ENDPOINT",
+        ];
+        remove.extend(PROXY_VARIABLES);
+        let provider = ProviderProcess::serve_with_env(binary, &args, &set, &remove)?;
         wait_for_socket(&provider.socket("azure"), Duration::from_secs(30)).await?;
         Ok(Self { azure, provider, driver_timeout: None })
     }
@@ -359,6 +384,16 @@ pub struct GcpWorld {
 
 impl GcpWorld {
     pub async fn start(binary: &str, extra: &[&str]) -> Result<Self, BoxError> {
+        Self::start_with_env(binary, extra, &[]).await
+    }
+
+    /// [`Self::start`] with more environment for the provider (`HTTPS_PROXY`, `SSL_CERT_FILE`
+    /// and `SSL_CERT_DIR`, …).
+    pub async fn start_with_env(
+        binary: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, BoxError> {
         let google = crate::gcp::FakeGoogle::start().await?;
         let kube = FakeKubeApi::start().await?;
         kube.add_service_account(GCP_NAMESPACE, "web", None);
@@ -377,25 +412,25 @@ impl GcpWorld {
         args.extend(extra.iter().map(|s| s.replace("{google}", &google.url())));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ca, metadata) = (google.ca_file().display().to_string(), google.metadata_host());
-        let provider = ProviderProcess::serve_with_env(
-            binary,
-            &args,
-            &[
-                ("SSL_CERT_FILE", ca.as_str()),
-                ("GCE_METADATA_HOST", metadata.as_str()),
-                ("KUBECONFIG", kubeconfig.as_str()),
-            ],
-            &[
-                "PROJECT",
-                "CLUSTER_NAME",
-                "CLUSTER_LOCATION",
-                "GOOGLE_APPLICATION_CREDENTIALS",
-                "GAIA_TOKEN_EXCHANGE_ENDPOINT",
-                "GKE_WORKLOAD_IDENTITY_ENDPOINT",
-                "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
-                "ALLOW_NODE_PUBLISH_SECRET",
-            ],
-        )?;
+        let mut set = vec![
+            ("SSL_CERT_FILE", ca.as_str()),
+            ("GCE_METADATA_HOST", metadata.as_str()),
+            ("KUBECONFIG", kubeconfig.as_str()),
+        ];
+        set.extend_from_slice(env);
+        let mut remove = vec![
+            "PROJECT",
+            "CLUSTER_NAME",
+            "CLUSTER_LOCATION",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GAIA_TOKEN_EXCHANGE_ENDPOINT",
+            "GKE_WORKLOAD_IDENTITY_ENDPOINT",
+            "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+            "ALLOW_NODE_PUBLISH_SECRET",
+            "SSL_CERT_DIR",
+        ];
+        remove.extend(PROXY_VARIABLES);
+        let provider = ProviderProcess::serve_with_env(binary, &args, &set, &remove)?;
         wait_for_socket(&provider.socket("gcp"), Duration::from_secs(30)).await?;
         Ok(Self { google, kube, provider, driver_timeout: None, _config: config })
     }

@@ -57,7 +57,12 @@ where
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AwsFailure {
             kind: ErrorKind::Unavailable,
             code: "NetworkError".to_owned(),
-            message: DisplayErrorContext(error).to_string(),
+            // The connector does not say which proxy it used: the one AWS's hosts go through.
+            message: format!(
+                "{}{}",
+                DisplayErrorContext(error),
+                csi_secrets_provider_core::egress::through("https://sts.amazonaws.com")
+            ),
             client_fault: false,
         },
         _ => AwsFailure {

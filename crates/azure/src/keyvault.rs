@@ -257,8 +257,10 @@ fn classify(error: azure_core::Error, what: &str) -> Error {
             Error::new(kind, format!("failed to get {what} from Key Vault: {code}: {detail}"))
         }
         azure_core::error::ErrorKind::Credential => {
-            let message =
-                with_hint(format!("failed to get an Azure AD token for {what}: {}", error_chain(&error)));
+            let message = csi_secrets_provider_core::egress::name_proxy(with_hint(format!(
+                "failed to get an Azure AD token for {what}: {}",
+                error_chain(&error)
+            )));
             // Azure AD being down is an outage, not a refusal: the mount is retried, the
             // identity's configuration is fine.
             if azure_ad_unavailable(&message) {
@@ -273,7 +275,10 @@ fn classify(error: azure_core::Error, what: &str) -> Error {
             error_chain(&error)
         )),
         azure_core::error::ErrorKind::Connection | azure_core::error::ErrorKind::Io => {
-            Error::unavailable(format!("failed to reach Key Vault for {what}: {}", error_chain(&error)))
+            Error::unavailable(csi_secrets_provider_core::egress::name_proxy(format!(
+                "failed to reach Key Vault for {what}: {}",
+                error_chain(&error)
+            )))
         }
         _ => Error::internal(format!("failed to get {what}: {}", error_chain(&error))),
     }

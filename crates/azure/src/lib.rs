@@ -66,6 +66,8 @@ pub struct AzureOptions {
     /// Extra trusted CAs (PEM bundle), added to the system roots: private clouds,
     /// TLS-inspecting proxies.
     pub extra_ca_file: Option<PathBuf>,
+    /// CA certificates (PEM) of `serve --extra-ca-file`, trusted beside the system's.
+    pub extra_ca_pem: Option<Vec<u8>>,
     /// Host names pinned to addresses (private endpoints without private DNS).
     pub resolve: Vec<(String, IpAddr)>,
     /// Objects fetched at once within one mount.
@@ -86,6 +88,7 @@ impl Default for AzureOptions {
             construct_pem_chain: true,
             write_cert_and_key_in_separate_files: false,
             extra_ca_file: None,
+            extra_ca_pem: None,
             resolve: Vec::new(),
             concurrency: 8,
             nmi_endpoint: pod_identity::DEFAULT_NMI_ENDPOINT.to_owned(),
@@ -303,6 +306,11 @@ fn http_client(options: &AzureOptions) -> Result<reqwest::Client> {
         let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
             Error::invalid_config(format!("cannot parse the CA file {}: {e}", path.display()))
         })?;
+        builder = builder.tls_certs_merge(certificates);
+    }
+    if let Some(pem) = &options.extra_ca_pem {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::invalid_config(format!("cannot parse the extra CA file: {e}")))?;
         builder = builder.tls_certs_merge(certificates);
     }
     for (host, ip) in &options.resolve {

@@ -13,6 +13,10 @@ use crate::stats::CloudCalls;
 /// The API name of a ServiceAccount GET in the `cloud_requests` metric.
 const GET_SERVICE_ACCOUNT: &str = "kubernetes:GetServiceAccount";
 
+/// The API server's URL once the client is made: a failed connection names the proxy it went
+/// through.
+static API_SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// A Kubernetes client made on first use (`kube::Config::infer`).
 #[derive(Default)]
 pub struct KubeApi {
@@ -39,7 +43,8 @@ impl KubeApi {
                 // the proxy the standard variables give for its URL, direct when `NO_PROXY`
                 // names it (as it should name the in-cluster address). kube's own reading of
                 // `HTTPS_PROXY` ignores `NO_PROXY` for the API server.
-                config.proxy_url = crate::egress::proxy_for(&config.cluster_url.to_string());
+                config.proxy_url = crate::egress::proxy_with_credentials(&config.cluster_url.to_string());
+                let _ = API_SERVER.set(config.cluster_url.to_string());
                 kube::Client::try_from(config)
                     .map_err(|e| Error::unavailable(format!("cannot create the Kubernetes API client: {e}")))
             })
@@ -71,6 +76,9 @@ pub fn kube_error(error: kube::Error, context: &str, rbac: &str) -> Error {
         kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::permission_denied(
             format!("{context}: {} (the provider's ClusterRole needs {rbac})", status.message),
         ),
-        _ => Error::unavailable(format!("{context}: {error}")),
+        _ => Error::unavailable(format!(
+            "{context}: {error}{}",
+            API_SERVER.get().map(|url| crate::egress::through(url)).unwrap_or_default()
+        )),
     }
 }

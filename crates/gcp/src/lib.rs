@@ -66,11 +66,17 @@ impl Default for GcpBackend {
 impl GcpBackend {
     pub fn new(options: GcpOptions) -> Self {
         let stats = BackendStats::default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(2))
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
+            .timeout(std::time::Duration::from_secs(60));
+        // Checked at start by the provider (`--extra-ca-file`); a bundle reqwest cannot read
+        // leaves the system's roots alone.
+        if let Some(certificates) =
+            options.extra_ca_pem.as_deref().and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
+        {
+            builder = builder.tls_certs_merge(certificates);
+        }
+        let http = builder.build().unwrap_or_default();
         Self {
             tokens: TokenEndpoints { http, endpoints: options.endpoints.clone() },
             access_tokens: ExpiringCache::new(identity::REFRESH_MARGIN, AccessToken::expiry),

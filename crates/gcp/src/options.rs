@@ -75,6 +75,10 @@ pub struct GcpOptions {
     /// audience says the pool and provider when the metadata server cannot.
     pub application_credentials: Option<std::path::PathBuf>,
     pub endpoints: Endpoints,
+    /// CA certificates (PEM) of `serve --extra-ca-file`, trusted beside the system's by the
+    /// token exchange and IAM Credentials calls. Google's SDK client takes its roots from
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` only: the chart points `SSL_CERT_DIR` at the same file.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl GcpOptions {
@@ -95,6 +99,7 @@ impl Default for GcpOptions {
             identity_provider: None,
             application_credentials: None,
             endpoints: Endpoints::default(),
+            extra_ca_pem: None,
         }
     }
 }

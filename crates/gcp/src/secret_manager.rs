@@ -221,11 +221,11 @@ pub fn is_not_enabled(error: &Error) -> bool {
 /// An SDK error by meaning, naming the secret version and keeping Google's words.
 fn sdk_error(error: &google_cloud_gax::error::Error, name: &str) -> Error {
     let words = error.status().map_or_else(|| error.to_string(), |s| s.message.clone());
-    let message = if name.starts_with("the secrets for") {
+    let message = csi_secrets_provider_core::egress::name_proxy(if name.starts_with("the secrets for") {
         format!("failed to list {name}: {words}")
     } else {
         format!("failed to access {name}: {words}")
-    };
+    });
     match error.status().map(|s| s.code) {
         Some(Code::NotFound) => Error::not_found(message),
         Some(Code::PermissionDenied | Code::Unauthenticated) => Error::permission_denied(message),

@@ -65,6 +65,7 @@ impl Registry {
                     construct_pem_chain: args.construct_pem_chain,
                     write_cert_and_key_in_separate_files: args.write_cert_and_key_in_separate_files,
                     extra_ca_file: args.azure_extra_ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
+                    extra_ca_pem: extra_ca.clone(),
                     resolve: args.azure_resolve.clone(),
                     concurrency: args.azure_concurrency,
                     nmi_endpoint: args.aad_pod_identity_nmi_endpoint.clone(),
@@ -77,7 +78,10 @@ impl Registry {
                 },
             )),
             #[cfg(feature = "gcp")]
-            Arc::new(csi_secrets_provider_gcp::GcpBackend::new(gcp_options(args, sharing))),
+            Arc::new(csi_secrets_provider_gcp::GcpBackend::new(csi_secrets_provider_gcp::GcpOptions {
+                extra_ca_pem: extra_ca.clone(),
+                ..gcp_options(args, sharing)
+            })),
         ];
         Ok(Self { backends })
     }
@@ -170,6 +174,7 @@ fn gcp_options(args: &BackendArgs, sharing: SharingOptions) -> csi_secrets_provi
             .clone()
             .filter(|p| !p.as_os_str().is_empty()),
         endpoints,
+        extra_ca_pem: None,
     }
 }
 

@@ -79,6 +79,30 @@ impl AwsProxy {
         Ok(Self { server, state })
     }
 
+    /// The same proxy over TLS, with a certificate for `names` from a CA of its own (the CA's
+    /// PEM is returned): an AWS endpoint that only a client trusting that CA reaches.
+    pub async fn start_tls(
+        upstream: &str,
+        names: &[&str],
+    ) -> Result<(Self, String), Box<dyn std::error::Error + Send + Sync>> {
+        let ca = crate::tls::TestCa::new(names)?;
+        let state: Arc<Mutex<ProxyState>> = Arc::default();
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let shared = Arc::clone(&state);
+        let server = http_server::serve(Some(ca.server_config.clone()), move |request| {
+            let (client, upstream, state) = (client.clone(), upstream.clone(), Arc::clone(&shared));
+            async move { forward(&client, &upstream, &state, request).await }
+        })
+        .await?;
+        Ok((Self { server, state }, ca.ca_pem))
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
+    }
+
     /// What to put in `AWS_ENDPOINT_URL`.
     pub fn url(&self) -> String {
         format!("http://{}", self.server.addr)

@@ -131,6 +131,11 @@ impl FakeGoogle {
     }
 
     /// The CA file, for `SSL_CERT_FILE`.
+    /// The peer's own directory (its CA and keys).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }

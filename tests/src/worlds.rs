@@ -69,12 +69,15 @@ impl AwsWorld {
         let endpoint = proxy.url();
         let mut args = vec!["--backend", "aws"];
         args.extend_from_slice(extra_args);
-        let mut set = vec![
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-            ("KUBECONFIG", kubeconfig.as_str()),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ];
-        set.extend_from_slice(env);
+        // `("AWS_ENDPOINT_URL", "")` in `env`: none, the SDK's own endpoint resolution.
+        let endpoint_override = env.iter().find(|(name, _)| *name == "AWS_ENDPOINT_URL").map(|(_, v)| *v);
+        let mut set = vec![("KUBECONFIG", kubeconfig.as_str()), ("AWS_EC2_METADATA_DISABLED", "true")];
+        match endpoint_override {
+            None => set.push(("AWS_ENDPOINT_URL", endpoint.as_str())),
+            Some("") => {}
+            Some(other) => set.push(("AWS_ENDPOINT_URL", other)),
+        }
+        set.extend(env.iter().copied().filter(|(name, _)| *name != "AWS_ENDPOINT_URL"));
         let mut remove = vec![
             "AWS_REGION",
             "AWS_DEFAULT_REGION",
@@ -82,6 +85,7 @@ impl AwsWorld {
             "AWS_CONFIG_FILE",
             "AWS_SHARED_CREDENTIALS_FILE",
             "AWS_USE_FIPS_ENDPOINT",
+            "AWS_ENDPOINT_URL",
         ];
         remove.extend(PROXY_VARIABLES);
         let provider = ProviderProcess::serve_with_env(binary, &args, &set, &remove)?;
@@ -249,9 +253,10 @@ impl AzureWorld {
         args.extend(azure.resolve_args(&[AZURE_VAULT, "kv-other"]));
         args.extend(["--aad-pod-identity-nmi-endpoint".to_owned(), azure.nmi_url()]);
         args.extend(azure.token_proxy_args());
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ca = azure.ca_file().display().to_string();
+        // `{ca}` in an argument stands for the test server's CA file.
+        args.extend(extra.iter().map(|s| s.replace("{ca}", &ca)));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let environment = azure.environment_file().display().to_string();
         let mut set =
             vec![("SSL_CERT_FILE", ca.as_str()), ("AZURE_ENVIRONMENT_FILEPATH", environment.as_str())];
@@ -409,7 +414,18 @@ impl GcpWorld {
         let mut args: Vec<String> = vec!["--backend".into(), "gcp".into()];
         args.extend(google.provider_args(extra));
         // `{google}` in an argument stands for this world's peer's URL.
-        args.extend(extra.iter().map(|s| s.replace("{google}", &google.url())));
+        // `{ca}` in an argument or variable stands for the peer's CA file, `{ca_dir}` for a
+        // directory holding only it (what the chart mounts for `SSL_CERT_DIR`).
+        let ca_file = google.ca_file().display().to_string();
+        let ca_dir = google.dir().join("extra-ca");
+        std::fs::create_dir_all(&ca_dir)?;
+        std::fs::copy(google.ca_file(), ca_dir.join("ca.pem"))?;
+        let ca_dir = ca_dir.display().to_string();
+        let placeholders = |s: &str| {
+            s.replace("{google}", &google.url()).replace("{ca}", &ca_file).replace("{ca_dir}", &ca_dir)
+        };
+        args.extend(extra.iter().map(|s| placeholders(s)));
+        let env: Vec<(&str, String)> = env.iter().map(|(name, value)| (*name, placeholders(value))).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ca, metadata) = (google.ca_file().display().to_string(), google.metadata_host());
         let mut set = vec![
@@ -417,7 +433,7 @@ impl GcpWorld {
             ("GCE_METADATA_HOST", metadata.as_str()),
             ("KUBECONFIG", kubeconfig.as_str()),
         ];
-        set.extend_from_slice(env);
+        set.extend(env.iter().map(|(name, value)| (*name, value.as_str())));
         let mut remove = vec![
             "PROJECT",
             "CLUSTER_NAME",

@@ -35,6 +35,12 @@ pub enum IdentityKey {
         service_account: String,
         pod: Option<String>,
     },
+    /// `assumeRoleArn`: a role assumed with `base`'s credentials (cross-account reads).
+    Assumed {
+        base: Box<IdentityKey>,
+        role_arn: String,
+        external_id: Option<String>,
+    },
 }
 
 /// Who shares EKS Pod Identity credentials (and the reads made with them).
@@ -114,6 +120,46 @@ pub async fn assume_role_with_web_identity(
         Some(issued.session_token),
         expiry,
         "csi-secrets-provider-irsa",
+    ))
+}
+
+/// `sts:AssumeRole` into `role_arn` with the pod's credentials (the STS client's); a refusal
+/// is `PermissionDenied` naming the role.
+pub async fn assume_role(
+    sts: &aws_sdk_sts::Client,
+    role: &crate::params::AssumeRole,
+    session_name: &str,
+) -> Result<Credentials, Error> {
+    let role_arn = role.role_arn.as_str();
+    let output = sts
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(session_name)
+        .set_external_id(role.external_id.clone())
+        .set_duration_seconds(role.duration_seconds)
+        .send()
+        .await
+        .map_err(|e| {
+            let failure = classify(&e);
+            let kind = match failure.kind {
+                ErrorKind::InvalidConfig | ErrorKind::NotFound => ErrorKind::PermissionDenied,
+                other => other,
+            };
+            Error::new(
+                kind,
+                format!("assumeRoleArn: AssumeRole into {role_arn} failed: {failure} (the role's trust policy must let the pod's role assume it, with the external id if it asks for one)"),
+            )
+        })?;
+    let issued = output
+        .credentials
+        .ok_or_else(|| Error::internal(format!("STS returned no credentials for role {role_arn}")))?;
+    let expiry = SystemTime::try_from(issued.expiration).ok();
+    Ok(Credentials::new(
+        issued.access_key_id,
+        issued.secret_access_key,
+        Some(issued.session_token),
+        expiry,
+        "csi-secrets-provider-assume-role",
     ))
 }
 

@@ -40,6 +40,7 @@ use crate::reads::{MountReads, MountRegions, SharedObjects};
 /// API names in the `cloud_requests` metric.
 const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
 const POD_IDENTITY_AGENT: &str = "eks-pod-identity-agent:GetCredentials";
+const ASSUME_ROLE: &str = "sts:AssumeRole";
 
 /// Audience of the token exchanged for IRSA credentials.
 pub const IRSA_AUDIENCE: &str = "sts.amazonaws.com";
@@ -195,10 +196,57 @@ impl AwsBackend {
             .map(|served| served.value)
     }
 
+    /// The identity the mount reads as and its credentials: the pod's own, or with
+    /// `assumeRoleArn` the role assumed with them (cached per pod identity, role and external
+    /// id until near expiry, asked of STS in each of `regions` in turn like the pod's own).
+    async fn credentials(
+        &self,
+        spec: &MountSpec,
+        request: &MountRequest,
+        regions: &[&str],
+    ) -> Result<(IdentityKey, Credentials)> {
+        let (base_key, base) = self.pod_credentials(spec, request, regions).await?;
+        let Some(role) = &spec.assume_role else { return Ok((base_key, base)) };
+        let key = IdentityKey::Assumed {
+            base: Box::new(base_key),
+            role_arn: role.role_arn.clone(),
+            external_id: role.external_id.clone(),
+        };
+        let session = credentials::session_name(
+            request.pod.namespace.as_deref().unwrap_or_default(),
+            request.pod.name.as_deref().or(request.pod.service_account.as_deref()).unwrap_or_default(),
+        );
+        let assumed = self
+            .credentials
+            .get_or_fetch(key.clone(), || async {
+                let mut failures = Vec::new();
+                for region in regions {
+                    let sts = aws_sdk_sts::Client::from_conf(
+                        aws_sdk_sts::config::Builder::from(self.sdk().await?)
+                            .region(Region::new((*region).to_owned()))
+                            .credentials_provider(SharedCredentialsProvider::new(base.clone()))
+                            .build(),
+                    );
+                    let result = credentials::assume_role(&sts, role, &session).await;
+                    self.stats.cloud_calls.record(ASSUME_ROLE, &result);
+                    match result {
+                        Err(e) if e.is_retryable() => {
+                            tracing::warn!(region, error = %e, "STS AssumeRole failed; trying the next region if any");
+                            failures.push(e);
+                        }
+                        other => return other,
+                    }
+                }
+                Err(Error::combine(failures).unwrap_or_else(|| Error::internal("no region to ask STS in")))
+            })
+            .await?;
+        Ok((key, assumed))
+    }
+
     /// The pod's identity and its credentials (cached per identity until near expiry). IRSA
     /// asks STS in each of `regions` in turn (primary, then failover) until one answers, so
     /// failover does not depend on the primary region's STS being up.
-    async fn credentials(
+    async fn pod_credentials(
         &self,
         spec: &MountSpec,
         request: &MountRequest,

@@ -12,6 +12,9 @@ csi_secrets_provider_core::config_keys! {
         PathTranslation => super::PATH_TRANSLATION,
         UsePodIdentity => super::USE_POD_IDENTITY,
         PreferredAddressType => super::PREFERRED_ADDRESS_TYPE,
+        AssumeRoleArn => super::ASSUME_ROLE_ARN,
+        AssumeRoleExternalId => super::ASSUME_ROLE_EXTERNAL_ID,
+        AssumeRoleDurationSeconds => super::ASSUME_ROLE_DURATION_SECONDS,
     }
 }
 

@@ -22,6 +22,18 @@ pub const FAILOVER_REGION: &str = "failoverRegion";
 pub const PATH_TRANSLATION: &str = "pathTranslation";
 pub const USE_POD_IDENTITY: &str = "usePodIdentity";
 pub const PREFERRED_ADDRESS_TYPE: &str = "preferredAddressType";
+pub const ASSUME_ROLE_ARN: &str = "assumeRoleArn";
+pub const ASSUME_ROLE_EXTERNAL_ID: &str = "assumeRoleExternalId";
+pub const ASSUME_ROLE_DURATION_SECONDS: &str = "assumeRoleDurationSeconds";
+
+/// A role to assume after the pod's own identity (`assumeRoleArn`): another account's secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    /// `assumeRoleDurationSeconds`, 900–43200; STS's default (3600) when unset.
+    pub duration_seconds: Option<i32>,
+}
 
 /// Where an object lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,6 +152,8 @@ pub struct MountSpec {
     pub region: Option<String>,
     pub failover_region: Option<String>,
     pub identity: IdentityMode,
+    /// `assumeRoleArn`: read as this role, assumed with the pod's credentials.
+    pub assume_role: Option<AssumeRole>,
     pub objects: Vec<ObjectSpec>,
     /// `objectPrefix` entries: listed at mount time, each selected secret then read as an
     /// object of its own.
@@ -193,6 +207,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     let failover_region = parameters.get_trimmed(FAILOVER_REGION).map(str::to_owned);
     let translation = path_translation(parameters, &mut problems);
     let identity = identity_mode(parameters, &mut problems);
+    let assume_role = assume_role(parameters, &mut problems);
     let context = ListContext {
         translation,
         default_mode,
@@ -203,11 +218,64 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }
-    let spec = MountSpec { region, failover_region, identity, objects, selections, plan };
+    let spec = MountSpec { region, failover_region, identity, assume_role, objects, selections, plan };
     if let Some(primary) = &spec.region {
         problems.extend(spec.check_regions(primary));
     }
     if problems.is_empty() { Ok(spec) } else { Err(problems) }
+}
+
+/// `assumeRoleArn`, `assumeRoleExternalId`, `assumeRoleDurationSeconds`.
+fn assume_role(parameters: &Parameters, problems: &mut Vec<Error>) -> Option<AssumeRole> {
+    let role_arn = parameters.get_trimmed(ASSUME_ROLE_ARN).map(str::to_owned);
+    let external_id = parameters.get_trimmed(ASSUME_ROLE_EXTERNAL_ID).map(str::to_owned);
+    let duration = parameters.get_trimmed(ASSUME_ROLE_DURATION_SECONDS);
+    let Some(role_arn) = role_arn else {
+        for (key, present) in [
+            (ASSUME_ROLE_EXTERNAL_ID, external_id.is_some()),
+            (ASSUME_ROLE_DURATION_SECONDS, duration.is_some()),
+        ] {
+            if present {
+                problems.push(Error::invalid_config(format!("{key} needs assumeRoleArn")).with_field(key));
+            }
+        }
+        return None;
+    };
+    // arn:<partition>:iam::<12-digit account>:role/<path/name>
+    let parts: Vec<&str> = role_arn.splitn(6, ':').collect();
+    let valid = matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws") && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty()));
+    if !valid {
+        problems.push(
+            Error::invalid_config(format!(
+                "assumeRoleArn {role_arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+            ))
+            .with_field(ASSUME_ROLE_ARN),
+        );
+    }
+    if let Some(id) = &external_id
+        && !(2..=1224).contains(&id.len())
+    {
+        problems.push(
+            Error::invalid_config("assumeRoleExternalId must be 2 to 1224 characters")
+                .with_field(ASSUME_ROLE_EXTERNAL_ID),
+        );
+    }
+    let duration_seconds = match duration.map(str::parse::<i32>) {
+        None => None,
+        Some(Ok(seconds)) if (900..=43_200).contains(&seconds) => Some(seconds),
+        Some(_) => {
+            problems.push(
+                Error::invalid_config(
+                    "assumeRoleDurationSeconds must be a whole number of seconds from 900 to 43200",
+                )
+                .with_field(ASSUME_ROLE_DURATION_SECONDS),
+            );
+            None
+        }
+    };
+    Some(AssumeRole { role_arn, external_id, duration_seconds })
 }
 
 /// `pathTranslation`: `_` by default, `False` for none, or one character.

@@ -57,7 +57,15 @@ impl KubeApi {
             |cause: String| Error::unavailable(format!("failed to retrieve region from node. error {cause}"));
         let pod = Api::<Pod>::namespaced(client.clone(), namespace).get(pod_name).await;
         calls.record_kind(GET_POD, pod.as_ref().err().map(|_| ErrorKind::Unavailable));
-        let pod = pod.map_err(|e| fail(format!("getting pod {namespace}/{pod_name}: {e}")))?;
+        let pod = pod.map_err(|e| match e {
+            // Not a pod of that namespace: a Secrets Store Sync Controller request names the
+            // controller's own pod, so there is no node to ask.
+            kube::Error::Api(status) if status.code == 404 => Error::invalid_config(format!(
+                "no region: pod {namespace}/{pod_name} is not found, so its node's region label cannot be read (a Secrets Store Sync Controller request names its own pod); set the region parameter or AWS_REGION (serve --aws-region)"
+            ))
+            .with_field("region"),
+            other => fail(format!("getting pod {namespace}/{pod_name}: {other}")),
+        })?;
         let node_name = pod
             .spec
             .and_then(|spec| spec.node_name)

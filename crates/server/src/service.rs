@@ -99,7 +99,7 @@ impl ProviderService {
         let started = Instant::now();
         let _guard = InFlightGuard::enter(&self.in_flight);
         let decoded = decode(request).map(|mut decoded| {
-            decoded.kind = self.targets.kind_of(&decoded.target_path);
+            decoded.kind = self.targets.kind_of(&volume_key(&decoded));
             decoded
         });
         let mut denied = None;
@@ -108,7 +108,7 @@ impl ProviderService {
             Err(error) => Err(error.clone()),
         };
         if let (Ok(decoded), Ok(_)) = (&decoded, &outcome) {
-            self.targets.remember(&decoded.target_path);
+            self.targets.remember(&volume_key(decoded));
         }
         log_mount(self.backend.name(), decoded.as_ref().ok(), &outcome, started.elapsed());
         if let Some(audit) = &self.config.audit {
@@ -219,6 +219,23 @@ impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// What one volume is across its remounts: its target path, and what it mounts for whom (the
+/// parameters, which carry the SecretProviderClass's and the pod's namespace, service account
+/// and UID; the tokens, new at every republish, are not among them). The driver gives each pod
+/// volume a target path of its own; the Secrets Store Sync Controller sends `/mnt/secrets-store`
+/// for every SecretSync, which the rest tells apart: two SecretSyncs are one volume only when
+/// they ask the same thing as the same identity, and then sharing between them is sharing
+/// between identical reads.
+fn volume_key(request: &MountRequest) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (key, value) in request.parameters.iter() {
+        key.hash(&mut hasher);
+        value.hash(&mut hasher);
+    }
+    format!("{}#{:016x}", request.target_path, hasher.finish())
 }
 
 fn decode(request: proto::MountRequest) -> Result<MountRequest, Error> {

@@ -83,3 +83,39 @@ async fn a_refused_assume_role_names_the_role_and_bad_parameters_are_refused() -
     }
     Ok(())
 }
+
+/// With the primary region out, the failover region's STS assumes the role (with the pod's
+/// credentials from that region's STS too) and the failover region's secret is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_failover_region_goes_through_the_same_chain() -> TestResult {
+    use aws_config::{BehaviorVersion, Region};
+    let world = AwsWorld::start(BINARY, "assume-role-failover", &[]).await?;
+    let name = world.name("db");
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-west-2"))
+        .endpoint_url(csi_secrets_provider_tests::aws::moto_endpoint())
+        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "seed"))
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name(&name)
+        .secret_string("west")
+        .send()
+        .await?;
+    world.proxy.fail_region("us-east-1");
+    let objects = format!("- {{objectName: '{name}', objectType: secretsmanager, objectAlias: db}}\n");
+    let response = world
+        .mount(&[
+            ("objects", objects.as_str()),
+            ("region", "us-east-1"),
+            ("failoverRegion", "us-west-2"),
+            ("assumeRoleArn", READER),
+        ])
+        .await?;
+    assert_eq!(file(&response, "db")?, b"west");
+    let assumed: Vec<String> =
+        world.proxy.calls().into_iter().filter(|c| c.action == "AssumeRole").map(|c| c.region).collect();
+    assert!(assumed.iter().any(|region| region == "us-west-2"), "{assumed:?}");
+    Ok(())
+}

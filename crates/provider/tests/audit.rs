@@ -254,16 +254,18 @@ mod azure {
         assert_eq!(about(&lines, "signing").len(), 2);
         assert!(lines.iter().all(|line| line["shared"] == false), "each read its own: {lines:#?}");
 
-        // The first pod's remount takes the read the second pod's first mount made after it (the
-        // remount rule); the second pod's remount then reads afresh: that read is not newer than
-        // what it holds.
-        let other = csi_secrets_provider_tests::new_target_path();
+        // Two pods of one SecretProviderClass: the first pod's remount takes the read the second
+        // pod's first mount made after it (the remount rule); the second pod's remount then reads
+        // afresh: that read is not newer than what it holds.
+        let (one, other) =
+            (csi_secrets_provider_tests::new_target_path(), csi_secrets_provider_tests::new_target_path());
+        world.mount_at(&one, "workload-sa", &objects[..1], &[]).await?;
         world.mount_at(&other, "workload-sa", &objects[..1], &[]).await?;
-        world.mount_at(&target, "workload-sa", &objects[..1], &[]).await?;
+        world.mount_at(&one, "workload-sa", &objects[..1], &[]).await?;
         world.mount_at(&other, "workload-sa", &objects[..1], &[]).await?;
         let lines = super::lines(&audit)?;
         let round: Vec<bool> = lines[10..].iter().map(|line| line["shared"] == true).collect();
-        assert_eq!(round, [false, true, false], "{:#?}", &lines[10..]);
+        assert_eq!(round, [false, false, true, false], "{:#?}", &lines[10..]);
 
         let token = csi_secrets_provider_tests::azure::service_account_token(
             csi_secrets_provider_tests::worlds::AZURE_NAMESPACE,

@@ -162,6 +162,15 @@ mod azure {
         assert!(hosts.keys().any(|h| h.starts_with("login.")), "Azure AD too: {hosts:?}");
         assert!(!world.provider.log_text().contains("pr0xy-s3cret"));
 
+        // NO_PROXY: Key Vault and Azure AD (both under .test here) go direct.
+        let bypassed = ConnectProxy::start().await?;
+        let url = bypassed.url();
+        let env = [("HTTPS_PROXY", url.as_str()), ("NO_PROXY", ".test,127.0.0.1")];
+        let world = AzureWorld::start_with_env(BINARY, &[], &env).await?;
+        world.azure.set_secret(AZURE_VAULT, "db", "direct");
+        assert_eq!(file(&world.mount(&["objectName: db\nobjectType: secret"]).await?, "db")?, b"direct");
+        assert_eq!(bypassed.total(), 0, "{:?}", bypassed.hosts());
+
         let refusing = ConnectProxy::start().await?;
         refusing.refuse();
         let url = refusing.url();
@@ -203,6 +212,16 @@ mod gcp {
             "the exchange and Secret Manager through the proxy: {:?}",
             proxy.hosts()
         );
+
+        // NO_PROXY: every Google peer listens on localhost.
+        let bypassed = ConnectProxy::start().await?;
+        let url = bypassed.url();
+        let env = [("HTTPS_PROXY", url.as_str()), ("no_proxy", "localhost,127.0.0.1")];
+        let world = GcpWorld::start_with_env(BINARY, &[], &env).await?;
+        world.google.add_version(None, "db", b"direct");
+        world.google.grant(None, "db", &format!("ksa:{GCP_NAMESPACE}/web"));
+        assert_eq!(file(&world.mount(&secrets).await?, "db")?, b"direct");
+        assert_eq!(bypassed.total(), 0, "{:?}", bypassed.hosts());
 
         let refusing = ConnectProxy::start().await?;
         refusing.refuse();

@@ -65,6 +65,7 @@ pub fn shape(
     }
     if !files.is_empty() {
         let objects = ObjectValues::of(&response.files);
+        let _memo = template::JsonMemo::scope();
         for entry in files.entries() {
             let contents = build(entry, files, &objects, cap)?;
             let mode = entry.mode.unwrap_or(default_mode);

@@ -77,10 +77,28 @@ pub(crate) fn parse_json(text: &str) -> Result<Value, String> {
 }
 
 thread_local! {
-    /// `fromjson` results of the render in progress on this thread, by the parsed text: a
-    /// template that parses one object twice (`(objects.db | fromjson).user`, then `.password`)
-    /// parses it once. [`render`] empties it.
+    /// `fromjson` results of the mount being shaped on this thread, by the parsed text: the
+    /// templates of one mount that parse one object (`(objects.db | fromjson).user`, then
+    /// `.password`, in this template and the next) parse it once. Emptied when the mount's
+    /// [`JsonMemo`] is dropped.
     static PARSED_JSON: std::cell::RefCell<Vec<(Value, Value)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The span of one mount's renders (on one thread, with no await between them): `fromjson`
+/// results are kept for it and dropped with it.
+pub(crate) struct JsonMemo(());
+
+impl JsonMemo {
+    pub(crate) fn scope() -> Self {
+        PARSED_JSON.with_borrow_mut(Vec::clear);
+        Self(())
+    }
+}
+
+impl Drop for JsonMemo {
+    fn drop(&mut self) {
+        PARSED_JSON.with_borrow_mut(Vec::clear);
+    }
 }
 
 fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
@@ -273,7 +291,6 @@ pub(crate) fn render(
     let mut out = CappedOutput { bytes: Zeroizing::new(Vec::with_capacity(512)), cap, over: false };
     let context = Value::from_pairs([(OBJECTS, objects)]);
     let rendered = template.render_captured_to(context, &mut out);
-    PARSED_JSON.with_borrow_mut(Vec::clear);
     match rendered {
         Ok(_) => Ok(out.bytes),
         Err(_) if out.over => {

@@ -103,24 +103,9 @@ pub async fn assume_role_with_web_identity(
         .send()
         .await
         .map_err(|e| {
-            let failure = classify(&e);
-            let kind = match failure.kind {
-                ErrorKind::InvalidConfig | ErrorKind::NotFound => ErrorKind::PermissionDenied,
-                other => other,
-            };
-            Error::new(kind, format!("IRSA: AssumeRoleWithWebIdentity for role {role_arn} failed: {failure}"))
+            refused(&e, format!("IRSA: AssumeRoleWithWebIdentity for role {role_arn} failed"), "")
         })?;
-    let issued = output
-        .credentials
-        .ok_or_else(|| Error::internal(format!("STS returned no credentials for role {role_arn}")))?;
-    let expiry = SystemTime::try_from(issued.expiration).ok();
-    Ok(Credentials::new(
-        issued.access_key_id,
-        issued.secret_access_key,
-        Some(issued.session_token),
-        expiry,
-        "csi-secrets-provider-irsa",
-    ))
+    issued(output.credentials, role_arn, "csi-secrets-provider-irsa")
 }
 
 /// `sts:AssumeRole` into `role_arn` with the pod's credentials (the STS client's); a refusal
@@ -140,18 +125,42 @@ pub async fn assume_role(
         .send()
         .await
         .map_err(|e| {
-            let failure = classify(&e);
-            let kind = match failure.kind {
-                ErrorKind::InvalidConfig | ErrorKind::NotFound => ErrorKind::PermissionDenied,
-                other => other,
-            };
-            Error::new(
-                kind,
-                format!("assumeRoleArn: AssumeRole into {role_arn} failed: {failure} (the role's trust policy must let the pod's role assume it, with the external id if it asks for one)"),
+            refused(
+                &e,
+                format!("assumeRoleArn: AssumeRole into {role_arn} failed"),
+                " (the role's trust policy must let the pod's role assume it, with the external id if it asks for one)",
             )
         })?;
-    let issued = output
-        .credentials
+    issued(output.credentials, role_arn, "csi-secrets-provider-assume-role")
+}
+
+/// An STS failure: what STS calls a bad request or a missing role refuses this identity.
+fn refused<E>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+    what: String,
+    hint: &str,
+) -> Error
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let failure = classify(error);
+    let kind = match failure.kind {
+        ErrorKind::InvalidConfig | ErrorKind::NotFound => ErrorKind::PermissionDenied,
+        other => other,
+    };
+    Error::new(kind, format!("{what}: {failure}{hint}"))
+}
+
+/// The credentials STS issued for `role_arn`, named `provider` in the SDK.
+fn issued(
+    credentials: Option<aws_sdk_sts::types::Credentials>,
+    role_arn: &str,
+    provider: &'static str,
+) -> Result<Credentials, Error> {
+    let issued = credentials
         .ok_or_else(|| Error::internal(format!("STS returned no credentials for role {role_arn}")))?;
     let expiry = SystemTime::try_from(issued.expiration).ok();
     Ok(Credentials::new(
@@ -159,7 +168,7 @@ pub async fn assume_role(
         issued.secret_access_key,
         Some(issued.session_token),
         expiry,
-        "csi-secrets-provider-assume-role",
+        provider,
     ))
 }
 

@@ -401,3 +401,28 @@ fn validate_names_a_provider_that_is_not_compiled_in() -> TestResult {
     }
     Ok(())
 }
+
+/// `--extra-ca-file` is read at start: a missing file, or one without a PEM certificate, refuses
+/// the start with the file's name, rather than failing every mount later.
+#[test]
+fn a_bad_extra_ca_file_refuses_the_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello")?;
+    for (file, words) in [(&missing, "cannot read the extra CA file"), (&not_pem, "holds no PEM certificate")]
+    {
+        let output = Command::new(BINARY)
+            .arg("serve")
+            .arg("--provider-volume")
+            .arg(dir.path())
+            .arg("--extra-ca-file")
+            .arg(file)
+            .env_remove("CSI_PROVIDER_EXTRA_CA_FILE")
+            .output()?;
+        let stderr = String::from_utf8(output.stderr)?;
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(words) && stderr.contains(&file.display().to_string()), "{stderr}");
+    }
+    Ok(())
+}

@@ -55,9 +55,8 @@ impl AwsBackend {
             |object: &ObjectSpec| kit::SelectedFiles {
                 name: &object.name,
                 resolved: object.name.clone(),
-                files: std::iter::once((object.file_name.as_str(), object.mode, object.shape))
-                    .chain(object.jmes.iter().map(|jmes| (jmes.file_name.as_str(), jmes.mode, jmes.shape())))
-                    .collect(),
+                file: (&object.file_name, object.mode, object.shape),
+                jmes: &object.jmes,
             },
         )
     }

@@ -52,9 +52,8 @@ pub(crate) async fn select(
         |object: &ObjectSpec| kit::SelectedFiles {
             name: &object.name,
             resolved: spec.resolved_name(object),
-            files: std::iter::once((object.file_name(), object.mode, object.shape))
-                .chain(object.jmes.iter().map(|jmes| (jmes.file_name.as_str(), jmes.mode, jmes.shape())))
-                .collect(),
+            file: (object.file_name(), object.mode, object.shape),
+            jmes: &object.jmes,
         },
     )
 }

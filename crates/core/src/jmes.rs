@@ -39,6 +39,12 @@ impl JmesEntry {
     pub fn shape(&self) -> FileShape {
         FileShape::decoded(self.decode)
     }
+
+    /// The entry with its file under `directory`: a folder's selected secret writes its
+    /// extracted keys as `<its file>/<alias>`.
+    pub fn in_directory(&self, directory: &str) -> Self {
+        Self { file_name: format!("{directory}/{}", self.file_name), ..self.clone() }
+    }
 }
 
 /// How a backend reads the entries: key matching, file names and permissions follow the

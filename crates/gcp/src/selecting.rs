@@ -64,9 +64,8 @@ impl GcpBackend {
             |secret: &SecretSpec| kit::SelectedFiles {
                 name: &secret.resource_name,
                 resolved: secret.resource.secret_name(),
-                files: std::iter::once((secret.file_name.as_str(), secret.mode, secret.shape))
-                    .chain(secret.jmes.iter().map(|jmes| (jmes.file_name.as_str(), jmes.mode, jmes.shape())))
-                    .collect(),
+                file: (&secret.file_name, secret.mode, secret.shape),
+                jmes: &secret.jmes,
             },
         )
     }

@@ -29,11 +29,7 @@ impl SelectionSpec {
     pub fn object(&self, selected: &Selected) -> ObjectSpec {
         let file_name =
             selected_path(self.directory.as_deref(), &file_name(&selected.relative, self.translation));
-        let jmes = self
-            .jmes
-            .iter()
-            .map(|entry| JmesEntry { file_name: format!("{file_name}/{}", entry.file_name), ..entry.clone() })
-            .collect();
+        let jmes = self.jmes.iter().map(|entry| entry.in_directory(&file_name)).collect();
         ObjectSpec {
             name: selected.name.clone(),
             object_type: self.object_type,

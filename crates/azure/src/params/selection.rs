@@ -33,15 +33,7 @@ impl SelectionSpec {
     /// The object a selected secret becomes: read like any other, at its latest version.
     pub fn object(&self, selected: &Selected) -> ObjectSpec {
         let file = selected_path(self.directory(), &selected.relative);
-        let jmes = self
-            .template
-            .jmes
-            .iter()
-            .map(|entry| csi_secrets_provider_core::JmesEntry {
-                file_name: format!("{file}/{}", entry.file_name),
-                ..entry.clone()
-            })
-            .collect();
+        let jmes = self.template.jmes.iter().map(|entry| entry.in_directory(&file)).collect();
         ObjectSpec {
             name: selected.name.clone(),
             alias: Some(file),

@@ -273,12 +273,13 @@ impl<O> Default for Selections<O> {
 }
 
 /// How a backend's object is checked once selected: its name, the name the admin policy knows it
-/// by, and the files it writes.
+/// by, and the files it writes (its own, and its `jmesPath` entries').
 #[derive(Debug)]
 pub struct SelectedFiles<'a> {
     pub name: &'a str,
     pub resolved: String,
-    pub files: Vec<(&'a str, crate::mode::FileMode, crate::shape::FileShape)>,
+    pub file: (&'a str, crate::mode::FileMode, crate::shape::FileShape),
+    pub jmes: &'a [crate::jmes::JmesEntry],
 }
 
 /// Turns each entry's listing into objects: [`Selection::select`] (the cap, empty and
@@ -304,12 +305,21 @@ pub fn expand<E, O>(
             continue;
         }
         let objects: Vec<O> = selected.iter().map(|secret| object(entry, secret)).collect();
-        let resolved: Vec<String> = objects.iter().map(|o| describe(o).resolved).collect();
+        let described: Vec<SelectedFiles<'_>> = objects.iter().map(&describe).collect();
+        let resolved: Vec<String> = described.iter().map(|d| d.resolved.clone()).collect();
         request.admit(&resolved)?;
-        for selected_object in &objects {
-            let described = describe(selected_object);
-            for (path, mode, shape) in described.files {
-                plan_selected(&mut plan, entry_selection, described.name, path, mode, shape)?;
+        for selected_object in &described {
+            let (path, mode, shape) = selected_object.file;
+            plan_selected(&mut plan, entry_selection, selected_object.name, path, mode, shape)?;
+            for jmes in selected_object.jmes {
+                plan_selected(
+                    &mut plan,
+                    entry_selection,
+                    selected_object.name,
+                    &jmes.file_name,
+                    jmes.mode,
+                    jmes.shape(),
+                )?;
             }
         }
         selections.objects.extend(objects);

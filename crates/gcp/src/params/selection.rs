@@ -37,15 +37,7 @@ impl SelectionSpec {
             version: "latest".to_owned(),
         };
         let file_name = selected_path(self.directory.as_deref(), &selected.relative);
-        let jmes = self
-            .template
-            .jmes
-            .iter()
-            .map(|entry| csi_secrets_provider_core::JmesEntry {
-                file_name: format!("{file_name}/{}", entry.file_name),
-                ..entry.clone()
-            })
-            .collect();
+        let jmes = self.template.jmes.iter().map(|entry| entry.in_directory(&file_name)).collect();
         SecretSpec {
             resource_name: resource.api_name(),
             resource,

@@ -53,44 +53,10 @@ pub(super) fn parse_entry(
     if let Value::Mapping(_) = item {
         let fields: Fields<'_, ObjectKey> = Fields::read(item, MATCHING);
         if fields.get(ObjectKey::ObjectPrefix).is_some() {
-            return parse_prefix_entry(index, &fields, context).map(Entry::Selection);
+            return parse_selection(index, &fields, context).map(Entry::Selection);
         }
     }
     parse_object(index, item, context).map(Entry::Object)
-}
-
-fn parse_prefix_entry(
-    index: usize,
-    fields: &Fields<'_, ObjectKey>,
-    context: &mut ListContext,
-) -> Result<SelectionSpec, Vec<Error>> {
-    let prefix = match fields.non_empty(ObjectKey::ObjectPrefix) {
-        Ok(Some(prefix)) => prefix,
-        Ok(None) => {
-            return Err(vec![
-                Error::invalid_config("objectPrefix must not be empty (it would select every secret)")
-                    .with_object(format!("objects[{index}]"))
-                    .with_field("objectPrefix"),
-            ]);
-        }
-        Err(e) => return Err(vec![e.or_object(format!("objects[{index}]"))]),
-    };
-    context.warnings.extend(fields.unknown_keys(&prefix, ""));
-    let mut problems = Vec::new();
-    let (shape, shape_problems) = FileShape::read(fields);
-    problems.extend(shape_problems.into_iter().map(|e| e.with_object(&prefix)));
-    let permission = fields.non_empty(ObjectKey::FilePermission).ok().flatten();
-    let mode = FileMode::parse_four_octal_digits(permission.as_deref().unwrap_or(""))
-        .unwrap_or(context.default_mode);
-    let jmes = parse_jmes(fields.get(ObjectKey::JmesPath), &prefix, mode, context, &mut problems);
-    match parse_selection(prefix, fields, jmes, shape, context) {
-        Ok(selection) if problems.is_empty() => Ok(selection),
-        Ok(_) => Err(problems),
-        Err(mut errors) => {
-            problems.append(&mut errors);
-            Err(problems)
-        }
-    }
 }
 
 fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result<ObjectSpec, Vec<Error>> {
@@ -181,7 +147,7 @@ fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result
 
 /// `jmesPath` with upstream's rules: keys in any case, aliases translated like file names,
 /// four-digit permissions.
-fn parse_jmes(
+pub(super) fn parse_jmes(
     list: Option<&Value>,
     name: &str,
     mode: FileMode,

@@ -3,7 +3,7 @@
 //! entry's `objectAlias` as a directory.
 
 use super::keys::ObjectKey;
-use super::object::{file_mode, file_name, has_parent_reference};
+use super::object::{file_mode, file_name, has_parent_reference, parse_jmes};
 use super::{ListContext, ObjectSpec, ObjectType};
 use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
 use csi_secrets_provider_core::shaping::FileShape;
@@ -58,14 +58,26 @@ const ONE_OBJECT_KEYS: [ObjectKey; 5] = [
     ObjectKey::Region,
 ];
 
+/// Parses entry `index` of `objects`, which has `objectPrefix`.
 pub(super) fn parse_selection(
-    prefix: String,
+    index: usize,
     fields: &Fields<'_, ObjectKey>,
-    jmes: Vec<JmesEntry>,
-    shape: FileShape,
-    context: &ListContext,
+    context: &mut ListContext,
 ) -> Result<SelectionSpec, Vec<Error>> {
-    let mut problems = Vec::new();
+    let prefix = match fields.non_empty(ObjectKey::ObjectPrefix) {
+        Ok(Some(prefix)) => prefix,
+        Ok(None) => {
+            return Err(vec![
+                Error::invalid_config("objectPrefix must not be empty (it would select every secret)")
+                    .with_object(format!("objects[{index}]"))
+                    .with_field("objectPrefix"),
+            ]);
+        }
+        Err(e) => return Err(vec![e.or_object(format!("objects[{index}]"))]),
+    };
+    context.warnings.extend(fields.unknown_keys(&prefix, ""));
+    let (shape, shape_problems) = FileShape::read(fields);
+    let mut problems: Vec<Error> = shape_problems.into_iter().map(|e| e.with_object(&prefix)).collect();
     let label = format!("objectPrefix {prefix:?}");
     for key in ONE_OBJECT_KEYS {
         if fields.get(key).is_some() {
@@ -137,6 +149,7 @@ pub(super) fn parse_selection(
     });
     let mode =
         file_mode(permission.as_deref(), context.default_mode, &prefix, "filePermission", &mut problems);
+    let jmes = parse_jmes(fields.get(ObjectKey::JmesPath), &prefix, mode, context, &mut problems);
     let optional = fields.flag(ObjectKey::Optional).unwrap_or_else(|e| {
         problems.push(e.with_object(&prefix));
         false

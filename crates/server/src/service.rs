@@ -98,8 +98,10 @@ impl ProviderService {
     ) -> Result<proto::MountResponse, Error> {
         let started = Instant::now();
         let _guard = InFlightGuard::enter(&self.in_flight);
-        let decoded = decode(request).map(|mut decoded| {
-            decoded.kind = self.targets.kind_of(&volume_key(&decoded));
+        let decoded = decode(request);
+        let volume = decoded.as_ref().ok().map(volume_key);
+        let decoded = decoded.map(|mut decoded| {
+            decoded.kind = volume.as_deref().map_or(MountKind::First, |volume| self.targets.kind_of(volume));
             decoded
         });
         let mut denied = None;
@@ -107,8 +109,8 @@ impl ProviderService {
             Ok(decoded) => self.run(decoded, started, caller_timeout, &mut denied).await,
             Err(error) => Err(error.clone()),
         };
-        if let (Ok(decoded), Ok(_)) = (&decoded, &outcome) {
-            self.targets.remember(&volume_key(decoded));
+        if let (Some(volume), Ok(_)) = (&volume, &outcome) {
+            self.targets.remember(volume);
         }
         log_mount(self.backend.name(), decoded.as_ref().ok(), &outcome, started.elapsed());
         if let Some(audit) = &self.config.audit {

@@ -140,19 +140,17 @@ async fn list_secrets(
         filters.push(Filter::builder().key(FilterNameStringType::TagKey).values(key).build());
         filters.push(Filter::builder().key(FilterNameStringType::TagValue).values(value).build());
     }
+    let mut pages = clients
+        .secrets_manager
+        .list_secrets()
+        .set_filters(Some(filters))
+        .max_results(100)
+        .into_paginator()
+        .send();
     let mut entries = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let result = clients
-            .secrets_manager
-            .list_secrets()
-            .set_filters(Some(filters.clone()))
-            .max_results(100)
-            .set_next_token(token.take())
-            .send()
-            .await;
-        calls.record_kind(LIST_SECRETS, result.as_ref().err().map(|e| classify(e).kind));
-        let output = result.map_err(|e| ListFailure::Aws(classify(&e)))?;
+    while let Some(page) = pages.next().await {
+        calls.record_kind(LIST_SECRETS, page.as_ref().err().map(|e| classify(e).kind));
+        let output = page.map_err(|e| ListFailure::Aws(classify(&e)))?;
         for secret in output.secret_list() {
             let Some(name) = secret.name() else { continue };
             if secret.deleted_date().is_some() {
@@ -164,11 +162,8 @@ async fn list_secrets(
                 .filter_map(|tag| Some((tag.key()?.to_owned(), tag.value().unwrap_or_default().to_owned())));
             push(&mut entries, Listed::new(name).with_tags(tags))?;
         }
-        match output.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => return Ok(entries),
-        }
     }
+    Ok(entries)
 }
 
 /// `GetParametersByPath`, recursive, without decryption (names only are kept), every page.
@@ -179,31 +174,24 @@ async fn parameters_by_path(
 ) -> Result<Vec<Listed>, ListFailure> {
     let prefix = &selection.selection.prefix;
     let path = if prefix.len() > 1 { prefix.trim_end_matches('/') } else { prefix.as_str() };
+    let mut pages = clients
+        .ssm
+        .get_parameters_by_path()
+        .path(path)
+        .recursive(true)
+        .with_decryption(false)
+        .max_results(10)
+        .into_paginator()
+        .send();
     let mut entries = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let result = clients
-            .ssm
-            .get_parameters_by_path()
-            .path(path)
-            .recursive(true)
-            .with_decryption(false)
-            .max_results(10)
-            .set_next_token(token.take())
-            .send()
-            .await;
-        calls.record_kind(GET_PARAMETERS_BY_PATH, result.as_ref().err().map(|e| classify(e).kind));
-        let output = result.map_err(|e| ListFailure::Aws(classify(&e)))?;
-        for parameter in output.parameters() {
-            if let Some(name) = parameter.name() {
-                push(&mut entries, Listed::new(name))?;
-            }
-        }
-        match output.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => return Ok(entries),
+    while let Some(page) = pages.next().await {
+        calls.record_kind(GET_PARAMETERS_BY_PATH, page.as_ref().err().map(|e| classify(e).kind));
+        let output = page.map_err(|e| ListFailure::Aws(classify(&e)))?;
+        for name in output.parameters().iter().filter_map(|parameter| parameter.name()) {
+            push(&mut entries, Listed::new(name))?;
         }
     }
+    Ok(entries)
 }
 
 /// `DescribeParameters` with `Name BeginsWith` and a `tag:<key> Equals <value>` filter per
@@ -228,27 +216,20 @@ async fn describe_parameters(
             )
             .flatten()
             .collect();
+    let mut pages = clients
+        .ssm
+        .describe_parameters()
+        .set_parameter_filters(Some(filters))
+        .max_results(50)
+        .into_paginator()
+        .send();
     let mut entries = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let result = clients
-            .ssm
-            .describe_parameters()
-            .set_parameter_filters(Some(filters.clone()))
-            .max_results(50)
-            .set_next_token(token.take())
-            .send()
-            .await;
-        calls.record_kind(DESCRIBE_PARAMETERS, result.as_ref().err().map(|e| classify(e).kind));
-        let output = result.map_err(|e| ListFailure::Aws(classify(&e)))?;
-        for parameter in output.parameters() {
-            if let Some(name) = parameter.name() {
-                push(&mut entries, Listed::new(name).with_tags(selection.selection.tags.clone()))?;
-            }
-        }
-        match output.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => return Ok(entries),
+    while let Some(page) = pages.next().await {
+        calls.record_kind(DESCRIBE_PARAMETERS, page.as_ref().err().map(|e| classify(e).kind));
+        let output = page.map_err(|e| ListFailure::Aws(classify(&e)))?;
+        for name in output.parameters().iter().filter_map(|parameter| parameter.name()) {
+            push(&mut entries, Listed::new(name).with_tags(selection.selection.tags.clone()))?;
         }
     }
+    Ok(entries)
 }

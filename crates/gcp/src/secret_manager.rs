@@ -11,6 +11,7 @@ use google_cloud_auth::credentials::{CacheableResource, Credentials, Credentials
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::options::RequestOptionsBuilder;
+use google_cloud_gax::paginator::Paginator as _;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use secrecy::ExposeSecret;
@@ -185,7 +186,7 @@ pub async fn access(
         if let Some(agent) = user_agent {
             call = call.with_user_agent(agent);
         }
-        let result = call.send().await.map_err(|e| sdk_error(&e, name)).and_then(|response| {
+        let result = call.send().await.map_err(|e| sdk_error(&e, &format!("access {name}"))).and_then(|response| {
             let payload = response.payload.unwrap_or_default();
             if let Some(expected) = payload.data_crc32c {
                 let actual = i64::from(crc32c::crc32c(&payload.data));
@@ -218,14 +219,11 @@ pub fn is_not_enabled(error: &Error) -> bool {
         && (error.message().contains("DISABLED state") || error.message().contains("DESTROYED state"))
 }
 
-/// An SDK error by meaning, naming the secret version and keeping Google's words.
-fn sdk_error(error: &google_cloud_gax::error::Error, name: &str) -> Error {
+/// An SDK error by meaning: what failed (`access <version>`, `list the secrets for …`) in
+/// Google's words.
+fn sdk_error(error: &google_cloud_gax::error::Error, doing: &str) -> Error {
     let words = error.status().map_or_else(|| error.to_string(), |s| s.message.clone());
-    let message = csi_secrets_provider_core::egress::name_proxy(if name.starts_with("the secrets for") {
-        format!("failed to list {name}: {words}")
-    } else {
-        format!("failed to access {name}: {words}")
-    });
+    let message = csi_secrets_provider_core::egress::name_proxy(format!("failed to {doing}: {words}"));
     match error.status().map(|s| s.code) {
         Some(Code::NotFound) => Error::not_found(message),
         Some(Code::PermissionDenied | Code::Unauthenticated) => Error::permission_denied(message),
@@ -267,21 +265,20 @@ pub async fn list(
         .iter()
         .map(|(k, v)| format!("labels.{k}=\"{}\"", v.replace('"', "\\\"")))
         .collect();
+    let mut call = client
+        .sdk
+        .list_secrets()
+        .set_parent(&selection.parent)
+        .set_page_size(100)
+        .set_filter(filter.join(" AND "));
+    if let Some(agent) = user_agent {
+        call = call.with_user_agent(agent);
+    }
+    let mut pages = call.by_page();
     let mut listed = Vec::new();
-    let mut token = String::new();
-    loop {
-        let mut call = client
-            .sdk
-            .list_secrets()
-            .set_parent(&selection.parent)
-            .set_page_size(100)
-            .set_page_token(token.clone())
-            .set_filter(filter.join(" AND "));
-        if let Some(agent) = user_agent {
-            call = call.with_user_agent(agent);
-        }
-        let result = call.send().await.map_err(|e| {
-            let error = sdk_error(&e, &format!("the secrets for {label}"));
+    while let Some(result) = pages.next().await {
+        let result = result.map_err(|e| {
+            let error = sdk_error(&e, &format!("list the secrets for {label}"));
             let error = if error.kind() == csi_secrets_provider_core::ErrorKind::PermissionDenied {
                 Error::permission_denied(format!(
                     "{}; selecting by prefix needs the secretmanager.secrets.list permission on {}",
@@ -294,8 +291,7 @@ pub async fn list(
             error.with_object(&selection.selection.prefix)
         });
         calls.record(LIST, &result);
-        let page = result?;
-        for secret in page.secrets {
+        for secret in result?.secrets {
             let id = secret.name.rsplit('/').next().unwrap_or_default();
             let name = selection.listed_name(id);
             if !name.starts_with(&selection.selection.prefix) {
@@ -309,9 +305,6 @@ pub async fn list(
             }
             listed.push(Listed::new(name).with_tags(secret.labels));
         }
-        if page.next_page_token.is_empty() {
-            return Ok(Listing::new(listed));
-        }
-        token = page.next_page_token;
     }
+    Ok(Listing::new(listed))
 }

@@ -118,6 +118,13 @@ pub fn file_contents<'a>(
         .ok_or_else(|| format!("no file {path} in {:?}", response.files))
 }
 
+/// The paths of a response's files, sorted.
+pub fn file_paths(response: &csi_secrets_provider_server::proto::MountResponse) -> Vec<&str> {
+    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    paths
+}
+
 /// [`file_contents`] as UTF-8 text.
 pub fn file_text(
     response: &csi_secrets_provider_server::proto::MountResponse,

@@ -29,8 +29,7 @@ async fn a_folder_mounts_every_secret_under_its_prefix(
     }
     let parameters = fixture.folder(prefix, Some("dir"), "").ok_or("no folder parameters")?;
     let response = fixture.mount(&parameters).await?;
-    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
-    paths.sort_unstable();
+    let paths = crate::file_paths(&response);
     ensure(paths == ["dir/a", "dir/b"], || format!("files {paths:?}"))?;
     ensure(contents(&response, "dir/a")? == b"value-a", || "the value of dir/a".to_owned())?;
     ensure(response.object_version.len() == 2, || format!("versions {:?}", response.object_version))?;

@@ -21,7 +21,9 @@ pub mod tls;
 pub mod worlds;
 
 pub use backend::TestBackend;
-pub use client::{DriverClient, file_contents, file_text, http_get, new_target_path, pod_attributes};
+pub use client::{
+    DriverClient, file_contents, file_paths, file_text, http_get, new_target_path, pod_attributes,
+};
 pub use harness::{InProcess, ProviderProcess, wait_for_file, wait_for_socket};
 
 /// The example SecretProviderClasses (`examples/*.yaml`), sorted.

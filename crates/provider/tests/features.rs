@@ -6,18 +6,12 @@
 use std::time::Duration;
 
 use csi_secrets_provider_tests::worlds::BoxError;
-use csi_secrets_provider_tests::{file_contents as file, http_get};
+use csi_secrets_provider_tests::{file_contents as file, file_paths, http_get};
 use tonic::Code;
 
 type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
-
-fn paths(response: &csi_secrets_provider_server::proto::MountResponse) -> Vec<&str> {
-    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
-    paths.sort_unstable();
-    paths
-}
 
 /// The value of one series in a Prometheus scrape.
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -41,7 +35,7 @@ mod aws {
              - {{objectName: /{missing}/param, objectType: ssmparameter, objectAlias: missing-param, optional: 'true'}}\n"
         );
         let response = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await?;
-        assert_eq!(paths(&response), ["present"], "only the object that exists is written");
+        assert_eq!(file_paths(&response), ["present"], "only the object that exists is written");
         assert_eq!(file(&response, "present")?, b"here");
         let log = world.provider.log_text();
         assert_eq!(log.matches("optional object not found; skipped").count(), 2, "{log}");
@@ -157,7 +151,7 @@ mod azure {
                 "objectName: switched-off\nobjectType: secret\noptional: \"true\"",
             ])
             .await?;
-        assert_eq!(paths(&response), ["present"]);
+        assert_eq!(file_paths(&response), ["present"]);
         let log = world.provider.log_text();
         assert_eq!(log.matches("optional object not found; skipped").count(), 2, "{log}");
         let addr = world.provider.health_addr(Duration::from_secs(10)).await?;
@@ -249,7 +243,7 @@ mod azure {
                 "objectName: db\nobjectType: secret\nfilePermission: \"0600\"\njmesPath:\n  - {path: username, objectAlias: db-user}\n  - {path: '\"db-password\"', objectAlias: db-pass, filePermission: \"0400\"}",
             ])
             .await?;
-        assert_eq!(paths(&response), ["db", "db-pass", "db-user"], "the whole secret is still written");
+        assert_eq!(file_paths(&response), ["db", "db-pass", "db-user"], "the whole secret is still written");
         assert_eq!(file(&response, "db-user")?, b"app");
         assert_eq!(file(&response, "db-pass")?, b"s3cret");
         let mode = |path: &str| response.files.iter().find(|f| f.path == path).map(|f| f.mode);

@@ -10,7 +10,7 @@ use aws_sdk_secretsmanager::types::Tag;
 use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::aws::moto_endpoint;
 use csi_secrets_provider_tests::worlds::{AwsWorld, BoxError};
-use csi_secrets_provider_tests::{file_contents as file, new_target_path};
+use csi_secrets_provider_tests::{file_contents as file, file_paths, new_target_path};
 use tonic::Code;
 
 type TestResult = Result<(), BoxError>;
@@ -39,12 +39,6 @@ async fn secret(
     Ok(created.version_id().ok_or("no version")?.to_owned())
 }
 
-fn paths(response: &MountResponse) -> Vec<&str> {
-    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
-    paths.sort_unstable();
-    paths
-}
-
 fn version<'a>(response: &'a MountResponse, id: &str) -> Option<&'a str> {
     response.object_version.iter().find(|v| v.id == id).map(|v| v.version.as_str())
 }
@@ -64,7 +58,7 @@ async fn secrets_by_prefix_tags_and_alias_directory() -> TestResult {
     let objects =
         format!("- objectPrefix: {}\n  objectType: secretsmanager\n  objectAlias: app\n", world.name("app/"));
     let response = world.mount(&[("objects", &objects)]).await?;
-    assert_eq!(paths(&response), ["app/api_key", "app/db", "app/dev"]);
+    assert_eq!(file_paths(&response), ["app/api_key", "app/db", "app/dev"]);
     assert_eq!(file(&response, "app/db")?, b"db-pass");
     assert_eq!(version(&response, "app/db"), Some(db.as_str()), "each selected secret has its own version");
     assert_eq!(response.object_version.len(), 3);
@@ -75,7 +69,7 @@ async fn secrets_by_prefix_tags_and_alias_directory() -> TestResult {
         world.name("app/")
     );
     let response = world.mount(&[("objects", &objects), ("pathTranslation", "False")]).await?;
-    assert_eq!(paths(&response), ["api/key"]);
+    assert_eq!(file_paths(&response), ["api/key"]);
     assert_eq!(file(&response, "api/key")?, b"api-key");
     Ok(())
 }
@@ -103,7 +97,7 @@ async fn parameters_by_path_and_by_name_prefix_with_tags() -> TestResult {
 
     let objects = format!("- {{objectPrefix: '{root}/', objectType: ssmparameter}}\n");
     let response = world.mount(&[("objects", &objects)]).await?;
-    assert_eq!(paths(&response), ["db", "nested_x"]);
+    assert_eq!(file_paths(&response), ["db", "nested_x"]);
     assert_eq!(file(&response, "nested_x")?, b"two", "decrypted when read");
     assert_eq!(version(&response, "db"), Some("1"));
     assert_eq!(world.proxy.count("GetParametersByPath"), 1);
@@ -112,10 +106,10 @@ async fn parameters_by_path_and_by_name_prefix_with_tags() -> TestResult {
     // A name prefix (not a path) lists with DescribeParameters; the tag narrows it to one.
     let objects = format!("- {{objectPrefix: '{root}', objectType: ssmparameter, objectAlias: all}}\n");
     let response = world.mount(&[("objects", &objects)]).await?;
-    assert_eq!(paths(&response), ["all/db", "all/nested_x", "all/x"]);
+    assert_eq!(file_paths(&response), ["all/db", "all/nested_x", "all/x"]);
     let objects = format!("- {{objectPrefix: '{root}', objectType: ssmparameter, tags: {{env: prod}}}}\n");
     let response = world.mount(&[("objects", &objects)]).await?;
-    assert_eq!(paths(&response), ["x"]);
+    assert_eq!(file_paths(&response), ["x"]);
     assert_eq!(file(&response, "x")?, b"three");
     assert_eq!(world.proxy.count("DescribeParameters"), 2);
     Ok(())
@@ -188,18 +182,18 @@ async fn a_remount_lists_again_and_a_round_lists_once() -> TestResult {
     for target in &targets {
         world.mount_at(target, "web", &parameters).await?;
     }
-    assert_eq!(paths(&world.mount_at(&targets[0], "web", &parameters).await?), ["drop", "keep"]);
+    assert_eq!(file_paths(&world.mount_at(&targets[0], "web", &parameters).await?), ["drop", "keep"]);
 
     // One added, one deleted: the next remount sees both changes.
     secret(&sm, &world.name("app/new"), "n", &[]).await?;
     sm.delete_secret().secret_id(world.name("app/drop")).force_delete_without_recovery(true).send().await?;
     let listed = world.proxy.count("ListSecrets");
     let response = world.mount_at(&targets[0], "web", &parameters).await?;
-    assert_eq!(paths(&response), ["keep", "new"]);
+    assert_eq!(file_paths(&response), ["keep", "new"]);
     assert_eq!(file(&response, "new")?, b"n");
     // The other pods of the identity remounting in the same round share that listing.
     for target in &targets[1..] {
-        assert_eq!(paths(&world.mount_at(target, "web", &parameters).await?), ["keep", "new"]);
+        assert_eq!(file_paths(&world.mount_at(target, "web", &parameters).await?), ["keep", "new"]);
     }
     assert_eq!(world.proxy.count("ListSecrets") - listed, 1, "one listing for the round");
     Ok(())
@@ -243,7 +237,7 @@ async fn the_admin_policy_applies_to_every_selected_secret() -> TestResult {
     secret(&sm, &world.name("app/ok"), "fine", &[]).await?;
     let objects = format!("- {{objectPrefix: '{}', objectType: secretsmanager}}\n", world.name("app/"));
     let response = world.mount(&[("objects", &objects)]).await?;
-    assert_eq!(paths(&response), ["ok"]);
+    assert_eq!(file_paths(&response), ["ok"]);
 
     secret(&sm, &world.name("app/secret"), "not for shop", &[]).await?;
     let reads = world.proxy.count("GetSecretValue") + world.proxy.count("BatchGetSecretValue");
@@ -304,7 +298,7 @@ async fn per_entry_keys_and_files_apply_to_selected_secrets() -> TestResult {
     );
     let files = "- path: dsn\n  template: \"{% set db = objects['app/db'] | fromjson %}postgres://{{ db.username }}:{{ db.password }}@db/app\"\n";
     let response = world.mount(&[("objects", &objects), ("files", files)]).await?;
-    assert_eq!(paths(&response), ["app/cache/password", "app/db/password", "dsn"]);
+    assert_eq!(file_paths(&response), ["app/cache/password", "app/db/password", "dsn"]);
     assert_eq!(file(&response, "app/db/password")?, b"db-pw");
     assert_eq!(file(&response, "dsn")?, b"postgres://app:db-pw@db/app");
     Ok(())

@@ -4,20 +4,13 @@
 //! between two remounts, one listing per remount round, and a refused list.
 #![cfg(feature = "azure")]
 
-use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::worlds::{AZURE_VAULT as VAULT, AzureWorld, BoxError};
-use csi_secrets_provider_tests::{file_contents as file, new_target_path};
+use csi_secrets_provider_tests::{file_contents as file, file_paths, new_target_path};
 use tonic::Code;
 
 type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
-
-fn paths(response: &MountResponse) -> Vec<&str> {
-    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
-    paths.sort_unstable();
-    paths
-}
 
 fn list_calls(world: &AzureWorld) -> usize {
     world.azure.vault_requests().iter().filter(|r| r.path.trim_matches('/') == "secrets").count()
@@ -37,7 +30,7 @@ async fn secrets_by_prefix_tags_and_alias_directory_over_several_pages() -> Test
 
     let response = world.mount(&["objectPrefix: app-\nobjectAlias: app"]).await?;
     assert_eq!(
-        paths(&response),
+        file_paths(&response),
         ["app/api", "app/cache", "app/db", "app/queue"],
         "the disabled one is not selected"
     );
@@ -50,7 +43,7 @@ async fn secrets_by_prefix_tags_and_alias_directory_over_several_pages() -> Test
 
     let response =
         world.mount(&["objectPrefix: app-\nobjectType: secret\ntags: {env: prod, team: a}"]).await?;
-    assert_eq!(paths(&response), ["db"]);
+    assert_eq!(file_paths(&response), ["db"]);
     Ok(())
 }
 
@@ -121,15 +114,18 @@ async fn a_remount_lists_again_and_a_round_lists_once() -> TestResult {
         world.mount_at(target, "workload-sa", &objects, &[]).await?;
     }
     // A remount may take a listing younger than its own previous mount (the last first mount's).
-    assert_eq!(paths(&world.mount_at(&targets[0], "workload-sa", &objects, &[]).await?), ["drop", "keep"]);
+    assert_eq!(
+        file_paths(&world.mount_at(&targets[0], "workload-sa", &objects, &[]).await?),
+        ["drop", "keep"]
+    );
     world.azure.set_secret(VAULT, "app-new", "n");
     world.azure.delete_secret(VAULT, "app-drop");
     let listed = list_calls(&world);
     let response = world.mount_at(&targets[0], "workload-sa", &objects, &[]).await?;
-    assert_eq!(paths(&response), ["keep", "new"]);
+    assert_eq!(file_paths(&response), ["keep", "new"]);
     assert_eq!(file(&response, "new")?, b"n");
     for target in &targets[1..] {
-        assert_eq!(paths(&world.mount_at(target, "workload-sa", &objects, &[]).await?), ["keep", "new"]);
+        assert_eq!(file_paths(&world.mount_at(target, "workload-sa", &objects, &[]).await?), ["keep", "new"]);
     }
     assert_eq!(list_calls(&world) - listed, 1, "one listing (one page) for the round");
     Ok(())

@@ -4,21 +4,14 @@
 //! two remounts, one listing per remount round, and a refused list.
 #![cfg(feature = "gcp")]
 
-use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::gcp::{LOCATION, PROJECT, PROJECT_NUMBER};
 use csi_secrets_provider_tests::worlds::{BoxError, GCP_NAMESPACE, GcpWorld};
-use csi_secrets_provider_tests::{file_contents as file, new_target_path};
+use csi_secrets_provider_tests::{file_contents as file, file_paths, new_target_path};
 use tonic::Code;
 
 type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
-
-fn paths(response: &MountResponse) -> Vec<&str> {
-    let mut paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
-    paths.sort_unstable();
-    paths
-}
 
 /// A world where `shop/web` may list and read `secrets` (global) and `regional` (in
 /// [`LOCATION`]).
@@ -43,7 +36,7 @@ async fn secrets_by_prefix_labels_and_directory_over_several_pages() -> TestResu
 
     let secrets = format!("- resourcePrefix: projects/{PROJECT}/secrets/app-\n  path: app\n  mode: 0400\n");
     let response = world.mount(&secrets).await?;
-    assert_eq!(paths(&response), ["app/api", "app/cache", "app/db"]);
+    assert_eq!(file_paths(&response), ["app/api", "app/cache", "app/db"]);
     assert_eq!(file(&response, "app/db")?, b"app-db-value");
     assert!(response.files.iter().all(|f| f.mode == 0o400));
     let version = response
@@ -56,10 +49,10 @@ async fn secrets_by_prefix_labels_and_directory_over_several_pages() -> TestResu
 
     let secrets =
         format!("- resourcePrefix: projects/{PROJECT}/secrets/app-\n  tags: {{env: prod, team: a}}\n");
-    assert_eq!(paths(&world.mount(&secrets).await?), ["api"]);
+    assert_eq!(file_paths(&world.mount(&secrets).await?), ["api"]);
     let secrets = format!("- resourcePrefix: projects/{PROJECT}/locations/{LOCATION}/secrets/app-\n");
     let response = world.mount(&secrets).await?;
-    assert_eq!(paths(&response), ["eu"]);
+    assert_eq!(file_paths(&response), ["eu"]);
     assert_eq!(file(&response, "eu")?, b"app-eu-value");
     Ok(())
 }
@@ -125,16 +118,16 @@ async fn a_remount_lists_again_and_a_round_lists_once() -> TestResult {
     for target in &targets {
         world.mount_at(target, "web", &secrets, &[]).await?;
     }
-    assert_eq!(paths(&world.mount_at(&targets[0], "web", &secrets, &[]).await?), ["drop", "keep"]);
+    assert_eq!(file_paths(&world.mount_at(&targets[0], "web", &secrets, &[]).await?), ["drop", "keep"]);
     world.google.add_version(None, "app-new", b"n");
     world.google.grant(None, "app-new", &format!("ksa:{GCP_NAMESPACE}/web"));
     world.google.delete_secret(None, "app-drop");
     let listed = world.google.count("list");
     let response = world.mount_at(&targets[0], "web", &secrets, &[]).await?;
-    assert_eq!(paths(&response), ["keep", "new"]);
+    assert_eq!(file_paths(&response), ["keep", "new"]);
     assert_eq!(file(&response, "new")?, b"n");
     for target in &targets[1..] {
-        assert_eq!(paths(&world.mount_at(target, "web", &secrets, &[]).await?), ["keep", "new"]);
+        assert_eq!(file_paths(&world.mount_at(target, "web", &secrets, &[]).await?), ["keep", "new"]);
     }
     assert_eq!(world.google.count("list") - listed, 1, "one listing (one page of two) for the round");
     Ok(())

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use minijinja::value::{Value, ValueKind};
 use zeroize::Zeroizing;
 
+use super::json_text::{self, Layout};
 use super::spec::FileFormat;
 
 /// One key of the merged object and the object (file name) it came from.
@@ -49,10 +50,11 @@ pub(crate) fn write(format: FileFormat, entries: &[Entry]) -> Result<Zeroizing<V
         FileFormat::Properties => properties(entries),
         FileFormat::Json => {
             let object = Value::from_pairs(entries.iter().map(|e| (e.key.clone(), e.value.clone())));
-            let mut text = serde_json::to_vec_pretty(&object)
+            let mut text = Zeroizing::new(Vec::new());
+            json_text::write(&object, Layout::Indented(b"  "), &mut text)
                 .map_err(|_| "the keys cannot be written as JSON".to_owned())?;
             text.push(b'\n');
-            Ok(Zeroizing::new(text))
+            Ok(text)
         }
         FileFormat::Yaml => {
             let object = Value::from_pairs(entries.iter().map(|e| (e.key.clone(), e.value.clone())));
@@ -73,7 +75,12 @@ pub(crate) fn scalar_text(value: &Value) -> Result<Zeroizing<String>, String> {
             .map(|text| Zeroizing::new(text.to_owned()))
             .map_err(|_| "a binary value".to_owned());
     }
-    serde_json::to_string(value).map(Zeroizing::new).map_err(|_| "a value that cannot be JSON".to_owned())
+    let mut text = Vec::new();
+    json_text::write(value, Layout::Compact, &mut text)
+        .ok()
+        .and_then(|()| String::from_utf8(text).ok())
+        .map(Zeroizing::new)
+        .ok_or_else(|| "a value that cannot be JSON".to_owned())
 }
 
 /// Is `key` a name `source`, `docker compose --env-file` and python-dotenv all take?

@@ -8,6 +8,7 @@
 //! the whole mount and nothing is written.
 
 mod formats;
+mod json_text;
 mod spec;
 mod template;
 

@@ -12,6 +12,8 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use zeroize::Zeroizing;
 
+use super::json_text::{self, Layout};
+
 /// The one variable a template sees.
 pub(crate) const OBJECTS: &str = "objects";
 
@@ -130,21 +132,13 @@ fn from_yaml(value: &Value) -> Result<Value, minijinja::Error> {
 /// JSON text of a value, compact, or indented by `indent` spaces; no HTML escaping (the output
 /// is a file, not a web page).
 fn to_json(value: &Value, indent: Option<usize>) -> Result<Value, minijinja::Error> {
-    let failed = |_| minijinja::Error::new(ErrorKind::BadSerialization, "tojson: the value cannot be JSON");
-    let text = match indent {
-        None => serde_json::to_string(value).map_err(failed)?,
-        Some(width) => {
-            let unit = vec![b' '; width.min(16)];
-            let mut out = Vec::new();
-            let formatter = serde_json::ser::PrettyFormatter::with_indent(&unit);
-            let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
-            serde::Serialize::serialize(value, &mut serializer).map_err(failed)?;
-            String::from_utf8(out).map_err(|_| {
-                minijinja::Error::new(ErrorKind::BadSerialization, "tojson: the value cannot be JSON")
-            })?
-        }
-    };
-    Ok(Value::from_safe_string(text))
+    let unit = vec![b' '; indent.unwrap_or(0).min(16)];
+    let layout = if indent.is_some() { Layout::Indented(&unit) } else { Layout::Compact };
+    let mut out = Vec::new();
+    let written = json_text::write(value, layout, &mut out).ok().and_then(|()| String::from_utf8(out).ok());
+    written
+        .map(Value::from_safe_string)
+        .ok_or_else(|| minijinja::Error::new(ErrorKind::BadSerialization, "tojson: the value cannot be JSON"))
 }
 
 fn b64_encode(value: &Value) -> Result<Value, minijinja::Error> {

@@ -9,14 +9,13 @@
 
 mod formats;
 mod json_text;
+mod objects;
 mod spec;
 mod template;
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
-use minijinja::value::{Enumerator, Object, Value};
+use minijinja::value::Value;
 
 pub use crate::shape::{Decoding, FileShape, ShapeKeys};
 pub use spec::{FILES, FileEntry, FileFormat, FilesKey, FilesSpec};
@@ -25,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::files::{SecretBytes, check_file_path, is_parent};
 use crate::mode::FileMode;
 use crate::response::{MountResponse, MountedFile};
+use objects::ObjectValues;
 use spec::Source;
 
 /// What [`shape`] made, one kind per file, for the `files_rendered_total` metric: `template`,
@@ -57,23 +57,24 @@ pub fn shape(
     for file in response.files.iter().filter(|f| f.shape.expand_keys) {
         for (key, contents) in expand_keys(file)? {
             made.push(BuiltFile {
-                label: format!("key {key:?} of object {:?} (expandKeys)", file.object_name()),
-                field: "expandKeys".to_owned(),
                 file: MountedFile::new(key, file.mode, contents),
+                origin: Origin::ExpandedKey { object: file.object_name().to_owned() },
             });
             kinds.push("expanded_key");
         }
     }
     if !files.is_empty() {
-        let objects = ObjectValues::of(&response.files);
-        let _memo = template::JsonMemo::scope();
-        for entry in files.entries() {
-            let contents = build(entry, files, &objects, cap)?;
+        let objects = ObjectValues::take(&mut response.files);
+        let built = {
+            let _memo = template::JsonMemo::scope();
+            files.entries().iter().map(|entry| build(entry, files, &objects, cap)).collect::<Result<Vec<_>>>()
+        };
+        objects.give_back(&mut response.files)?;
+        for (entry, contents) in files.entries().iter().zip(built?) {
             let mode = entry.mode.unwrap_or(default_mode);
             made.push(BuiltFile {
                 file: MountedFile::new(entry.path.clone(), mode, contents),
-                label: entry.field(None),
-                field: entry.field(Some(FilesKey::Path)),
+                origin: Origin::Files(entry),
             });
             kinds.push(entry.kind());
         }
@@ -118,27 +119,29 @@ fn build(
                 Error::internal(format!("the template of {:?} was not compiled", entry.path))
             })?;
             let redact = |detail: &str| objects.quotes_a_value(detail);
-            let rendered =
-                template::render(env, &entry.label, Value::from_dyn_object(objects.clone()), cap, &redact)
-                    .map_err(|failure| {
-                        let line = failure.line.map(|l| format!(", line {l}")).unwrap_or_default();
-                        let missing: Vec<&str> = references
-                            .objects
-                            .iter()
-                            .map(String::as_str)
-                            .filter(|name| !objects.values.contains_key(*name))
-                            .collect();
-                        let hint = if missing.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (this mount has no object file named {})", quoted_list(&missing))
-                        };
-                        Error::invalid_config(format!(
-                            "the template of {:?} failed{line}: {}{hint}",
-                            entry.path, failure.message
-                        ))
-                        .with_field(entry.field(Some(FilesKey::Template)))
-                    })?;
+            let named: usize = references.objects.iter().filter_map(|name| objects.len_of(name)).sum();
+            let objects_value = Value::from_dyn_object(objects.clone());
+            let rendered = template::render(env, &entry.label, objects_value, named, cap, &redact).map_err(
+                |failure| {
+                    let line = failure.line.map(|l| format!(", line {l}")).unwrap_or_default();
+                    let missing: Vec<&str> = references
+                        .objects
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|name| !objects.has(name))
+                        .collect();
+                    let hint = if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (this mount has no object file named {})", quoted_list(&missing))
+                    };
+                    Error::invalid_config(format!(
+                        "the template of {:?} failed{line}: {}{hint}",
+                        entry.path, failure.message
+                    ))
+                    .with_field(entry.field(Some(FilesKey::Template)))
+                },
+            )?;
             Ok(into_secret(rendered))
         }
         Source::Format { format, from } => {
@@ -148,7 +151,7 @@ fn build(
             };
             let mut sources: Vec<(&str, Value)> = Vec::with_capacity(from.len());
             for name in from {
-                let value = objects.values.get(name).ok_or_else(|| {
+                let value = objects.get(name).ok_or_else(|| {
                     fail(format!(
                         "this mount has no object file named {name:?} (a skipped optional object, or a typo)"
                     ))
@@ -175,17 +178,42 @@ fn into_secret(mut bytes: zeroize::Zeroizing<Vec<u8>>) -> SecretBytes {
     SecretBytes::new(std::mem::take(&mut *bytes))
 }
 
-/// A file `shape` makes, and how errors name it.
-struct BuiltFile {
+/// A file `shape` makes, and where from (for errors only).
+struct BuiltFile<'spec> {
     file: MountedFile,
+    origin: Origin<'spec>,
+}
+
+enum Origin<'spec> {
+    /// A key of the object's JSON value; the file is named by the key.
+    ExpandedKey {
+        object: String,
+    },
+    Files(&'spec FileEntry),
+}
+
+impl BuiltFile<'_> {
     /// `files[0]`, `key "x" of object "y" (expandKeys)`.
-    label: String,
+    fn label(&self) -> String {
+        match &self.origin {
+            Origin::ExpandedKey { object } => {
+                format!("key {:?} of object {object:?} (expandKeys)", self.file.path)
+            }
+            Origin::Files(entry) => entry.field(None),
+        }
+    }
+
     /// The field an error about it names.
-    field: String,
+    fn field(&self) -> String {
+        match &self.origin {
+            Origin::ExpandedKey { .. } => "expandKeys".to_owned(),
+            Origin::Files(entry) => entry.field(Some(FilesKey::Path)),
+        }
+    }
 }
 
 /// A file built here must not be another file, nor a directory of one (or the reverse).
-fn check_collisions(kept: &[MountedFile], made: &[BuiltFile]) -> Result<()> {
+fn check_collisions(kept: &[MountedFile], made: &[BuiltFile<'_>]) -> Result<()> {
     let clash = |a: &str, b: &str| a == b || is_parent(a, b) || is_parent(b, a);
     for (i, built) in made.iter().enumerate() {
         let path = &built.file.path;
@@ -196,13 +224,13 @@ fn check_collisions(kept: &[MountedFile], made: &[BuiltFile]) -> Result<()> {
         let with_made = made[..i]
             .iter()
             .find(|other| clash(path, &other.file.path))
-            .map(|other| format!("file {:?} of {}", other.file.path, other.label));
+            .map(|other| format!("file {:?} of {}", other.file.path, other.label()));
         if let Some(other) = with_kept.or(with_made) {
             return Err(Error::invalid_config(format!(
                 "file {path:?} of {} collides with {other}; give one of them another name",
-                built.label
+                built.label()
             ))
-            .with_field(&built.field));
+            .with_field(built.field()));
         }
     }
     Ok(())
@@ -210,87 +238,6 @@ fn check_collisions(kept: &[MountedFile], made: &[BuiltFile]) -> Result<()> {
 
 fn quoted_list(names: &[&str]) -> String {
     names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
-}
-
-/// The `objects` a template sees: each file of the mount by name, its value as text (bytes
-/// when it is not UTF-8). `Debug` names the files, never their values.
-struct ObjectValues {
-    values: BTreeMap<String, Value>,
-}
-
-impl ObjectValues {
-    fn of(files: &[MountedFile]) -> Arc<Self> {
-        let values =
-            files.iter().map(|f| (f.path.clone(), template::bytes_value(f.contents.expose()))).collect();
-        Arc::new(Self { values })
-    }
-
-    /// Whether `text` (an error's detail) quotes any value of the mount, or any string in a JSON
-    /// value, or a word of one: checked on the error path only.
-    fn quotes_a_value(&self, text: &str) -> bool {
-        fn leaves(value: &Value, out: &mut Vec<String>) {
-            if let Some(s) = value.as_str() {
-                out.push(s.to_owned());
-                out.extend(s.split_whitespace().filter(|w| w.len() >= 4).map(str::to_owned));
-            } else if let Ok(items) = value.try_iter() {
-                for item in items {
-                    let inner = value.get_item(&item).ok().filter(|v| !v.is_undefined()).unwrap_or(item);
-                    leaves(&inner, out);
-                }
-            } else if !value.is_none() && !value.is_undefined() {
-                out.push(value.to_string());
-            }
-        }
-        let mut secrets = Vec::new();
-        for value in self.values.values() {
-            leaves(value, &mut secrets);
-            if let Some(parsed) = value.as_str().and_then(|text| template::parse_json(text).ok()) {
-                leaves(&parsed, &mut secrets);
-            }
-        }
-        secrets.iter().filter(|s| s.len() >= 3).any(|s| text.contains(s.as_str()))
-    }
-}
-
-impl fmt::Debug for ObjectValues {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectValues").field("files", &self.values.keys().collect::<Vec<_>>()).finish()
-    }
-}
-
-impl Object for ObjectValues {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.values.get(key.as_str()?).cloned()
-    }
-
-    fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let keys: Vec<Value> = self.values.keys().map(|k| Value::from(k.as_str())).collect();
-        Enumerator::Iter(Box::new(keys.into_iter()))
-    }
-
-    /// `objects.get(name, default=none)`, the way to read an optional object, and
-    /// `keys()`/`items()` for loops.
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut minijinja::State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> std::result::Result<Value, minijinja::Error> {
-        match method {
-            "get" => {
-                let (name, default): (&str, Option<Value>) = minijinja::value::from_args(args)?;
-                Ok(self.values.get(name).cloned().or(default).unwrap_or_else(|| Value::from(())))
-            }
-            "keys" => Ok(Value::from_iter(self.values.keys().map(|k| Value::from(k.as_str())))),
-            "items" => Ok(Value::from_iter(
-                self.values.iter().map(|(k, v)| Value::from(vec![Value::from(k.as_str()), v.clone()])),
-            )),
-            _ => Err(minijinja::Error::new(
-                minijinja::ErrorKind::UnknownMethod,
-                format!("objects has no method {method:?} (it has get, keys and items)"),
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

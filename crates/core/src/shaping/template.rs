@@ -48,13 +48,14 @@ pub(crate) fn environment() -> Environment<'static> {
     env
 }
 
-/// A value's text for a filter that parses it; bytes that are not UTF-8 are refused.
-fn text_of(value: &Value, filter: &str) -> Result<String, minijinja::Error> {
+/// A value's text for a filter that parses it, borrowed (no copy of a secret to wipe);
+/// bytes that are not UTF-8 are refused.
+fn text_of<'v>(value: &'v Value, filter: &str) -> Result<&'v str, minijinja::Error> {
     if let Some(text) = value.as_str() {
-        return Ok(text.to_owned());
+        return Ok(text);
     }
     match value.as_bytes().map(std::str::from_utf8) {
-        Some(Ok(text)) => Ok(text.to_owned()),
+        Some(Ok(text)) => Ok(text),
         Some(Err(_)) => Err(minijinja::Error::new(
             ErrorKind::InvalidOperation,
             format!("{filter}: the value is binary, not UTF-8 text"),
@@ -111,8 +112,8 @@ fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
     {
         return Ok(parsed);
     }
-    let text = Zeroizing::new(text_of(value, "fromjson")?);
-    let parsed = parse_json(&text)
+    let text = text_of(value, "fromjson")?;
+    let parsed = parse_json(text)
         .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromjson: {why}")))?;
     if value.as_str().is_some() {
         PARSED_JSON.with_borrow_mut(|memo| memo.push((value.clone(), parsed.clone())));
@@ -121,8 +122,8 @@ fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
 }
 
 fn from_yaml(value: &Value) -> Result<Value, minijinja::Error> {
-    let text = Zeroizing::new(text_of(value, "fromyaml")?);
-    serde_norway::from_str::<Value>(&text).map_err(|e| {
+    let text = text_of(value, "fromyaml")?;
+    serde_norway::from_str::<Value>(text).map_err(|e| {
         let at =
             e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
         minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromyaml: the value is not YAML{at}"))
@@ -156,7 +157,7 @@ fn b64_encode(value: &Value) -> Result<Value, minijinja::Error> {
 }
 
 fn b64_decode(value: &Value) -> Result<Value, minijinja::Error> {
-    let text = Zeroizing::new(text_of(value, "b64decode")?);
+    let text = text_of(value, "b64decode")?;
     let bytes = super::Decoding::Base64
         .decode(text.as_bytes())
         .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("b64decode: {why}")))?;
@@ -273,16 +274,20 @@ pub(crate) struct RenderFailure {
     pub message: String,
 }
 
-/// Renders template `name` with `objects`, at most `cap` bytes of output.
+/// Renders template `name` with `objects`, at most `cap` bytes of output. `expected` is about
+/// how long the output will be (the template and the values it names): the output buffer starts
+/// that large, so it is not grown, copied and left behind unwiped on the way.
 pub(crate) fn render(
     env: &Environment<'static>,
     name: &str,
     objects: Value,
+    expected: usize,
     cap: usize,
     redact: &dyn Fn(&str) -> bool,
 ) -> Result<Zeroizing<Vec<u8>>, RenderFailure> {
     let template = env.get_template(name).map_err(|e| failure(&e, redact))?;
-    let mut out = CappedOutput { bytes: Zeroizing::new(Vec::with_capacity(512)), cap, over: false };
+    let capacity = expected.saturating_add(template.source().len()).clamp(256, cap.max(256));
+    let mut out = CappedOutput { bytes: Zeroizing::new(Vec::with_capacity(capacity)), cap, over: false };
     let context = Value::from_pairs([(OBJECTS, objects)]);
     let rendered = template.render_captured_to(context, &mut out);
     match rendered {

@@ -343,8 +343,41 @@ fn nothing_to_shape_is_free_and_untouched() -> Result<()> {
 
 #[test]
 fn debug_output_holds_no_value() {
-    let objects = ObjectValues::of(&[file("db", "s3cr3t")]);
+    let objects = ObjectValues::take(&mut [file("db", "s3cr3t")]);
     assert!(!format!("{objects:?}").contains("s3cr3t"));
     let shaped = file("db", "s3cr3t").shaped("o", FileShape { write_file: false, ..FileShape::PLAIN });
     assert!(!format!("{shaped:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn every_object_keeps_its_contents_after_templates_read_some_of_them() -> Result<()> {
+    let files = spec("- path: out\n  template: '{{ objects.a }}+{{ objects.get(\"c\") }}'\n");
+    let mut mount = response(vec![file("a", "1"), file("b", "unread"), file("c", "3"), file("b", "later b")]);
+    run(&files, &mut mount)?;
+    assert_eq!(contents(&mount, "out"), "1+3");
+    let all: Vec<(&str, String)> = mount
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), String::from_utf8_lossy(f.contents.expose()).into_owned()))
+        .collect();
+    assert_eq!(
+        all,
+        [("a", "1"), ("b", "unread"), ("c", "3"), ("b", "later b"), ("out", "1+3")]
+            .map(|(p, c)| (p, c.to_owned())),
+        "objects moved into the template context come back, also one a later file of its path hides"
+    );
+    Ok(())
+}
+
+#[test]
+fn long_values_render_whole_whatever_the_output_buffer_started_at() -> Result<()> {
+    let long = "x".repeat(70_000);
+    let files = spec(
+        "- path: named\n  template: '{{ objects.v }}{{ objects.v }}'\n- path: looped\n  template: '{% for k, v in objects.items() %}{{ v }}{% endfor %}'\n",
+    );
+    let mut mount = response(vec![file("v", &long)]);
+    run(&files, &mut mount)?;
+    assert_eq!(contents(&mount, "named"), long.repeat(2));
+    assert_eq!(contents(&mount, "looped"), long);
+    Ok(())
 }

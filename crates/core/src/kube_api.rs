@@ -13,14 +13,16 @@ use crate::stats::CloudCalls;
 /// The API name of a ServiceAccount GET in the `cloud_requests` metric.
 const GET_SERVICE_ACCOUNT: &str = "kubernetes:GetServiceAccount";
 
-/// The API server's URL once the client is made: a failed connection names the proxy it went
-/// through.
-static API_SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 /// A Kubernetes client made on first use (`kube::Config::infer`).
 #[derive(Default)]
 pub struct KubeApi {
-    client: OnceCell<kube::Client>,
+    client: OnceCell<Connected>,
+}
+
+struct Connected {
+    client: kube::Client,
+    /// The API server's URL: a failed call names the proxy it went through.
+    server: String,
 }
 
 impl std::fmt::Debug for KubeApi {
@@ -43,13 +45,36 @@ impl KubeApi {
                 // the proxy the standard variables give for its URL, direct when `NO_PROXY`
                 // names it (as it should name the in-cluster address). kube's own reading of
                 // `HTTPS_PROXY` ignores `NO_PROXY` for the API server.
-                config.proxy_url = crate::egress::proxy_with_credentials(&config.cluster_url.to_string());
-                let _ = API_SERVER.set(config.cluster_url.to_string());
-                kube::Client::try_from(config)
-                    .map_err(|e| Error::unavailable(format!("cannot create the Kubernetes API client: {e}")))
+                let server = config.cluster_url.to_string();
+                config.proxy_url = crate::egress::proxy_with_credentials(&server);
+                let client = kube::Client::try_from(config).map_err(|e| {
+                    Error::unavailable(format!("cannot create the Kubernetes API client: {e}"))
+                })?;
+                Ok::<_, Error>(Connected { client, server })
             })
             .await
-            .cloned()
+            .map(|connected| connected.client.clone())
+    }
+
+    /// A Kubernetes API error by meaning, after `context`; `rbac` says what the provider's
+    /// ClusterRole needs when the API refuses; a failed connection names the proxy it went
+    /// through.
+    pub fn error(&self, error: kube::Error, context: &str, rbac: &str) -> Error {
+        match &error {
+            kube::Error::Api(status) if status.code == 404 => {
+                Error::not_found(format!("{context}: not found"))
+            }
+            kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::permission_denied(
+                format!("{context}: {} (the provider's ClusterRole needs {rbac})", status.message),
+            ),
+            _ => Error::unavailable(format!(
+                "{context}: {error}{}",
+                self.client
+                    .get()
+                    .map(|connected| crate::egress::through(&connected.server))
+                    .unwrap_or_default()
+            )),
+        }
     }
 
     /// The annotations of service account `namespace/name` (the IAM role of IRSA, GKE's Google
@@ -62,23 +87,8 @@ impl KubeApi {
         calls: &CloudCalls,
     ) -> Result<BTreeMap<String, String>, Error> {
         let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(self.client().await?, namespace);
-        let account = accounts.get(name).await.map_err(|e| kube_error(e, context, "get on serviceaccounts"));
+        let account = accounts.get(name).await.map_err(|e| self.error(e, context, "get on serviceaccounts"));
         calls.record(GET_SERVICE_ACCOUNT, &account);
         Ok(account?.metadata.annotations.unwrap_or_default())
-    }
-}
-
-/// A Kubernetes API error by meaning, after `context`; `rbac` says what the provider's
-/// ClusterRole needs when the API refuses.
-pub fn kube_error(error: kube::Error, context: &str, rbac: &str) -> Error {
-    match &error {
-        kube::Error::Api(status) if status.code == 404 => Error::not_found(format!("{context}: not found")),
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => Error::permission_denied(
-            format!("{context}: {} (the provider's ClusterRole needs {rbac})", status.message),
-        ),
-        _ => Error::unavailable(format!(
-            "{context}: {error}{}",
-            API_SERVER.get().map(|url| crate::egress::through(url)).unwrap_or_default()
-        )),
     }
 }

@@ -1,7 +1,7 @@
 //! What the GCP provider reads from the Kubernetes API: the Google service account a Kubernetes
 //! service account is annotated with, and, when the driver sends no token, a token for the pod.
 
-use csi_secrets_provider_core::kube_api::{KubeApi, kube_error};
+use csi_secrets_provider_core::kube_api::KubeApi;
 use csi_secrets_provider_core::{CloudCalls, Error};
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -82,7 +82,7 @@ pub async fn pod_token(
         .create_token_request(service_account, &kube::api::PostParams::default(), &request)
         .await
         .map_err(|e| {
-            kube_error(
+            api.error(
                 e,
                 &format!("unable to fetch pod token for {namespace}/{service_account}"),
                 "create on serviceaccounts/token",

@@ -6,6 +6,9 @@ use csi_secrets_provider_tests::file_contents as file;
 use csi_secrets_provider_tests::worlds::{AwsWorld, BoxError};
 use tonic::Code;
 
+#[path = "common/moto.rs"]
+mod moto;
+
 type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
@@ -88,21 +91,10 @@ async fn a_refused_assume_role_names_the_role_and_bad_parameters_are_refused() -
 /// credentials from that region's STS too) and the failover region's secret is read.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_failover_region_goes_through_the_same_chain() -> TestResult {
-    use aws_config::{BehaviorVersion, Region};
     let world = AwsWorld::start(BINARY, "assume-role-failover", &[]).await?;
     let name = world.name("db");
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-west-2"))
-        .endpoint_url(csi_secrets_provider_tests::aws::moto_endpoint())
-        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "seed"))
-        .load()
-        .await;
-    aws_sdk_secretsmanager::Client::new(&config)
-        .create_secret()
-        .name(&name)
-        .secret_string("west")
-        .send()
-        .await?;
+    let (west, _) = moto::clients("us-west-2").await;
+    west.create_secret().name(&name).secret_string("west").send().await?;
     world.proxy.fail_region("us-east-1");
     let objects = format!("- {{objectName: '{name}', objectType: secretsmanager, objectAlias: db}}\n");
     let response = world

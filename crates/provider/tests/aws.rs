@@ -2,11 +2,8 @@
 //! against moto (through a per-test recording proxy) and an HTTPS fake Kubernetes API.
 #![cfg(feature = "aws")]
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::primitives::Blob;
 use csi_secrets_provider_server::proto::MountResponse;
-use csi_secrets_provider_tests::aws::moto_endpoint;
 use csi_secrets_provider_tests::worlds::{AWS_ROLE as ROLE, AwsWorld, BoxError};
 use csi_secrets_provider_tests::{DriverClient, file_contents as file, pod_attributes};
 use tonic::Code;
@@ -21,16 +18,9 @@ async fn world(test: &str, extra_args: &[&str]) -> Result<World, BoxError> {
     AwsWorld::start(BINARY, test, extra_args).await
 }
 
-/// Clients straight to moto, for seeding.
-async fn seed(region: &str) -> (aws_sdk_secretsmanager::Client, aws_sdk_ssm::Client) {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .endpoint_url(moto_endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "seed"))
-        .load()
-        .await;
-    (aws_sdk_secretsmanager::Client::new(&config), aws_sdk_ssm::Client::new(&config))
-}
+#[path = "common/moto.rs"]
+mod moto;
+use moto::clients as seed;
 
 fn version<'a>(response: &'a MountResponse, id: &str) -> Option<&'a str> {
     response.object_version.iter().find(|v| v.id == id).map(|v| v.version.as_str())

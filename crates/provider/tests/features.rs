@@ -19,6 +19,10 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 #[cfg(feature = "aws")]
+#[path = "common/moto.rs"]
+mod moto;
+
+#[cfg(feature = "aws")]
 mod aws {
     use super::*;
     use csi_secrets_provider_tests::worlds::AwsWorld;
@@ -85,18 +89,8 @@ mod aws {
         let (east, west) = (world.name("east"), world.name("west"));
         world.put_secret(&east, "from us-east-1").await?;
         // The world's helper writes to us-east-1; eu-west-1 gets its own copy with another value.
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("eu-west-1"))
-            .endpoint_url(csi_secrets_provider_tests::aws::moto_endpoint())
-            .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "seed"))
-            .load()
-            .await;
-        aws_sdk_secretsmanager::Client::new(&config)
-            .create_secret()
-            .name(&west)
-            .secret_string("from eu-west-1")
-            .send()
-            .await?;
+        let (eu_west, _) = super::moto::clients("eu-west-1").await;
+        eu_west.create_secret().name(&west).secret_string("from eu-west-1").send().await?;
         let objects = format!(
             "- {{objectName: {east}, objectType: secretsmanager, objectAlias: east}}\n\
              - {{objectName: {west}, objectType: secretsmanager, objectAlias: west, region: eu-west-1}}\n"

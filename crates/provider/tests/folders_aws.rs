@@ -4,11 +4,8 @@
 //! two remounts, a refused listing, the admin policy, and one listing per remount round.
 #![cfg(feature = "aws")]
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::types::Tag;
 use csi_secrets_provider_server::proto::MountResponse;
-use csi_secrets_provider_tests::aws::moto_endpoint;
 use csi_secrets_provider_tests::worlds::{AwsWorld, BoxError};
 use csi_secrets_provider_tests::{file_contents as file, file_paths, new_target_path};
 use tonic::Code;
@@ -17,14 +14,11 @@ type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
 
+#[path = "common/moto.rs"]
+mod moto;
+
 async fn clients() -> (aws_sdk_secretsmanager::Client, aws_sdk_ssm::Client) {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto_endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "seed"))
-        .load()
-        .await;
-    (aws_sdk_secretsmanager::Client::new(&config), aws_sdk_ssm::Client::new(&config))
+    moto::clients("us-east-1").await
 }
 
 async fn secret(

@@ -55,7 +55,9 @@ impl AwsBackend {
             |object: &ObjectSpec| kit::SelectedFiles {
                 name: &object.name,
                 resolved: object.name.clone(),
-                file: (&object.file_name, object.mode, object.shape),
+                file: &object.file_name,
+                mode: object.mode,
+                shape: object.shape,
                 jmes: &object.jmes,
             },
         )

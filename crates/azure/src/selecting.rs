@@ -52,7 +52,9 @@ pub(crate) async fn select(
         |object: &ObjectSpec| kit::SelectedFiles {
             name: &object.name,
             resolved: spec.resolved_name(object),
-            file: (object.file_name(), object.mode, object.shape),
+            file: object.file_name(),
+            mode: object.mode,
+            shape: object.shape,
             jmes: &object.jmes,
         },
     )

@@ -64,7 +64,9 @@ impl GcpBackend {
             |secret: &SecretSpec| kit::SelectedFiles {
                 name: &secret.resource_name,
                 resolved: secret.resource.secret_name(),
-                file: (&secret.file_name, secret.mode, secret.shape),
+                file: &secret.file_name,
+                mode: secret.mode,
+                shape: secret.shape,
                 jmes: &secret.jmes,
             },
         )

@@ -278,7 +278,10 @@ impl<O> Default for Selections<O> {
 pub struct SelectedFiles<'a> {
     pub name: &'a str,
     pub resolved: String,
-    pub file: (&'a str, crate::mode::FileMode, crate::shape::FileShape),
+    /// Its own file: the path, permission and shape.
+    pub file: &'a str,
+    pub mode: crate::mode::FileMode,
+    pub shape: crate::shape::FileShape,
     pub jmes: &'a [crate::jmes::JmesEntry],
 }
 
@@ -309,8 +312,8 @@ pub fn expand<E, O>(
         let resolved: Vec<String> = described.iter().map(|d| d.resolved.clone()).collect();
         request.admit(&resolved)?;
         for selected_object in &described {
-            let (path, mode, shape) = selected_object.file;
-            plan_selected(&mut plan, entry_selection, selected_object.name, path, mode, shape)?;
+            let SelectedFiles { name, file, mode, shape, .. } = selected_object;
+            plan_selected(&mut plan, entry_selection, name, file, *mode, *shape)?;
             for jmes in selected_object.jmes {
                 plan_selected(
                     &mut plan,

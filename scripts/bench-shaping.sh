@@ -10,6 +10,8 @@
 #   CARGO_TARGET_DIR=/some/dir cargo build --release --locked -p csi-secrets-provider-tests --bins
 #   BENCH=/some/dir/release/bench-mount PAIRS=20 BYTES=2048 scripts/bench-shaping.sh
 #
+# TEMPLATES=copy makes the templates only copy an object each (the bytes without the work).
+#
 # Prints each pair and then the medians of the differences (with − without) of the p50 mount
 # latency and of the provider's CPU per mount. Needs `taskset` and two cores.
 set -euo pipefail
@@ -18,6 +20,7 @@ BENCH=${BENCH:-target/release/bench-mount}
 PAIRS=${PAIRS:-20}
 BYTES=${BYTES:-2048}
 WITH=${WITH:-3}
+TEMPLATES=${TEMPLATES:-shaping}
 MOUNTS=${MOUNTS:-6000}
 
 [ -x "$BENCH" ] || { echo "no $BENCH: build it (see the top of $0)" >&2; exit 2; }
@@ -28,7 +31,7 @@ run() {
     local out bench pid p50 cpu
     out=$(mktemp)
     taskset -c 0 "$BENCH" --mounts "$MOUNTS" --concurrency 1 --objects 5 --bytes "$BYTES" \
-        --files "$1" --settle 0s --worker-threads 1 > "$out" 2>&1 &
+        --files "$1" --templates "$TEMPLATES" --settle 0s --worker-threads 1 > "$out" 2>&1 &
     bench=$!
     for _ in $(seq 1 250); do
         pid=$(pgrep -P "$bench" test-provider || true)
@@ -71,5 +74,5 @@ for i in $(seq 1 "$PAIRS"); do
     awk -v a="$cpu_without" -v b="$cpu_with" 'BEGIN {print b - a}' >> "$cpu"
     echo "pair $i: p50 $p50_without -> $p50_with µs, provider CPU $cpu_without -> $cpu_with µs per mount"
 done
-echo "median difference over $PAIRS pairs (values ~$BYTES bytes, --files $WITH): p50 $(median < "$latency") µs," \
+echo "median difference over $PAIRS pairs (values ~$BYTES bytes, --files $WITH, $TEMPLATES templates): p50 $(median < "$latency") µs," \
     "provider CPU $(median < "$cpu") µs per mount (range of p50 differences $(sort -n "$latency" | head -1) … $(sort -n "$latency" | tail -1))"

@@ -6,10 +6,13 @@
 //!   target/release/bench-mount [--mounts 5000] [--concurrency 100] [--objects 5] [--bytes 2048]
 //!                              [--idle-binary target/release/csi-secrets-provider]
 //!                              [--worker-threads N] [--settle 5s] [--files N]
+//!                              [--templates shaping|copy]
 //!
 //! `--files N` makes every object a JSON secret (about `--bytes` long) and, when N > 0, adds N
 //! templated `files` reading them (a DSN, a key=value loop, a JSON document, in turn):
-//! `--files 0` and `--files 3` are the same mount without and with shaping.
+//! `--files 0` and `--files 3` are the same mount without and with shaping. `--templates copy`
+//! makes each of them only copy an object (`{{ objects["secret-0"] }}`): files of about the same
+//! size with no parsing, to tell what the bytes cost from what the templates' work costs.
 //!
 //! `--worker-threads N` starts the provider with `serve --worker-threads N` (the node's cores no
 //! longer decide it); RSS is also sampled `--settle` after the burst, to show what it returns.
@@ -36,6 +39,8 @@ struct Options {
     worker_threads: Option<String>,
     settle: Duration,
     files: Option<usize>,
+    /// `--templates copy`: templates that only copy an object each.
+    copy_templates: bool,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -48,6 +53,7 @@ fn options() -> Result<Options, BoxError> {
         worker_threads: None,
         settle: Duration::from_secs(5),
         files: None,
+        copy_templates: false,
     };
     for (flag, value) in flag_values()? {
         match flag.as_str() {
@@ -59,6 +65,13 @@ fn options() -> Result<Options, BoxError> {
             "--worker-threads" => options.worker_threads = Some(value),
             "--settle" => options.settle = humantime::parse_duration(&value)?,
             "--files" => options.files = Some(value.parse()?),
+            "--templates" => {
+                options.copy_templates = match value.as_str() {
+                    "shaping" => false,
+                    "copy" => true,
+                    other => return Err(format!("--templates is shaping or copy, not {other}").into()),
+                }
+            }
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -91,8 +104,8 @@ async fn idle_rss(binary: &str) -> Result<(), BoxError> {
 }
 
 /// `objects` of JSON secrets (`value`, about `bytes` long) and `files` with `count` templates
-/// reading them.
-fn json_objects_and_templates(objects: usize, bytes: usize, count: usize) -> (String, String) {
+/// reading them (with `copy`, each only copies an object).
+fn json_objects_and_templates(objects: usize, bytes: usize, count: usize, copy: bool) -> (String, String) {
     let padding = "p".repeat(bytes.saturating_sub(60));
     let objects = (0..objects)
         .map(|i| {
@@ -106,6 +119,9 @@ fn json_objects_and_templates(objects: usize, bytes: usize, count: usize) -> (St
         "{% for key, value in objects[\"secret-1\"] | fromjson | items %}{{ key }}={{ value }}\n{% endfor %}",
         "{{ {\"user\": (objects[\"secret-2\"] | fromjson).username, \"db\": objects[\"secret-0\"] | fromjson} | tojson }}",
     ];
+    let copies =
+        [r#"{{ objects["secret-0"] }}"#, r#"{{ objects["secret-1"] }}"#, r#"{{ objects["secret-2"] }}"#];
+    let templates = if copy { copies } else { templates };
     let files = (0..count)
         .map(|i| format!("- path: built-{i}\n  template: '{}'\n", templates[i % templates.len()]))
         .collect();
@@ -141,7 +157,9 @@ async fn main() -> Result<(), BoxError> {
                 .collect::<String>(),
             String::new(),
         ),
-        Some(count) => json_objects_and_templates(options.objects, options.bytes, count),
+        Some(count) => {
+            json_objects_and_templates(options.objects, options.bytes, count, options.copy_templates)
+        }
     };
     let expected_files = options.objects + options.files.unwrap_or(0);
     let mut parameters = vec![("objects".to_owned(), objects)];

@@ -9,7 +9,7 @@ use csi_secrets_provider_core::{CloudCalls, Error, HeldBytes, SecretBytes};
 
 use crate::fetch::{Fetched, RegionClients};
 use crate::params::ObjectSpec;
-use crate::sdk_error::{classify, kind_for};
+use crate::sdk_error::{counted, kind_for};
 
 /// `BatchGetSecretValue` takes at most this many secret ids.
 pub(crate) const SECRETS_BATCH: usize = 20;
@@ -62,9 +62,7 @@ pub(crate) async fn secret_batch(
         batch.iter().map(|object| object.target(clients.failover).name.to_owned()).collect();
     let result =
         clients.secrets_manager.batch_get_secret_value().set_secret_id_list(Some(ids.clone())).send().await;
-    calls.record_kind(BATCH_GET_SECRET_VALUE, result.as_ref().err().map(|e| classify(e).kind));
-    let output = result.map_err(|e| {
-        let failure = classify(&e);
+    let output = counted(result, BATCH_GET_SECRET_VALUE, calls).map_err(|failure| {
         Error::new(failure.kind, format!("{}: BatchGetSecretValue failed: {failure}", clients.region))
     })?;
     let values = output.secret_values.unwrap_or_default();

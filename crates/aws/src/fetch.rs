@@ -8,7 +8,7 @@
 use csi_secrets_provider_core::{CloudCalls, Error, HeldBytes, SecretBytes};
 
 use crate::params::ObjectSpec;
-use crate::sdk_error::{AwsFailure, classify};
+use crate::sdk_error::{AwsFailure, counted};
 
 /// SSM `GetParameters` takes at most this many names.
 pub const SSM_BATCH: usize = 10;
@@ -54,8 +54,7 @@ pub(crate) async fn secret(
             .set_version_stage(target.label.map(str::to_owned))
             .send()
             .await;
-        calls.record_kind(GET_SECRET_VALUE, result.as_ref().err().map(|e| classify(e).kind));
-        match result {
+        match counted(result, GET_SECRET_VALUE, calls) {
             Ok(output) => {
                 let value = match (output.secret_string, output.secret_binary) {
                     (Some(text), _) => text.into_bytes(),
@@ -68,8 +67,7 @@ pub(crate) async fn secret(
                     arn: output.arn.unwrap_or_default(),
                 });
             }
-            Err(e) => {
-                let failure = classify(&e);
+            Err(failure) => {
                 if failure.client_fault {
                     return Err(Error::new(
                         failure.kind,
@@ -138,11 +136,9 @@ pub(crate) async fn parameter_batch(
             })
             .collect();
         let result = clients.ssm.get_parameters().set_names(Some(names)).with_decryption(true).send().await;
-        calls.record_kind(GET_PARAMETERS, result.as_ref().err().map(|e| classify(e).kind));
-        let output = match result {
+        let output = match counted(result, GET_PARAMETERS, calls) {
             Ok(output) => output,
-            Err(e) => {
-                let failure = classify(&e);
+            Err(failure) => {
                 if failure.client_fault {
                     return Err(Error::new(
                         failure.kind,

@@ -14,7 +14,7 @@ use csi_secrets_provider_core::{CloudCalls, Error, ErrorKind};
 use crate::credentials::IdentityKey;
 use crate::fetch::RegionClients;
 use crate::params::{ObjectType, SelectionSpec};
-use crate::sdk_error::{AwsFailure, classify};
+use crate::sdk_error::{AwsFailure, counted};
 
 pub(crate) const LIST_SECRETS: &str = "secretsmanager:ListSecrets";
 pub(crate) const GET_PARAMETERS_BY_PATH: &str = "ssm:GetParametersByPath";
@@ -149,8 +149,7 @@ async fn list_secrets(
         .send();
     let mut entries = Vec::new();
     while let Some(page) = pages.next().await {
-        calls.record_kind(LIST_SECRETS, page.as_ref().err().map(|e| classify(e).kind));
-        let output = page.map_err(|e| ListFailure::Aws(classify(&e)))?;
+        let output = counted(page, LIST_SECRETS, calls).map_err(ListFailure::Aws)?;
         for secret in output.secret_list() {
             let Some(name) = secret.name() else { continue };
             if secret.deleted_date().is_some() {
@@ -185,8 +184,7 @@ async fn parameters_by_path(
         .send();
     let mut entries = Vec::new();
     while let Some(page) = pages.next().await {
-        calls.record_kind(GET_PARAMETERS_BY_PATH, page.as_ref().err().map(|e| classify(e).kind));
-        let output = page.map_err(|e| ListFailure::Aws(classify(&e)))?;
+        let output = counted(page, GET_PARAMETERS_BY_PATH, calls).map_err(ListFailure::Aws)?;
         for name in output.parameters().iter().filter_map(|parameter| parameter.name()) {
             push(&mut entries, Listed::new(name))?;
         }
@@ -225,8 +223,7 @@ async fn describe_parameters(
         .send();
     let mut entries = Vec::new();
     while let Some(page) = pages.next().await {
-        calls.record_kind(DESCRIBE_PARAMETERS, page.as_ref().err().map(|e| classify(e).kind));
-        let output = page.map_err(|e| ListFailure::Aws(classify(&e)))?;
+        let output = counted(page, DESCRIBE_PARAMETERS, calls).map_err(ListFailure::Aws)?;
         for name in output.parameters().iter().filter_map(|parameter| parameter.name()) {
             push(&mut entries, Listed::new(name).with_tags(selection.selection.tags.clone()))?;
         }

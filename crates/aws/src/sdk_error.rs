@@ -5,7 +5,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use csi_secrets_provider_core::ErrorKind;
+use csi_secrets_provider_core::{CloudCalls, ErrorKind};
 
 /// What an AWS call failure means, with the service's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,20 @@ impl std::fmt::Display for AwsFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
     }
+}
+
+/// The result of one AWS call, counted as `api` in `calls`, its error classified (once).
+pub fn counted<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    api: &'static str,
+    calls: &CloudCalls,
+) -> Result<T, AwsFailure>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let result = result.map_err(|e| classify(&e));
+    calls.record_kind(api, result.as_ref().err().map(|failure| failure.kind));
+    result
 }
 
 pub fn classify<E>(error: &SdkError<E, HttpResponse>) -> AwsFailure

@@ -312,17 +312,10 @@ pub fn expand<E, O>(
         let resolved: Vec<String> = described.iter().map(|d| d.resolved.clone()).collect();
         request.admit(&resolved)?;
         for selected_object in &described {
-            let SelectedFiles { name, file, mode, shape, .. } = selected_object;
+            let SelectedFiles { name, file, mode, shape, jmes, .. } = selected_object;
             plan_selected(&mut plan, entry_selection, name, file, *mode, *shape)?;
-            for jmes in selected_object.jmes {
-                plan_selected(
-                    &mut plan,
-                    entry_selection,
-                    selected_object.name,
-                    &jmes.file_name,
-                    jmes.mode,
-                    jmes.shape(),
-                )?;
+            for entry in *jmes {
+                plan_selected(&mut plan, entry_selection, name, &entry.file_name, entry.mode, entry.shape())?;
             }
         }
         selections.objects.extend(objects);

@@ -10,6 +10,7 @@ pub mod deadline;
 pub mod egress;
 pub mod error;
 pub mod files;
+pub mod grammar;
 pub mod jmes;
 pub mod keys;
 pub mod kit;

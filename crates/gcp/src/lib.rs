@@ -280,7 +280,7 @@ impl GcpBackend {
         secret: &SecretSpec,
         user_agent: Option<&str>,
     ) -> Result<kit::ObjectOutcome<Accessed>> {
-        let endpoint = self.options.endpoints.secret_manager_for(secret.resource.location.as_deref());
+        let endpoint = self.options.endpoints.secret_manager_for(secret.resource.location.as_ref());
         let name = secret.resource.api_name();
         let key = ReadKey { identity: identity.clone(), endpoint: endpoint.clone(), name: name.clone() };
         let fetch = || async {

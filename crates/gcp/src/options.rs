@@ -3,6 +3,8 @@
 
 use csi_secrets_provider_core::SharingOptions;
 
+use crate::params::Location;
+
 /// Where Google's services are reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
@@ -35,11 +37,12 @@ impl Endpoints {
         }
     }
 
-    /// The Secret Manager endpoint of `location` (global when `None`).
-    pub fn secret_manager_for(&self, location: Option<&str>) -> String {
+    /// The Secret Manager endpoint of `location` (global when `None`): a [`Location`] is a
+    /// checked name, the only thing pasted into the host.
+    pub fn secret_manager_for(&self, location: Option<&Location>) -> String {
         match location {
             None => self.secret_manager.clone(),
-            Some(location) => self.regional.replace("{location}", location),
+            Some(location) => self.regional.replace("{location}", location.as_str()),
         }
     }
 }

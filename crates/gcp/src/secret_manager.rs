@@ -293,6 +293,11 @@ pub async fn list(
         calls.record(LIST, &result);
         for secret in result?.secrets {
             let id = secret.name.rsplit('/').next().unwrap_or_default();
+            // A listed id becomes a URL path and a file name: one outside Google's grammar is
+            // no secret this entry can read, whatever answered the listing.
+            if !crate::params::names::SECRET_ID.accepts(id) {
+                continue;
+            }
             let name = selection.listed_name(id);
             if !name.starts_with(&selection.selection.prefix) {
                 continue;

@@ -34,7 +34,7 @@ impl GcpBackend {
             return Ok(Selections::default());
         }
         let listings = spec.selections.iter().map(|entry| {
-            let endpoint = self.options.endpoints.secret_manager_for(entry.location.as_deref());
+            let endpoint = self.options.endpoints.secret_manager_for(entry.location.as_ref());
             let key = ListingKey {
                 identity: identity.clone(),
                 endpoint: endpoint.clone(),

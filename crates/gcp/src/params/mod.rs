@@ -4,6 +4,7 @@
 //! spelling, unknown keys ignored, here with a warning), with what it lets through but breaks
 //! pods refused before any call.
 
+use csi_secrets_provider_core::grammar;
 use csi_secrets_provider_core::jmes::{self, JmesEntry, JmesRules};
 use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{
@@ -11,7 +12,9 @@ use csi_secrets_provider_core::{
 };
 use serde_norway::Value;
 
+pub mod names;
 mod selection;
+pub use names::Location;
 pub use selection::SelectionSpec;
 
 csi_secrets_provider_core::config_keys! {
@@ -58,7 +61,7 @@ pub enum Auth {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceName {
     pub project: String,
-    pub location: Option<String>,
+    pub location: Option<Location>,
     pub secret: String,
     /// A number, `latest` or an alias.
     pub version: String,
@@ -122,9 +125,6 @@ pub struct MountSpec {
     pub selections: Vec<SelectionSpec>,
     pub plan: FilePlan,
 }
-
-/// Longest location the GCP provider accepts.
-const MAX_LOCATION: usize = 30;
 
 /// Parses the parameters: every problem found, or the spec.
 pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpec, Vec<Error>> {
@@ -339,46 +339,33 @@ pub(crate) fn parse_secret(
     }
 }
 
-/// `projects/P/secrets/S/versions/V` or `projects/P/locations/L/secrets/S/versions/V`.
+/// `projects/P/secrets/S/versions/V` or `projects/P/locations/L/secrets/S/versions/V`, each
+/// part checked against Google's grammar (`names`) before it reaches a URL or a host.
 pub fn parse_resource_name(name: &str) -> Result<ResourceName, Error> {
     let parts: Vec<&str> = name.trim().split('/').collect();
-    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
-    let resource = match parts.as_slice() {
-        ["projects", project, "secrets", secret, "versions", version] => ResourceName {
-            project: (*project).to_owned(),
-            location: None,
-            secret: (*secret).to_owned(),
-            version: (*version).to_owned(),
-        },
+    let (project, location, secret, version) = match parts.as_slice() {
+        ["projects", project, "secrets", secret, "versions", version] => (project, None, secret, version),
         ["projects", project, "locations", location, "secrets", secret, "versions", version] => {
-            ResourceName {
-                project: (*project).to_owned(),
-                location: Some((*location).to_owned()),
-                secret: (*secret).to_owned(),
-                version: (*version).to_owned(),
-            }
+            (project, Some(location), secret, version)
         }
         _ => {
             return Err(Error::invalid_config(format!(
-                "unknown resource type: {name:?} (expected projects/<project>/secrets/<secret>/versions/<version> \
-                 or projects/<project>/locations/<location>/secrets/<secret>/versions/<version>)"
+                "unknown resource type: {} (expected projects/<project>/secrets/<secret>/versions/<version> \
+                 or projects/<project>/locations/<location>/secrets/<secret>/versions/<version>)",
+                grammar::shown(name)
             )));
         }
     };
-    if let Some(location) = &resource.location
-        && location.len() > MAX_LOCATION
-    {
-        return Err(Error::invalid_config(format!(
-            "Invalid location: {location}, location length exceeds limit"
-        )));
-    }
-    let pieces = [&resource.project, &resource.secret, &resource.version];
-    if !pieces.iter().all(|p| valid(p)) || resource.location.as_deref().is_some_and(|l| !valid(l)) {
-        return Err(Error::invalid_config(format!(
-            "unknown resource type: {name:?} (a part is empty or has characters a resource name cannot)"
-        )));
-    }
-    Ok(resource)
+    let location = location.map(|l| Location::parse(l)).transpose()?;
+    names::check_project(project)?;
+    names::SECRET_ID.check(secret)?;
+    names::VERSION.check(version)?;
+    Ok(ResourceName {
+        project: (*project).to_owned(),
+        location,
+        secret: (*secret).to_owned(),
+        version: (*version).to_owned(),
+    })
 }
 
 /// `mode` as the GCP provider's yaml.v3 reads it: `0400` (octal, leading zero), `256`
@@ -445,7 +432,7 @@ mod tests {
         let files: Vec<(&str, u32)> =
             spec.secrets.iter().map(|s| (s.file_name.as_str(), s.mode.bits())).collect();
         assert_eq!(files, [("db.txt", 0o400), ("nested/api", 0o400), ("cfg.json", 0o644)]);
-        assert_eq!(spec.secrets[1].resource.location.as_deref(), Some("us-central1"));
+        assert_eq!(spec.secrets[1].resource.location.as_ref().map(Location::as_str), Some("us-central1"));
         assert_eq!(spec.secrets[1].resource.secret_name(), "projects/p1/locations/us-central1/secrets/api");
         assert_eq!(spec.secrets[2].extract, Extract::JsonKey("url".to_owned()));
         Ok(())

@@ -6,6 +6,9 @@ use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
 use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode, KeyMatching, Warning};
 use serde_norway::Value;
 
+use csi_secrets_provider_core::grammar;
+
+use super::names::{self, Location};
 use super::{ResourceName, SecretKey, SecretSpec, parse_secret};
 
 /// The name the entry's options are parsed under (as one secret's); never shown.
@@ -18,7 +21,7 @@ pub struct SelectionSpec {
     pub selection: Selection,
     /// `projects/P` or `projects/P/locations/L`, as written.
     pub parent: String,
-    pub location: Option<String>,
+    pub location: Option<Location>,
     pub project: String,
     /// `path`: the directory the files go in.
     pub directory: Option<String>,
@@ -80,30 +83,45 @@ pub(crate) fn parse_selection(
         ]);
     };
     let (project, location) = match parent.split('/').collect::<Vec<_>>().as_slice() {
-        ["projects", project] if !project.is_empty() => ((*project).to_owned(), None),
-        ["projects", project, "locations", location] if !project.is_empty() && !location.is_empty() => {
-            ((*project).to_owned(), Some((*location).to_owned()))
-        }
+        ["projects", project] => (*project, None),
+        ["projects", project, "locations", location] => (*project, Some(*location)),
         _ => {
             problems.push(
                 Error::invalid_config(format!(
-                    "resourcePrefix {prefix:?} must start with projects/<project>/secrets/ or projects/<project>/locations/<location>/secrets/"
+                    "resourcePrefix {} must start with projects/<project>/secrets/ or projects/<project>/locations/<location>/secrets/",
+                    grammar::shown(&prefix)
                 ))
                 .with_object(&prefix)
                 .with_field("resourcePrefix"),
             );
-            (String::new(), None)
+            ("", None)
         }
     };
-    if name_prefix.contains('/') {
-        problems.push(
-            Error::invalid_config(format!(
-                "resourcePrefix {prefix:?}: a secret name prefix has no '/' (nor a version)"
-            ))
-            .with_object(&prefix)
-            .with_field("resourcePrefix"),
-        );
+    // Each part is checked against Google's grammar: the location becomes part of a host name.
+    let mut checked = |result: Result<(), Error>| {
+        if let Err(e) = result {
+            problems.push(e.prefixed("resourcePrefix").with_object(&prefix).with_field("resourcePrefix"));
+        }
+    };
+    if parent.starts_with("projects/") {
+        checked(names::check_project(project));
     }
+    let location = location.and_then(|location| match Location::parse(location) {
+        Ok(location) => Some(location),
+        Err(e) => {
+            checked(Err(e));
+            None
+        }
+    });
+    if name_prefix.contains('/') {
+        checked(Err(Error::invalid_config(format!(
+            "{}: a secret name prefix has no '/' (nor a version)",
+            grammar::shown(&prefix)
+        ))));
+    } else {
+        checked(names::SECRET_PREFIX.check(name_prefix));
+    }
+    let project = project.to_owned();
     for key in [SecretKey::ResourceName, SecretKey::FileName] {
         if fields.get(key).is_some() {
             problems.push(
@@ -147,6 +165,15 @@ pub(crate) fn parse_selection(
                 .with_object(&prefix)
                 .with_field("path"),
         );
+    }
+    // Labels go into the listing's filter as quoted strings: Google's grammar has no quote or
+    // backslash that could end one.
+    if let Ok(selection) = &selection {
+        for (key, value) in &selection.tags {
+            for problem in [names::LABEL_KEY.check(key).err(), names::LABEL_VALUE.check(value).err()] {
+                problems.extend(problem.map(|e| e.with_object(&prefix).with_field("tags")));
+            }
+        }
     }
     match (selection, template) {
         (Ok(selection), Ok(template)) if problems.is_empty() => {

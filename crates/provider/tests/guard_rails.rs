@@ -1,0 +1,128 @@
+//! Guard rails: what an SPC author or a cloud-side name controls cannot send the node's
+//! credentials elsewhere, crash or exhaust the provider, or outlive the mount. Each test drives
+//! the real binary through its socket with the hostile value and checks that it is refused
+//! cleanly (an error naming the entry and the field, nothing written, the process still up, no
+//! connection anywhere but the test peers).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type TestResult = Result<(), BoxError>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
+
+/// A TCP listener on loopback that counts the connections it is offered: the host a hostile
+/// name tries to send credentials to.
+struct Trap {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Trap {
+    async fn start() -> Result<Self, BoxError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Ok(Self { port, connections })
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use super::*;
+    use csi_secrets_provider_tests::gcp::PROJECT;
+    use csi_secrets_provider_tests::new_target_path;
+    use csi_secrets_provider_tests::worlds::GcpWorld;
+    use tonic::Code;
+
+    /// The production template of the regional endpoint: a location is pasted into its host.
+    const REGIONAL: &str = "--gcp-regional-endpoint=https://secretmanager.{location}.rep.googleapis.com";
+
+    /// A location that would make the regional endpoint `https://secretmanager.x@127.0.0.1:PORT#…`
+    /// is refused before any call, with `provider-adc` (the node's own token) and `optional`,
+    /// in a prefix and in a resource name; no connection reaches the trap.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_location_cannot_send_the_nodes_token_to_another_host() -> TestResult {
+        let trap = Trap::start().await?;
+        let world = GcpWorld::start(BINARY, &[REGIONAL]).await?;
+        let port = trap.port;
+        let hostile = [
+            format!(
+                "- {{resourcePrefix: 'projects/{PROJECT}/locations/x@127.0.0.1:{port}#/secrets/app-', optional: true}}\n"
+            ),
+            format!(
+                "- {{resourceName: 'projects/{PROJECT}/locations/x@127.0.0.1:{port}#/secrets/s/versions/1', path: s, optional: true}}\n"
+            ),
+            format!(
+                "- {{resourcePrefix: 'projects/{PROJECT}/locations/us-central1.evil/secrets/', path: d}}\n"
+            ),
+            format!("- {{resourcePrefix: 'projects/{PROJECT}/secrets/a%2F..', path: d}}\n"),
+            format!(
+                "- {{resourcePrefix: 'projects/{PROJECT}/secrets/app-', path: d, tags: {{team: 'a\\\" OR name:x'}}}}\n"
+            ),
+            "- {resourceName: 'projects/p?x=1/secrets/s/versions/1', path: s}\n".to_owned(),
+            format!("- {{resourceName: 'projects/{PROJECT}/secrets/s/versions/1#x', path: s}}\n"),
+            format!("- {{resourceName: 'projects/{PROJECT}/secrets/s%20/versions/1', path: s}}\n"),
+        ];
+        for secrets in &hostile {
+            let status = world
+                .mount_at(&new_target_path(), "web", secrets, &[("auth", "provider-adc")])
+                .await
+                .err()
+                .ok_or_else(|| format!("accepted: {secrets}"))?;
+            assert_eq!(status.code(), Code::InvalidArgument, "{secrets}: {}", status.message());
+            let message = status.message();
+            assert!(
+                message.contains("field \"resourcePrefix\"")
+                    || message.contains("field \"resourceName\"")
+                    || message.contains("field \"tags\""),
+                "{secrets}: {message}"
+            );
+        }
+        assert_eq!(trap.connections(), 0, "a hostile location reached another host");
+        let calls: Vec<_> = world.google.calls().into_iter().filter(|c| c.api != "metadata").collect();
+        assert!(calls.is_empty(), "{calls:?}");
+        // The process is up and serves a good mount.
+        world.google.add_version(None, "ok", b"v");
+        world.google.grant(
+            None,
+            "ok",
+            &format!("ksa:{}/web", csi_secrets_provider_tests::worlds::GCP_NAMESPACE),
+        );
+        world
+            .mount(&format!("- {{resourceName: projects/{PROJECT}/secrets/ok/versions/1, path: ok}}\n"))
+            .await?;
+
+        // `validate` refuses the same SPC before anything is deployed.
+        let dir = tempfile::tempdir()?;
+        let spc = dir.path().join("spc.yaml");
+        let parameters = serde_json::json!({ "auth": "provider-adc", "secrets": hostile[0] });
+        std::fs::write(
+            &spc,
+            serde_json::json!({
+                "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+                "kind": "SecretProviderClass",
+                "metadata": { "name": "hostile" },
+                "spec": { "provider": "gcp", "parameters": parameters },
+            })
+            .to_string(),
+        )?;
+        let output = std::process::Command::new(BINARY).arg("validate").arg(&spc).output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{stdout}");
+        assert!(stdout.contains("is not a Google Cloud location"), "{stdout}");
+        Ok(())
+    }
+}

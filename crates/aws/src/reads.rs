@@ -322,13 +322,14 @@ impl MountReads<'_> {
                 let batch: Vec<&ObjectSpec> = indices.iter().map(|&i| objects[i]).collect();
                 let batch_keys: Vec<ObjectReadKey> = indices.iter().map(|&i| keys[i].clone()).collect();
                 async move {
-                    let answer = self
-                        .shared
-                        .batches
-                        .single_flight(batch_keys.clone(), || {
-                            fetch::parameter_batch(regions, &batch, self.calls)
-                        })
-                        .await;
+                    let names: Vec<&str> = batch.iter().map(|object| object.name.as_str()).collect();
+                    // Bounded by the mount's deadline like every other read: a hanging SSM
+                    // ends in an error naming the parameters, not in the driver's timeout.
+                    let call = self.shared.batches.single_flight(batch_keys.clone(), || {
+                        fetch::parameter_batch(regions, &batch, self.calls)
+                    });
+                    let answer =
+                        before_deadline(self.objects.deadline(), "SSM Parameter Store", &names, call).await;
                     let answer = match answer {
                         Ok(answer) => answer,
                         // The cloud is out: each parameter its last good value, or the error.

@@ -41,6 +41,16 @@ pub enum IdentityKey {
     NodePublishKey { client_email: String, private_key_id: String },
 }
 
+/// Longest a token from an answer is kept: Google's access tokens live at most 12 hours. A
+/// larger lifetime in an answer (or one that overflows the clock) is cut to it.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// When a token said to expire in `seconds` expires, with checked arithmetic: an answer cannot
+/// panic the provider or keep a token past [`MAX_TOKEN_LIFETIME`].
+fn expiry_in(seconds: u64) -> Option<SystemTime> {
+    SystemTime::now().checked_add(Duration::from_secs(seconds).min(MAX_TOKEN_LIFETIME))
+}
+
 /// An OAuth access token and when it expires.
 #[derive(Clone)]
 pub struct AccessToken {
@@ -177,7 +187,7 @@ impl TokenEndpoints {
         let answer = answer?;
         Ok(AccessToken {
             token: SecretString::from(answer.access_token),
-            expires_at: answer.expires_in.map(|s| SystemTime::now() + Duration::from_secs(s)),
+            expires_at: answer.expires_in.and_then(expiry_in),
         })
     }
 
@@ -211,7 +221,8 @@ impl TokenEndpoints {
         let expires_at = answer
             .expire_time
             .as_deref()
-            .and_then(|t| humantime::parse_rfc3339(t).or_else(|_| humantime::parse_rfc3339_weak(t)).ok());
+            .and_then(|t| humantime::parse_rfc3339(t).or_else(|_| humantime::parse_rfc3339_weak(t)).ok())
+            .and_then(|at| expiry_in(at.duration_since(SystemTime::now()).unwrap_or_default().as_secs()));
         Ok(AccessToken { token: SecretString::from(answer.access_token), expires_at })
     }
 
@@ -296,5 +307,14 @@ mod tests {
         assert_eq!(wif.pool, "k8s");
         assert!(WorkloadIdentity::from_external_account(r#"{"type":"service_account"}"#).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn expiries_from_answers_are_checked_and_capped() {
+        let now = SystemTime::now();
+        let capped = expiry_in(u64::MAX).and_then(|at| at.duration_since(now).ok());
+        assert!(capped.is_some_and(|d| d <= MAX_TOKEN_LIFETIME + Duration::from_secs(5)), "{capped:?}");
+        let hour = expiry_in(3600).and_then(|at| at.duration_since(now).ok());
+        assert!(hour.is_some_and(|d| d >= Duration::from_secs(3599) && d <= Duration::from_secs(3605)));
     }
 }

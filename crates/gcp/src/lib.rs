@@ -57,27 +57,25 @@ pub struct GcpBackend {
     stats: BackendStats,
 }
 
-impl Default for GcpBackend {
-    fn default() -> Self {
-        Self::new(GcpOptions::default())
-    }
-}
-
 impl GcpBackend {
-    pub fn new(options: GcpOptions) -> Self {
+    /// The backend, its HTTP client built once: a client that cannot be built (an extra CA
+    /// bundle that does not parse) refuses the start instead of falling back to a client
+    /// without its timeouts or the operator's CA.
+    pub fn new(options: GcpOptions) -> Result<Self> {
         let stats = BackendStats::default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(2))
             .timeout(std::time::Duration::from_secs(60));
-        // Checked at start by the provider (`--extra-ca-file`); a bundle reqwest cannot read
-        // leaves the system's roots alone.
-        if let Some(certificates) =
-            options.extra_ca_pem.as_deref().and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
-        {
+        if let Some(pem) = options.extra_ca_pem.as_deref() {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                Error::invalid_config(format!("gcp: cannot use the extra CA certificates: {e}"))
+            })?;
             builder = builder.tls_certs_merge(certificates);
         }
-        let http = builder.build().unwrap_or_default();
-        Self {
+        let http = builder
+            .build()
+            .map_err(|e| Error::invalid_config(format!("gcp: cannot build the HTTP client: {e}")))?;
+        Ok(Self {
             tokens: TokenEndpoints { http, endpoints: options.endpoints.clone() },
             access_tokens: ExpiringCache::new(identity::REFRESH_MARGIN, AccessToken::expiry),
             kube: KubeApi::default(),
@@ -89,7 +87,7 @@ impl GcpBackend {
             listings: SharedReads::new(options.sharing, Arc::clone(&stats.sharing)),
             stats,
             options,
-        }
+        })
     }
 
     /// This cluster's pool and identity provider: from the options (`PROJECT`,

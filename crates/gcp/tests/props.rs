@@ -111,7 +111,7 @@ fn parameters() -> impl Strategy<Value = Parameters> {
 
 /// One backend for every case.
 static BACKEND: std::sync::LazyLock<GcpBackend> =
-    std::sync::LazyLock::new(|| GcpBackend::new(GcpOptions::default()));
+    std::sync::LazyLock::new(|| GcpBackend::new(GcpOptions::default()).expect("the default client builds"));
 
 proptest! {
     #[test]

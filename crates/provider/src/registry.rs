@@ -81,7 +81,7 @@ impl Registry {
             Arc::new(csi_secrets_provider_gcp::GcpBackend::new(csi_secrets_provider_gcp::GcpOptions {
                 extra_ca_pem: extra_ca.clone(),
                 ..gcp_options(args, sharing)
-            })),
+            })?),
         ];
         Ok(Self { backends })
     }

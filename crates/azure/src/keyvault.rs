@@ -323,7 +323,9 @@ pub(crate) async fn list_secrets(
         let Some(name) = item.id.as_deref().and_then(|id| id.trim_end_matches('/').rsplit('/').next()) else {
             continue;
         };
-        if !name.starts_with(&selection.prefix) {
+        // A listed name becomes a URL path segment and a file name: one outside Key Vault's
+        // grammar is no secret this entry can read, whatever answered the listing.
+        if !name.starts_with(&selection.prefix) || !crate::params::OBJECT_NAME.accepts(name) {
             continue;
         }
         if listed.len() >= MAX_LISTED {

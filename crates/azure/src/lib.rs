@@ -375,9 +375,11 @@ impl SecretBackend for AzureBackend {
         request.pod.require_namespace().map_err(|e| e.prefixed("pod namespace is not provided"))?;
         let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
         let cloud = spec.cloud.unwrap_or(self.options.default_cloud);
-        let environment_file =
-            spec.cloud_env_file.as_ref().map(PathBuf::from).or_else(|| self.options.environment_file.clone());
-        let endpoints = cloud::endpoints(cloud, environment_file.as_deref())?;
+        let environment_files = cloud::EnvironmentFiles {
+            spc: spec.cloud_env_file.as_deref().map(std::path::Path::new),
+            provider: self.options.environment_file.as_deref(),
+        };
+        let endpoints = cloud::endpoints(cloud, environment_files)?;
         let client_options = self.client_options(&endpoints.authority_host)?;
         let nmi = Nmi { http: self.http.clone()?, endpoint: self.options.nmi_endpoint.clone() };
         let proxy = match spec.identity {

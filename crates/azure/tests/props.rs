@@ -32,7 +32,7 @@ fn scalar() -> impl Strategy<Value = Value> {
 
 /// An entry as users write them, sometimes with a flaw.
 fn plausible_object() -> impl Strategy<Value = Value> {
-    let name = prop_oneof!["[a-zA-Z0-9-]{1,12}", text()];
+    let name = prop_oneof![3 => "[a-zA-Z0-9-]{1,12}", 1 => text()];
     let object_type = prop::sample::select(vec!["secret", "key", "cert", "other"]);
     let alias = prop::option::of(prop_oneof!["[a-z0-9_.-]{1,10}", text()]);
     let permission = prop::option::of(prop_oneof![Just("0600".to_owned()), Just("644".to_owned()), text()]);

@@ -126,3 +126,65 @@ mod gcp {
         Ok(())
     }
 }
+
+#[cfg(feature = "azure")]
+mod azure {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
+    use tonic::Code;
+
+    /// An object name or version becomes a Key Vault URL path segment: `..`, `/`, `\` or `%2e`
+    /// would read another secret than the one the admin policy and the audit trail were told
+    /// of. An SPC's `cloudEnvFileName` outside the provider's environment file's directory is
+    /// refused (it could read `/dev/zero`, block on a FIFO, or pick the endpoints the node's
+    /// credentials go to). Each is `InvalidArgument` before any call.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn names_versions_and_environment_files_cannot_reach_elsewhere() -> TestResult {
+        let world = AzureWorld::start(BINARY, &[]).await?;
+        world.azure.set_secret(AZURE_VAULT, "app", "app-value");
+        world.azure.set_secret(AZURE_VAULT, "admin-password", "hunter2");
+        let hostile: [(&[&str], &[(&str, &str)], &str); 6] = [
+            (
+                &["objectName: app\nobjectType: secret\nobjectVersion: ../admin-password"],
+                &[],
+                "objectVersion",
+            ),
+            (&["objectName: app\nobjectType: secret\nobjectVersion: '%2e%2e'"], &[], "objectVersion"),
+            (
+                &["objectName: app-x/../../secrets/admin-password\nobjectType: secret\nobjectAlias: a"],
+                &[],
+                "objectName",
+            ),
+            (
+                &["objectName: 'app\\..\\admin-password'\nobjectType: secret\nobjectAlias: a"],
+                &[],
+                "objectName",
+            ),
+            (
+                &["objectName: app\nobjectType: secret"],
+                &[("cloudName", "AzureStackCloud"), ("cloudEnvFileName", "/dev/zero")],
+                "cloudEnvFileName",
+            ),
+            (
+                &["objectName: app\nobjectType: secret"],
+                &[("cloudName", "AzureStackCloud"), ("cloudEnvFileName", "/proc/self/environ")],
+                "cloudEnvFileName",
+            ),
+        ];
+        for (objects, extra, field) in hostile {
+            let status = world
+                .mount_as("workload-sa", objects, extra)
+                .await
+                .err()
+                .ok_or_else(|| format!("accepted: {objects:?} {extra:?}"))?;
+            assert_eq!(status.code(), Code::InvalidArgument, "{objects:?}: {}", status.message());
+            assert!(status.message().contains(&format!("field \"{field}\"")), "{}", status.message());
+            assert!(!status.message().contains("hunter2"));
+        }
+        assert_eq!(world.azure.vault_reads(), 0, "{:?}", world.azure.vault_requests());
+        // Still up, and the environment file the operator set still serves.
+        let response = world.mount(&["objectName: app\nobjectType: secret"]).await?;
+        assert_eq!(csi_secrets_provider_tests::file_contents(&response, "app")?, b"app-value");
+        Ok(())
+    }
+}

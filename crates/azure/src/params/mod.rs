@@ -5,6 +5,7 @@
 mod object;
 mod selection;
 
+use csi_secrets_provider_core::grammar::{NameRule, alphanumeric, alphanumeric_or_hyphen};
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_bool};
 
 use object::parse_objects;
@@ -184,6 +185,29 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         Err(problems)
     }
 }
+
+/// A Key Vault object's name: it becomes a URL path segment (`/secrets/<name>/<version>`), where
+/// `..`, `/` or `\\` would reach another object than the one the admin policy was asked about.
+pub const OBJECT_NAME: NameRule = NameRule {
+    what: "a Key Vault object name",
+    words: "letters, digits and '-'",
+    min: 1,
+    max: 127,
+    first: alphanumeric_or_hyphen,
+    middle: alphanumeric_or_hyphen,
+    last: alphanumeric_or_hyphen,
+};
+
+/// A Key Vault object version (32 hexadecimal digits in Azure; letters and digits here).
+pub const OBJECT_VERSION: NameRule = NameRule {
+    what: "a Key Vault object version",
+    words: "letters and digits",
+    min: 1,
+    max: 64,
+    first: alphanumeric,
+    middle: alphanumeric,
+    last: alphanumeric,
+};
 
 /// A vault name Key Vault cannot have (it becomes a host name), as a problem of `keyvaultName`.
 fn vault_name_problem(name: &str) -> Option<Error> {

@@ -269,8 +269,18 @@ pub(super) fn parse_object(
         object: &id,
         list: read_problems.into_iter().map(|e| e.or_object(&id)).collect(),
     };
-    if read.name.is_none() {
-        problems.fail("objectName", "object name is not set");
+    match read.name.as_deref() {
+        None => problems.fail("objectName", "object name is not set"),
+        Some(name) => {
+            if let Err(e) = super::OBJECT_NAME.check(name) {
+                problems.fail("objectName", e.message());
+            }
+        }
+    }
+    if let Some(version) = read.version.as_deref().filter(|version| !version.is_empty())
+        && let Err(e) = super::OBJECT_VERSION.check(version)
+    {
+        problems.fail("objectVersion", e.message());
     }
     let object_type = match read.object_type.as_deref() {
         Some("secret") => Some(ObjectType::Secret),

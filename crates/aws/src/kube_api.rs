@@ -78,7 +78,14 @@ impl KubeApi {
             .as_ref()
             .and_then(|labels| labels.get(REGION_LABEL))
             .filter(|region| !region.is_empty())
-            .cloned()
+            .map(|region| {
+                // A label anyone who may label nodes writes: it becomes part of a host name.
+                crate::params::names::REGION.check(region).map(|()| region.clone()).map_err(|e| {
+                    e.prefixed(format!("the region label {REGION_LABEL} of node {node_name}"))
+                        .with_field("region")
+                })
+            })
+            .transpose()?
             .ok_or_else(|| {
                 Error::invalid_config(
                     "failed to retrieve region from node. error Region not found (set the region parameter, \

@@ -188,3 +188,51 @@ mod azure {
         Ok(())
     }
 }
+
+#[cfg(feature = "aws")]
+mod aws {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::AwsWorld;
+    use tonic::Code;
+
+    /// Regions become part of an endpoint's host; role ARNs and external ids go to STS: each is
+    /// checked against AWS's grammar and refused naming its field before any call.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn regions_and_roles_are_checked_before_any_call() -> TestResult {
+        let world = AwsWorld::start(BINARY, "guard_rails", &[]).await?;
+        let one = "- {objectName: db, objectType: secretsmanager}";
+        let hostile: [(&[(&str, &str)], &str); 7] = [
+            (&[("region", "s3.us-east-1"), ("objects", one)], "region"),
+            (&[("region", "us-east-1@127.0.0.1:9#"), ("objects", one)], "region"),
+            (
+                &[("region", "us-east-1"), ("failoverRegion", "us-west-2/x"), ("objects", one)],
+                "failoverRegion",
+            ),
+            (&[("objects", "- {objectName: db, objectType: secretsmanager, region: 'eu west 1'}")], "region"),
+            (
+                &[(
+                    "objects",
+                    "- {objectName: 'arn:aws:secretsmanager:us.evil:123456789012:secret:db', objectType: secretsmanager}",
+                )],
+                "objectName",
+            ),
+            (&[("assumeRoleArn", "arn:awsx:iam::123456789012:role/x"), ("objects", one)], "assumeRoleArn"),
+            (
+                &[
+                    ("assumeRoleArn", "arn:aws:iam::123456789012:role/x"),
+                    ("assumeRoleExternalId", "a\nb"),
+                    ("objects", one),
+                ],
+                "assumeRoleExternalId",
+            ),
+        ];
+        for (parameters, field) in hostile {
+            let status =
+                world.mount(parameters).await.err().ok_or_else(|| format!("accepted: {parameters:?}"))?;
+            assert_eq!(status.code(), Code::InvalidArgument, "{parameters:?}: {}", status.message());
+            assert!(status.message().contains(&format!("field \"{field}\"")), "{}", status.message());
+        }
+        assert_eq!(world.service_account_reads(), 0, "a hostile SPC reached the Kubernetes API");
+        Ok(())
+    }
+}

@@ -5,6 +5,7 @@
 mod arn;
 mod failover;
 mod keys;
+pub mod names;
 mod object;
 mod selection;
 
@@ -218,6 +219,24 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }
+    // Regions become part of an endpoint's host name.
+    for (region, field) in [(&region, REGION), (&failover_region, FAILOVER_REGION)] {
+        if let Some(Err(e)) = region.as_deref().map(|r| names::REGION.check(r)) {
+            problems.push(e.with_field(field));
+        }
+    }
+    for object in &objects {
+        let regions = [
+            (&object.region, "region"),
+            (&object.arn_region, "objectName"),
+            (&object.failover_arn_region, "failoverObject.objectName"),
+        ];
+        for (region, field) in regions {
+            if let Some(Err(e)) = region.as_deref().map(|r| names::REGION.check(r)) {
+                problems.push(e.with_object(&object.name).with_field(field));
+            }
+        }
+    }
     let spec = MountSpec { region, failover_region, identity, assume_role, objects, selections, plan };
     if let Some(primary) = &spec.region {
         problems.extend(spec.check_regions(primary));
@@ -241,26 +260,17 @@ fn assume_role(parameters: &Parameters, problems: &mut Vec<Error>) -> Option<Ass
         }
         return None;
     };
-    // arn:<partition>:iam::<12-digit account>:role/<path/name>
-    let parts: Vec<&str> = role_arn.splitn(6, ':').collect();
-    let valid = matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
-        if partition.starts_with("aws") && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
-            && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty()));
-    if !valid {
+    if !names::is_role_arn(&role_arn) {
         problems.push(
             Error::invalid_config(format!(
-                "assumeRoleArn {role_arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+                "assumeRoleArn {} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                csi_secrets_provider_core::grammar::shown(&role_arn)
             ))
             .with_field(ASSUME_ROLE_ARN),
         );
     }
-    if let Some(id) = &external_id
-        && !(2..=1224).contains(&id.len())
-    {
-        problems.push(
-            Error::invalid_config("assumeRoleExternalId must be 2 to 1224 characters")
-                .with_field(ASSUME_ROLE_EXTERNAL_ID),
-        );
+    if let Some(Err(e)) = external_id.as_deref().map(names::check_external_id) {
+        problems.push(e.with_field(ASSUME_ROLE_EXTERNAL_ID));
     }
     let duration_seconds = match duration.map(str::parse::<i32>) {
         None => None,

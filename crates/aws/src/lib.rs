@@ -416,16 +416,9 @@ impl SecretBackend for AwsBackend {
     fn validate(&self, parameters: &Parameters) -> Validation {
         match params::parse(parameters, FileMode::DEFAULT) {
             Ok(spec) => {
-                // What a mount reads, for the admin policy: every object's name or ARN as
-                // written, and its failover object's.
-                let reads = spec
-                    .objects
-                    .iter()
-                    .flat_map(|object| {
-                        std::iter::once(object.name.clone())
-                            .chain(object.failover.as_ref().and_then(|f| f.name.clone()))
-                    })
-                    .collect();
+                // What a mount reads and which role it assumes, for the admin policy.
+                let reads = spec.policy_reads();
+                let roles = spec.assume_role.iter().map(|role| role.role_arn.clone()).collect();
                 let objects =
                     spec.objects
                         .iter()
@@ -439,7 +432,7 @@ impl SecretBackend for AwsBackend {
                     .iter()
                     .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
                     .collect();
-                Validation { reads, objects, selections, ..Ok(spec.plan).into() }
+                Validation { reads, roles, objects, selections, ..Ok(spec.plan).into() }
             }
             Err(problems) => Validation::failed(problems),
         }

@@ -54,7 +54,11 @@ impl AwsBackend {
             |entry, secret| entry.object(secret),
             |object: &ObjectSpec| kit::SelectedFiles {
                 name: &object.name,
-                resolved: object.name.clone(),
+                resolved: spec.policy_name(
+                    &object.name,
+                    object.object_type,
+                    region_names.first().map_or("*", String::as_str),
+                ),
                 file: &object.file_name,
                 mode: object.mode,
                 shape: object.shape,

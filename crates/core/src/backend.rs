@@ -8,6 +8,7 @@ use crate::audit::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::files::FilePlan;
 use crate::parameters::Parameters;
+use crate::policy::{Policy, Requester};
 use crate::request::MountRequest;
 use crate::response::MountResponse;
 use crate::stats::BackendStats;
@@ -52,6 +53,9 @@ pub struct Validation {
     pub objects: Vec<ObjectRecord>,
     /// Prefix entries (`objectPrefix`, `resourcePrefix`): their files are known once listed.
     pub selections: Vec<PlannedSelection>,
+    /// The IAM roles a mount would assume (AWS `assumeRoleArn`), for the admin policy's
+    /// `awsRoles`.
+    pub roles: Vec<String>,
 }
 
 /// A prefix entry as `validate` sees it: what it selects and where its files go.
@@ -99,7 +103,17 @@ impl Validation {
             reads: Vec::new(),
             objects: Vec::new(),
             selections: Vec::new(),
+            roles: Vec::new(),
         }
+    }
+
+    /// What the admin policy refuses of this SPC for `requester`: each object it may not read
+    /// and each role it may not assume, one `PermissionDenied` each. The server (before the
+    /// backend is called) and `validate --policy` both ask this.
+    pub fn denials(&self, policy: &Policy, backend: &str, requester: Requester<'_>) -> Vec<Error> {
+        let mut denied = policy.denials(backend, requester, &self.reads);
+        denied.extend(policy.role_denials(requester, &self.roles));
+        denied
     }
 
     /// The plan, or every problem folded into one error.
@@ -126,6 +140,7 @@ impl From<std::result::Result<FilePlan, Vec<Error>>> for Validation {
                     reads: Vec::new(),
                     objects: Vec::new(),
                     selections: Vec::new(),
+                    roles: Vec::new(),
                 }
             }
             Err(problems) => Self::failed(problems),

@@ -9,6 +9,7 @@
 //!       aws:   ["arn:aws:secretsmanager:*:111122223333:secret:team-a/*", "team-a/*", "/team-a/*"]
 //!       azure: ["kv-team-a/*"]
 //!       gcp:   ["projects/team-a-prod/secrets/*"]
+//!       awsRoles: ["arn:aws:iam::444455556666:role/team-a-*"]   # assumeRoleArn
 //! ```
 //!
 //! The first rule whose namespaces (and service accounts, when it names any) match decides:
@@ -16,6 +17,11 @@
 //! otherwise. No matching rule: the default action. Patterns match the object as the backend
 //! resolves it ([`crate::Validation::reads`]); `*` matches any run of characters (`/` and `:`
 //! included) and `?` any one character.
+//!
+//! A role an SPC assumes (`assumeRoleArn`) is decided the same way against the rule's
+//! `awsRoles` patterns: with a policy in force, a rule that lists none allows none. Objects read
+//! as an assumed role are named as ARNs in the role's account (the AWS backend resolves them),
+//! so a name pattern written for the node's own account does not reach another account.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -95,6 +101,9 @@ impl fmt::Display for Denial {
 /// Backends a rule may name (another name is a typo: refused, as an unknown key would be).
 pub const BACKENDS: [&str; 3] = ["aws", "azure", "gcp"];
 
+/// The key of a rule's `allow` that lists the IAM roles an SPC may assume (`assumeRoleArn`).
+pub const AWS_ROLES: &str = "awsRoles";
+
 impl Policy {
     /// Parses the policy file's YAML; every problem is an `InvalidConfig` saying where.
     pub fn parse(yaml: &str) -> Result<Self, Error> {
@@ -106,9 +115,13 @@ impl Policy {
             if rule.namespaces.is_empty() {
                 return Err(Error::invalid_config(format!("policy: rule {number} names no namespaces")));
             }
-            if let Some(unknown) = rule.allow.keys().find(|backend| !BACKENDS.contains(&backend.as_str())) {
+            if let Some(unknown) = rule
+                .allow
+                .keys()
+                .find(|backend| !BACKENDS.contains(&backend.as_str()) && backend.as_str() != AWS_ROLES)
+            {
                 return Err(Error::invalid_config(format!(
-                    "policy: rule {number} allows objects of an unknown backend {unknown:?} (known: {})",
+                    "policy: rule {number} allows objects of an unknown backend {unknown:?} (known: {}, and {AWS_ROLES} for assumeRoleArn)",
                     BACKENDS.join(", ")
                 )));
             }
@@ -123,6 +136,16 @@ impl Policy {
 
     /// Whether `requester` may read `object` (as `backend` resolves it).
     pub fn decide(&self, backend: &str, requester: Requester<'_>, object: &str) -> Result<(), Denial> {
+        self.decide_under(backend, requester, object)
+    }
+
+    /// Whether `requester` may assume the IAM role `role_arn` (`assumeRoleArn`).
+    pub fn decide_role(&self, requester: Requester<'_>, role_arn: &str) -> Result<(), Denial> {
+        self.decide_under(AWS_ROLES, requester, role_arn)
+    }
+
+    /// The first rule for `requester` decides by its patterns under `key`; none: the default.
+    fn decide_under(&self, key: &str, requester: Requester<'_>, object: &str) -> Result<(), Denial> {
         let applies = |rule: &Rule| {
             rule.namespaces.iter().any(|pattern| glob_match(pattern, requester.namespace))
                 && rule
@@ -134,7 +157,7 @@ impl Policy {
             Some(index) => {
                 let allowed = self.rules[index]
                     .allow
-                    .get(backend)
+                    .get(key)
                     .is_some_and(|patterns| patterns.iter().any(|pattern| glob_match(pattern, object)));
                 if allowed { Ok(()) } else { Err(Denial::Rule(index + 1)) }
             }
@@ -160,6 +183,25 @@ impl Policy {
                         requester.namespace, requester.service_account
                     ))
                     .with_object(object)
+                })
+            })
+            .collect()
+    }
+}
+
+impl Policy {
+    /// The roles of `roles` that `requester` may not assume, one `PermissionDenied` each.
+    pub fn role_denials(&self, requester: Requester<'_>, roles: &[String]) -> Vec<Error> {
+        roles
+            .iter()
+            .filter_map(|role| {
+                self.decide_role(requester, role).err().map(|denial| {
+                    Error::permission_denied(format!(
+                        "denied by policy: namespace {:?} (service account {:?}) may not assume role {role:?} ({AWS_ROLES}): {denial}",
+                        requester.namespace, requester.service_account
+                    ))
+                    .with_object(role)
+                    .with_field("assumeRoleArn")
                 })
             })
             .collect()
@@ -253,6 +295,25 @@ rules:
         assert_eq!(policy.decide("aws", who("team-b", "app"), "team-a/db"), Err(Denial::Default));
         let open = Policy::parse("rules: []")?;
         assert_eq!(open.decide("aws", who("any", "sa"), "x"), Ok(()), "defaultAction allow by default");
+        Ok(())
+    }
+
+    #[test]
+    fn roles_are_allowed_only_where_a_rule_lists_them() -> Result<(), Error> {
+        let policy = Policy::parse(
+            "defaultAction: allow\nrules:\n  - namespaces: [team-a]\n    allow:\n      aws: ['team-a/*']\n      awsRoles: ['arn:aws:iam::444455556666:role/team-a-*']\n  - namespaces: [team-b]\n    allow: {aws: ['*']}\n",
+        )?;
+        let role = "arn:aws:iam::444455556666:role/team-a-reader";
+        assert_eq!(policy.decide_role(who("team-a", "app"), role), Ok(()));
+        assert_eq!(
+            policy.decide_role(who("team-a", "app"), "arn:aws:iam::999999999999:role/cross"),
+            Err(Denial::Rule(1))
+        );
+        // A rule that lists no role allows none; no rule: the default action.
+        assert_eq!(policy.decide_role(who("team-b", "app"), role), Err(Denial::Rule(2)));
+        assert_eq!(policy.decide_role(who("other", "app"), role), Ok(()));
+        let denied = policy.role_denials(who("team-b", "app"), &[role.to_owned()]);
+        assert!(denied[0].to_string().contains("may not assume role"), "{denied:?}");
         Ok(())
     }
 

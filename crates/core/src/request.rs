@@ -228,7 +228,7 @@ pub struct MountRequest {
     pub common: CommonParameters,
     /// The admin policy in force (set by the server): the objects named in the
     /// SecretProviderClass are checked before the backend is called; what a prefix entry
-    /// selects is checked by the backend with [`Self::admit`] once listed, before any read.
+    /// lists is filtered by the backend with [`Self::allows`] before any read.
     pub policy: Option<PolicyGate>,
 }
 
@@ -240,19 +240,16 @@ pub struct PolicyGate {
 }
 
 impl MountRequest {
-    /// Refuses `objects` (as the backend resolves them, like [`crate::Validation::reads`])
-    /// that the admin policy does not let this pod's namespace and service account read: one
-    /// `PermissionDenied` naming each.
-    pub fn admit(&self, objects: &[String]) -> Result<()> {
-        let Some(gate) = &self.policy else { return Ok(()) };
+    /// Whether the admin policy lets this pod's namespace and service account read `object`
+    /// (as the backend resolves it, like [`crate::Validation::reads`]); always without a
+    /// policy.
+    pub fn allows(&self, object: &str) -> bool {
+        let Some(gate) = &self.policy else { return true };
         let requester = crate::policy::Requester {
             namespace: self.pod.namespace.as_deref().unwrap_or(""),
             service_account: self.pod.service_account.as_deref().unwrap_or(""),
         };
-        match Error::combine(gate.policy.denials(gate.backend, requester, objects)) {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        gate.policy.decide(gate.backend, requester, object).is_ok()
     }
 
     /// How this mount's object reads go: remount reuse and `staleIfError`.

@@ -167,7 +167,7 @@ fn check_spc(
     if let Some(check) = policy {
         let namespace = check.namespace.as_deref().or(spc.namespace.as_deref()).unwrap_or("default");
         let requester = Requester { namespace, service_account: &check.service_account };
-        problems.extend(check.policy.denials(backend.name(), requester, &validation.reads));
+        problems.extend(validation.denials(&check.policy, backend.name(), requester));
     }
     problems.extend(validation.problems);
     warnings.extend(validation.warnings);

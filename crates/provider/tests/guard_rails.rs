@@ -235,4 +235,71 @@ mod aws {
         assert_eq!(world.service_account_reads(), 0, "a hostile SPC reached the Kubernetes API");
         Ok(())
     }
+
+    /// `assumeRoleArn` is policed: a rule lists the roles its namespaces may assume
+    /// (`allow.awsRoles`), and objects read as an assumed role are matched as ARNs in the
+    /// role's account, so `team-a/*` does not let a namespace read another account's
+    /// `team-a/db`. The server refuses before any call; `validate --policy` agrees.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn assumed_roles_are_policed_and_name_their_account() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            "defaultAction: deny\nrules:\n  - namespaces: [shop]\n    allow:\n      aws: ['team-a/*', 'arn:aws:secretsmanager:*:444455556666:secret:team-a/*']\n      awsRoles: ['arn:aws:iam::444455556666:role/team-a-*']\n",
+        )?;
+        let world =
+            AwsWorld::start(BINARY, "guard_rails_roles", &["--policy", &policy.display().to_string()])
+                .await?;
+        let objects = "- {objectName: team-a/db, objectType: secretsmanager}";
+        let cases = [
+            ("arn:aws:iam::999999999999:role/cross", "may not assume role"),
+            // An allowed role of another account whose objects no pattern names.
+            ("arn:aws:iam::444455556666:role/team-b-reader", "may not assume role"),
+        ];
+        for (role, words) in cases {
+            let status = world
+                .mount(&[("region", "us-east-1"), ("assumeRoleArn", role), ("objects", objects)])
+                .await
+                .err()
+                .ok_or_else(|| format!("{role} accepted"))?;
+            assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+            assert!(status.message().contains(words), "{}", status.message());
+        }
+        assert_eq!(world.proxy.count("AssumeRole"), 0, "refused before any call");
+
+        let spc = dir.path().join("spc.yaml");
+        let write = |role: &str, name: &str| {
+            std::fs::write(
+                &spc,
+                format!(
+                    "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: p, namespace: shop}}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n    assumeRoleArn: {role}\n    objects: |\n      - {{objectName: {name}, objectType: secretsmanager}}\n"
+                ),
+            )
+        };
+        let validate = || -> Result<(bool, String), BoxError> {
+            let output = std::process::Command::new(BINARY)
+                .arg("validate")
+                .arg("--policy")
+                .arg(&policy)
+                .arg(&spc)
+                .output()?;
+            Ok((output.status.success(), String::from_utf8(output.stdout)?))
+        };
+        write("arn:aws:iam::999999999999:role/cross", "team-a/db")?;
+        let (ok, stdout) = validate()?;
+        assert!(!ok && stdout.contains("may not assume role"), "{stdout}");
+        // The allowed role: team-a/db is read as arn:…:444455556666:secret:team-a/db, allowed.
+        write("arn:aws:iam::444455556666:role/team-a-reader", "team-a/db")?;
+        let (ok, stdout) = validate()?;
+        assert!(ok, "{stdout}");
+        // An object outside the patterns, named as an ARN of the role's account.
+        write("arn:aws:iam::444455556666:role/team-a-reader", "team-b/db")?;
+        let (ok, stdout) = validate()?;
+        assert!(
+            !ok && stdout.contains("arn:aws:secretsmanager:us-east-1:444455556666:secret:team-b/db"),
+            "{stdout}"
+        );
+        Ok(())
+    }
 }

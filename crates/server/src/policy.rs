@@ -123,7 +123,7 @@ pub fn check(policy: &Policy, backend: &dyn SecretBackend, request: &MountReques
         namespace: request.pod.namespace.as_deref().unwrap_or(""),
         service_account: request.pod.service_account.as_deref().unwrap_or(""),
     };
-    let denials = policy.denials(backend.name(), requester, &validation.reads);
+    let denials = validation.denials(policy, backend.name(), requester);
     let denied = denials.iter().filter_map(|e| e.object().map(str::to_owned)).collect();
     match Error::combine(denials) {
         Some(error) => Err(Refusal { error, denied }),

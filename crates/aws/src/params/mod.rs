@@ -201,6 +201,50 @@ impl MountSpec {
     }
 }
 
+impl MountSpec {
+    /// How the admin policy names object `name` of `object_type` read in `region` (`*` when
+    /// only the mount knows it): as written, or, when the SPC assumes a role, as the object's
+    /// ARN in the role's account, so that a name pattern written for the node's own account
+    /// (`team-a/*`) does not let a namespace read another account's `team-a/db`.
+    pub fn policy_name(&self, name: &str, object_type: ObjectType, region: &str) -> String {
+        let Some(role) = &self.assume_role else { return name.to_owned() };
+        if name.starts_with("arn:") {
+            return name.to_owned();
+        }
+        // arn:<partition>:iam::<account>:role/<name>, checked when parsed.
+        let parts: Vec<&str> = role.role_arn.splitn(6, ':').collect();
+        let (partition, account) = (parts.get(1).unwrap_or(&"aws"), parts.get(4).unwrap_or(&""));
+        match object_type {
+            ObjectType::SecretsManager => {
+                format!("arn:{partition}:secretsmanager:{region}:{account}:secret:{name}")
+            }
+            ObjectType::SsmParameter => {
+                format!("arn:{partition}:ssm:{region}:{account}:parameter/{}", name.trim_start_matches('/'))
+            }
+        }
+    }
+
+    /// The objects a mount reads, as the admin policy names them ([`Self::policy_name`]):
+    /// every object and its failover object.
+    pub fn policy_reads(&self) -> Vec<String> {
+        let primary = self.region.as_deref().unwrap_or("*");
+        let failover = self.failover_region.as_deref().unwrap_or("*");
+        self.objects
+            .iter()
+            .flat_map(|object| {
+                let region = object.region.as_deref().unwrap_or(primary);
+                std::iter::once(self.policy_name(&object.name, object.object_type, region)).chain(
+                    object
+                        .failover
+                        .as_ref()
+                        .and_then(|f| f.name.as_deref())
+                        .map(|name| self.policy_name(name, object.object_type, failover)),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Parses the parameters; every problem found, or the spec.
 pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpec, Vec<Error>> {
     let mut problems = Vec::new();

@@ -140,11 +140,23 @@ impl Selection {
     /// an error naming the entry and the count (never a silent cut); none is an error unless
     /// the entry is optional (then an empty list).
     pub fn select(&self, listing: &Listing) -> Result<Vec<Selected>> {
+        self.select_admitted(listing, |_| true)
+    }
+
+    /// [`Self::select`] of only the secrets `admitted` lets through (the admin policy): the
+    /// others are left out before the cap and the empty check, so no count or message says
+    /// that they exist.
+    pub fn select_admitted(
+        &self,
+        listing: &Listing,
+        admitted: impl Fn(&Selected) -> bool,
+    ) -> Result<Vec<Selected>> {
         let mut selected: Vec<Selected> = listing
             .entries()
             .iter()
             .filter(|listed| self.matches(listed))
             .map(|listed| Selected { name: listed.name.clone(), relative: self.relative_name(&listed.name) })
+            .filter(|selected| admitted(selected))
             .collect();
         selected.sort_by(|a, b| a.name.cmp(&b.name));
         selected.dedup_by(|a, b| a.name == b.name);
@@ -285,9 +297,10 @@ pub struct SelectedFiles<'a> {
     pub jmes: &'a [crate::jmes::JmesEntry],
 }
 
-/// Turns each entry's listing into objects: [`Selection::select`] (the cap, empty and
-/// optional), the admin policy on every selected secret ([`MountRequest::admit`], before any
-/// read), and their files planned against the mount's `plan` ([`plan_selected`]).
+/// Turns each entry's listing into objects: the admin policy on every listed secret
+/// ([`MountRequest::allows`]: a folder selects only what the pod may read, and nothing said
+/// to the pod names or counts the rest), [`Selection::select_admitted`] (the cap, empty and
+/// optional), and their files planned against the mount's `plan` ([`plan_selected`]).
 pub fn expand<E, O>(
     entries: &[E],
     listings: &[Listing],
@@ -301,7 +314,8 @@ pub fn expand<E, O>(
     let mut plan = plan.clone();
     for (entry, listing) in entries.iter().zip(listings) {
         let entry_selection = selection(entry);
-        let selected = entry_selection.select(listing)?;
+        let admitted = |secret: &Selected| request.allows(&describe(&object(entry, secret)).resolved);
+        let selected = entry_selection.select_admitted(listing, admitted)?;
         if selected.is_empty() {
             let (object, reason) = (entry_selection.prefix.clone(), entry_selection.empty_reason());
             selections.empty.push(SkippedObject { object, reason });
@@ -309,8 +323,6 @@ pub fn expand<E, O>(
         }
         let objects: Vec<O> = selected.iter().map(|secret| object(entry, secret)).collect();
         let described: Vec<SelectedFiles<'_>> = objects.iter().map(&describe).collect();
-        let resolved: Vec<String> = described.iter().map(|d| d.resolved.clone()).collect();
-        request.admit(&resolved)?;
         for selected_object in &described {
             let SelectedFiles { name, file, mode, shape, jmes, .. } = selected_object;
             plan_selected(&mut plan, entry_selection, name, file, *mode, *shape)?;

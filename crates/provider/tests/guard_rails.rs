@@ -303,3 +303,74 @@ mod aws {
         Ok(())
     }
 }
+
+/// No error carries a value: templates that fail over secrets of every shape (JSON, YAML block
+/// and flow, `key=value`, short values, numbers) answer an error, log a line and write an audit
+/// record that hold none of the values.
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread")]
+async fn template_errors_hold_no_value_of_any_shape() -> TestResult {
+    use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
+    let dir = tempfile::tempdir()?;
+    let audit = dir.path().join("audit.log");
+    let world = AzureWorld::start(BINARY, &["--audit-log", &audit.display().to_string()]).await?;
+    // Distinctive values: a number, a short value, words, a key=value line.
+    let values = ["731946", "zq", "qxuser", "8675309", "hunter2x"];
+    let shapes = [
+        ("json", r#"{"pin": 731946, "user": "qxuser", "tag": "zq"}"#),
+        ("yamlblock", "pin: 731946\nuser: qxuser\ntag: zq\n"),
+        ("yamlflow", "{pin: 731946, user: qxuser, tag: zq}"),
+        ("keyvalue", "PIN=731946\nUSER=qxuser\n"),
+        ("short", "zq"),
+        ("number", "8675309"),
+        ("word", "hunter2x"),
+    ];
+    for (name, value) in shapes {
+        world.azure.set_secret(AZURE_VAULT, name, value);
+    }
+    // Each template is mounted with only the objects it reads: what one object's value would
+    // reveal is not hidden by another object's.
+    let failing: [(&str, &[&str]); 13] = [
+        ("{{ (objects.yamlflow | fromyaml).pin // 0 }}", &["yamlflow"]),
+        ("{{ (objects.yamlblock | fromyaml).pin // 0 }}", &["yamlblock"]),
+        ("{{ (objects.json | fromjson).pin // 0 }}", &["json"]),
+        ("{{ objects.number | int // 0 }}", &["number"]),
+        ("{{ objects.keyvalue + 1 }}", &["keyvalue"]),
+        ("{{ objects.short + 1 }}", &["short"]),
+        ("{{ objects.word - 1 }}", &["word"]),
+        ("{{ objects.number * objects.short * none }}", &["number", "short"]),
+        ("{{ (objects.json | fromjson).user.x.y }}", &["json"]),
+        ("{{ objects.keyvalue | fromjson }}", &["keyvalue"]),
+        ("{{ range(objects.word) }}", &["word"]),
+        ("{{ objects.short[5] ~ objects.word | int // 0 }}", &["short", "word"]),
+        ("{{ (objects.json | fromjson)[objects.word] }}", &["json", "word"]),
+    ];
+    for (template, names) in failing {
+        let objects: Vec<String> = names
+            .iter()
+            .map(|name| format!("objectName: {name}\nobjectType: secret\nwriteFile: false"))
+            .collect();
+        let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
+        let files = serde_json::json!([{ "path": "out", "template": template }]).to_string();
+        let status = world
+            .mount_as("workload-sa", &objects, &[("files", &files)])
+            .await
+            .err()
+            .ok_or_else(|| format!("{template} rendered"))?;
+        for value in values {
+            assert!(
+                !status.message().contains(value),
+                "{value} in the error of {template}: {}",
+                status.message()
+            );
+        }
+    }
+    let log = world.provider.log_text();
+    let trail = std::fs::read_to_string(&audit)?;
+    assert!(!trail.is_empty() && log.contains("template"), "{log}");
+    for value in values {
+        assert!(!log.contains(value), "{value} in the log:\n{log}");
+        assert!(!trail.contains(value), "{value} in the audit trail:\n{trail}");
+    }
+    Ok(())
+}

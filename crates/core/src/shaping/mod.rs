@@ -118,11 +118,10 @@ fn build(
             let env = files.templates().ok_or_else(|| {
                 Error::internal(format!("the template of {:?} was not compiled", entry.path))
             })?;
-            let redact = |detail: &str| objects.quotes_a_value(detail);
             let named: usize = references.objects.iter().filter_map(|name| objects.len_of(name)).sum();
             let objects_value = Value::from_dyn_object(objects.clone());
-            let rendered = template::render(env, &entry.label, objects_value, named, cap, &redact).map_err(
-                |failure| {
+            let rendered =
+                template::render(env, &entry.label, objects_value, named, cap).map_err(|failure| {
                     let line = failure.line.map(|l| format!(", line {l}")).unwrap_or_default();
                     let missing: Vec<&str> = references
                         .objects
@@ -140,8 +139,7 @@ fn build(
                         entry.path, failure.message
                     ))
                     .with_field(entry.field(Some(FilesKey::Template)))
-                },
-            )?;
+                })?;
             Ok(into_secret(rendered))
         }
         Source::Format { format, from } => {

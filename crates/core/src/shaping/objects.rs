@@ -78,33 +78,6 @@ impl ObjectValues {
     pub(crate) fn get(&self, name: &str) -> Option<Value> {
         self.by_name.get(name).map(ObjectValue::value)
     }
-
-    /// Whether `text` (an error's detail) quotes any value of the mount, or any string in a JSON
-    /// value, or a word of one: checked on the error path only.
-    pub(crate) fn quotes_a_value(&self, text: &str) -> bool {
-        fn leaves(value: &Value, out: &mut Vec<String>) {
-            if let Some(s) = value.as_str() {
-                out.push(s.to_owned());
-                out.extend(s.split_whitespace().filter(|w| w.len() >= 4).map(str::to_owned));
-            } else if let Ok(items) = value.try_iter() {
-                for item in items {
-                    let inner = value.get_item(&item).ok().filter(|v| !v.is_undefined()).unwrap_or(item);
-                    leaves(&inner, out);
-                }
-            } else if !value.is_none() && !value.is_undefined() {
-                out.push(value.to_string());
-            }
-        }
-        let mut secrets = Vec::new();
-        for object in self.by_name.values() {
-            let value = object.value();
-            leaves(&value, &mut secrets);
-            if let Some(parsed) = value.as_str().and_then(|text| template::parse_json(text).ok()) {
-                leaves(&parsed, &mut secrets);
-            }
-        }
-        secrets.iter().filter(|s| s.len() >= 3).any(|s| text.contains(s.as_str()))
-    }
 }
 
 impl fmt::Debug for ObjectValues {

@@ -17,6 +17,31 @@ use super::json_text::{self, Layout};
 /// The one variable a template sees.
 pub(crate) const OBJECTS: &str = "objects";
 
+thread_local! {
+    /// The error texts this project's filters and methods raised during the renders on this
+    /// thread: the only details a render error may show. Their words are ours (a filter's name,
+    /// what it expected, a line and column); everything minijinja itself says of a failed
+    /// operation may quote its operands (`unable to calculate 731946 // 0`), which can be values
+    /// read from a secret, so it is withheld by where it came from, not by guessing its words.
+    static OWN_ERRORS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// minijinja's own details that are fixed words, quoting nothing of the template's values.
+const FIXED_DETAILS: &[&str] = &["recursion limit exceeded"];
+
+/// An error of ours for a template: its text is remembered as ours (see [`OWN_ERRORS`]).
+/// `message` must never hold a value of the mount.
+pub(crate) fn own_error(kind: ErrorKind, message: impl Into<String>) -> minijinja::Error {
+    let message = message.into();
+    OWN_ERRORS.with_borrow_mut(|own| {
+        // A template that fails the same way in a loop adds its text once.
+        if own.len() < 64 && !own.contains(&message) {
+            own.push(message.clone());
+        }
+    });
+    minijinja::Error::new(kind, message)
+}
+
 /// Instructions one template may run: a template over a hundred keys takes a few thousand; one
 /// that loops forever stops within milliseconds.
 const FUEL: u64 = 1_000_000;
@@ -56,11 +81,11 @@ fn text_of<'v>(value: &'v Value, filter: &str) -> Result<&'v str, minijinja::Err
     }
     match value.as_bytes().map(std::str::from_utf8) {
         Some(Ok(text)) => Ok(text),
-        Some(Err(_)) => Err(minijinja::Error::new(
+        Some(Err(_)) => Err(own_error(
             ErrorKind::InvalidOperation,
             format!("{filter}: the value is binary, not UTF-8 text"),
         )),
-        None => Err(minijinja::Error::new(
+        None => Err(own_error(
             ErrorKind::InvalidOperation,
             format!("{filter} takes a string, got {}", value.kind()),
         )),
@@ -113,8 +138,8 @@ fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
         return Ok(parsed);
     }
     let text = text_of(value, "fromjson")?;
-    let parsed = parse_json(text)
-        .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromjson: {why}")))?;
+    let parsed =
+        parse_json(text).map_err(|why| own_error(ErrorKind::InvalidOperation, format!("fromjson: {why}")))?;
     if value.as_str().is_some() {
         PARSED_JSON.with_borrow_mut(|memo| memo.push((value.clone(), parsed.clone())));
     }
@@ -126,7 +151,7 @@ fn from_yaml(value: &Value) -> Result<Value, minijinja::Error> {
     serde_norway::from_str::<Value>(text).map_err(|e| {
         let at =
             e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
-        minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromyaml: the value is not YAML{at}"))
+        own_error(ErrorKind::InvalidOperation, format!("fromyaml: the value is not YAML{at}"))
     })
 }
 
@@ -139,7 +164,7 @@ fn to_json(value: &Value, indent: Option<usize>) -> Result<Value, minijinja::Err
     let written = json_text::write(value, layout, &mut out).ok().and_then(|()| String::from_utf8(out).ok());
     written
         .map(Value::from_safe_string)
-        .ok_or_else(|| minijinja::Error::new(ErrorKind::BadSerialization, "tojson: the value cannot be JSON"))
+        .ok_or_else(|| own_error(ErrorKind::BadSerialization, "tojson: the value cannot be JSON"))
 }
 
 fn b64_encode(value: &Value) -> Result<Value, minijinja::Error> {
@@ -147,7 +172,7 @@ fn b64_encode(value: &Value) -> Result<Value, minijinja::Error> {
         (Some(text), _) => base64::engine::general_purpose::STANDARD.encode(text),
         (None, Some(bytes)) => base64::engine::general_purpose::STANDARD.encode(bytes),
         (None, None) => {
-            return Err(minijinja::Error::new(
+            return Err(own_error(
                 ErrorKind::InvalidOperation,
                 format!("b64encode takes a string, got {}", value.kind()),
             ));
@@ -160,7 +185,7 @@ fn b64_decode(value: &Value) -> Result<Value, minijinja::Error> {
     let text = text_of(value, "b64decode")?;
     let bytes = super::Decoding::Base64
         .decode(text.as_bytes())
-        .map_err(|why| minijinja::Error::new(ErrorKind::InvalidOperation, format!("b64decode: {why}")))?;
+        .map_err(|why| own_error(ErrorKind::InvalidOperation, format!("b64decode: {why}")))?;
     Ok(text_value(bytes))
 }
 
@@ -283,9 +308,9 @@ pub(crate) fn render(
     objects: Value,
     expected: usize,
     cap: usize,
-    redact: &dyn Fn(&str) -> bool,
 ) -> Result<Zeroizing<Vec<u8>>, RenderFailure> {
-    let template = env.get_template(name).map_err(|e| failure(&e, redact))?;
+    OWN_ERRORS.with_borrow_mut(Vec::clear);
+    let template = env.get_template(name).map_err(|e| failure(&e))?;
     let capacity = expected.saturating_add(template.source().len()).clamp(256, cap.max(256));
     let mut out = CappedOutput { bytes: Zeroizing::new(Vec::with_capacity(capacity)), cap, over: false };
     let context = Value::from_pairs([(OBJECTS, objects)]);
@@ -295,14 +320,16 @@ pub(crate) fn render(
         Err(_) if out.over => {
             Err(RenderFailure { line: None, message: format!("the output is larger than {cap} bytes") })
         }
-        Err(e) => Err(failure(&e, redact)),
+        Err(e) => Err(failure(&e)),
     }
 }
 
-/// minijinja's words for what went wrong, unless they quote a value of the mount (an operation
-/// on two strings says both): then only what kind of error it was.
-fn failure(error: &minijinja::Error, redact: &dyn Fn(&str) -> bool) -> RenderFailure {
-    let detail = error.detail().filter(|detail| !redact(detail));
+/// What went wrong, in words that hold no value of the mount: the detail only when this
+/// project wrote it ([`own_error`]), else only the kind of error and the line.
+fn failure(error: &minijinja::Error) -> RenderFailure {
+    let detail = error.detail().filter(|detail| {
+        FIXED_DETAILS.contains(detail) || OWN_ERRORS.with_borrow(|own| own.iter().any(|mine| mine == detail))
+    });
     let message = match (error.kind(), detail) {
         (ErrorKind::OutOfFuel, _) => {
             format!("the template runs too long (more than {FUEL} steps); is there a loop that does not end?")
@@ -313,7 +340,7 @@ fn failure(error: &minijinja::Error, redact: &dyn Fn(&str) -> bool) -> RenderFai
             detail.unwrap_or("undefined value")
         ),
         (kind, Some(detail)) => format!("{kind}: {detail}"),
-        (kind, None) => format!("{kind} (details withheld: they would quote a secret value)"),
+        (kind, None) => format!("{kind} (details withheld: they may quote a secret value)"),
     };
     RenderFailure { line: error.line(), message }
 }

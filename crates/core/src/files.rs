@@ -80,14 +80,60 @@ pub struct PlannedFile {
     pub shape: FileShape,
 }
 
+/// Most entries one SecretProviderClass may list (`objects`, `secrets`; a folder entry counts
+/// once): each is at least one cloud read per mount, and a thousand is far past any real pod.
+/// Checked before any entry is parsed, so a hostile list costs no work per entry.
+pub const MAX_OBJECTS_PER_SPC: usize = 1_000;
+
+/// `Ok` when a list of `count` entries (the parameter `field`) is within
+/// [`MAX_OBJECTS_PER_SPC`].
+pub fn check_object_count(count: usize, field: &str) -> Result<()> {
+    if count > MAX_OBJECTS_PER_SPC {
+        return Err(Error::invalid_config(format!(
+            "{field} lists {count} entries, more than {MAX_OBJECTS_PER_SPC} (the most one SecretProviderClass may list)"
+        ))
+        .with_field(field));
+    }
+    Ok(())
+}
+
+/// Most files one mount may plan or write (objects, `jmesPath` files, folders' secrets,
+/// `expandKeys` keys, `files` entries together). The driver writes every file of an answer into
+/// one tmpfs directory per pod and its answer is at most 4 MiB; ten thousand files is far past
+/// any real pod and keeps a hostile SPC's work per mount small.
+pub const MAX_FILES_PER_MOUNT: usize = 10_000;
+
 /// The ordered set of files of one mount, with the driver's path rules and duplicate checks,
-/// and the warnings found while planning it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// and the warnings found while planning it. Adding a file costs the length of its path (two
+/// indexes: files by path, and the directories written files make), so a plan of `n` files is
+/// built in linear time.
+#[derive(Debug, Clone, Default)]
 pub struct FilePlan {
-    files: Vec<PlannedFile>,
+    /// In the order they were planned; `None` where a later file of the same path replaced
+    /// one.
+    entries: Vec<Option<PlannedFile>>,
+    /// The live files, in order: what [`Self::files`] shows, made when first asked.
+    files: std::sync::OnceLock<Vec<PlannedFile>>,
+    /// The entry of each live path.
+    by_path: std::collections::HashMap<String, usize>,
+    /// Each directory of a written file, with how many written files are under it.
+    directories: std::collections::HashMap<String, usize>,
     warnings: Vec<Warning>,
     /// Objects marked `optional: true`: skipped, not failed, when the cloud has no such object.
     optional: Vec<String>,
+}
+
+impl PartialEq for FilePlan {
+    fn eq(&self, other: &Self) -> bool {
+        self.files() == other.files() && self.warnings == other.warnings && self.optional == other.optional
+    }
+}
+
+impl Eq for FilePlan {}
+
+/// The directories `path` lies in, innermost last: `a/b/c` gives `a`, `a/b`.
+fn directories_of(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(at, _)| &path[..at])
 }
 
 impl FilePlan {
@@ -113,8 +159,14 @@ impl FilePlan {
     ) -> Result<()> {
         let path = path.into();
         check_file_path(&path).map_err(|e| e.or_object(object))?;
-        if let Some(index) = self.files.iter().position(|f| f.path == path) {
-            let earlier = self.files.remove(index);
+        if self.by_path.len() >= MAX_FILES_PER_MOUNT && !self.by_path.contains_key(&path) {
+            return Err(Error::invalid_config(format!(
+                "more than {MAX_FILES_PER_MOUNT} files in one mount (the most one mount may write)"
+            ))
+            .with_object(object));
+        }
+        if let Some(index) = self.by_path.remove(&path) {
+            let earlier = self.remove_entry(index);
             self.warnings.push(
                 Warning::new(format!(
                     "file {path:?} is written more than once (objects {:?} and {object:?}); the last one wins, as with the official provider",
@@ -123,44 +175,82 @@ impl FilePlan {
                 .with_object(object),
             );
         }
-        for existing in &self.files {
-            // A file read for `files` only (`writeFile: false`) is never written, so it cannot
-            // be in the way of a directory (an object's `jmesPath` files under its name).
-            let written = existing.shape.write_file && shape.write_file;
-            let clash = if written && (is_parent(&existing.path, &path) || is_parent(&path, &existing.path)) {
-                Some(format!(
-                    "file names {:?} and {path:?} collide: one would be a directory of the other",
-                    existing.path
-                ))
-            } else {
-                None
-            };
-            if let Some(clash) = clash {
-                let also = if existing.object == object {
-                    String::new()
-                } else {
-                    format!(" (also written by object {:?})", existing.object)
-                };
-                return Err(Error::invalid_config(format!("{clash}{also}")).with_object(object));
+        // A file read for `files` only (`writeFile: false`) is never written, so it cannot be
+        // in the way of a directory (an object's `jmesPath` files under its name).
+        if shape.write_file {
+            let in_a_file = directories_of(&path).any(|directory| self.is_written_file(directory));
+            if in_a_file || self.directories.get(&path).is_some_and(|&count| count > 0) {
+                return Err(self.clash(object, &path));
+            }
+            for directory in directories_of(&path) {
+                *self.directories.entry(directory.to_owned()).or_default() += 1;
             }
         }
-        self.files.push(PlannedFile { path, mode, object: object.to_owned(), shape });
+        self.by_path.insert(path.clone(), self.entries.len());
+        self.entries.push(Some(PlannedFile { path, mode, object: object.to_owned(), shape }));
+        self.files.take();
         Ok(())
+    }
+
+    fn is_written_file(&self, path: &str) -> bool {
+        self.by_path
+            .get(path)
+            .and_then(|&index| self.entries[index].as_ref())
+            .is_some_and(|file| file.shape.write_file)
+    }
+
+    /// Takes entry `index` out (its path already out of `by_path`).
+    fn remove_entry(&mut self, index: usize) -> PlannedFile {
+        let removed = self.entries[index].take().unwrap_or_else(|| PlannedFile {
+            path: String::new(),
+            mode: FileMode::DEFAULT,
+            object: String::new(),
+            shape: FileShape::PLAIN,
+        });
+        if removed.shape.write_file {
+            for directory in directories_of(&removed.path) {
+                if let Some(count) = self.directories.get_mut(directory) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+        }
+        self.files.take();
+        removed
+    }
+
+    /// The error for `path` colliding with a written file (one is the other's directory): the
+    /// first such file in plan order, found on this error path only.
+    fn clash(&self, object: &str, path: &str) -> Error {
+        let existing = self.entries.iter().flatten().find(|existing| {
+            existing.shape.write_file && (is_parent(&existing.path, path) || is_parent(path, &existing.path))
+        });
+        let (other_path, other_object) =
+            existing.map_or(("", ""), |existing| (existing.path.as_str(), existing.object.as_str()));
+        let also = if other_object == object {
+            String::new()
+        } else {
+            format!(" (also written by object {other_object:?})")
+        };
+        Error::invalid_config(format!(
+            "file names {other_path:?} and {path:?} collide: one would be a directory of the other{also}"
+        ))
+        .with_object(object)
     }
 
     /// Records a file the server builds from the objects (a `files` entry), already checked
     /// against the others; `validate` lists it and `secretObjects` may name it.
     pub fn built(&mut self, path: String) {
-        self.files.push(PlannedFile {
+        self.entries.push(Some(PlannedFile {
             object: path.clone(),
             path,
             mode: FileMode::DEFAULT,
             shape: FileShape::PLAIN,
-        });
+        }));
+        self.files.take();
     }
 
     pub fn files(&self) -> &[PlannedFile] {
-        &self.files
+        self.files.get_or_init(|| self.entries.iter().flatten().cloned().collect())
     }
 
     /// Records something the mount goes on with but the user should fix.
@@ -185,11 +275,11 @@ impl FilePlan {
     }
 
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.files().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.files().is_empty()
     }
 }
 

@@ -35,7 +35,10 @@ pub use backend::{PlannedSelection, SecretBackend, Validation};
 pub use common::{CommonParameter, CommonParameters};
 pub use deadline::before_deadline;
 pub use error::{Error, ErrorKind, Result};
-pub use files::{FilePlan, PlannedFile, SecretBytes, check_file_path, translate_slashes};
+pub use files::{
+    FilePlan, MAX_FILES_PER_MOUNT, MAX_OBJECTS_PER_SPC, PlannedFile, SecretBytes, check_file_path,
+    check_object_count, translate_slashes,
+};
 pub use jmes::{JmesEntry, JmesKey, JmesRules};
 pub use keys::{ConfigKey, Fields, KeyMatching, unknown_parameters};
 pub use mode::FileMode;

@@ -85,8 +85,11 @@ impl AuditLog {
         if records.is_empty() {
             text.push_str(&line(&time, facts, None, error));
         }
-        for record in records {
+        for record in records.iter().take(MAX_LINES_PER_MOUNT) {
             text.push_str(&line(&time, facts, Some(record), error));
+        }
+        if let Some(rest) = records.get(MAX_LINES_PER_MOUNT..).filter(|rest| !rest.is_empty()) {
+            text.push_str(&summary_line(&time, facts, rest));
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let result = self.write(&mut state, text.as_bytes());
@@ -138,6 +141,35 @@ fn open_file(path: &Path) -> io::Result<OpenFile> {
 }
 
 /// One JSON line.
+/// Most object lines one mount writes; the objects past it are counted in one summary line
+/// (by outcome), so a mount of thousands of objects cannot flood the trail or its disk.
+pub const MAX_LINES_PER_MOUNT: usize = 1_000;
+
+/// The line for the objects of a mount past [`MAX_LINES_PER_MOUNT`]: how many, by outcome.
+fn summary_line(time: &str, facts: MountFacts<'_>, rest: &[ObjectRecord]) -> String {
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    for record in rest {
+        *outcomes.entry(record.outcome.as_str()).or_default() += 1;
+    }
+    let pod = facts.request.map(|r| &r.pod);
+    let value = serde_json::json!({
+        "time": time,
+        "backend": facts.backend,
+        "pod": {
+            "namespace": pod.and_then(|p| p.namespace.as_deref()),
+            "name": pod.and_then(|p| p.name.as_deref()),
+            "uid": pod.and_then(|p| p.uid.as_deref()),
+        },
+        "spc": facts.request.and_then(|r| r.spc_name.as_deref()),
+        "object": null,
+        "moreObjects": rest.len(),
+        "outcomes": outcomes,
+    });
+    let mut text = value.to_string();
+    text.push('\n');
+    text
+}
+
 fn line(time: &str, facts: MountFacts<'_>, record: Option<&ObjectRecord>, error: Option<&Error>) -> String {
     let request = facts.request;
     let pod = request.map(|r| &r.pod);

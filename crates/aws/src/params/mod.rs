@@ -386,6 +386,10 @@ fn parse_objects(
             .with_field(OBJECTS),
         ),
         Some(Ok(Value::Sequence(items))) => {
+            if let Err(e) = csi_secrets_provider_core::check_object_count(items.len(), OBJECTS) {
+                problems.push(e);
+                return (objects, selections, plan);
+            }
             for (index, item) in items.iter().enumerate() {
                 match parse_entry(index, item, &mut context) {
                     Ok(Entry::Object(object)) => {
@@ -425,7 +429,6 @@ fn address_type(value: Option<&str>) -> AddressType {
 
 /// What upstream's duplicate rules compare of an earlier entry.
 pub(super) struct SeenObject {
-    name: String,
     alias: Option<String>,
     version_label: Option<String>,
 }
@@ -435,9 +438,9 @@ pub(super) struct ListContext {
     translation: Option<char>,
     default_mode: FileMode,
     failover_region: bool,
-    /// Earlier entries, for upstream's duplicate rules.
-    seen_names: Vec<SeenObject>,
-    seen_aliases: Vec<String>,
+    /// Earlier entries by name, for upstream's duplicate rules.
+    seen_names: std::collections::HashMap<String, Vec<SeenObject>>,
+    seen_aliases: std::collections::HashSet<String>,
     /// Unknown keys and the like: the mount goes on.
     warnings: Vec<Warning>,
 }

@@ -213,7 +213,7 @@ fn check_duplicates(
 ) {
     let (alias, label) = (read.alias.as_deref(), read.version_label.as_deref());
     let prefix = format!("found descriptor with duplicate object name {name}");
-    for seen in context.seen_names.iter().filter(|seen| seen.name == name) {
+    for seen in context.seen_names.get(name).into_iter().flatten() {
         let message = match (alias, seen.alias.as_deref(), label, seen.version_label.as_deref()) {
             (Some(a), Some(b), None, None) if a == b => {
                 Some(format!("{prefix}, duplicate object alias {a}, and no version label"))
@@ -232,20 +232,20 @@ fn check_duplicates(
             break;
         }
     }
-    context.seen_names.push(SeenObject {
-        name: name.to_owned(),
-        alias: alias.map(str::to_owned),
-        version_label: label.map(str::to_owned),
-    });
+    context
+        .seen_names
+        .entry(name.to_owned())
+        .or_default()
+        .push(SeenObject { alias: alias.map(str::to_owned), version_label: label.map(str::to_owned) });
     if let Some(alias) = alias {
-        if context.seen_aliases.iter().any(|a| a == alias) {
+        if context.seen_aliases.contains(alias) {
             problems.push(
                 Error::invalid_config(format!("found duplicate object alias {alias}"))
                     .with_object(name)
                     .with_field("objectAlias"),
             );
         }
-        context.seen_aliases.push(alias.to_owned());
+        context.seen_aliases.insert(alias.to_owned());
     }
     for entry in jmes {
         if context.seen_aliases.contains(&entry.alias) {
@@ -258,7 +258,7 @@ fn check_duplicates(
                 .with_field("jmesPath"),
             );
         }
-        context.seen_aliases.push(entry.alias.clone());
+        context.seen_aliases.insert(entry.alias.clone());
     }
 }
 

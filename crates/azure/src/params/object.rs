@@ -155,7 +155,15 @@ fn object_list(value: Option<&str>, problems: &mut Vec<Error>) -> Option<Vec<Val
         }
     };
     match value.get("array") {
-        Some(Value::Sequence(items)) => Some(items.clone()),
+        Some(Value::Sequence(items)) => {
+            match csi_secrets_provider_core::check_object_count(items.len(), OBJECTS) {
+                Ok(()) => Some(items.clone()),
+                Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            }
+        }
         Some(Value::Null) | None if value.is_mapping() => Some(Vec::new()),
         _ => {
             problems.push(

@@ -24,45 +24,91 @@ const MAX_DEPTH: usize = 128;
 
 /// Appends the JSON text of `value` to `out`.
 pub(crate) fn write(value: &Value, layout: Layout<'_>, out: &mut Vec<u8>) -> Result<(), NotJson> {
+    write_at_most(value, layout, out, usize::MAX)
+}
+
+/// [`write`], failing once `out` would grow past `limit` bytes: a template can build a list of
+/// a hundred thousand references to one large string, whose text would be far larger than any
+/// file. The writer stops within one string's text of the limit.
+pub(crate) fn write_at_most(
+    value: &Value,
+    layout: Layout<'_>,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), NotJson> {
     let start = out.len();
-    let mut writer = Writer { out, layout, depth: 0 };
-    if writer.value(value).is_ok() {
-        return Ok(());
+    let mut writer = Writer { out, layout, depth: 0, limit };
+    match writer.value(value) {
+        Ok(()) => return Ok(()),
+        Err(Unusual::TooLarge) => {
+            out.truncate(start);
+            return Err(NotJson);
+        }
+        Err(Unusual::Other) => out.truncate(start),
     }
-    out.truncate(start);
+    let mut capped = CappedWriter { out: &mut *out, limit };
     match layout {
-        Layout::Compact => serde_json::to_writer(&mut *out, value).map_err(|_| NotJson),
+        Layout::Compact => serde_json::to_writer(&mut capped, value).map_err(|_| NotJson),
         Layout::Indented(unit) => {
             let formatter = serde_json::ser::PrettyFormatter::with_indent(unit);
-            let mut serializer = serde_json::Serializer::with_formatter(&mut *out, formatter);
+            let mut serializer = serde_json::Serializer::with_formatter(&mut capped, formatter);
             serde::Serialize::serialize(value, &mut serializer).map_err(|_| NotJson)
         }
     }
     .inspect_err(|_| out.truncate(start))
 }
 
-/// A value this writer leaves to serde_json.
-struct Unusual;
+/// serde_json's output, refused past `limit` bytes.
+struct CappedWriter<'w> {
+    out: &'w mut Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for CappedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len().saturating_add(buf.len()) > self.limit {
+            return Err(std::io::Error::other("larger than the limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why this writer stopped: a value it leaves to serde_json, or the limit.
+enum Unusual {
+    Other,
+    TooLarge,
+}
 
 struct Writer<'w, 'l> {
     out: &'w mut Vec<u8>,
     layout: Layout<'l>,
     depth: usize,
+    limit: usize,
 }
 
 impl Writer<'_, '_> {
     fn value(&mut self, value: &Value) -> Result<(), Unusual> {
+        if self.out.len() > self.limit
+            || value.as_str().is_some_and(|s| self.out.len().saturating_add(s.len()) > self.limit)
+        {
+            return Err(Unusual::TooLarge);
+        }
         match value.kind() {
             ValueKind::Undefined | ValueKind::None => self.out.extend_from_slice(b"null"),
             ValueKind::Bool => self.out.extend_from_slice(if value.is_true() { b"true" } else { b"false" }),
-            ValueKind::String => write_string(value.as_str().ok_or(Unusual)?, self.out),
+            ValueKind::String => write_string(value.as_str().ok_or(Unusual::Other)?, self.out),
             ValueKind::Map => {
-                let pairs = value.as_object().and_then(|o| o.try_iter_pairs()).ok_or(Unusual)?;
+                let pairs = value.as_object().and_then(|o| o.try_iter_pairs()).ok_or(Unusual::Other)?;
                 self.open(b'{')?;
                 let mut count = 0;
                 for (key, item) in pairs {
                     self.next_item(count);
-                    write_string(key.as_str().ok_or(Unusual)?, self.out);
+                    write_string(key.as_str().ok_or(Unusual::Other)?, self.out);
                     self.out.extend_from_slice(match self.layout {
                         Layout::Compact => b":",
                         Layout::Indented(_) => b": ",
@@ -73,7 +119,7 @@ impl Writer<'_, '_> {
                 self.close(b'}', count);
             }
             ValueKind::Seq | ValueKind::Iterable => {
-                let items = value.as_object().and_then(|o| o.try_iter()).ok_or(Unusual)?;
+                let items = value.as_object().and_then(|o| o.try_iter()).ok_or(Unusual::Other)?;
                 self.open(b'[')?;
                 let mut count = 0;
                 for item in items {
@@ -85,17 +131,17 @@ impl Writer<'_, '_> {
             }
             // A number's or a plain object's text is the same in either layout: serde_json's.
             ValueKind::Number | ValueKind::Plain => {
-                serde_json::to_writer(&mut *self.out, value).map_err(|_| Unusual)?;
+                serde_json::to_writer(&mut *self.out, value).map_err(|_| Unusual::Other)?;
             }
             // Bytes (serde_json writes a list of numbers, laid out its own way), invalid values.
-            _ => return Err(Unusual),
+            _ => return Err(Unusual::Other),
         }
         Ok(())
     }
 
     fn open(&mut self, bracket: u8) -> Result<(), Unusual> {
         if self.depth >= MAX_DEPTH {
-            return Err(Unusual);
+            return Err(Unusual::Other);
         }
         self.depth += 1;
         self.out.push(bracket);

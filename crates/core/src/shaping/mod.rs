@@ -7,6 +7,7 @@
 //! backend's answer, after every read and before anything is answered. An error anywhere fails
 //! the whole mount and nothing is written.
 
+pub mod bounds;
 mod formats;
 mod json_text;
 mod objects;
@@ -21,7 +22,7 @@ pub use crate::shape::{Decoding, FileShape, ShapeKeys};
 pub use spec::{FILES, FileEntry, FileFormat, FilesKey, FilesSpec};
 
 use crate::error::{Error, Result};
-use crate::files::{SecretBytes, check_file_path, is_parent};
+use crate::files::{MAX_FILES_PER_MOUNT, SecretBytes, check_file_path, is_parent};
 use crate::mode::FileMode;
 use crate::response::{MountResponse, MountedFile};
 use objects::ObjectValues;
@@ -54,8 +55,18 @@ pub fn shape(
         }
     }
     let mut made: Vec<BuiltFile> = Vec::new();
+    let written = response.files.iter().filter(|f| f.shape.write_file).count();
     for file in response.files.iter().filter(|f| f.shape.expand_keys) {
-        for (key, contents) in expand_keys(file)? {
+        let keys = expand_keys(file)?;
+        if written + made.len() + keys.len() > MAX_FILES_PER_MOUNT {
+            return Err(Error::invalid_config(format!(
+                "expandKeys of object {:?} makes more than {MAX_FILES_PER_MOUNT} files in one mount (the most one mount may write)",
+                file.object_name()
+            ))
+            .with_object(file.object_name())
+            .with_field("expandKeys"));
+        }
+        for (key, contents) in keys {
             made.push(BuiltFile {
                 file: MountedFile::new(key, file.mode, contents),
                 origin: Origin::ExpandedKey { object: file.object_name().to_owned() },
@@ -211,27 +222,48 @@ impl BuiltFile<'_> {
 }
 
 /// A file built here must not be another file, nor a directory of one (or the reverse).
+/// Linear in the files: each path and its directories go into two sets, and only a clash is
+/// looked up again (to name the first file it clashes with).
 fn check_collisions(kept: &[MountedFile], made: &[BuiltFile<'_>]) -> Result<()> {
-    let clash = |a: &str, b: &str| a == b || is_parent(a, b) || is_parent(b, a);
+    let mut paths: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut directories: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for path in kept.iter().map(|f| f.path.as_str()) {
+        paths.insert(path);
+        directories.extend(path.match_indices('/').map(|(at, _)| &path[..at]));
+    }
     for (i, built) in made.iter().enumerate() {
-        let path = &built.file.path;
-        let with_kept = kept
-            .iter()
-            .find(|other| clash(path, &other.path))
-            .map(|other| format!("file {:?} of object {:?}", other.path, other.object_name()));
-        let with_made = made[..i]
-            .iter()
-            .find(|other| clash(path, &other.file.path))
-            .map(|other| format!("file {:?} of {}", other.file.path, other.label()));
-        if let Some(other) = with_kept.or(with_made) {
-            return Err(Error::invalid_config(format!(
-                "file {path:?} of {} collides with {other}; give one of them another name",
-                built.label()
-            ))
-            .with_field(built.field()));
+        let path = built.file.path.as_str();
+        let clashes = paths.contains(path)
+            || directories.contains(path)
+            || path.match_indices('/').any(|(at, _)| paths.contains(&path[..at]));
+        if clashes {
+            return Err(collision(kept, made, i));
         }
+        paths.insert(path);
+        directories.extend(path.match_indices('/').map(|(at, _)| &path[..at]));
     }
     Ok(())
+}
+
+/// The error for `made[i]`, naming the first file it clashes with.
+fn collision(kept: &[MountedFile], made: &[BuiltFile<'_>], i: usize) -> Error {
+    let clash = |a: &str, b: &str| a == b || is_parent(a, b) || is_parent(b, a);
+    let built = &made[i];
+    let path = &built.file.path;
+    let with_kept = kept
+        .iter()
+        .find(|other| clash(path, &other.path))
+        .map(|other| format!("file {:?} of object {:?}", other.path, other.object_name()));
+    let with_made = made[..i]
+        .iter()
+        .find(|other| clash(path, &other.file.path))
+        .map(|other| format!("file {:?} of {}", other.file.path, other.label()));
+    let other = with_kept.or(with_made).unwrap_or_default();
+    Error::invalid_config(format!(
+        "file {path:?} of {} collides with {other}; give one of them another name",
+        built.label()
+    ))
+    .with_field(built.field())
 }
 
 fn quoted_list(names: &[&str]) -> String {

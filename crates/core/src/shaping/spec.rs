@@ -399,7 +399,26 @@ fn parse_entry(label: &str, item: &Value, env: &mut Environment<'static>) -> Res
                 );
             }
             match env.add_template_owned(label.to_owned(), source.clone()) {
-                Ok(()) => Some(Source::Template(template::references(env, label, &source))),
+                Ok(()) => {
+                    // Read as written; compiled with its operators bounded (`bounds`).
+                    let references = template::references(env, label, &source);
+                    let bounded =
+                        super::bounds::rewrite_operators(&source, template::syntax()).and_then(|bounded| {
+                            env.add_template_owned(label.to_owned(), bounded).map_err(|_| ())
+                        });
+                    match bounded {
+                        Ok(()) => Some(Source::Template(references)),
+                        Err(()) => {
+                            problems.push(
+                                Error::invalid_config(format!(
+                                    "the template of {path:?} could not be prepared (its +, * and ~ operators); please report it"
+                                ))
+                                .with_field(at(FilesKey::Template)),
+                            );
+                            None
+                        }
+                    }
+                }
                 Err(e) => {
                     let line = e.line().map(|l| format!(" at line {l}")).unwrap_or_default();
                     let detail = e.detail().unwrap_or("syntax error");

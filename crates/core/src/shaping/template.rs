@@ -42,9 +42,7 @@ pub(crate) fn own_error(kind: ErrorKind, message: impl Into<String>) -> minijinj
     minijinja::Error::new(kind, message)
 }
 
-/// Instructions one template may run: a template over a hundred keys takes a few thousand; one
-/// that loops forever stops within milliseconds.
-const FUEL: u64 = 1_000_000;
+use super::bounds::{self, FUEL};
 /// Macro and call nesting.
 const RECURSION_LIMIT: usize = 64;
 
@@ -52,16 +50,19 @@ const RECURSION_LIMIT: usize = 64;
 /// way around the fuel bound to exhaust memory.
 const WIDTH_FILTERS: &[&str] = &["indent", "center", "format", "wordwrap", "truncate"];
 
+/// The templates' syntax: Jinja's delimiters, a trailing newline kept.
+pub(crate) fn syntax() -> SyntaxConfig {
+    SyntaxConfig::builder().keep_trailing_newline(true).build().unwrap_or_default()
+}
+
 /// The environment every template of one SecretProviderClass is compiled into.
 pub(crate) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION_LIMIT);
-    if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
-        env.set_syntax(syntax);
-    }
+    bounds::install(&mut env);
+    env.set_syntax(syntax());
     for name in WIDTH_FILTERS {
         env.remove_filter(name);
     }
@@ -161,10 +162,16 @@ fn to_json(value: &Value, indent: Option<usize>) -> Result<Value, minijinja::Err
     let unit = vec![b' '; indent.unwrap_or(0).min(16)];
     let layout = if indent.is_some() { Layout::Indented(&unit) } else { Layout::Compact };
     let mut out = Vec::new();
-    let written = json_text::write(value, layout, &mut out).ok().and_then(|()| String::from_utf8(out).ok());
-    written
-        .map(Value::from_safe_string)
-        .ok_or_else(|| own_error(ErrorKind::BadSerialization, "tojson: the value cannot be JSON"))
+    let cap = bounds::byte_cap();
+    let written = json_text::write_at_most(value, layout, &mut out, cap)
+        .ok()
+        .and_then(|()| String::from_utf8(out).ok());
+    written.map(Value::from_safe_string).ok_or_else(|| {
+        own_error(
+            ErrorKind::BadSerialization,
+            format!("tojson: the value cannot be JSON, or its text would be larger than {cap} bytes"),
+        )
+    })
 }
 
 fn b64_encode(value: &Value) -> Result<Value, minijinja::Error> {
@@ -310,6 +317,7 @@ pub(crate) fn render(
     cap: usize,
 ) -> Result<Zeroizing<Vec<u8>>, RenderFailure> {
     OWN_ERRORS.with_borrow_mut(Vec::clear);
+    let _cap = bounds::ByteCap::set(cap);
     let template = env.get_template(name).map_err(|e| failure(&e))?;
     let capacity = expected.saturating_add(template.source().len()).clamp(256, cap.max(256));
     let mut out = CappedOutput { bytes: Zeroizing::new(Vec::with_capacity(capacity)), cap, over: false };

@@ -148,7 +148,13 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         return Err(problems);
     };
     let items = match serde_norway::from_str::<Value>(text) {
-        Ok(Value::Sequence(items)) => items,
+        Ok(Value::Sequence(items)) => {
+            if let Err(e) = csi_secrets_provider_core::check_object_count(items.len(), "secrets") {
+                problems.push(e);
+                return Err(problems);
+            }
+            items
+        }
         Ok(Value::Null) => Vec::new(),
         Ok(_) => {
             problems.push(
@@ -168,7 +174,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     let mut secrets = Vec::new();
     let mut selections = Vec::new();
     let mut warnings = Vec::new();
-    let mut paths: Vec<(String, String)> = Vec::new();
+    let mut paths: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (index, item) in items.iter().enumerate() {
         if item.get("resourcePrefix").is_some() {
             match selection::parse_selection(index, item, default_mode, &mut warnings) {
@@ -184,7 +190,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
                 let mut files = vec![secret.file_name.clone()];
                 files.extend(secret.jmes.iter().map(|entry| entry.file_name.clone()));
                 for file in files {
-                    if let Some((_, earlier)) = paths.iter().find(|(path, _)| *path == file) {
+                    if let Some(earlier) = paths.get(&file) {
                         problems.push(
                             Error::invalid_config(format!(
                                 "path {file:?} is also written by {earlier:?}: each secret needs its own path"
@@ -194,7 +200,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
                         );
                         continue;
                     }
-                    paths.push((file.clone(), secret.resource_name.clone()));
+                    paths.insert(file, secret.resource_name.clone());
                 }
                 if let Err(e) = plan.add_shaped(
                     &secret.resource_name,

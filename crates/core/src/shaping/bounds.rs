@@ -1,0 +1,549 @@
+//! Bounds on what one template may build, enforced before the memory is taken.
+//!
+//! minijinja's fuel counts instructions, and bytes only after most operations made them: one
+//! `"x" * 63000000`, `+` of two lists in a doubling loop (kept lazy, costing no fuel), a `join`
+//! with an empty separator or a `string` of a large list allocates first and is charged after.
+//! A template is an SPC author's code run inside the node's provider, so:
+//!
+//! - the operators `+`, `*` and `~` are rewritten, before the template is compiled, into calls
+//!   of [`add`], [`mul`] and [`concat`] (from the parser's own syntax tree, so precedence and
+//!   parentheses are minijinja's): each refuses a string longer than the render's byte cap or a
+//!   list of more than [`MAX_ITEMS`] items before building it, and builds lists eagerly;
+//! - the filters that build text or lists from any value (`join`, `string`, `split`, `lines`,
+//!   `sum`, `tojson`) are ours, with the same checks; `pprint` and `debug` are removed;
+//! - every value written to the output goes through a formatter that stops at the cap;
+//! - the rest (loops, captures, the nesting depth of values) is bounded by [`FUEL`], and a
+//!   render runs on a thread whose stack holds the deepest value that fuel lets a template
+//!   build (`server`'s render pool).
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Environment, ErrorKind, Expression, State};
+
+use super::template::own_error;
+
+/// Instructions one template may run. Real templates take a few thousand; a loop that does not
+/// end stops within milliseconds. Fuel is also what bounds how deep a template can nest a value
+/// (about 1.6 steps a level at best: some 60,000 levels) and how much a capture block collects
+/// (minijinja charges a step per 64 bytes written).
+pub(crate) const FUEL: u64 = 100_000;
+
+/// Most items a list built by a template may have (`range` stops at the same number).
+pub(crate) const MAX_ITEMS: usize = 100_000;
+
+/// Stack for a render thread: the deepest value [`FUEL`] allows takes about 45 MiB to compare
+/// or print and less to drop; the stack is reserved address space, committed only as used.
+pub const RENDER_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+thread_local! {
+    /// The byte cap of the render running on this thread (`--max-response-bytes`).
+    static BYTE_CAP: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The cap in force while a render runs on this thread; restored when dropped.
+pub(crate) struct ByteCap(usize);
+
+impl ByteCap {
+    pub(crate) fn set(cap: usize) -> Self {
+        Self(BYTE_CAP.replace(cap))
+    }
+}
+
+impl Drop for ByteCap {
+    fn drop(&mut self) {
+        BYTE_CAP.set(self.0);
+    }
+}
+
+pub(crate) fn byte_cap() -> usize {
+    BYTE_CAP.get()
+}
+
+fn too_large(what: &str) -> minijinja::Error {
+    own_error(
+        ErrorKind::InvalidOperation,
+        format!("{what} would be larger than {} bytes, the most one file may hold", byte_cap()),
+    )
+}
+
+fn too_many(what: &str) -> minijinja::Error {
+    own_error(ErrorKind::InvalidOperation, format!("{what} would have more than {MAX_ITEMS} items"))
+}
+
+/// Text written into a string that refuses to grow past its limit.
+struct CappedText {
+    text: String,
+    limit: usize,
+}
+
+impl std::fmt::Write for CappedText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.text.len().saturating_add(s.len()) > self.limit {
+            return Err(std::fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
+/// `value`'s text (what `{{ value }}` writes), refused past the cap.
+fn capped_display(value: &Value, what: &str) -> Result<String, minijinja::Error> {
+    if let Some(text) = value.as_str() {
+        return if text.len() > byte_cap() { Err(too_large(what)) } else { Ok(text.to_owned()) };
+    }
+    let mut out = CappedText { text: String::new(), limit: byte_cap() };
+    write!(out, "{value}").map_err(|_| too_large(what))?;
+    Ok(out.text)
+}
+
+/// `a ~ b`: both as text, joined.
+pub(crate) fn concat(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
+    let (left, right) = (capped_display(a, "a ~ b")?, capped_display(b, "a ~ b")?);
+    if left.len().saturating_add(right.len()) > byte_cap() {
+        return Err(too_large("a ~ b"));
+    }
+    Ok(Value::from(left + &right))
+}
+
+/// A sequence's items, if `value` is a list, tuple or iterable of known length.
+fn items_of(value: &Value) -> Option<usize> {
+    matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable).then(|| value.len()).flatten()
+}
+
+/// The items of `value` (a sequence of known length), in a new list.
+fn collect_items(value: &Value, into: &mut Vec<Value>) -> Result<(), minijinja::Error> {
+    for item in value.try_iter()? {
+        into.push(item);
+    }
+    Ok(())
+}
+
+/// `a + b`: strings joined and lists (or tuples) concatenated within the bounds, built at
+/// once; numbers (and every error) as minijinja computes them.
+pub(crate) fn add(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
+    if let (Some(left), Some(right)) = (a.as_str(), b.as_str()) {
+        if left.len().saturating_add(right.len()) > byte_cap() {
+            return Err(too_large("a + b"));
+        }
+        return Ok(Value::from([left, right].concat()));
+    }
+    let both_sequences = matches!(a.kind(), ValueKind::Seq | ValueKind::Iterable)
+        && matches!(b.kind(), ValueKind::Seq | ValueKind::Iterable);
+    if both_sequences && a.is_tuple() == b.is_tuple() {
+        let (Some(left), Some(right)) = (items_of(a), items_of(b)) else {
+            return Err(own_error(ErrorKind::InvalidOperation, "+ takes lists of known length"));
+        };
+        let total = left.saturating_add(right);
+        if total > MAX_ITEMS {
+            return Err(too_many("a + b"));
+        }
+        let mut items = Vec::with_capacity(total);
+        collect_items(a, &mut items)?;
+        collect_items(b, &mut items)?;
+        return Ok(if a.is_tuple() {
+            Value::from_object(minijinja::value::Tuple::from(items))
+        } else {
+            Value::from(items)
+        });
+    }
+    minijinja_op(&ADD, a, b)
+}
+
+/// `a * b`: a string or a list repeated within the bounds (a negative count repeats none, as
+/// minijinja's); numbers (and every error) as minijinja computes them.
+pub(crate) fn mul(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
+    let count =
+        |n: &Value| i128::try_from(n.clone()).ok().map(|n| usize::try_from(n.max(0)).unwrap_or(usize::MAX));
+    if let Some((text, n)) = a.as_str().map(|s| (s, b)).or_else(|| b.as_str().map(|s| (s, a))) {
+        let Some(n) = count(n) else { return minijinja_op(&MUL, a, b) };
+        if text.len().checked_mul(n).is_none_or(|len| len > byte_cap()) {
+            return Err(too_large("a * b"));
+        }
+        return Ok(Value::from(text.repeat(n)));
+    }
+    let sequence =
+        [(a, b), (b, a)].into_iter().find(|(s, _)| matches!(s.kind(), ValueKind::Seq | ValueKind::Iterable));
+    if let Some((sequence, n)) = sequence
+        && let Some(n) = count(n)
+    {
+        let Some(len) = items_of(sequence) else {
+            return Err(own_error(ErrorKind::InvalidOperation, "* repeats lists of known length only"));
+        };
+        let total =
+            len.checked_mul(n).filter(|total| *total <= MAX_ITEMS).ok_or_else(|| too_many("a * b"))?;
+        let mut one = Vec::with_capacity(len);
+        collect_items(sequence, &mut one)?;
+        let mut items = Vec::with_capacity(total);
+        for _ in 0..n {
+            items.extend(one.iter().cloned());
+        }
+        return Ok(if sequence.is_tuple() {
+            Value::from_object(minijinja::value::Tuple::from(items))
+        } else {
+            Value::from(items)
+        });
+    }
+    minijinja_op(&MUL, a, b)
+}
+
+/// minijinja's own operators, for what the bounds above leave to it (numbers, and the errors
+/// it says for anything else), in an environment of their own with the templates' undefined
+/// behaviour.
+static OPERATORS: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::empty();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
+    env
+});
+static ADD: LazyLock<Option<Expression<'static, 'static>>> =
+    LazyLock::new(|| OPERATORS.compile_expression("a + b").ok());
+static MUL: LazyLock<Option<Expression<'static, 'static>>> =
+    LazyLock::new(|| OPERATORS.compile_expression("a * b").ok());
+
+fn minijinja_op(
+    expression: &LazyLock<Option<Expression<'static, 'static>>>,
+    a: &Value,
+    b: &Value,
+) -> Result<Value, minijinja::Error> {
+    let expression = expression
+        .as_ref()
+        .ok_or_else(|| own_error(ErrorKind::InvalidOperation, "an operator could not be prepared"))?;
+    expression.eval(minijinja::context! { a => a.clone(), b => b.clone() })
+}
+
+/// `join`: the items' text with `separator` between them, refused past the cap.
+pub(crate) fn join(
+    value: &Value,
+    separator: Option<&str>,
+    attribute: Option<&str>,
+    kwargs: Kwargs,
+) -> Result<Value, minijinja::Error> {
+    let separator = match separator {
+        Some(separator) => separator.to_owned(),
+        None => kwargs.get::<Option<String>>("d")?.unwrap_or_default(),
+    };
+    let attribute = match attribute {
+        Some(attribute) => Some(attribute.to_owned()),
+        None => kwargs.get::<Option<String>>("attribute")?,
+    };
+    kwargs.assert_all_used()?;
+    let (separator, attribute) = (separator.as_str(), attribute.as_deref());
+    let mut out = CappedText { text: String::new(), limit: byte_cap() };
+    for (index, item) in value.try_iter()?.enumerate() {
+        if index >= MAX_ITEMS {
+            return Err(too_many("join"));
+        }
+        let item = match attribute {
+            Some(path) => path.split('.').try_fold(item, |item, name| item.get_attr(name))?,
+            None => item,
+        };
+        let written = if index > 0 { out.write_str(separator) } else { Ok(()) };
+        written
+            .and_then(|()| match item.as_str() {
+                Some(text) => out.write_str(text),
+                None => write!(out, "{item}"),
+            })
+            .map_err(|_| too_large("join"))?;
+    }
+    Ok(Value::from(out.text))
+}
+
+/// `string`: the value's text, refused past the cap.
+pub(crate) fn string(state: &State, value: &Value) -> Result<Value, minijinja::Error> {
+    if value.is_undefined() {
+        return minijinja::filters::string(state, value);
+    }
+    if value.kind() == ValueKind::String {
+        return Ok(value.clone());
+    }
+    capped_display(value, "string").map(Value::from)
+}
+
+/// `split`: minijinja's, once the number of pieces is known to be within [`MAX_ITEMS`].
+pub(crate) fn split(
+    value: &Value,
+    separator: Option<std::sync::Arc<str>>,
+    max: Option<i64>,
+) -> Result<Value, minijinja::Error> {
+    if let Some(text) = value.as_str() {
+        let pieces = match separator.as_deref() {
+            Some("") | None => text.split_whitespace().count(),
+            Some(separator) => text.matches(separator).count().saturating_add(1),
+        };
+        let limited =
+            max.and_then(|m| usize::try_from(m).ok()).map_or(pieces, |m| pieces.min(m.saturating_add(1)));
+        if limited > MAX_ITEMS {
+            return Err(too_many("split"));
+        }
+    }
+    minijinja::filters::split(value, separator, max)
+}
+
+/// `lines`: minijinja's, once the number of lines is known to be within [`MAX_ITEMS`].
+pub(crate) fn lines(value: &Value) -> Result<Value, minijinja::Error> {
+    if value.as_str().is_some_and(|text| text.lines().count() > MAX_ITEMS) {
+        return Err(too_many("lines"));
+    }
+    minijinja::filters::lines(value)
+}
+
+/// `sum`: of numbers only (minijinja's would also add lists, lazily and without bound).
+pub(crate) fn sum(
+    state: &State,
+    values: Value,
+    attribute: Option<&str>,
+    start: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, minijinja::Error> {
+    let start = match start {
+        Some(start) => Some(start),
+        None => kwargs.get::<Option<Value>>("start")?,
+    };
+    if start.as_ref().is_some_and(|start| !start.is_number()) {
+        return Err(own_error(ErrorKind::InvalidOperation, "sum adds numbers; its start must be a number"));
+    }
+    minijinja::filters::sum(state, values, attribute, start, kwargs)
+}
+
+/// Writes a value to the output: text as it is, anything else through its text refused past
+/// the cap (a list of a hundred thousand references to one large string prints no further).
+pub(crate) fn formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &mut State<'_, '_>,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    match value.kind() {
+        ValueKind::Seq | ValueKind::Iterable | ValueKind::Map | ValueKind::Plain => {
+            let text = capped_display(value, "the value written")?;
+            minijinja::escape_formatter(out, state, &Value::from(text))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+/// Sets the bounds on `env`: the operator functions, our filters in place of minijinja's, the
+/// formatter, and no `pprint` or `debug`.
+pub(crate) fn install(env: &mut Environment<'static>) {
+    env.set_fuel(Some(FUEL));
+    env.add_function(CONCAT_FN, concat);
+    env.add_function(ADD_FN, add);
+    env.add_function(MUL_FN, mul);
+    env.add_filter("join", join);
+    env.add_filter("string", string);
+    env.add_filter("split", split);
+    env.add_filter("lines", lines);
+    env.add_filter("sum", sum);
+    env.remove_filter("pprint");
+    env.remove_global("debug");
+    env.set_formatter(formatter);
+}
+
+/// The names the operators are rewritten to: not names a template would use (two leading
+/// underscores), and harmless when it does (the same bounded functions).
+const CONCAT_FN: &str = "__csp_concat";
+const ADD_FN: &str = "__csp_add";
+const MUL_FN: &str = "__csp_mul";
+
+/// `source` with every `a + b`, `a * b` and `a ~ b` written as a call of the bounded function,
+/// from minijinja's syntax tree (so precedence and parentheses are its own). Line numbers stay:
+/// no line break is added. `Err` when the source does not parse (compiling it says why).
+pub(crate) fn rewrite_operators(source: &str, syntax: minijinja::syntax::SyntaxConfig) -> Result<String, ()> {
+    let tree = minijinja::machinery::parse(source, "template", syntax).map_err(|_| ())?;
+    // Through text: serde_json's writer takes every number a constant can be (i128), its
+    // `Value` serializer does not; constants are not read here.
+    let text = serde_json::to_string(&tree).map_err(|_| ())?;
+    let tree: serde_json::Value = serde_json::from_str(&text).map_err(|_| ())?;
+    let mut edits = Vec::new();
+    collect_operators(&tree, &mut edits);
+    if edits.is_empty() {
+        return Ok(source.to_owned());
+    }
+    apply(source, &mut edits)
+}
+
+/// One operator to rewrite: where the expression starts and ends, and where its operator is
+/// looked for (between its operands).
+struct OperatorEdit {
+    function: &'static str,
+    operator: char,
+    start: usize,
+    end: usize,
+    gap: (usize, usize),
+}
+
+/// Walks the serialized tree (iteratively: a template's nesting is the parser's, at most 150)
+/// and collects every `BinOp` of `+`, `*`, `~`.
+fn collect_operators(tree: &serde_json::Value, edits: &mut Vec<OperatorEdit>) {
+    let span = |node: &serde_json::Value| -> Option<(usize, usize)> {
+        let span = node.get("inner")?.get(1)?;
+        let offset = |key: &str| span.get(key)?.as_u64().and_then(|n| usize::try_from(n).ok());
+        Some((offset("start_offset")?, offset("end_offset")?))
+    };
+    let mut stack = vec![tree];
+    while let Some(node) = stack.pop() {
+        match node {
+            serde_json::Value::Object(map) => {
+                if map.get("expr").and_then(serde_json::Value::as_str) == Some("BinOp")
+                    && let Some(binop) = node.get("inner").and_then(|inner| inner.get(0))
+                {
+                    let kind = binop.get("op").and_then(serde_json::Value::as_str);
+                    let function = match kind {
+                        Some("Add") => Some((ADD_FN, '+')),
+                        Some("Mul") => Some((MUL_FN, '*')),
+                        Some("Concat") => Some((CONCAT_FN, '~')),
+                        _ => None,
+                    };
+                    let operands = binop.get("left").and_then(span).zip(binop.get("right").and_then(span));
+                    if let (Some((function, operator)), Some((whole_start, whole_end)), Some((left, right))) =
+                        (function, span(node), operands)
+                    {
+                        edits.push(OperatorEdit {
+                            function,
+                            operator,
+                            start: whole_start,
+                            end: whole_end,
+                            gap: (left.1, right.0),
+                        });
+                    }
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+}
+
+/// Applies the edits: `f(` before each expression, `)` after it, the operator between its
+/// operands replaced by `,`. Where several start (or end) at one place, the outer one opens
+/// first and closes last.
+fn apply(source: &str, edits: &mut [OperatorEdit]) -> Result<String, ()> {
+    let mut opens: Vec<(usize, usize, &'static str)> = Vec::new();
+    let mut closes: Vec<(usize, usize)> = Vec::new();
+    let mut commas: Vec<usize> = Vec::new();
+    for edit in edits.iter() {
+        let gap = source.get(edit.gap.0..edit.gap.1).ok_or(())?;
+        let at = gap.find(edit.operator).ok_or(())? + edit.gap.0;
+        opens.push((edit.start, edit.end, edit.function));
+        closes.push((edit.end, edit.start));
+        commas.push(at);
+    }
+    // At one offset: closers first (the inner, which starts later, first), then openers (the
+    // outer, which ends later, first).
+    opens.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    closes.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    commas.sort_unstable();
+    let mut out = String::with_capacity(source.len() + edits.len() * 16);
+    let (mut open, mut close, mut comma) = (0, 0, 0);
+    for (offset, character) in source.char_indices().chain(std::iter::once((source.len(), '\0'))) {
+        while close < closes.len() && closes[close].0 == offset {
+            out.push(')');
+            close += 1;
+        }
+        while open < opens.len() && opens[open].0 == offset {
+            out.push_str(opens[open].2);
+            out.push('(');
+            open += 1;
+        }
+        if offset == source.len() {
+            break;
+        }
+        if comma < commas.len() && commas[comma] == offset {
+            out.push(',');
+            comma += 1;
+        } else {
+            out.push(character);
+        }
+    }
+    if open == opens.len() && close == closes.len() && comma == commas.len() { Ok(out) } else { Err(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(source: &str) -> String {
+        rewrite_operators(source, minijinja::syntax::SyntaxConfig::default())
+            .unwrap_or_else(|()| "(failed)".into())
+    }
+
+    #[test]
+    fn operators_become_bounded_calls_with_minijinjas_precedence() {
+        assert_eq!(rewritten("{{ a ~ b }}"), "{{ __csp_concat(a , b) }}");
+        assert_eq!(rewritten("{{ a ~ b ~ c }}"), "{{ __csp_concat(__csp_concat(a , b) , c) }}");
+        assert_eq!(rewritten("{{ (a ~ b) * 3 }}"), "{{ __csp_mul((__csp_concat(a , b)) , 3) }}");
+        assert_eq!(rewritten("{{ a + b * c }}"), "{{ __csp_add(a , __csp_mul(b , c)) }}");
+        assert_eq!(rewritten("{{ x | f(a+b) ~ 'y' }}"), "{{ __csp_concat(x | f(__csp_add(a,b)) , 'y') }}");
+        assert_eq!(rewritten("{{ '+' ~ '*' }}"), "{{ __csp_concat('+' , '*') }}");
+        assert_eq!(rewritten("{{ a ** 2 - b / c }}"), "{{ a ** 2 - b / c }}");
+        assert_eq!(rewritten("{% set ns.x = ns.x + ns.x %}"), "{% set ns.x = __csp_add(ns.x , ns.x) %}");
+        assert_eq!(rewritten("plain {# ~ #} text"), "plain {# ~ #} text");
+    }
+
+    fn render(template: &str, cap: usize) -> Result<String, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
+        install(&mut env);
+        let source = rewrite_operators(template, minijinja::syntax::SyntaxConfig::default())
+            .map_err(|()| "does not parse".to_owned())?;
+        let _cap = ByteCap::set(cap);
+        env.render_str(&source, ()).map_err(|e| format!("{e:#}"))
+    }
+
+    /// What minijinja itself renders, without the bounds.
+    fn unbounded(template: &str) -> Result<String, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
+        env.render_str(template, ()).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn values_stay_what_minijinja_makes_them() -> Result<(), String> {
+        for (template, expected) in [
+            ("{{ 'a' ~ 1 ~ none ~ [1, 'b'] ~ {'k': 2} }}", "a1none[1, \"b\"]{\"k\": 2}"),
+            ("{{ 1 + 2 }} {{ 1.5 + 1 }} {{ 'a' + 'b' }}", "3 2.5 ab"),
+            ("{{ [1] + [2, 3] }} {{ (1,) + (2,) }}", "[1, 2, 3] (1, 2)"),
+            ("{{ 'ab' * 2 }} {{ 2 * 'c' }} {{ [1] * 3 }} {{ 'x' * -1 }}|", "abab cc [1, 1, 1] |"),
+            ("{{ 3 * 4 }} {{ 9223372036854775807 + 1 }}", "12 9223372036854775808"),
+            ("{{ [1, 2] | join('-') }} {{ [{'a': 1}] | join(attribute='a') }}", "1-2 1"),
+            ("{{ [1, 2] | string }} {{ 'a b' | split | length }} {{ [1, 2] | sum }}", "[1, 2] 2 3"),
+        ] {
+            assert_eq!(render(template, 1024)?, unbounded(template)?, "{template}");
+            let _ = expected;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn growth_past_the_bounds_is_refused_before_it_is_built() {
+        for (template, words) in [
+            ("{% set a = 'x' * 63000000 %}", "larger than 1024 bytes"),
+            ("{% set a = 'x' * 1000 %}{{ a ~ a }}", "larger than 1024 bytes"),
+            (
+                "{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}",
+                "more than 100000 items",
+            ),
+            (
+                "{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+                "larger than",
+            ),
+            ("{{ ([('x' * 1000)] * 100) | join }}", "larger than"),
+            ("{{ ([('x' * 1000)] * 100) | string }}", "larger than"),
+            ("{{ [('x' * 1000)] * 100 }}", "larger than"),
+            ("{{ [1] * 1000000 }}", "more than 100000 items"),
+            ("{{ ([1] * 100000) | sum(start=[]) }}", "must be a number"),
+            ("{{ (',' * 1000) | split(',') | length }}", ""),
+            ("{{ [1] | pprint }}", "unknown filter"),
+            ("{{ debug() }}", "unknown function"),
+        ] {
+            let result = render(template, 1024);
+            if words.is_empty() {
+                assert!(result.is_ok(), "{template}: {result:?}");
+            } else {
+                assert!(result.as_ref().is_err_and(|e| e.contains(words)), "{template}: {result:?}");
+            }
+        }
+    }
+}

@@ -135,6 +135,8 @@ async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
         service: ServiceConfig {
             max_response_bytes: args.limits.max_response_bytes,
             mount_timeout: args.limits.mount_timeout,
+            // As many shaping threads as async workers: the node's cores are not ours to take.
+            shaping: csi_secrets_provider_server::ShapingPool::new(usize::from(args.worker_threads)),
             ..ServiceConfig::default()
         },
         build: BuildInfo {

@@ -374,3 +374,113 @@ async fn template_errors_hold_no_value_of_any_shape() -> TestResult {
     }
     Ok(())
 }
+
+/// The provider's peak resident memory (`VmHWM`) and CPU time (user + system ticks).
+fn memory_and_cpu(pid: u32) -> Result<(u64, u64), BoxError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let peak_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or("no VmHWM")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+    let ticks = fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .zip(fields.get(12).and_then(|s| s.parse::<u64>().ok()));
+    let (user, system) = ticks.ok_or("no CPU ticks")?;
+    Ok((peak_kib * 1024, user + system))
+}
+
+/// Templates cannot take the provider down, grow it past its bounds, or outlive the mount:
+/// a value nested as deep as fuel allows, strings and lists doubled or repeated past the cap,
+/// and a thousand heavy `files` entries under a 3 s deadline. The process stays up, memory
+/// stays far under the chart's 128 MiB, the heavy mount answers `DeadlineExceeded` in time and
+/// stops using CPU, and `/healthz` answers meanwhile.
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread")]
+async fn templates_cannot_crash_exhaust_or_outlive_the_mount() -> TestResult {
+    use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
+    use std::time::{Duration, Instant};
+    use tonic::Code;
+
+    let mut world = AzureWorld::start(BINARY, &["--health-addr", "127.0.0.1:0"]).await?;
+    world.azure.set_secret(AZURE_VAULT, "s", "v");
+    let pid = world.provider.child.id();
+    let object = ["objectName: s\nobjectType: secret"];
+    // The baseline after a templated mount: the shaping threads are started.
+    let warm = serde_json::json!([{ "path": "out", "template": "{{ objects.s ~ '!' }}" }]).to_string();
+    world.mount_as("workload-sa", &object, &[("files", &warm)]).await?;
+    let (baseline, _) = memory_and_cpu(pid)?;
+    let hostile = [
+        // 40,000 levels through a namespace, then deeper with literal nesting.
+        "{% set ns = namespace(x=[]) %}{% for i in range(40000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x | length }}",
+        "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [[[[[[[[[[[[[[[[[[[[ns.x]]]]]]]]]]]]]]]]]]]] %}{% endfor %}{{ ns.x == ns.x }}",
+        "{% set a = 'x' * 63000000 %}{{ a | length }}",
+        "{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}",
+        "{{ ([objects.s * 1000000] * 100) | join }}",
+        "{{ ([objects.s * 1000000] * 100) | tojson }}",
+        "{% set t %}{% for i in range(90000) %}{{ objects.s * 1000 }}{% endfor %}{% endset %}{{ t | length }}",
+    ];
+    for template in hostile {
+        let files = serde_json::json!([{ "path": "out", "template": template }]).to_string();
+        let status = world
+            .mount_as("workload-sa", &object, &[("files", &files)])
+            .await
+            .err()
+            .ok_or_else(|| format!("{template} rendered"))?;
+        assert_eq!(status.code(), Code::InvalidArgument, "{template}: {}", status.message());
+        world.mount(&object).await.map_err(|e| format!("after {template}: {e}"))?;
+    }
+    let (peak, _) = memory_and_cpu(pid)?;
+    assert!(peak < baseline + 48 * 1024 * 1024, "peak RSS {peak} from {baseline}");
+
+    // Three thousand heavy templates: far more work than the 3 s deadline allows.
+    let heavy: Vec<serde_json::Value> = (0..3000)
+        .map(|i| {
+            serde_json::json!({
+                "path": format!("f{i}"),
+                "template": "{% for i in range(5000) %}{% endfor %}x",
+            })
+        })
+        .collect();
+    let files = serde_json::Value::from(heavy).to_string();
+    world.driver_timeout = Some(Duration::from_secs(3));
+    let health = world.provider.health_addr(Duration::from_secs(5)).await?;
+    let started = Instant::now();
+    let extra = [("files", files.as_str())];
+    let mount = world.mount_as("workload-sa", &object, &extra);
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut stream = tokio::net::TcpStream::connect(health).await?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer)).await??;
+        Ok::<_, BoxError>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    let (mounted, healthz) = tokio::join!(mount, probe);
+    let status = mounted.err().ok_or("three thousand heavy templates rendered within 3 s")?;
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{}", status.message());
+    assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
+    let healthz = healthz?;
+    assert!(
+        healthz.lines().next().is_some_and(|status| status.contains(" 200")),
+        "healthz during shaping: {healthz}"
+    );
+    let (_, cpu_after_answer) = memory_and_cpu(pid)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, cpu_later) = memory_and_cpu(pid)?;
+    // Clock ticks are 10 ms: a render still running would add about 200 in 2 s.
+    assert!(
+        cpu_later - cpu_after_answer < 50,
+        "CPU after the deadline: {} ticks",
+        cpu_later - cpu_after_answer
+    );
+    let log = world.provider.log_text();
+    assert!(!log.lines().any(|l| l.contains("outcome=\"ok\"") && l.contains("files=3000")), "{log}");
+    Ok(())
+}

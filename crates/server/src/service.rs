@@ -34,6 +34,8 @@ pub struct ServiceConfig {
     pub policy: Option<crate::policy::PolicyStore>,
     /// The audit trail, written before each Mount answers (`serve --audit-log`).
     pub audit: Option<Arc<AuditLog>>,
+    /// Where templates and shapes run, off the async workers, bounded by the deadline.
+    pub shaping: crate::shaping_pool::ShapingPool,
 }
 
 impl Default for ServiceConfig {
@@ -44,6 +46,7 @@ impl Default for ServiceConfig {
             targets: TargetMemory::default(),
             policy: None,
             audit: None,
+            shaping: crate::shaping_pool::ShapingPool::default(),
         }
     }
 }
@@ -158,7 +161,8 @@ impl ProviderService {
             return Err(refusal.error);
         }
         let mut request = request.clone();
-        request.deadline = Some(started + budget);
+        let deadline = started + budget;
+        request.deadline = Some(deadline);
         request.policy = self.config.policy.as_ref().map(|store| csi_secrets_provider_core::PolicyGate {
             policy: store.current(),
             backend: self.backend.name(),
@@ -179,12 +183,29 @@ impl ProviderService {
         response.keep_last_per_path();
         // Files as the application wants them, from every object read, before anything is
         // answered: an error here fails the mount and nothing is written.
-        let shaped = csi_secrets_provider_core::shaping::shape(
-            &mut response,
-            &request.common.files,
-            request.default_mode,
-            self.config.max_response_bytes,
-        )?;
+        let shaped = if csi_secrets_provider_core::shaping::needs_shaping(&response, &request.common.files) {
+            let (files, mode, cap) =
+                (request.common.files.clone(), request.default_mode, self.config.max_response_bytes);
+            let (shaped_response, shaped) = self
+                .config
+                .shaping
+                .run(deadline, move |stop| {
+                    let mut response = response;
+                    let shaped = csi_secrets_provider_core::shaping::shape_until(
+                        &mut response,
+                        &files,
+                        mode,
+                        cap,
+                        stop,
+                    );
+                    (response, shaped)
+                })
+                .await?;
+            response = shaped_response;
+            shaped?
+        } else {
+            Vec::new()
+        };
         self.metrics.files_rendered(self.backend.name(), &shaped);
         response.check()?;
         log_warnings(self.backend.name(), &request, &response.warnings);

@@ -29,7 +29,7 @@ use super::template::own_error;
 /// end stops within milliseconds. Fuel is also what bounds how deep a template can nest a value
 /// (about 1.6 steps a level at best: some 60,000 levels) and how much a capture block collects
 /// (minijinja charges a step per 64 bytes written).
-pub(crate) const FUEL: u64 = 100_000;
+pub(crate) const FUEL: u64 = 30_000;
 
 /// Most items a list built by a template may have (`range` stops at the same number).
 pub(crate) const MAX_ITEMS: usize = 100_000;

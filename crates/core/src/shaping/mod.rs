@@ -15,6 +15,7 @@ mod spec;
 mod template;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use minijinja::value::Value;
 
@@ -41,10 +42,38 @@ pub fn shape(
     default_mode: FileMode,
     cap: usize,
 ) -> Result<ShapedKinds> {
+    shape_until(response, files, default_mode, cap, &AtomicBool::new(false))
+}
+
+/// Whether [`shape`] has anything to do for `response`: a mount of plain files does not need a
+/// shaping thread.
+pub fn needs_shaping(response: &MountResponse, files: &FilesSpec) -> bool {
+    !files.is_empty() || response.files.iter().any(|f| !f.shape.is_plain())
+}
+
+/// [`shape`], stopping with `DeadlineExceeded` before its next file once `stop` is set (the
+/// server's shaping pool sets it when the mount's deadline passes): each template is bounded by
+/// its fuel, so the work ends within one template of the deadline.
+pub fn shape_until(
+    response: &mut MountResponse,
+    files: &FilesSpec,
+    default_mode: FileMode,
+    cap: usize,
+    stop: &AtomicBool,
+) -> Result<ShapedKinds> {
     let mut kinds = ShapedKinds::new();
-    if files.is_empty() && response.files.iter().all(|f| f.shape.is_plain()) {
+    if !needs_shaping(response, files) {
         return Ok(kinds);
     }
+    let check = || {
+        if stop.load(Ordering::Relaxed) {
+            Err(Error::deadline_exceeded(
+                "shaping the files did not finish before the driver's deadline for this mount; stopped",
+            ))
+        } else {
+            Ok(())
+        }
+    };
     for file in &mut response.files {
         if let Some(decoding) = file.shape.decode {
             let decoded = decoding.decode(file.contents.expose()).map_err(|why| {
@@ -57,6 +86,7 @@ pub fn shape(
     let mut made: Vec<BuiltFile> = Vec::new();
     let written = response.files.iter().filter(|f| f.shape.write_file).count();
     for file in response.files.iter().filter(|f| f.shape.expand_keys) {
+        check()?;
         let keys = expand_keys(file)?;
         if written + made.len() + keys.len() > MAX_FILES_PER_MOUNT {
             return Err(Error::invalid_config(format!(
@@ -78,7 +108,11 @@ pub fn shape(
         let objects = ObjectValues::take(&mut response.files);
         let built = {
             let _memo = template::JsonMemo::scope();
-            files.entries().iter().map(|entry| build(entry, files, &objects, cap)).collect::<Result<Vec<_>>>()
+            files
+                .entries()
+                .iter()
+                .map(|entry| check().and_then(|()| build(entry, files, &objects, cap)))
+                .collect::<Result<Vec<_>>>()
         };
         objects.give_back(&mut response.files)?;
         for (entry, contents) in files.entries().iter().zip(built?) {

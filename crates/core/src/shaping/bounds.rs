@@ -521,9 +521,10 @@ mod tests {
         for (template, words) in [
             ("{% set a = 'x' * 63000000 %}", "larger than 1024 bytes"),
             ("{% set a = 'x' * 1000 %}{{ a ~ a }}", "larger than 1024 bytes"),
+            // Refused by the item bound or, first, by the fuel its items cost.
             (
                 "{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}",
-                "more than 100000 items",
+                "100000 items|out of fuel",
             ),
             (
                 "{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
@@ -533,7 +534,7 @@ mod tests {
             ("{{ ([('x' * 1000)] * 100) | string }}", "larger than"),
             ("{{ [('x' * 1000)] * 100 }}", "larger than"),
             ("{{ [1] * 1000000 }}", "more than 100000 items"),
-            ("{{ ([1] * 100000) | sum(start=[]) }}", "must be a number"),
+            ("{{ [1, 2] | sum(start=[]) }}", "must be a number"),
             ("{{ (',' * 1000) | split(',') | length }}", ""),
             ("{{ [1] | pprint }}", "unknown filter"),
             ("{{ debug() }}", "unknown function"),
@@ -542,7 +543,8 @@ mod tests {
             if words.is_empty() {
                 assert!(result.is_ok(), "{template}: {result:?}");
             } else {
-                assert!(result.as_ref().is_err_and(|e| e.contains(words)), "{template}: {result:?}");
+                let said = |e: &String| words.split('|').any(|word| e.contains(word));
+                assert!(result.as_ref().is_err_and(said), "{template}: {result:?}");
             }
         }
     }

@@ -34,6 +34,44 @@ impl PodInfo {
         }
     }
 
+    /// The names kubelet sends are Kubernetes names; they reach Kubernetes API paths
+    /// (ServiceAccount lookups), request headers (AAD pod identity's NMI) and cache keys, so
+    /// anything else is refused, naming the attribute (the driver sets these from the pod; a
+    /// hand-made request or a parameter of the same name must not reach further).
+    fn check(&self) -> Result<()> {
+        use crate::grammar::{DNS_LABEL, NameRule, lower_digit_or_hyphen, lower_or_digit};
+        const SUBDOMAIN: NameRule = NameRule {
+            what: "a Kubernetes name",
+            words: "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+            min: 1,
+            max: 253,
+            first: lower_or_digit,
+            middle: |c| lower_digit_or_hyphen(c) || c == '.',
+            last: lower_or_digit,
+        };
+        const UID: NameRule = NameRule {
+            what: "a Kubernetes UID",
+            words: "letters, digits and '-'",
+            min: 1,
+            max: 64,
+            first: crate::grammar::alphanumeric_or_hyphen,
+            middle: crate::grammar::alphanumeric_or_hyphen,
+            last: crate::grammar::alphanumeric_or_hyphen,
+        };
+        let checks = [
+            (&self.namespace, DNS_LABEL, attr::POD_NAMESPACE),
+            (&self.name, SUBDOMAIN, attr::POD_NAME),
+            (&self.service_account, SUBDOMAIN, attr::SERVICE_ACCOUNT),
+            (&self.uid, UID, attr::POD_UID),
+        ];
+        for (value, rule, key) in checks {
+            if let Some(value) = value {
+                rule.check(value).map_err(|e| e.with_field(key))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The namespace, or an error naming the attribute kubelet should have sent.
     pub fn require_namespace(&self) -> Result<&str> {
         self.namespace.as_deref().ok_or_else(|| missing_attribute(attr::POD_NAMESPACE))
@@ -290,8 +328,10 @@ impl MountRequest {
         };
         let parameters = Parameters::new(attributes);
         let common = CommonParameters::parse(&parameters).map_err(Error::from_problems)?;
+        let pod = PodInfo::from_parameters(&parameters);
+        pod.check()?;
         Ok(Self {
-            pod: PodInfo::from_parameters(&parameters),
+            pod,
             spc_name: parameters.get_trimmed(attr::SPC_NAME).map(str::to_owned),
             tokens,
             secrets,

@@ -143,7 +143,18 @@ mod azure {
         let world = AzureWorld::start(BINARY, &[]).await?;
         world.azure.set_secret(AZURE_VAULT, "app", "app-value");
         world.azure.set_secret(AZURE_VAULT, "admin-password", "hunter2");
-        let hostile: [(&[&str], &[(&str, &str)], &str); 6] = [
+        let hostile: [(&[&str], &[(&str, &str)], &str); 9] = [
+            (&["objectName: app\nobjectType: secret"], &[("tenantId", "../../evil")], "tenantID"),
+            (
+                &["objectName: app\nobjectType: secret"],
+                &[("csi.storage.k8s.io/pod.namespace", "default/../kube-system")],
+                "csi.storage.k8s.io/pod.namespace",
+            ),
+            (
+                &["objectName: app\nobjectType: secret"],
+                &[("csi.storage.k8s.io/serviceAccount.name", "workload-sa\r\nx-evil: 1")],
+                "csi.storage.k8s.io/serviceAccount.name",
+            ),
             (
                 &["objectName: app\nobjectType: secret\nobjectVersion: ../admin-password"],
                 &[],

@@ -151,6 +151,15 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         .to_owned();
     if tenant_id.is_empty() {
         problems.push(Error::invalid_config("tenantId is not provided").with_field(TENANT_ID));
+    } else if !is_tenant(&tenant_id) {
+        // It becomes part of the authority URL's path (`/<tenant>/oauth2/v2.0/token`).
+        problems.push(
+            Error::invalid_config(format!(
+                "tenantId {} is not a tenant: a GUID or a domain name (letters, digits, '-', single dots)",
+                csi_secrets_provider_core::grammar::shown(&tenant_id)
+            ))
+            .with_field(TENANT_ID),
+        );
     }
     let cloud = parameters.get_trimmed(CLOUD_NAME).and_then(|name| {
         let cloud = Cloud::parse(name);
@@ -208,6 +217,16 @@ pub const OBJECT_VERSION: NameRule = NameRule {
     middle: alphanumeric,
     last: alphanumeric,
 };
+
+/// A tenant as Azure AD names one: a GUID, or a domain (`contoso.onmicrosoft.com`).
+fn is_tenant(tenant: &str) -> bool {
+    tenant.len() <= 253
+        && tenant.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
 
 /// A vault name Key Vault cannot have (it becomes a host name), as a problem of `keyvaultName`.
 fn vault_name_problem(name: &str) -> Option<Error> {

@@ -134,3 +134,102 @@ proptest! {
         }
     }
 }
+
+/// Pieces hostile templates are made of: operators that grow values, loops, namespaces that
+/// keep values across iterations, nesting, filters that build text or lists, and values of a
+/// secret.
+fn template_piece() -> impl Strategy<Value = String> {
+    let expression = prop_oneof![
+        Just("objects.s".to_owned()),
+        Just("ns.x".to_owned()),
+        Just("[ns.x]".to_owned()),
+        Just("[[[[[[[[ns.x]]]]]]]]".to_owned()),
+        Just("{'k': ns.x}".to_owned()),
+        "[0-9]{1,12}",
+        "'[a-z]{0,4}'",
+        Just("range(100000)".to_owned()),
+        Just("(objects.s | fromjson)".to_owned()),
+    ];
+    let operator = prop::sample::select(vec![" ~ ", " + ", " * ", " - ", " // ", " ** "]);
+    let filter = prop::sample::select(vec![
+        "",
+        "| join",
+        "| string",
+        "| tojson",
+        "| list",
+        "| split(',')",
+        "| lines",
+        "| sum",
+        "| length",
+        "| join(ns.x)",
+        "| replace('a', ns.x)",
+        "| upper",
+        "| batch(1000)",
+        "| unique",
+        "| reverse",
+    ]);
+    let binary = (expression.clone(), operator, expression.clone(), filter)
+        .prop_map(|(a, op, b, f)| format!("({a}{op}{b}) {f}"));
+    prop_oneof![
+        binary.clone().prop_map(|e| format!("{{% set ns.x = {e} %}}")),
+        binary.clone().prop_map(|e| format!("{{{{ {e} }}}}")),
+        (1u32..100_000, binary)
+            .prop_map(|(n, e)| format!("{{% for i in range({n}) %}}{{% set ns.x = {e} %}}{{% endfor %}}")),
+        expression.prop_map(|e| format!("{{% set t %}}{{{{ {e} }}}}{{% endset %}}{{{{ t ~ t }}}}")),
+        "[ -~]{0,16}",
+    ]
+}
+
+fn hostile_template() -> impl Strategy<Value = String> {
+    prop::collection::vec(template_piece(), 1..6)
+        .prop_map(|pieces| format!("{{% set ns = namespace(x='ab') %}}{}", pieces.concat()))
+}
+
+/// Hostile templates over a secret: compiled and rendered as the server does (on a thread
+/// with the shaping pool's stack), they never panic, abort or write past the cap, and every
+/// failure is `InvalidConfig` naming the entry. Run on a thread of its own with the shaping
+/// threads' stack, as the server runs them.
+#[test]
+fn hostile_templates_render_within_their_bounds_or_fail_cleanly() -> Result<(), String> {
+    use csi_secrets_provider_core::shaping::{FilesSpec, bounds::RENDER_STACK_BYTES, shape};
+    use csi_secrets_provider_core::{MountResponse, MountedFile, ObjectVersion};
+    const CAP: usize = 64 * 1024;
+    let run = || {
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::default());
+        runner
+            .run(&hostile_template(), |template| {
+                let yaml =
+                    serde_norway::to_string(&serde_json::json!([{ "path": "out", "template": template }]))
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let Ok(files) = FilesSpec::parse(Some(&yaml)) else { return Ok(()) };
+                let mut response = MountResponse {
+                    files: vec![MountedFile::new(
+                        "s",
+                        FileMode::DEFAULT,
+                        br#"{"a": [1, 2], "b": "xyz"}"#.to_vec(),
+                    )],
+                    versions: vec![ObjectVersion::new("s", "1")],
+                    ..MountResponse::default()
+                };
+                match shape(&mut response, &files, FileMode::DEFAULT, CAP) {
+                    Ok(_) => {
+                        for file in &response.files {
+                            prop_assert!(file.contents.len() <= CAP, "{} bytes", file.contents.len());
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{}", e);
+                        prop_assert!(e.field().is_some(), "{e} names no field");
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+    };
+    std::thread::Builder::new()
+        .stack_size(RENDER_STACK_BYTES)
+        .spawn(run)
+        .map_err(|e| e.to_string())?
+        .join()
+        .map_err(|_| "the renders panicked".to_owned())?
+}

@@ -145,3 +145,43 @@ fn the_generator_produces_accepted_parameters() {
         .count();
     assert!(accepted >= 20, "only {accepted} of 2000 generated parameter sets were accepted");
 }
+
+/// Text an attacker puts where a location, project or prefix goes.
+fn hostile_part() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9@#?/%:. \\\\-]{0,12}",
+        "[ -~]{0,20}",
+        any::<String>(),
+        Just("x@127.0.0.1:5443#".to_owned()),
+        Just("us-central1".to_owned()),
+    ]
+}
+
+proptest! {
+    /// Whatever is spliced into a resource name or prefix, what is accepted is of Google's
+    /// grammar: nothing that could change the regional endpoint's host or another URL path.
+    #[test]
+    fn accepted_names_are_googles_whatever_is_spliced_in(
+        project in hostile_part(),
+        location in hostile_part(),
+        id in hostile_part(),
+    ) {
+        let entries = serde_json::json!([
+            { "resourcePrefix": format!("projects/{project}/locations/{location}/secrets/{id}"), "path": "d" },
+            { "resourceName": format!("projects/{project}/locations/{location}/secrets/{id}/versions/1"), "path": "f" },
+        ]);
+        let secrets = serde_norway::to_string(&entries).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let parameters: Parameters = [("secrets".to_owned(), secrets)].into_iter().collect();
+        let validation = BACKEND.validate(&parameters);
+        if validation.problems.is_empty() {
+            let host_safe = |s: &str| s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            prop_assert!(host_safe(&location), "location {location:?} accepted");
+            let path_safe = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+            prop_assert!(path_safe(&project) && path_safe(&id), "{project:?} / {id:?} accepted");
+        } else {
+            for problem in &validation.problems {
+                prop_assert_eq!(problem.kind(), ErrorKind::InvalidConfig);
+            }
+        }
+    }
+}

@@ -176,6 +176,24 @@ mod aws {
         Ok(())
     }
 
+    /// SSM Parameter Store never answers: the batch read ends before the driver's deadline in an
+    /// error naming the service and the parameters not read (it used to wait for the driver's
+    /// own timeout, naming nothing).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn ssm_never_answers() -> TestResult {
+        let (mut world, _) = world("ssm-never-answers").await?;
+        let name = format!("/{}", world.name("param"));
+        let body = serde_json::json!({ "Name": name, "Value": "v", "Type": "SecureString" });
+        csi_secrets_provider_tests::worlds::moto_call("ssm", "PutParameter", &body).await?;
+        world.proxy.delay("GetParameters", Duration::from_secs(60));
+        let started = Instant::now();
+        let objects = format!("- {{objectName: '{name}', objectType: ssmparameter, objectAlias: p}}");
+        let outcome = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await;
+        let says = ["SSM Parameter Store did not answer", "not read:", name.as_str()];
+        check("ssm-never-answers", outcome, started, &Expected { code: Code::DeadlineExceeded, says: &says })?;
+        still_serving(&mut world.provider, "aws").await
+    }
+
     /// STS refuses the pod's token (expired: a driver that did not refresh it; another audience;
     /// not a JWT): a refusal with STS's code and words, not an outage, and no retries.
     #[tokio::test(flavor = "multi_thread")]

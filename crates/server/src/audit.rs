@@ -151,15 +151,10 @@ fn summary_line(time: &str, facts: MountFacts<'_>, rest: &[ObjectRecord]) -> Str
     for record in rest {
         *outcomes.entry(record.outcome.as_str()).or_default() += 1;
     }
-    let pod = facts.request.map(|r| &r.pod);
     let value = serde_json::json!({
         "time": time,
         "backend": facts.backend,
-        "pod": {
-            "namespace": pod.and_then(|p| p.namespace.as_deref()),
-            "name": pod.and_then(|p| p.name.as_deref()),
-            "uid": pod.and_then(|p| p.uid.as_deref()),
-        },
+        "pod": pod_of(facts),
         "spc": facts.request.and_then(|r| r.spc_name.as_deref()),
         "object": null,
         "moreObjects": rest.len(),
@@ -168,6 +163,16 @@ fn summary_line(time: &str, facts: MountFacts<'_>, rest: &[ObjectRecord]) -> Str
     let mut text = value.to_string();
     text.push('\n');
     text
+}
+
+/// The `pod` field of a line: namespace, name and UID.
+fn pod_of(facts: MountFacts<'_>) -> serde_json::Value {
+    let pod = facts.request.map(|r| &r.pod);
+    serde_json::json!({
+        "namespace": pod.and_then(|p| p.namespace.as_deref()),
+        "name": pod.and_then(|p| p.name.as_deref()),
+        "uid": pod.and_then(|p| p.uid.as_deref()),
+    })
 }
 
 fn line(time: &str, facts: MountFacts<'_>, record: Option<&ObjectRecord>, error: Option<&Error>) -> String {
@@ -188,11 +193,7 @@ fn line(time: &str, facts: MountFacts<'_>, record: Option<&ObjectRecord>, error:
     let value = serde_json::json!({
         "time": time,
         "backend": facts.backend,
-        "pod": {
-            "namespace": pod.and_then(|p| p.namespace.as_deref()),
-            "name": pod.and_then(|p| p.name.as_deref()),
-            "uid": pod.and_then(|p| p.uid.as_deref()),
-        },
+        "pod": pod_of(facts),
         "serviceAccount": pod.and_then(|p| p.service_account.as_deref()),
         "spc": request.and_then(|r| r.spc_name.as_deref()),
         "remount": request.is_some_and(|r| r.kind.is_remount()),
@@ -240,6 +241,22 @@ mod tests {
         drop(dir);
         log.record(facts(), &[record], None);
         assert_eq!(errors.get(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn objects_past_the_cap_are_one_summary_line() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(AuditTarget::File(path.clone()), Counter::default())?;
+        let record = ObjectRecord { outcome: ObjectOutcome::Ok, ..ObjectRecord::planned("db", "arn:db") };
+        log.record(facts(), &vec![record; MAX_LINES_PER_MOUNT + 500], None);
+        let text = std::fs::read_to_string(&path)?;
+        assert_eq!(text.lines().count(), MAX_LINES_PER_MOUNT + 1);
+        let last: serde_json::Value =
+            serde_json::from_str(text.lines().last().unwrap_or_default()).map_err(io::Error::other)?;
+        assert_eq!(last["moreObjects"], 500);
+        assert_eq!(last["outcomes"]["ok"], 500);
         Ok(())
     }
 

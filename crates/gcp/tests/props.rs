@@ -110,13 +110,18 @@ fn parameters() -> impl Strategy<Value = Parameters> {
 }
 
 /// One backend for every case.
-static BACKEND: std::sync::LazyLock<GcpBackend> =
-    std::sync::LazyLock::new(|| GcpBackend::new(GcpOptions::default()).expect("the default client builds"));
+static BACKEND: std::sync::LazyLock<Result<GcpBackend, csi_secrets_provider_core::Error>> =
+    std::sync::LazyLock::new(|| GcpBackend::new(GcpOptions::default()));
+
+/// The backend with default options (its HTTP client builds, or the test fails saying why).
+fn backend() -> Result<&'static GcpBackend, TestCaseError> {
+    BACKEND.as_ref().map_err(|e| TestCaseError::fail(e.to_string()))
+}
 
 proptest! {
     #[test]
     fn parameters_validate_or_name_each_problem(parameters in parameters()) {
-        let validation = BACKEND.validate(&parameters);
+        let validation = backend()?.validate(&parameters);
         for problem in &validation.problems {
             prop_assert_eq!(problem.kind(), ErrorKind::InvalidConfig);
             prop_assert!(problem.object().is_some() || problem.field().is_some(), "{problem} names neither object nor field");
@@ -135,15 +140,17 @@ proptest! {
 
 /// The generator reaches accepted SecretProviderClasses too, so the file property is exercised.
 #[test]
-fn the_generator_produces_accepted_parameters() {
+fn the_generator_produces_accepted_parameters() -> Result<(), TestCaseError> {
     use proptest::strategy::ValueTree;
+    let backend = backend()?;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = parameters();
     let accepted = (0..2000)
         .filter_map(|_| strategy.new_tree(&mut runner).ok())
-        .filter(|tree| BACKEND.validate(&tree.current()).problems.is_empty())
+        .filter(|tree| backend.validate(&tree.current()).problems.is_empty())
         .count();
     assert!(accepted >= 20, "only {accepted} of 2000 generated parameter sets were accepted");
+    Ok(())
 }
 
 /// Text an attacker puts where a location, project or prefix goes.
@@ -172,7 +179,7 @@ proptest! {
         ]);
         let secrets = serde_norway::to_string(&entries).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let parameters: Parameters = [("secrets".to_owned(), secrets)].into_iter().collect();
-        let validation = BACKEND.validate(&parameters);
+        let validation = backend()?.validate(&parameters);
         if validation.problems.is_empty() {
             let host_safe = |s: &str| s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             prop_assert!(host_safe(&location), "location {location:?} accepted");

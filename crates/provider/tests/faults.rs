@@ -190,7 +190,12 @@ mod aws {
         let objects = format!("- {{objectName: '{name}', objectType: ssmparameter, objectAlias: p}}");
         let outcome = world.mount(&[("objects", &objects), ("region", "us-east-1")]).await;
         let says = ["SSM Parameter Store did not answer", "not read:", name.as_str()];
-        check("ssm-never-answers", outcome, started, &Expected { code: Code::DeadlineExceeded, says: &says })?;
+        check(
+            "ssm-never-answers",
+            outcome,
+            started,
+            &Expected { code: Code::DeadlineExceeded, says: &says },
+        )?;
         still_serving(&mut world.provider, "aws").await
     }
 

@@ -3,9 +3,13 @@
 //! the real binary through its socket with the hostile value and checks that it is refused
 //! cleanly (an error naming the entry and the field, nothing written, the process still up, no
 //! connection anywhere but the test peers).
+#![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(feature = "gcp")]
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), BoxError>;
@@ -14,11 +18,13 @@ const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
 
 /// A TCP listener on loopback that counts the connections it is offered: the host a hostile
 /// name tries to send credentials to.
+#[cfg(feature = "gcp")]
 struct Trap {
     port: u16,
     connections: Arc<AtomicUsize>,
 }
 
+#[cfg(feature = "gcp")]
 impl Trap {
     async fn start() -> Result<Self, BoxError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -143,7 +149,9 @@ mod azure {
         let world = AzureWorld::start(BINARY, &[]).await?;
         world.azure.set_secret(AZURE_VAULT, "app", "app-value");
         world.azure.set_secret(AZURE_VAULT, "admin-password", "hunter2");
-        let hostile: [(&[&str], &[(&str, &str)], &str); 9] = [
+        /// The objects, the extra parameters, and the field the refusal names.
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let hostile: [Case<'_>; 9] = [
             (&["objectName: app\nobjectType: secret"], &[("tenantId", "../../evil")], "tenantID"),
             (
                 &["objectName: app\nobjectType: secret"],
@@ -387,6 +395,7 @@ async fn template_errors_hold_no_value_of_any_shape() -> TestResult {
 }
 
 /// The provider's peak resident memory (`VmHWM`) and CPU time (user + system ticks).
+#[cfg(feature = "azure")]
 fn memory_and_cpu(pid: u32) -> Result<(u64, u64), BoxError> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let peak_kib = status

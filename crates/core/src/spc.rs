@@ -47,7 +47,15 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, Error> {
     for (index, deserializer) in serde_norway::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(deserializer)
             .map_err(|e| Error::invalid_config(format!("document {}: YAML syntax error: {e}", index + 1)))?;
-        documents.push(Document::from_value(&value));
+        // `kubectl get secretproviderclasses -A -o yaml` prints one `kind: List` of them.
+        match value.get("kind").and_then(Value::as_str) {
+            Some("List") => {
+                let items =
+                    value.get("items").and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or_default();
+                documents.extend(items.iter().map(Document::from_value));
+            }
+            _ => documents.push(Document::from_value(&value)),
+        }
     }
     Ok(documents)
 }
@@ -263,5 +271,20 @@ metadata: {name: x}
     #[test]
     fn syntax_errors_are_reported() {
         assert!(parse_documents("kind: [").is_err());
+    }
+
+    #[test]
+    fn a_kubectl_list_is_read_item_by_item() -> Result<(), Error> {
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: secrets-store.csi.x-k8s.io/v1\n  kind: SecretProviderClass\n  metadata: {name: a, namespace: x}\n  spec: {provider: aws, parameters: {objects: ''}}\n- apiVersion: secrets-store.csi.x-k8s.io/v1\n  kind: SecretProviderClass\n  metadata: {name: b}\n  spec: {provider: gcp, parameters: {secrets: ''}}\nmetadata: {resourceVersion: ''}\n";
+        let documents = parse_documents(list)?;
+        let names: Vec<&str> = documents
+            .iter()
+            .filter_map(|d| match d {
+                Document::SecretProviderClass { spc, .. } => Some(spc.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        Ok(())
     }
 }

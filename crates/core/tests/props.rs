@@ -149,8 +149,13 @@ fn template_piece() -> impl Strategy<Value = String> {
         "'[a-z]{0,4}'",
         Just("range(100000)".to_owned()),
         Just("(objects.s | fromjson)".to_owned()),
+        Just("[ns.x, ns.x, ns.x, ns.x, ns.x, ns.x, ns.x, ns.x]".to_owned()),
+        Just("(ns.x, ns.x, ns.x, ns.x)".to_owned()),
+        Just("{'a': ns.x, 'b': ns.x, 'c': ns.x}".to_owned()),
+        Just("dict(a=ns.x, b=ns.x, c=ns.x)".to_owned()),
+        Just("namespace(a=ns.x, b=ns.x)".to_owned()),
     ];
-    let operator = prop::sample::select(vec![" ~ ", " + ", " * ", " - ", " // ", " ** "]);
+    let operator = prop::sample::select(vec![" ~ ", " + ", " * ", " - ", " // ", " ** ", " == ", " in "]);
     let filter = prop::sample::select(vec![
         "",
         "| join",

@@ -51,6 +51,14 @@ pub async fn impersonation(
             ))
         })?,
     };
+    // Anyone who may edit ServiceAccounts in the namespace writes these; they become IAM
+    // Credentials URL paths and resource names.
+    for account in std::iter::once(&target).chain(&delegates) {
+        crate::params::names::check_service_account(account).map_err(|e| {
+            e.prefixed(format!("the annotations of SA {namespace}/{service_account}"))
+                .with_field(GSA_ANNOTATION)
+        })?;
+    }
     Ok(Annotations(Some(Impersonation { target, delegates })))
 }
 

@@ -37,7 +37,13 @@ impl PolicyCheck {
 
 pub fn validate_file(registry: &Registry, path: &Path, policy: Option<&PolicyCheck>) -> FileReport {
     let shown = path.display();
-    let content = match std::fs::read_to_string(path) {
+    // `-` is standard input: `kubectl get secretproviderclasses -A -o yaml | … validate -`.
+    let read = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin().lock())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let content = match read {
         Ok(content) => content,
         Err(e) => return FileReport { text: format!("{shown}: cannot read: {e}\n"), ok: false },
     };

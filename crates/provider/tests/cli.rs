@@ -203,6 +203,26 @@ mod all_backends {
         Ok(())
     }
 
+    /// The migration's "check them first" step: `kubectl get … -o yaml` prints a `kind: List`,
+    /// piped to `validate -`.
+    #[test]
+    fn validate_reads_a_kubectl_list_from_standard_input() -> TestResult {
+        use std::io::Write;
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: secrets-store.csi.x-k8s.io/v1\n  kind: SecretProviderClass\n  metadata: {name: one, namespace: app}\n  spec:\n    provider: aws\n    parameters:\n      objects: |\n        - {objectName: prod/db, objectType: secretsmanager}\n- apiVersion: secrets-store.csi.x-k8s.io/v1\n  kind: SecretProviderClass\n  metadata: {name: two, namespace: app}\n  spec:\n    provider: aws\n    parameters:\n      objects: |\n        - {objectName: prod/api, objectType: secretsmanager}\n";
+        let mut child = Command::new(BINARY)
+            .args(["validate", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        child.stdin.take().ok_or("no stdin")?.write_all(list.as_bytes())?;
+        let output = child.wait_with_output()?;
+        let stdout = String::from_utf8(output.stdout)?;
+        assert!(output.status.success(), "{stdout}");
+        assert!(stdout.contains("\"one\"") && stdout.contains("\"two\""), "{stdout}");
+        assert_eq!(stdout.lines().filter(|l| l.contains(": ok,")).count(), 2, "{stdout}");
+        Ok(())
+    }
+
     /// `staleIfError` is checked for every provider by `validate`, before any pod starts.
     #[test]
     fn validate_checks_stale_if_error() -> TestResult {

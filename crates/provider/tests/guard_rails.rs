@@ -444,6 +444,9 @@ async fn templates_cannot_crash_exhaust_or_outlive_the_mount() -> TestResult {
         "{{ ([objects.s * 1000000] * 100) | join }}",
         "{{ ([objects.s * 1000000] * 100) | tojson }}",
         "{% set t %}{% for i in range(90000) %}{{ objects.s * 1000 }}{% endfor %}{% endset %}{{ t | length }}",
+        // Shared parts: cheap to build, exponential to print (`upper`) or compare.
+        "{% set a=[1]*100 %}{% set b=[a]*100 %}{% set c=[b]*100 %}{% set d=[c]*100 %}{% set e=[d]*100 %}{{ e | upper }}",
+        "{% set a=[1,1,1,1,1,1,1,1,1,1] %}{% set b=[a,a,a,a,a,a,a,a,a,a] %}{% set c=[b,b,b,b,b,b,b,b,b,b] %}{% set d=[c,c,c,c,c,c,c,c,c,c] %}{% set e=[d,d,d,d,d,d,d,d,d,d] %}{% set f=[e,e,e,e,e,e,e,e,e,e] %}{{ f == [f] }}",
     ];
     for template in hostile {
         let files = serde_json::json!([{ "path": "out", "template": template }]).to_string();

@@ -20,7 +20,7 @@ use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::value::{Kwargs, Rest, Value, ValueKind};
 use minijinja::{Environment, ErrorKind, Expression, State};
 
 use super::template::own_error;
@@ -73,6 +73,103 @@ fn too_many(what: &str) -> minijinja::Error {
     own_error(ErrorKind::InvalidOperation, format!("{what} would have more than {MAX_ITEMS} items"))
 }
 
+/// Most a value a template builds may weigh, counted over its whole tree: one a node (an item,
+/// a key, a value), and one more per 64 bytes of a string. Lists built from shared parts
+/// (`[x] * 100`, `[d, d, d]` nested a few times) are cheap to build and exponentially large to
+/// print or compare: the weight counts each shared part as often as it appears, which is what
+/// printing or comparing it costs.
+pub(crate) const MAX_WEIGHT: usize = 100_000;
+
+fn too_heavy(what: &str) -> minijinja::Error {
+    own_error(
+        ErrorKind::InvalidOperation,
+        format!("{what} would hold more than {MAX_WEIGHT} values (a string counts one per 64 bytes)"),
+    )
+}
+
+/// The weight of `values` together (see [`MAX_WEIGHT`]); an error once past `MAX_WEIGHT`,
+/// without walking further. The walk costs fuel, one step per 64 values walked.
+fn weigh(state: &State, values: &[&Value], what: &str) -> Result<usize, minijinja::Error> {
+    let mut total = 0usize;
+    let mut stack: Vec<Value> = values.iter().map(|v| (*v).clone()).collect();
+    let mut result = Ok(());
+    while let Some(value) = stack.pop() {
+        let bytes = value.as_str().map(str::len).or_else(|| value.as_bytes().map(<[u8]>::len)).unwrap_or(0);
+        total = total.saturating_add(1 + bytes / 64);
+        if total > MAX_WEIGHT {
+            result = Err(too_heavy(what));
+            break;
+        }
+        match value.kind() {
+            ValueKind::Seq | ValueKind::Iterable => {
+                if let Ok(items) = value.try_iter() {
+                    stack.extend(items);
+                }
+            }
+            ValueKind::Map => {
+                if let Ok(keys) = value.try_iter() {
+                    for key in keys {
+                        stack.push(value.get_item(&key).unwrap_or_default());
+                        stack.push(key);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    state.consume_fuel(u64::try_from(total / 64 + 1).unwrap_or(u64::MAX))?;
+    result.map(|()| total)
+}
+
+/// `[a, b]` (a list literal, as the operators are rewritten): its items, if they weigh little
+/// enough together.
+pub(crate) fn list(state: &State, items: Rest<Value>) -> Result<Value, minijinja::Error> {
+    weigh(state, &items.0.iter().collect::<Vec<_>>(), "a list")?;
+    Ok(Value::from(items.0))
+}
+
+/// `(a, b)`: a tuple literal, bounded like a list.
+pub(crate) fn tuple(state: &State, items: Rest<Value>) -> Result<Value, minijinja::Error> {
+    weigh(state, &items.0.iter().collect::<Vec<_>>(), "a tuple")?;
+    Ok(Value::from_object(minijinja::value::Tuple::from(items.0)))
+}
+
+/// `{k: v, …}`: a map literal (keys and values alternating), bounded like a list.
+pub(crate) fn map(state: &State, items: Rest<Value>) -> Result<Value, minijinja::Error> {
+    weigh(state, &items.0.iter().collect::<Vec<_>>(), "a map")?;
+    let mut items = items.0.into_iter();
+    let mut pairs = Vec::new();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        pairs.push((key, value));
+    }
+    Ok(Value::from_pairs(pairs))
+}
+
+/// `dict(…)`: minijinja's, once its values weigh little enough.
+pub(crate) fn dict(
+    state: &State,
+    value: Option<Value>,
+    update_with: Kwargs,
+) -> Result<Value, minijinja::Error> {
+    let mut values: Vec<Value> = value.iter().cloned().collect();
+    for key in update_with.args() {
+        values.push(update_with.peek::<Value>(key)?);
+    }
+    weigh(state, &values.iter().collect::<Vec<_>>(), "dict()")?;
+    minijinja::functions::dict(value, update_with)
+}
+
+/// `namespace(…)`: minijinja's, once its defaults weigh little enough.
+pub(crate) fn namespace(
+    state: &State,
+    defaults: Option<minijinja::value::ValueOrKwargs>,
+) -> Result<Value, minijinja::Error> {
+    if let Some(defaults) = &defaults {
+        weigh(state, &[&**defaults], "namespace()")?;
+    }
+    minijinja::functions::namespace(defaults)
+}
+
 /// Text written into a string that refuses to grow past its limit.
 struct CappedText {
     text: String,
@@ -101,6 +198,11 @@ fn capped_display(value: &Value, what: &str) -> Result<String, minijinja::Error>
 
 /// `a ~ b`: both as text, joined.
 pub(crate) fn concat(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
+    // As minijinja's `~` under the templates' undefined behaviour: a missing object or key is
+    // an error, not an empty string.
+    if a.is_undefined() || b.is_undefined() {
+        return Err(minijinja::Error::from(ErrorKind::UndefinedError));
+    }
     let (left, right) = (capped_display(a, "a ~ b")?, capped_display(b, "a ~ b")?);
     if left.len().saturating_add(right.len()) > byte_cap() {
         return Err(too_large("a ~ b"));
@@ -123,7 +225,7 @@ fn collect_items(value: &Value, into: &mut Vec<Value>) -> Result<(), minijinja::
 
 /// `a + b`: strings joined and lists (or tuples) concatenated within the bounds, built at
 /// once; numbers (and every error) as minijinja computes them.
-pub(crate) fn add(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
+pub(crate) fn add(state: &State, a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
     if let (Some(left), Some(right)) = (a.as_str(), b.as_str()) {
         if left.len().saturating_add(right.len()) > byte_cap() {
             return Err(too_large("a + b"));
@@ -140,6 +242,7 @@ pub(crate) fn add(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
         if total > MAX_ITEMS {
             return Err(too_many("a + b"));
         }
+        weigh(state, &[a, b], "a + b")?;
         let mut items = Vec::with_capacity(total);
         collect_items(a, &mut items)?;
         collect_items(b, &mut items)?;
@@ -154,7 +257,7 @@ pub(crate) fn add(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
 
 /// `a * b`: a string or a list repeated within the bounds (a negative count repeats none, as
 /// minijinja's); numbers (and every error) as minijinja computes them.
-pub(crate) fn mul(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
+pub(crate) fn mul(state: &State, a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
     let count =
         |n: &Value| i128::try_from(n.clone()).ok().map(|n| usize::try_from(n.max(0)).unwrap_or(usize::MAX));
     if let Some((text, n)) = a.as_str().map(|s| (s, b)).or_else(|| b.as_str().map(|s| (s, a))) {
@@ -174,11 +277,18 @@ pub(crate) fn mul(a: &Value, b: &Value) -> Result<Value, minijinja::Error> {
         };
         let total =
             len.checked_mul(n).filter(|total| *total <= MAX_ITEMS).ok_or_else(|| too_many("a * b"))?;
-        let mut one = Vec::with_capacity(len);
-        collect_items(sequence, &mut one)?;
         let mut items = Vec::with_capacity(total);
-        for _ in 0..n {
-            items.extend(one.iter().cloned());
+        // An empty list repeated any number of times is empty: no loop over the count.
+        if total > 0 {
+            let one_weight = weigh(state, &[sequence], "a * b")?;
+            if one_weight.checked_mul(n).is_none_or(|weight| weight > MAX_WEIGHT) {
+                return Err(too_heavy("a * b"));
+            }
+            let mut one = Vec::with_capacity(len);
+            collect_items(sequence, &mut one)?;
+            for _ in 0..n {
+                items.extend(one.iter().cloned());
+            }
         }
         return Ok(if sequence.is_tuple() {
             Value::from_object(minijinja::value::Tuple::from(items))
@@ -267,9 +377,15 @@ pub(crate) fn split(
     separator: Option<std::sync::Arc<str>>,
     max: Option<i64>,
 ) -> Result<Value, minijinja::Error> {
-    if let Some(text) = value.as_str() {
+    let text = value
+        .as_str()
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| value.as_bytes().map(String::from_utf8_lossy));
+    if let Some(text) = text {
         let pieces = match separator.as_deref() {
-            Some("") | None => text.split_whitespace().count(),
+            None => text.split_whitespace().count(),
+            // Splitting on "" gives every character, and an empty piece at each end.
+            Some("") => text.chars().count().saturating_add(2),
             Some(separator) => text.matches(separator).count().saturating_add(1),
         };
         let limited =
@@ -283,7 +399,11 @@ pub(crate) fn split(
 
 /// `lines`: minijinja's, once the number of lines is known to be within [`MAX_ITEMS`].
 pub(crate) fn lines(value: &Value) -> Result<Value, minijinja::Error> {
-    if value.as_str().is_some_and(|text| text.lines().count() > MAX_ITEMS) {
+    let text = value
+        .as_str()
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| value.as_bytes().map(String::from_utf8_lossy));
+    if text.is_some_and(|text| text.lines().count() > MAX_ITEMS) {
         return Err(too_many("lines"));
     }
     minijinja::filters::lines(value)
@@ -335,129 +455,238 @@ pub(crate) fn install(env: &mut Environment<'static>) {
     env.add_filter("split", split);
     env.add_filter("lines", lines);
     env.add_filter("sum", sum);
+    env.add_function(LIST_FN, list);
+    env.add_function(TUPLE_FN, tuple);
+    env.add_function(MAP_FN, map);
+    env.add_function("dict", dict);
+    env.add_function("namespace", namespace);
     env.remove_filter("pprint");
     env.remove_global("debug");
     env.set_formatter(formatter);
 }
 
-/// The names the operators are rewritten to: not names a template would use (two leading
-/// underscores), and harmless when it does (the same bounded functions).
+/// The names the operators and literals are rewritten to: not names a template would use (two
+/// leading underscores), and harmless when it does (the same bounded functions).
 const CONCAT_FN: &str = "__csp_concat";
 const ADD_FN: &str = "__csp_add";
 const MUL_FN: &str = "__csp_mul";
+const LIST_FN: &str = "__csp_list";
+const TUPLE_FN: &str = "__csp_tuple";
+const MAP_FN: &str = "__csp_map";
 
-/// `source` with every `a + b`, `a * b` and `a ~ b` written as a call of the bounded function,
-/// from minijinja's syntax tree (so precedence and parentheses are its own). Line numbers stay:
-/// no line break is added. `Err` when the source does not parse (compiling it says why).
+/// `source` with every `a + b`, `a * b` and `a ~ b` and every list, tuple and map literal
+/// written as a call of the bounded function, from minijinja's syntax tree (so precedence and
+/// parentheses are its own); names assigned to (`for a, b in`, `set a, b =`, `with`, macro
+/// arguments) stay. Line numbers stay: no line break is added. `Err` when the source does not
+/// parse (compiling it says why) or a node is not where its span says.
 pub(crate) fn rewrite_operators(source: &str, syntax: minijinja::syntax::SyntaxConfig) -> Result<String, ()> {
     let tree = minijinja::machinery::parse(source, "template", syntax).map_err(|_| ())?;
     // Through text: serde_json's writer takes every number a constant can be (i128), its
-    // `Value` serializer does not; constants are not read here.
+    // `Value` serializer does not; constants are not read here. The tree nests at most as deep
+    // as minijinja's parser lets a template (150), a few JSON levels a node: no depth limit on
+    // reading it back.
     let text = serde_json::to_string(&tree).map_err(|_| ())?;
-    let tree: serde_json::Value = serde_json::from_str(&text).map_err(|_| ())?;
+    let mut reader = serde_json::Deserializer::from_str(&text);
+    reader.disable_recursion_limit();
+    let tree: serde_json::Value = serde::Deserialize::deserialize(&mut reader).map_err(|_| ())?;
     let mut edits = Vec::new();
-    collect_operators(&tree, &mut edits);
+    collect(source, &tree, &mut edits)?;
     if edits.is_empty() {
         return Ok(source.to_owned());
     }
     apply(source, &mut edits)
 }
 
-/// One operator to rewrite: where the expression starts and ends, and where its operator is
-/// looked for (between its operands).
-struct OperatorEdit {
-    function: &'static str,
-    operator: char,
-    start: usize,
-    end: usize,
-    gap: (usize, usize),
+/// One change to the source: text put before the character at `at`, or the character at `at`
+/// replaced.
+#[derive(Debug)]
+enum Edit {
+    /// `(` of a call: the outer expression (the one that ends later) opens first.
+    Open {
+        at: usize,
+        ends: usize,
+        text: &'static str,
+    },
+    /// `)` of a call: the inner expression (the one that starts later) closes first.
+    Close {
+        at: usize,
+        starts: usize,
+    },
+    Replace {
+        at: usize,
+        text: &'static str,
+    },
 }
 
-/// Walks the serialized tree (iteratively: a template's nesting is the parser's, at most 150)
-/// and collects every `BinOp` of `+`, `*`, `~`.
-fn collect_operators(tree: &serde_json::Value, edits: &mut Vec<OperatorEdit>) {
-    let span = |node: &serde_json::Value| -> Option<(usize, usize)> {
-        let span = node.get("inner")?.get(1)?;
-        let offset = |key: &str| span.get(key)?.as_u64().and_then(|n| usize::try_from(n).ok());
-        Some((offset("start_offset")?, offset("end_offset")?))
-    };
+impl Edit {
+    /// Where it applies, then in which order among the edits at one place: closers, then
+    /// openers, then the character's replacement.
+    fn order(&self) -> (usize, u8, std::cmp::Reverse<usize>) {
+        match self {
+            Self::Close { at, starts } => (*at, 0, std::cmp::Reverse(*starts)),
+            Self::Open { at, ends, .. } => (*at, 1, std::cmp::Reverse(*ends)),
+            Self::Replace { at, .. } => (*at, 2, std::cmp::Reverse(0)),
+        }
+    }
+}
+
+/// A node's span (`inner[1]`) as byte offsets.
+fn span(node: &serde_json::Value) -> Option<(usize, usize)> {
+    let span = node.get("inner")?.get(1)?;
+    let offset = |key: &str| span.get(key)?.as_u64().and_then(|n| usize::try_from(n).ok());
+    Some((offset("start_offset")?, offset("end_offset")?))
+}
+
+/// The byte offset of `wanted` between `from` and `to` (between two operands, or a key and its
+/// value): only spaces, parentheses and the token itself stand there.
+fn find_between(source: &str, from: usize, to: usize, wanted: char) -> Result<usize, ()> {
+    let gap = source.get(from..to).ok_or(())?;
+    gap.find(wanted).map(|at| at + from).ok_or(())
+}
+
+/// Walks the serialized tree (iteratively) and collects the edits for every operator and
+/// literal that is a value (not a name assigned to).
+fn collect(source: &str, tree: &serde_json::Value, edits: &mut Vec<Edit>) -> Result<(), ()> {
+    let char_at = |at: usize| source.get(at..).and_then(|rest| rest.chars().next());
     let mut stack = vec![tree];
     while let Some(node) = stack.pop() {
-        match node {
-            serde_json::Value::Object(map) => {
-                if map.get("expr").and_then(serde_json::Value::as_str) == Some("BinOp")
-                    && let Some(binop) = node.get("inner").and_then(|inner| inner.get(0))
-                {
-                    let kind = binop.get("op").and_then(serde_json::Value::as_str);
-                    let function = match kind {
-                        Some("Add") => Some((ADD_FN, '+')),
-                        Some("Mul") => Some((MUL_FN, '*')),
-                        Some("Concat") => Some((CONCAT_FN, '~')),
-                        _ => None,
-                    };
-                    let operands = binop.get("left").and_then(span).zip(binop.get("right").and_then(span));
-                    if let (Some((function, operator)), Some((whole_start, whole_end)), Some((left, right))) =
-                        (function, span(node), operands)
-                    {
-                        edits.push(OperatorEdit {
-                            function,
-                            operator,
-                            start: whole_start,
-                            end: whole_end,
-                            gap: (left.1, right.0),
-                        });
-                    }
-                }
-                stack.extend(map.values());
+        let map = match node {
+            serde_json::Value::Object(map) => map,
+            serde_json::Value::Array(items) => {
+                stack.extend(items.iter());
+                continue;
             }
-            serde_json::Value::Array(items) => stack.extend(items.iter()),
+            _ => continue,
+        };
+        let inner = node.get("inner").and_then(|inner| inner.get(0));
+        match (map.get("expr").and_then(serde_json::Value::as_str), inner) {
+            (Some("BinOp"), Some(binop)) => {
+                let function = match binop.get("op").and_then(serde_json::Value::as_str) {
+                    Some("Add") => Some((ADD_FN, '+')),
+                    Some("Mul") => Some((MUL_FN, '*')),
+                    Some("Concat") => Some((CONCAT_FN, '~')),
+                    _ => None,
+                };
+                if let Some((text, operator)) = function {
+                    let (start, end) = span(node).ok_or(())?;
+                    let left = binop.get("left").and_then(span).ok_or(())?;
+                    let right = binop.get("right").and_then(span).ok_or(())?;
+                    edits.push(Edit::Open { at: start, ends: end, text });
+                    edits.push(Edit::Replace {
+                        at: find_between(source, left.1, right.0, operator)?,
+                        text: ",",
+                    });
+                    edits.push(Edit::Close { at: end, starts: start });
+                }
+            }
+            (Some("List"), Some(_)) => {
+                let (start, end) = span(node).ok_or(())?;
+                if char_at(start) != Some('[') || char_at(end.saturating_sub(1)) != Some(']') {
+                    return Err(());
+                }
+                edits.push(Edit::Replace { at: start, text: "__csp_list(" });
+                edits.push(Edit::Replace { at: end - 1, text: ")" });
+            }
+            (Some("Map"), Some(literal)) => {
+                let (start, end) = span(node).ok_or(())?;
+                if char_at(start) != Some('{') || char_at(end.saturating_sub(1)) != Some('}') {
+                    return Err(());
+                }
+                edits.push(Edit::Replace { at: start, text: "__csp_map(" });
+                edits.push(Edit::Replace { at: end - 1, text: ")" });
+                let keys = literal.get("keys").and_then(serde_json::Value::as_array).ok_or(())?;
+                let values = literal.get("values").and_then(serde_json::Value::as_array).ok_or(())?;
+                for (key, value) in keys.iter().zip(values) {
+                    let (key, value) = (span(key).ok_or(())?, span(value).ok_or(())?);
+                    edits.push(Edit::Replace { at: find_between(source, key.1, value.0, ':')?, text: "," });
+                }
+            }
+            (Some("Tuple"), Some(literal)) => {
+                let (start, end) = span(node).ok_or(())?;
+                let items = literal.get("items").and_then(serde_json::Value::as_array).ok_or(())?;
+                let first = items.first().and_then(span);
+                let last = items.last().and_then(span);
+                // `(a, b)` (its span starts before its first item, at the parenthesis) or `a, b`,
+                // whose span minijinja does not start at its first item: the items say where it
+                // starts and ends.
+                let parenthesized = char_at(start) == Some('(') && first.is_none_or(|first| first.0 > start);
+                if parenthesized {
+                    edits.push(Edit::Replace { at: start, text: "__csp_tuple(" });
+                } else {
+                    // An item in parentheses (`(a), (b)`) has its span inside them.
+                    let widen_back = |at: usize| {
+                        let before = source.get(..at).unwrap_or_default();
+                        let from = before.trim_end_matches(|c: char| c == '(' || c.is_whitespace()).len();
+                        let widened = &before[from..];
+                        if widened.trim_start().starts_with('(') {
+                            at - widened.trim_start().len()
+                        } else {
+                            at
+                        }
+                    };
+                    let widen_forward = |at: usize| {
+                        let after = source.get(at..).unwrap_or_default();
+                        let close = after.len()
+                            - after.trim_start_matches(|c: char| c == ')' || c.is_whitespace()).len();
+                        at + after[..close].trim_end().len()
+                    };
+                    let start = first.map_or(start, |f| widen_back(f.0));
+                    let end = last.map_or(end, |l| widen_forward(l.1.max(end)));
+                    edits.push(Edit::Open { at: start, ends: end, text: "__csp_tuple" });
+                    edits.push(Edit::Close { at: end, starts: start });
+                }
+            }
             _ => {}
         }
+        for (key, value) in map {
+            match key.as_str() {
+                // Names assigned to: `for a, b in`, `set a, b =`, macro arguments.
+                "target" => {}
+                "args" if map.contains_key("defaults") => {}
+                // `with a = x, b = y`: each pair's name.
+                "assignments" => {
+                    let pairs = value.as_array().map(Vec::as_slice).unwrap_or_default();
+                    stack.extend(pairs.iter().filter_map(|pair| pair.get(1)));
+                }
+                _ => stack.push(value),
+            }
+        }
     }
+    Ok(())
 }
 
-/// Applies the edits: `f(` before each expression, `)` after it, the operator between its
-/// operands replaced by `,`. Where several start (or end) at one place, the outer one opens
-/// first and closes last.
-fn apply(source: &str, edits: &mut [OperatorEdit]) -> Result<String, ()> {
-    let mut opens: Vec<(usize, usize, &'static str)> = Vec::new();
-    let mut closes: Vec<(usize, usize)> = Vec::new();
-    let mut commas: Vec<usize> = Vec::new();
-    for edit in edits.iter() {
-        let gap = source.get(edit.gap.0..edit.gap.1).ok_or(())?;
-        let at = gap.find(edit.operator).ok_or(())? + edit.gap.0;
-        opens.push((edit.start, edit.end, edit.function));
-        closes.push((edit.end, edit.start));
-        commas.push(at);
-    }
-    // At one offset: closers first (the inner, which starts later, first), then openers (the
-    // outer, which ends later, first).
-    opens.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    closes.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    commas.sort_unstable();
-    let mut out = String::with_capacity(source.len() + edits.len() * 16);
-    let (mut open, mut close, mut comma) = (0, 0, 0);
+/// Applies the edits in order of place; at one place, closers, openers, then the character.
+fn apply(source: &str, edits: &mut [Edit]) -> Result<String, ()> {
+    edits.sort_by_key(Edit::order);
+    let mut out = String::with_capacity(source.len() + edits.len() * 12);
+    let mut next = 0;
     for (offset, character) in source.char_indices().chain(std::iter::once((source.len(), '\0'))) {
-        while close < closes.len() && closes[close].0 == offset {
-            out.push(')');
-            close += 1;
-        }
-        while open < opens.len() && opens[open].0 == offset {
-            out.push_str(opens[open].2);
-            out.push('(');
-            open += 1;
+        let mut replaced = false;
+        while let Some(edit) = edits.get(next).filter(|edit| edit.order().0 == offset) {
+            match edit {
+                Edit::Close { .. } => out.push(')'),
+                Edit::Open { text, .. } => {
+                    out.push_str(text);
+                    out.push('(');
+                }
+                Edit::Replace { text, .. } => {
+                    if replaced {
+                        return Err(());
+                    }
+                    out.push_str(text);
+                    replaced = true;
+                }
+            }
+            next += 1;
         }
         if offset == source.len() {
             break;
         }
-        if comma < commas.len() && commas[comma] == offset {
-            out.push(',');
-            comma += 1;
-        } else {
+        if !replaced {
             out.push(character);
         }
     }
-    if open == opens.len() && close == closes.len() && comma == commas.len() { Ok(out) } else { Err(()) }
+    if next == edits.len() { Ok(out) } else { Err(()) }
 }
 
 #[cfg(test)]
@@ -480,6 +709,28 @@ mod tests {
         assert_eq!(rewritten("{{ a ** 2 - b / c }}"), "{{ a ** 2 - b / c }}");
         assert_eq!(rewritten("{% set ns.x = ns.x + ns.x %}"), "{% set ns.x = __csp_add(ns.x , ns.x) %}");
         assert_eq!(rewritten("plain {# ~ #} text"), "plain {# ~ #} text");
+    }
+
+    #[test]
+    fn literals_become_bounded_calls_and_names_assigned_to_stay() {
+        assert_eq!(rewritten("{{ [a, [b]] }}"), "{{ __csp_list(a, __csp_list(b)) }}");
+        assert_eq!(rewritten("{{ {'k': v, 'j': [w]} }}"), "{{ __csp_map('k', v, 'j', __csp_list(w)) }}");
+        assert_eq!(
+            rewritten("{{ (a, b) }}{{ (a,) }}{{ () }}"),
+            "{{ __csp_tuple(a, b) }}{{ __csp_tuple(a,) }}{{ __csp_tuple() }}"
+        );
+        assert_eq!(rewritten("{% set t = a, b %}"), "{% set t = __csp_tuple(a, b) %}");
+        assert_eq!(rewritten("{% set t = (a), (b) %}"), "{% set t = __csp_tuple((a), (b)) %}");
+        assert_eq!(
+            rewritten(
+                "{% for k, v in [(1, 2)] %}{% endfor %}{% set a, b = x %}{% with c = [1] %}{% endwith %}"
+            ),
+            "{% for k, v in __csp_list(__csp_tuple(1, 2)) %}{% endfor %}{% set a, b = x %}{% with c = __csp_list(1) %}{% endwith %}"
+        );
+        assert_eq!(
+            rewritten("{% macro m(a, b=[1]) %}{% endmacro %}{{ [a] ~ b }}"),
+            "{% macro m(a, b=__csp_list(1)) %}{% endmacro %}{{ __csp_concat(__csp_list(a) , b) }}"
+        );
     }
 
     fn render(template: &str, cap: usize) -> Result<String, String> {
@@ -509,6 +760,16 @@ mod tests {
             ("{{ 3 * 4 }} {{ 9223372036854775807 + 1 }}", "12 9223372036854775808"),
             ("{{ [1, 2] | join('-') }} {{ [{'a': 1}] | join(attribute='a') }}", "1-2 1"),
             ("{{ [1, 2] | string }} {{ 'a b' | split | length }} {{ [1, 2] | sum }}", "[1, 2] 2 3"),
+            ("{{ {'a': [1, (2, 3)], 'b': {}} }} {{ (1,) }} {{ () }} {{ [] }}", ""),
+            (
+                "{% for k, v in {'a': 1} | items %}{{ k }}={{ v }}{% endfor %}{% set x, y = (1, 2) %}{{ x + y }}",
+                "",
+            ),
+            (
+                "{% set ns = namespace(l=[]) %}{% set ns.l = ns.l + [1] %}{{ ns.l }} {{ dict(a=1, b=[2]) }}",
+                "",
+            ),
+            ("{{ [] * 1000000000000000000 }} {{ ('ab' | split('')) }}", ""),
         ] {
             assert_eq!(render(template, 1024)?, unbounded(template)?, "{template}");
             let _ = expected;
@@ -537,6 +798,25 @@ mod tests {
             ("{{ [1, 2] | sum(start=[]) }}", "must be a number"),
             ("{{ (',' * 1000) | split(',') | length }}", ""),
             ("{{ [1] | pprint }}", "unknown filter"),
+            // Shared parts: cheap to build, exponential to print or compare.
+            (
+                "{% set a=[1]*100 %}{% set b=[a]*100 %}{% set c=[b]*100 %}{{ c | upper }}",
+                "more than 100000 values",
+            ),
+            (
+                "{% set a=[1,1,1,1,1,1,1,1,1,1] %}{% set b=[a,a,a,a,a,a,a,a,a,a] %}{% set c=[b,b,b,b,b,b,b,b,b,b] %}{% set d=[c,c,c,c,c,c,c,c,c,c] %}{% set e=[d,d,d,d,d,d,d,d,d,d] %}{{ e == e }}",
+                "more than 100000 values",
+            ),
+            (
+                "{% set a={'k': [1]*1000} %}{% set b={'1': a, '2': a, '3': a, '4': a, '5': a, '6': a, '7': a, '8': a, '9': a, '10': a} %}{% set c=dict(x=b, y=b, z=b, w=b, v=b, u=b, t=b, s=b, r=b, q=b) %}",
+                "more than 100000 values",
+            ),
+            (
+                "{% set a=(1,)*1000 %}{% set b=(a, a, a, a, a, a, a, a, a, a) %}{% set c = b, b, b, b, b, b, b, b, b, b %}",
+                "more than 100000 values",
+            ),
+            ("{{ missing ~ 'x' }}", "undefined"),
+            ("{{ ('x' * 1000) | split('') | length }}", ""),
             ("{{ debug() }}", "unknown function"),
         ] {
             let result = render(template, 1024);

@@ -120,6 +120,30 @@ pub fn check_project(project: &str) -> Result<(), Error> {
     }
 }
 
+/// A Google service account as an annotation names it (`name@project.iam.gserviceaccount.com`,
+/// or its numeric unique id), optionally as `projects/-/serviceAccounts/<it>`: it goes into an
+/// IAM Credentials URL path, so nothing but an email's characters (no `/`, `?`, `#`, `%`, `:`).
+pub fn check_service_account(account: &str) -> Result<(), Error> {
+    let bare = account.strip_prefix("projects/-/serviceAccounts/").unwrap_or(account);
+    let local_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    let domain_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c);
+    let email = bare.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.is_empty()
+            && local.chars().all(local_char)
+            && domain.chars().all(domain_char)
+    });
+    let unique_id = !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit());
+    if bare.len() <= 254 && (email || unique_id) {
+        Ok(())
+    } else {
+        Err(Error::invalid_config(format!(
+            "{} is not a Google service account (an email such as name@project.iam.gserviceaccount.com, or its unique id)",
+            csi_secrets_provider_core::grammar::shown(account)
+        )))
+    }
+}
+
 /// A location that was checked: the only thing the regional endpoint's host is built from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location(String);
@@ -198,6 +222,12 @@ mod tests {
             VERSION.check(version)?;
         }
         SECRET_ID.check("db_password-2")?;
+        check_service_account("reader@shop-prod.iam.gserviceaccount.com")?;
+        check_service_account("projects/-/serviceAccounts/mid@p.iam.gserviceaccount.com")?;
+        check_service_account("112233445566778899")?;
+        for hostile in ["x@p.iam.gserviceaccount.com:signBlob?", "../x@p", "x@p/../y", "x@p#", "x@p%2f", ""] {
+            assert!(check_service_account(hostile).is_err(), "{hostile:?}");
+        }
         SECRET_PREFIX.check("")?;
         LABEL_KEY.check("team")?;
         LABEL_VALUE.check("")?;

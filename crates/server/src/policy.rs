@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use csi_secrets_provider_core::{Error, MountRequest, Policy, Requester, SecretBackend};
+use csi_secrets_provider_core::{Error, MountRequest, Policy, Requester, Validation};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
@@ -111,11 +111,16 @@ pub struct Refusal {
     pub denied: Vec<String>,
 }
 
-/// Checks every object `request` would read from `backend` against `policy`: `Ok` when all may
+/// Checks every object `request` would read from `backend` (its parameters parsed as
+/// `validation`) against `policy`: `Ok` when all may
 /// be read (or when the SecretProviderClass does not parse: the backend refuses it before any
 /// call), else a `PermissionDenied` naming each denied object, the namespace and the policy.
-pub fn check(policy: &Policy, backend: &dyn SecretBackend, request: &MountRequest) -> Result<(), Refusal> {
-    let validation = backend.validate(&request.parameters);
+pub fn check(
+    policy: &Policy,
+    backend: &str,
+    validation: &Validation,
+    request: &MountRequest,
+) -> Result<(), Refusal> {
     if !validation.problems.is_empty() {
         return Ok(());
     }
@@ -123,7 +128,7 @@ pub fn check(policy: &Policy, backend: &dyn SecretBackend, request: &MountReques
         namespace: request.pod.namespace.as_deref().unwrap_or(""),
         service_account: request.pod.service_account.as_deref().unwrap_or(""),
     };
-    let denials = validation.denials(policy, backend.name(), requester);
+    let denials = validation.denials(policy, backend, requester);
     let denied = denials.iter().filter_map(|e| e.object().map(str::to_owned)).collect();
     match Error::combine(denials) {
         Some(error) => Err(Refusal { error, denied }),

@@ -107,9 +107,9 @@ impl ProviderService {
             decoded.kind = volume.as_deref().map_or(MountKind::First, |volume| self.targets.kind_of(volume));
             decoded
         });
-        let mut denied = None;
+        let mut checked = Prechecked::default();
         let outcome = match &decoded {
-            Ok(decoded) => self.run(decoded, started, caller_timeout, &mut denied).await,
+            Ok(decoded) => self.run(decoded, started, caller_timeout, &mut checked).await,
             Err(error) => Err(error.clone()),
         };
         if let (Some(volume), Ok(_)) = (&volume, &outcome) {
@@ -117,7 +117,7 @@ impl ProviderService {
         }
         log_mount(self.backend.name(), decoded.as_ref().ok(), &outcome, started.elapsed());
         if let Some(audit) = &self.config.audit {
-            self.audit(audit, decoded.as_ref().ok(), &outcome, denied.as_deref(), started.elapsed());
+            self.audit(audit, decoded.as_ref().ok(), &outcome, checked, started.elapsed());
         }
         let counted = outcome.as_ref().map(|done| done.response.files.len()).map_err(Error::kind);
         let kind = decoded.as_ref().map_or(MountKind::First, |d| d.kind);
@@ -132,12 +132,18 @@ impl ProviderService {
         trail: &AuditLog,
         request: Option<&MountRequest>,
         outcome: &Result<Mounted, Error>,
-        denied: Option<&[String]>,
+        checked: Prechecked,
         duration: Duration,
     ) {
         let facts = MountFacts { backend: self.backend.name(), request, duration };
-        let planned = || request.map(|r| self.backend.validate(&r.parameters).objects).unwrap_or_default();
-        match (outcome, denied) {
+        // The SecretProviderClass as the policy check parsed it, else parsed now (failures only).
+        let planned = checked.planned;
+        let planned = || {
+            planned.clone().unwrap_or_else(|| {
+                request.map(|r| self.backend.validate(&r.parameters).objects).unwrap_or_default()
+            })
+        };
+        match (outcome, checked.denied.as_deref()) {
             (Ok(done), _) => trail.record(facts, &done.records, None),
             (Err(error), Some(denied)) => trail.record(facts, &denied_mount(&planned(), denied), Some(error)),
             (Err(error), None) => trail.record(facts, &failed_mount(&planned(), error), Some(error)),
@@ -149,15 +155,20 @@ impl ProviderService {
         request: &MountRequest,
         started: Instant,
         caller_timeout: Option<Duration>,
-        denied: &mut Option<Vec<String>>,
+        checked: &mut Prechecked,
     ) -> Result<Mounted, Error> {
         let budget = caller_timeout.map_or(self.config.mount_timeout, |t| t.min(self.config.mount_timeout));
         // Before any token exchange or cloud read: a denied object costs nothing.
-        if let Some(policy) = &self.config.policy
-            && let Err(refusal) = crate::policy::check(&policy.current(), self.backend.as_ref(), request)
-        {
+        let refused = self.config.policy.as_ref().and_then(|policy| {
+            let validation = self.backend.validate(&request.parameters);
+            let refused =
+                crate::policy::check(&policy.current(), self.backend.name(), &validation, request).err();
+            checked.planned = Some(validation.objects);
+            refused
+        });
+        if let Some(refusal) = refused {
             self.metrics.policy_denied(self.backend.name(), refusal.denied.len());
-            *denied = Some(refusal.denied);
+            checked.denied = Some(refusal.denied);
             return Err(refusal.error);
         }
         let mut request = request.clone();
@@ -217,6 +228,15 @@ impl ProviderService {
         check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;
         Ok(Mounted { objects: response.versions.len(), response: encoded, records: response.records })
     }
+}
+
+/// What the policy check learnt before the backend was called, for the audit trail: the
+/// objects it denied, and the SecretProviderClass's objects as it parsed them (so a failed
+/// mount's audit lines do not parse it again).
+#[derive(Debug, Default)]
+struct Prechecked {
+    denied: Option<Vec<String>>,
+    planned: Option<Vec<ObjectRecord>>,
 }
 
 /// A mount that succeeded: what the driver gets, and what the log and the audit trail say.

@@ -371,16 +371,18 @@ pub(crate) fn string(state: &State, value: &Value) -> Result<Value, minijinja::E
     capped_display(value, "string").map(Value::from)
 }
 
+/// A string's text, or bytes as minijinja's string filters read them (lossy UTF-8).
+fn text_or_bytes(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    value.as_str().map(std::borrow::Cow::Borrowed).or_else(|| value.as_bytes().map(String::from_utf8_lossy))
+}
+
 /// `split`: minijinja's, once the number of pieces is known to be within [`MAX_ITEMS`].
 pub(crate) fn split(
     value: &Value,
     separator: Option<std::sync::Arc<str>>,
     max: Option<i64>,
 ) -> Result<Value, minijinja::Error> {
-    let text = value
-        .as_str()
-        .map(std::borrow::Cow::Borrowed)
-        .or_else(|| value.as_bytes().map(String::from_utf8_lossy));
+    let text = text_or_bytes(value);
     if let Some(text) = text {
         let pieces = match separator.as_deref() {
             None => text.split_whitespace().count(),
@@ -399,10 +401,7 @@ pub(crate) fn split(
 
 /// `lines`: minijinja's, once the number of lines is known to be within [`MAX_ITEMS`].
 pub(crate) fn lines(value: &Value) -> Result<Value, minijinja::Error> {
-    let text = value
-        .as_str()
-        .map(std::borrow::Cow::Borrowed)
-        .or_else(|| value.as_bytes().map(String::from_utf8_lossy));
+    let text = text_or_bytes(value);
     if text.is_some_and(|text| text.lines().count() > MAX_ITEMS) {
         return Err(too_many("lines"));
     }
@@ -516,6 +515,11 @@ enum Edit {
         at: usize,
         text: &'static str,
     },
+    /// The character at `at` (an opening bracket) replaced by `function(`.
+    Call {
+        at: usize,
+        function: &'static str,
+    },
 }
 
 impl Edit {
@@ -525,7 +529,7 @@ impl Edit {
         match self {
             Self::Close { at, starts } => (*at, 0, std::cmp::Reverse(*starts)),
             Self::Open { at, ends, .. } => (*at, 1, std::cmp::Reverse(*ends)),
-            Self::Replace { at, .. } => (*at, 2, std::cmp::Reverse(0)),
+            Self::Replace { at, .. } | Self::Call { at, .. } => (*at, 2, std::cmp::Reverse(0)),
         }
     }
 }
@@ -542,6 +546,25 @@ fn span(node: &serde_json::Value) -> Option<(usize, usize)> {
 fn find_between(source: &str, from: usize, to: usize, wanted: char) -> Result<usize, ()> {
     let gap = source.get(from..to).ok_or(())?;
     gap.find(wanted).map(|at| at + from).ok_or(())
+}
+
+/// `[…]` or `{…}` written as `function(…)`: its brackets replaced (the span must start and end
+/// with them).
+fn call_instead_of_brackets(
+    source: &str,
+    node: &serde_json::Value,
+    (open, close): (char, char),
+    function: &'static str,
+    edits: &mut Vec<Edit>,
+) -> Result<(), ()> {
+    let (start, end) = span(node).ok_or(())?;
+    let char_at = |at: usize| source.get(at..).and_then(|rest| rest.chars().next());
+    if char_at(start) != Some(open) || char_at(end.saturating_sub(1)) != Some(close) {
+        return Err(());
+    }
+    edits.push(Edit::Call { at: start, function });
+    edits.push(Edit::Replace { at: end - 1, text: ")" });
+    Ok(())
 }
 
 /// Walks the serialized tree (iteratively) and collects the edits for every operator and
@@ -579,21 +602,9 @@ fn collect(source: &str, tree: &serde_json::Value, edits: &mut Vec<Edit>) -> Res
                     edits.push(Edit::Close { at: end, starts: start });
                 }
             }
-            (Some("List"), Some(_)) => {
-                let (start, end) = span(node).ok_or(())?;
-                if char_at(start) != Some('[') || char_at(end.saturating_sub(1)) != Some(']') {
-                    return Err(());
-                }
-                edits.push(Edit::Replace { at: start, text: "__csp_list(" });
-                edits.push(Edit::Replace { at: end - 1, text: ")" });
-            }
+            (Some("List"), Some(_)) => call_instead_of_brackets(source, node, ('[', ']'), LIST_FN, edits)?,
             (Some("Map"), Some(literal)) => {
-                let (start, end) = span(node).ok_or(())?;
-                if char_at(start) != Some('{') || char_at(end.saturating_sub(1)) != Some('}') {
-                    return Err(());
-                }
-                edits.push(Edit::Replace { at: start, text: "__csp_map(" });
-                edits.push(Edit::Replace { at: end - 1, text: ")" });
+                call_instead_of_brackets(source, node, ('{', '}'), MAP_FN, edits)?;
                 let keys = literal.get("keys").and_then(serde_json::Value::as_array).ok_or(())?;
                 let values = literal.get("values").and_then(serde_json::Value::as_array).ok_or(())?;
                 for (key, value) in keys.iter().zip(values) {
@@ -611,7 +622,7 @@ fn collect(source: &str, tree: &serde_json::Value, edits: &mut Vec<Edit>) -> Res
                 // starts and ends.
                 let parenthesized = char_at(start) == Some('(') && first.is_none_or(|first| first.0 > start);
                 if parenthesized {
-                    edits.push(Edit::Replace { at: start, text: "__csp_tuple(" });
+                    edits.push(Edit::Call { at: start, function: TUPLE_FN });
                 } else {
                     // An item in parentheses (`(a), (b)`) has its span inside them.
                     let widen_back = |at: usize| {
@@ -674,6 +685,14 @@ fn apply(source: &str, edits: &mut [Edit]) -> Result<String, ()> {
                         return Err(());
                     }
                     out.push_str(text);
+                    replaced = true;
+                }
+                Edit::Call { function, .. } => {
+                    if replaced {
+                        return Err(());
+                    }
+                    out.push_str(function);
+                    out.push('(');
                     replaced = true;
                 }
             }

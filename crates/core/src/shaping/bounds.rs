@@ -9,6 +9,10 @@
 //!   of [`add`], [`mul`] and [`concat`] (from the parser's own syntax tree, so precedence and
 //!   parentheses are minijinja's): each refuses a string longer than the render's byte cap or a
 //!   list of more than [`MAX_ITEMS`] items before building it, and builds lists eagerly;
+//! - list, tuple and map literals are rewritten into [`list`], [`tuple`] and [`map`], and
+//!   `dict()`/`namespace()` are ours: with `+` and `*` they refuse a value holding more than
+//!   [`MAX_WEIGHT`] values over its whole tree (shared parts counted each time), which is what
+//!   printing or comparing it costs;
 //! - the filters that build text or lists from any value (`join`, `string`, `split`, `lines`,
 //!   `sum`, `tojson`) are ours, with the same checks; `pprint` and `debug` are removed;
 //! - every value written to the output goes through a formatter that stops at the cap;

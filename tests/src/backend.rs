@@ -17,7 +17,7 @@ use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::yaml::non_empty;
 use csi_secrets_provider_core::{
     Error, Fields, FileMode, FilePlan, KeyMatching, MountRequest, MountResponse, MountedFile, ObjectVersion,
-    Parameters, Result, SecretBackend, Validation, translate_slashes,
+    Parameters, ParsedSpc, Prepared, Result, SecretBackend, Validation, translate_slashes,
 };
 use serde_norway::Value;
 
@@ -42,6 +42,7 @@ pub struct TestStore {
     values: Mutex<HashMap<String, (String, u64)>>,
     faults: Mutex<HashMap<String, crate::conformance::Fault>>,
     reads: std::sync::atomic::AtomicUsize,
+    parses: std::sync::atomic::AtomicUsize,
 }
 
 impl TestStore {
@@ -55,6 +56,11 @@ impl TestStore {
     /// Makes every read of `name` fail with `fault`.
     pub fn inject(&self, name: &str, fault: crate::conformance::Fault) {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), fault);
+    }
+
+    /// Times a backend with this store parsed a SecretProviderClass.
+    pub fn parses(&self) -> usize {
+        self.parses.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Reads made of the store so far.
@@ -191,6 +197,20 @@ fn plan(parameters: &Parameters, default_mode: FileMode) -> std::result::Result<
     if problems.is_empty() { Ok(planned) } else { Err(problems) }
 }
 
+impl TestBackend {
+    /// [`plan`], counted in the store (a mount should parse its SecretProviderClass once).
+    fn plan(
+        &self,
+        parameters: &Parameters,
+        default_mode: FileMode,
+    ) -> std::result::Result<Planned, Vec<Error>> {
+        if let Some(store) = &self.store {
+            store.parses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        plan(parameters, default_mode)
+    }
+}
+
 #[async_trait]
 impl SecretBackend for TestBackend {
     fn name(&self) -> &'static str {
@@ -198,17 +218,26 @@ impl SecretBackend for TestBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        match plan(parameters, FileMode::DEFAULT) {
-            Ok(planned) => Validation {
-                reads: planned.objects.iter().map(|o| o.name.clone()).collect(),
-                ..Ok(planned.plan).into()
+        self.prepare(parameters, FileMode::DEFAULT).validation
+    }
+
+    fn prepare(&self, parameters: &Parameters, default_mode: FileMode) -> Prepared {
+        match self.plan(parameters, default_mode) {
+            Ok(planned) => Prepared {
+                validation: Validation {
+                    reads: planned.objects.iter().map(|o| o.name.clone()).collect(),
+                    ..Ok(planned.plan.clone()).into()
+                },
+                parsed: Some(ParsedSpc::new(planned)),
             },
-            Err(problems) => Validation::failed(problems),
+            Err(problems) => Prepared { validation: Validation::failed(problems), parsed: None },
         }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let planned = plan(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
+        let planned = request
+            .parsed_or(|| self.plan(&request.parameters, request.default_mode))
+            .map_err(Error::from_problems)?;
         if let Some(marker) = request.parameters.get("startedFile") {
             std::fs::write(marker, b"started")
                 .map_err(|e| Error::internal(format!("cannot write {marker}: {e}")))?;

@@ -61,3 +61,29 @@ async fn the_test_backend_conforms() -> Result<(), BoxError> {
     fixture.provider.stop().await?;
     Ok(())
 }
+
+/// The admin policy's check parses the SecretProviderClass, and the mount uses that parse:
+/// one parse per mount with a policy in force, as without one.
+#[tokio::test]
+async fn a_mount_parses_its_secret_provider_class_once() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let policy = conformance::write_policy(dir.path())?;
+    for with_policy in [true, false] {
+        let store = Arc::new(TestStore::default());
+        store.put("parsed-once", "v");
+        let policy = policy.clone();
+        let backend = Arc::new(TestBackend::with_store(Arc::clone(&store)));
+        let provider = InProcess::start_with(vec![backend], |options| {
+            if with_policy {
+                options.policy_file = Some(policy);
+            }
+        })
+        .await?;
+        let objects = "- objectName: parsed-once\n";
+        let answer = provider.client("test").mount(&[("objects", objects)]).await?;
+        provider.stop().await?;
+        assert_eq!(answer.files.len(), 1, "policy: {with_policy}");
+        assert_eq!(store.parses(), 1, "policy: {with_policy}: parses of one mount");
+    }
+    Ok(())
+}

@@ -25,8 +25,8 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::kit::{self, MountAssembly, ObjectNames, Rendered};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectRecord, ObjectVersion,
-    Parameters, PlannedSelection, Result, SecretBackend, SharedReads, SharingOptions, Validation,
-    before_deadline,
+    Parameters, ParsedSpc, PlannedSelection, Prepared, Result, SecretBackend, SharedReads, SharingOptions,
+    Validation, before_deadline,
 };
 use tokio::sync::OnceCell;
 
@@ -414,32 +414,20 @@ impl SecretBackend for AwsBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        match params::parse(parameters, FileMode::DEFAULT) {
-            Ok(spec) => {
-                // What a mount reads and which role it assumes, for the admin policy.
-                let reads = spec.policy_reads();
-                let roles = spec.assume_role.iter().map(|role| role.role_arn.clone()).collect();
-                let objects =
-                    spec.objects
-                        .iter()
-                        .map(|object| ObjectRecord::planned(&object.name, &object.name))
-                        .chain(spec.selections.iter().map(|entry| {
-                            ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)
-                        }))
-                        .collect();
-                let selections = spec
-                    .selections
-                    .iter()
-                    .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
-                    .collect();
-                Validation { reads, roles, objects, selections, ..Ok(spec.plan).into() }
-            }
-            Err(problems) => Validation::failed(problems),
+        self.prepare(parameters, FileMode::DEFAULT).validation
+    }
+
+    fn prepare(&self, parameters: &Parameters, default_mode: FileMode) -> Prepared {
+        match params::parse(parameters, default_mode) {
+            Ok(spec) => Prepared { validation: validation_of(&spec), parsed: Some(ParsedSpc::new(spec)) },
+            Err(problems) => Prepared { validation: Validation::failed(problems), parsed: None },
         }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
+        let spec = request
+            .parsed_or(|| params::parse(&request.parameters, request.default_mode))
+            .map_err(Error::from_problems)?;
         let primary = before_deadline(
             request.deadline,
             "the Kubernetes API (the node's region label)",
@@ -527,3 +515,26 @@ fn pod_scope(request: &MountRequest, token: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// What `validate` and the policy check learn from a parsed SecretProviderClass.
+fn validation_of(spec: &params::MountSpec) -> Validation {
+    // What a mount reads and which role it assumes, for the admin policy.
+    let reads = spec.policy_reads();
+    let roles = spec.assume_role.iter().map(|role| role.role_arn.clone()).collect();
+    let objects = spec
+        .objects
+        .iter()
+        .map(|object| ObjectRecord::planned(&object.name, &object.name))
+        .chain(
+            spec.selections
+                .iter()
+                .map(|entry| ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)),
+        )
+        .collect();
+    let selections = spec
+        .selections
+        .iter()
+        .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
+        .collect();
+    Validation { reads, roles, objects, selections, ..Ok(spec.plan.clone()).into() }
+}

@@ -244,3 +244,17 @@ fn every_problem_is_reported_not_just_the_first() {
     let found = problems(&[("objects", objects), ("pathTranslation", "xx")]);
     assert_eq!(found.len(), 3, "{found:?}");
 }
+
+/// The policy check's parse is the one the mount reads (`MountRequest::parsed`).
+#[test]
+fn prepare_keeps_the_parse_in_the_mount_s_type() {
+    let backend = AwsBackend::new(AwsOptions::default());
+    let prepared =
+        backend.prepare(&params(&[("objects", PULUMI_SEED), ("region", "us-east-1")]), FileMode::DEFAULT);
+    assert!(prepared.validation.problems.is_empty());
+    assert_eq!(prepared.validation.reads.len(), 2);
+    assert!(prepared.parsed.as_ref().and_then(|p| p.get::<MountSpec>()).is_some());
+    let failed = backend.prepare(&params(&[("objects", "- {}")]), FileMode::DEFAULT);
+    assert!(!failed.validation.problems.is_empty());
+    assert!(failed.parsed.is_none());
+}

@@ -28,8 +28,9 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
 use csi_secrets_provider_core::kit::{MountAssembly, ObjectNames, skip_if_absent};
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, PlannedSelection,
-    Result, SecretBackend, SharingOptions, SkippedObject, Validation, before_deadline,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, ParsedSpc,
+    PlannedSelection, Prepared, Result, SecretBackend, SharingOptions, SkippedObject, Validation,
+    before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
@@ -327,53 +328,26 @@ impl SecretBackend for AzureBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        let parsed = params::parse(parameters, FileMode::DEFAULT);
-        let possible_files = match (&parsed, self.options.write_cert_and_key_in_separate_files) {
-            // A secret that turns out to be a certificate also gets `.crt` and `.key`.
-            (Ok(spec), true) => spec
-                .objects
-                .iter()
-                .filter(|o| {
-                    o.object_type == params::ObjectType::Secret && o.format == params::ObjectFormat::Pem
-                })
-                .flat_map(|o| [format!("{}.crt", o.file_name()), format!("{}.key", o.file_name())])
-                .collect(),
-            _ => Vec::new(),
-        };
-        // What a mount reads, for the admin policy and the audit trail: `vault/objectName`.
-        let (reads, objects) = match &parsed {
-            Ok(spec) => (
-                spec.objects.iter().map(|o| spec.resolved_name(o)).collect(),
-                spec.objects
-                    .iter()
-                    .map(|o| ObjectRecord::planned(&o.name, spec.resolved_name(o)))
-                    .chain(spec.selections.iter().map(|entry| {
-                        let vault = entry.keyvault_name().unwrap_or(&spec.keyvault_name);
-                        ObjectRecord::planned(
-                            &entry.selection.prefix,
-                            format!("{vault}/{}", entry.selection.prefix),
-                        )
-                    }))
-                    .collect(),
-            ),
-            Err(_) => (Vec::new(), Vec::new()),
-        };
-        let selections = match &parsed {
-            Ok(spec) => spec
-                .selections
-                .iter()
-                .map(|entry| PlannedSelection::new(&entry.selection, entry.directory()))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        Validation { possible_files, reads, objects, selections, ..parsed.map(|spec| spec.plan).into() }
+        self.prepare(parameters, FileMode::DEFAULT).validation
+    }
+
+    fn prepare(&self, parameters: &Parameters, default_mode: FileMode) -> Prepared {
+        match params::parse(parameters, default_mode) {
+            Ok(spec) => Prepared {
+                validation: validation_of(&spec, self.options.write_cert_and_key_in_separate_files),
+                parsed: Some(ParsedSpc::new(spec)),
+            },
+            Err(problems) => Prepared { validation: Validation::failed(problems), parsed: None },
+        }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
         // The Azure provider checks the pod first, in these words.
         request.pod.require_name().map_err(|e| e.prefixed("pod name is not provided"))?;
         request.pod.require_namespace().map_err(|e| e.prefixed("pod namespace is not provided"))?;
-        let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
+        let spec = request
+            .parsed_or(|| params::parse(&request.parameters, request.default_mode))
+            .map_err(Error::from_problems)?;
         let cloud = spec.cloud.unwrap_or(self.options.default_cloud);
         let environment_files = cloud::EnvironmentFiles {
             spc: spec.cloud_env_file.as_deref().map(std::path::Path::new),
@@ -466,3 +440,34 @@ impl SecretBackend for AzureBackend {
 
 #[cfg(test)]
 mod tests;
+
+/// What `validate` and the policy check learn from a parsed SecretProviderClass.
+fn validation_of(spec: &params::MountSpec, separate_cert_and_key: bool) -> Validation {
+    // A secret that turns out to be a certificate also gets `.crt` and `.key`.
+    let possible_files = if separate_cert_and_key {
+        spec.objects
+            .iter()
+            .filter(|o| o.object_type == params::ObjectType::Secret && o.format == params::ObjectFormat::Pem)
+            .flat_map(|o| [format!("{}.crt", o.file_name()), format!("{}.key", o.file_name())])
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // What a mount reads, for the admin policy and the audit trail: `vault/objectName`.
+    let reads = spec.objects.iter().map(|o| spec.resolved_name(o)).collect();
+    let objects = spec
+        .objects
+        .iter()
+        .map(|o| ObjectRecord::planned(&o.name, spec.resolved_name(o)))
+        .chain(spec.selections.iter().map(|entry| {
+            let vault = entry.keyvault_name().unwrap_or(&spec.keyvault_name);
+            ObjectRecord::planned(&entry.selection.prefix, format!("{vault}/{}", entry.selection.prefix))
+        }))
+        .collect();
+    let selections = spec
+        .selections
+        .iter()
+        .map(|entry| PlannedSelection::new(&entry.selection, entry.directory()))
+        .collect();
+    Validation { possible_files, reads, objects, selections, ..Ok(spec.plan.clone()).into() }
+}

@@ -169,3 +169,13 @@ fn split_certificate_files_are_possible_targets_only_with_the_flag() {
     assert_eq!(split.possible_files, ["bundle.pem.crt", "bundle.pem.key"]);
     assert_eq!(split.plan.len(), 2, "the planned files are unchanged");
 }
+
+/// The policy check's parse is the one the mount reads (`MountRequest::parsed`).
+#[test]
+fn prepare_keeps_the_parse_in_the_mount_s_type() {
+    let objects = "array:\n  - |\n    objectName: tls\n    objectType: secret\n";
+    let prepared = AzureBackend::default().prepare(&params(&base(objects)), FileMode::DEFAULT);
+    assert!(prepared.validation.problems.is_empty());
+    assert_eq!(prepared.validation.reads.len(), 1);
+    assert!(prepared.parsed.as_ref().and_then(|p| p.get::<params::MountSpec>()).is_some());
+}

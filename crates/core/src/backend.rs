@@ -1,12 +1,15 @@
 //! The one trait every cloud backend implements.
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::audit::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::files::FilePlan;
+use crate::mode::FileMode;
 use crate::parameters::Parameters;
 use crate::policy::{Policy, Requester};
 use crate::request::MountRequest;
@@ -25,12 +28,51 @@ pub trait SecretBackend: Send + Sync + fmt::Debug {
     /// mount would write. Used by `validate`; needs no pod attributes.
     fn validate(&self, parameters: &Parameters) -> Validation;
 
+    /// Parses the parameters of a mount once: the [`Validation`] the admin policy and the
+    /// audit trail read, and the backend's own parsed form, which the server hands back to
+    /// [`Self::mount`] in [`MountRequest::parsed`] so the SecretProviderClass is not parsed
+    /// twice. The default parses nothing for the mount.
+    fn prepare(&self, parameters: &Parameters, default_mode: FileMode) -> Prepared {
+        let _ = default_mode;
+        Prepared { validation: self.validate(parameters), parsed: None }
+    }
+
     /// Fetches every object and returns all files, or an error and nothing.
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse>;
 
     /// Cloud calls and sharing figures for `/metrics`; `None` for a backend that counts none.
     fn stats(&self) -> Option<&BackendStats> {
         None
+    }
+}
+
+/// A SecretProviderClass checked for one mount: what [`SecretBackend::prepare`] answers.
+#[derive(Debug)]
+pub struct Prepared {
+    pub validation: Validation,
+    /// The backend's parsed form, when the parameters parsed.
+    pub parsed: Option<ParsedSpc>,
+}
+
+/// A backend's parsed SecretProviderClass, carried from the policy check to the mount in
+/// [`MountRequest::parsed`]; only the backend that made it knows its type.
+#[derive(Clone)]
+pub struct ParsedSpc(Arc<dyn Any + Send + Sync>);
+
+impl ParsedSpc {
+    pub fn new<T: Any + Send + Sync>(parsed: T) -> Self {
+        Self(Arc::new(parsed))
+    }
+
+    /// The parsed form, if it is a `T` (a backend asks for its own type).
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for ParsedSpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ParsedSpc(..)")
     }
 }
 

@@ -268,6 +268,27 @@ pub struct MountRequest {
     /// SecretProviderClass are checked before the backend is called; what a prefix entry
     /// lists is filtered by the backend with [`Self::allows`] before any read.
     pub policy: Option<PolicyGate>,
+    /// The SecretProviderClass as the backend parsed it for the policy check (set by the
+    /// server from [`crate::SecretBackend::prepare`]), so the mount does not parse it again.
+    pub parsed: Option<crate::backend::ParsedSpc>,
+}
+
+/// A parsed SecretProviderClass, kept from the policy check or parsed for this mount.
+#[derive(Debug)]
+pub enum ParsedOr<'a, T> {
+    Kept(&'a T),
+    Now(T),
+}
+
+impl<T> std::ops::Deref for ParsedOr<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self {
+            Self::Kept(parsed) => parsed,
+            Self::Now(parsed) => parsed,
+        }
+    }
 }
 
 /// The admin policy as one backend applies it.
@@ -278,6 +299,18 @@ pub struct PolicyGate {
 }
 
 impl MountRequest {
+    /// The backend's parsed SecretProviderClass: the one the policy check made, else `parse`
+    /// run now (no policy in force, or a request built elsewhere).
+    pub fn parsed_or<T: std::any::Any, E>(
+        &self,
+        parse: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<ParsedOr<'_, T>, E> {
+        match self.parsed.as_ref().and_then(|parsed| parsed.get::<T>()) {
+            Some(parsed) => Ok(ParsedOr::Kept(parsed)),
+            None => parse().map(ParsedOr::Now),
+        }
+    }
+
     /// Whether the admin policy lets this pod's namespace and service account read `object`
     /// (as the backend resolves it, like [`crate::Validation::reads`]); always without a
     /// policy.
@@ -343,6 +376,7 @@ impl MountRequest {
             kind: MountKind::First,
             common,
             policy: None,
+            parsed: None,
         })
     }
 }

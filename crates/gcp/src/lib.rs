@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use csi_secrets_provider_core::kit::{ExpiringCache, MountAssembly, ObjectNames};
 use csi_secrets_provider_core::kube_api::KubeApi;
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, PlannedSelection,
-    Result, SecretBackend, SharedReads, Validation, before_deadline, kit,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, ParsedSpc,
+    PlannedSelection, Prepared, Result, SecretBackend, SharedReads, Validation, before_deadline, kit,
 };
 use futures::StreamExt;
 use secrecy::ExposeSecret;
@@ -329,31 +329,20 @@ impl SecretBackend for GcpBackend {
     }
 
     fn validate(&self, parameters: &Parameters) -> Validation {
-        match params::parse(parameters, FileMode::DEFAULT) {
-            Ok(spec) => {
-                // The admin policy and the audit trail name a secret without its version.
-                let reads = spec.secrets.iter().map(|s| s.resource.secret_name()).collect();
-                let objects =
-                    spec.secrets
-                        .iter()
-                        .map(|s| ObjectRecord::planned(&s.resource_name, s.resource.secret_name()))
-                        .chain(spec.selections.iter().map(|entry| {
-                            ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)
-                        }))
-                        .collect();
-                let selections = spec
-                    .selections
-                    .iter()
-                    .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
-                    .collect();
-                Validation { reads, objects, selections, ..Ok(spec.plan).into() }
-            }
-            Err(problems) => Validation::failed(problems),
+        self.prepare(parameters, FileMode::DEFAULT).validation
+    }
+
+    fn prepare(&self, parameters: &Parameters, default_mode: FileMode) -> Prepared {
+        match params::parse(parameters, default_mode) {
+            Ok(spec) => Prepared { validation: validation_of(&spec), parsed: Some(ParsedSpc::new(spec)) },
+            Err(problems) => Prepared { validation: Validation::failed(problems), parsed: None },
         }
     }
 
     async fn mount(&self, request: &MountRequest) -> Result<MountResponse> {
-        let spec = params::parse(&request.parameters, request.default_mode).map_err(Error::from_problems)?;
+        let spec = request
+            .parsed_or(|| params::parse(&request.parameters, request.default_mode))
+            .map_err(Error::from_problems)?;
         let (identity, credentials) = before_deadline(
             request.deadline,
             "the token exchange (or the Kubernetes API, the metadata server)",
@@ -395,5 +384,45 @@ impl SecretBackend for GcpBackend {
 
     fn stats(&self) -> Option<&BackendStats> {
         Some(&self.stats)
+    }
+}
+
+/// What `validate` and the policy check learn from a parsed SecretProviderClass: the admin
+/// policy and the audit trail name a secret without its version.
+fn validation_of(spec: &params::MountSpec) -> Validation {
+    let reads = spec.secrets.iter().map(|s| s.resource.secret_name()).collect();
+    let objects = spec
+        .secrets
+        .iter()
+        .map(|s| ObjectRecord::planned(&s.resource_name, s.resource.secret_name()))
+        .chain(
+            spec.selections
+                .iter()
+                .map(|entry| ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)),
+        )
+        .collect();
+    let selections = spec
+        .selections
+        .iter()
+        .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
+        .collect();
+    Validation { reads, objects, selections, ..Ok(spec.plan.clone()).into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The policy check's parse is the one the mount reads (`MountRequest::parsed`).
+    #[test]
+    fn prepare_keeps_the_parse_in_the_mount_s_type() -> Result<()> {
+        let backend = GcpBackend::new(GcpOptions::default())?;
+        let secrets = "- resourceName: projects/p/secrets/s/versions/1\n  path: s\n";
+        let parameters: Parameters = [("secrets".to_owned(), secrets.to_owned())].into_iter().collect();
+        let prepared = backend.prepare(&parameters, FileMode::DEFAULT);
+        assert!(prepared.validation.problems.is_empty(), "{:?}", prepared.validation.problems);
+        assert_eq!(prepared.validation.reads, ["projects/p/secrets/s"]);
+        assert!(prepared.parsed.as_ref().and_then(|p| p.get::<params::MountSpec>()).is_some());
+        Ok(())
     }
 }

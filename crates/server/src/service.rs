@@ -158,20 +158,22 @@ impl ProviderService {
         checked: &mut Prechecked,
     ) -> Result<Mounted, Error> {
         let budget = caller_timeout.map_or(self.config.mount_timeout, |t| t.min(self.config.mount_timeout));
-        // Before any token exchange or cloud read: a denied object costs nothing.
-        let refused = self.config.policy.as_ref().and_then(|policy| {
-            let validation = self.backend.validate(&request.parameters);
-            let refused =
-                crate::policy::check(&policy.current(), self.backend.name(), &validation, request).err();
-            checked.planned = Some(validation.objects);
-            refused
-        });
-        if let Some(refusal) = refused {
-            self.metrics.policy_denied(self.backend.name(), refusal.denied.len());
-            checked.denied = Some(refusal.denied);
-            return Err(refusal.error);
-        }
         let mut request = request.clone();
+        // Before any token exchange or cloud read: a denied object costs nothing. The
+        // SecretProviderClass parsed here is the one the backend mounts (parsed once).
+        if let Some(policy) = &self.config.policy {
+            let prepared = self.backend.prepare(&request.parameters, request.default_mode);
+            let refused =
+                crate::policy::check(&policy.current(), self.backend.name(), &prepared.validation, &request)
+                    .err();
+            checked.planned = Some(prepared.validation.objects);
+            if let Some(refusal) = refused {
+                self.metrics.policy_denied(self.backend.name(), refusal.denied.len());
+                checked.denied = Some(refusal.denied);
+                return Err(refusal.error);
+            }
+            request.parsed = prepared.parsed;
+        }
         let deadline = started + budget;
         request.deadline = Some(deadline);
         request.policy = self.config.policy.as_ref().map(|store| csi_secrets_provider_core::PolicyGate {

@@ -64,13 +64,9 @@ where
     // Bounded whatever the node's size: the workers, and the blocking pool (DNS lookups of new
     // connections run there), whose threads would otherwise grow to 512 in a burst of new
     // connections and each keep an allocator heap.
-    // Stacks as large as a render needs (reserved, not resident): templates then run on the
-    // mount's own worker (`ShapingPool`), without a hand-over to a shaping thread.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .max_blocking_threads(MAX_BLOCKING_THREADS)
-        .thread_stack_size(csi_secrets_provider_core::shaping::bounds::RENDER_STACK_BYTES)
-        .on_thread_start(csi_secrets_provider_server::mark_render_thread)
         .enable_all()
         .build()
     {

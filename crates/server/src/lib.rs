@@ -47,7 +47,7 @@ pub use metrics::{BuildInfo, Metrics};
 pub use policy::{POLICY_POLL, PolicyStore};
 pub use runtime::{DEFAULT_PROVIDER_VOLUME, ServeError, ServeOptions, serve, termination_signal};
 pub use service::{ProviderService, ServiceConfig};
-pub use shaping_pool::{ShapingPool, mark_render_thread};
+pub use shaping_pool::ShapingPool;
 pub use targets::{MountedTargets, TargetMemory};
 
 /// What `Version` answers as `runtime_name`.

@@ -202,14 +202,14 @@ impl ProviderService {
             let (shaped_response, shaped) = self
                 .config
                 .shaping
-                .run(deadline, move |stopped| {
+                .run(deadline, move |stop| {
                     let mut response = response;
                     let shaped = csi_secrets_provider_core::shaping::shape_until(
                         &mut response,
                         &files,
                         mode,
                         cap,
-                        stopped,
+                        stop,
                     );
                     (response, shaped)
                 })

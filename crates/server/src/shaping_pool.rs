@@ -5,14 +5,7 @@
 //! deadline: the caller stops waiting at the deadline, and the job stops at its next file (every
 //! template is bounded by its fuel, a few milliseconds), so nothing is shaped, nor logged `ok`,
 //! after the driver gave up.
-//!
-//! In the provider's own runtime, whose threads all have such stacks ([`mark_render_thread`]),
-//! a job runs on the mount's own thread instead, in `block_in_place` (the runtime hands that
-//! worker's other tasks to another thread first): the same bound on jobs at once and the same
-//! stop before the next file past the deadline, without the two thread wake-ups of a hand-over
-//! (~10 µs of a templated mount, docs/benchmarks.md).
 
-use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
@@ -24,26 +17,6 @@ use csi_secrets_provider_core::shaping::bounds::RENDER_STACK_BYTES;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 type Job = Box<dyn FnOnce() + Send>;
-
-thread_local! {
-    /// Whether this thread's stack is [`RENDER_STACK_BYTES`] (see [`mark_render_thread`]).
-    static RENDER_STACK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks the calling thread as started with a [`RENDER_STACK_BYTES`] stack: a runtime built
-/// with `thread_stack_size(RENDER_STACK_BYTES)` calls this in `on_thread_start`, and jobs then
-/// run on its workers (see the module's account).
-pub fn mark_render_thread() {
-    RENDER_STACK.with(|marked| marked.set(true));
-}
-
-/// Whether a job may run here, in `block_in_place`: a thread with a render stack, of a
-/// multi-threaded runtime (`block_in_place` panics on any other).
-fn can_run_here() -> bool {
-    RENDER_STACK.with(Cell::get)
-        && tokio::runtime::Handle::try_current()
-            .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-}
 
 /// The threads, started at the first job.
 #[derive(Debug)]
@@ -106,7 +79,7 @@ impl ShapingPool {
     pub async fn run<T: Send + 'static>(
         &self,
         deadline: Instant,
-        job: impl FnOnce(&dyn Fn() -> bool) -> T + Send + 'static,
+        job: impl FnOnce(&AtomicBool) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let budget = deadline.saturating_duration_since(Instant::now()).saturating_sub(ANSWER_MARGIN);
         let late = || {
@@ -114,50 +87,31 @@ impl ShapingPool {
                 "shaping the files (templates, formats, expandKeys, decode) did not finish before the driver's deadline for this mount",
             )
         };
-        let stop_at = Instant::now() + budget;
-        let permits = Arc::clone(&self.permits);
-        let permit = match tokio::time::timeout(budget, permits.acquire_owned()).await {
-            Err(_elapsed) => return Err(late()),
-            Ok(Err(_closed)) => return Err(Error::internal("the shaping pool is closed")),
-            Ok(Ok(permit)) => permit,
-        };
-        if can_run_here() {
-            let _permit = permit;
-            let ran = tokio::task::block_in_place(|| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| job(&|| Instant::now() >= stop_at)))
-            });
-            return match ran {
-                Ok(_) if Instant::now() >= stop_at => Err(late()),
-                Ok(value) => Ok(value),
-                Err(_panic) => Err(panicked()),
-            };
-        }
-        let remaining = stop_at.saturating_duration_since(Instant::now());
         let waited = async {
-            let permit: OwnedSemaphorePermit = permit;
+            let permit: OwnedSemaphorePermit = Arc::clone(&self.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::internal("the shaping pool is closed"))?;
             let stop = Arc::new(AtomicBool::new(false));
             let (answer, answered) = oneshot::channel();
             let flag = Arc::clone(&stop);
             let boxed: Job = Box::new(move || {
                 let _permit = permit;
-                let stopped = || flag.load(Ordering::Relaxed);
-                let result = std::panic::catch_unwind(AssertUnwindSafe(|| job(&stopped)));
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| job(&flag)));
                 let _ = answer.send(result.map_err(|_| ()));
             });
             self.workers()?.jobs.send(boxed).map_err(|_| Error::internal("the shaping threads are gone"))?;
             let _stop_on_drop = StopOnDrop(stop);
             match answered.await {
                 Ok(Ok(value)) => Ok(value),
-                Ok(Err(())) => Err(panicked()),
+                Ok(Err(())) => Err(Error::internal(
+                    "shaping the files failed unexpectedly (panic); see the provider log",
+                )),
                 Err(_) => Err(Error::internal("a shaping thread ended without an answer")),
             }
         };
-        tokio::time::timeout(remaining, waited).await.unwrap_or_else(|_| Err(late()))
+        tokio::time::timeout(budget, waited).await.unwrap_or_else(|_| Err(late()))
     }
-}
-
-fn panicked() -> Error {
-    Error::internal("shaping the files failed unexpectedly (panic); see the provider log")
 }
 
 /// Tells the job to stop when the caller stops waiting (the timeout dropped the wait).
@@ -182,7 +136,7 @@ mod tests {
         let started = Instant::now();
         let result = pool
             .run(Instant::now() + ANSWER_MARGIN + Duration::from_millis(200), move |stop| {
-                while !stop() {
+                while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 seen.store(true, Ordering::Relaxed);
@@ -217,59 +171,6 @@ mod tests {
     async fn jobs_run_on_a_stack_that_holds_deep_recursion() -> Result<(), Error> {
         let pool = ShapingPool::new(1);
         assert_eq!(pool.run(Instant::now() + Duration::from_secs(30), |_| depth(100_000)).await?, 100_000);
-        Ok(())
-    }
-
-    /// The provider's runtime: every thread with a render stack, marked.
-    fn provider_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_stack_size(RENDER_STACK_BYTES)
-            .on_thread_start(mark_render_thread)
-            .enable_all()
-            .build()
-    }
-
-    #[test]
-    fn on_a_render_stack_jobs_run_on_the_mount_s_thread_with_the_same_bounds()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let runtime = provider_runtime()?;
-        runtime.block_on(async {
-            let pool = ShapingPool::new(1);
-            let here = std::thread::current().id();
-            let (ran_on, deep) = tokio::spawn(async move {
-                let caller = std::thread::current().id();
-                let ran = pool
-                    .run(Instant::now() + Duration::from_secs(30), |_| {
-                        (std::thread::current().id(), depth(100_000))
-                    })
-                    .await;
-                (caller, ran)
-            })
-            .await?;
-            let (thread, depth) = deep?;
-            assert_eq!(thread, ran_on, "the job ran on the mount's worker");
-            assert_ne!(thread, here);
-            assert_eq!(depth, 100_000);
-            Ok::<(), Box<dyn std::error::Error>>(())
-        })?;
-        runtime.block_on(async {
-            let pool = ShapingPool::new(1);
-            let started = Instant::now();
-            let deadline = Instant::now() + ANSWER_MARGIN + Duration::from_millis(200);
-            let late = tokio::spawn(async move {
-                pool.run(deadline, |stop| {
-                    while !stop() {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                })
-                .await
-            })
-            .await?;
-            assert!(late.is_err_and(|e| e.kind() == csi_secrets_provider_core::ErrorKind::DeadlineExceeded));
-            assert!(started.elapsed() < Duration::from_secs(2));
-            Ok::<(), Box<dyn std::error::Error>>(())
-        })?;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ mod spec;
 mod template;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use minijinja::value::Value;
 
@@ -41,7 +42,7 @@ pub fn shape(
     default_mode: FileMode,
     cap: usize,
 ) -> Result<ShapedKinds> {
-    shape_until(response, files, default_mode, cap, &|| false)
+    shape_until(response, files, default_mode, cap, &AtomicBool::new(false))
 }
 
 /// Whether [`shape`] has anything to do for `response`: a mount of plain files does not need a
@@ -50,22 +51,22 @@ pub fn needs_shaping(response: &MountResponse, files: &FilesSpec) -> bool {
     !files.is_empty() || response.files.iter().any(|f| !f.shape.is_plain())
 }
 
-/// [`shape`], stopping with `DeadlineExceeded` before its next file once `stopped` says so (the
-/// server's shaping pool: once the mount's deadline passed): each template is bounded by its
-/// fuel, so the work ends within one template of the deadline.
+/// [`shape`], stopping with `DeadlineExceeded` before its next file once `stop` is set (the
+/// server's shaping pool sets it when the mount's deadline passes): each template is bounded by
+/// its fuel, so the work ends within one template of the deadline.
 pub fn shape_until(
     response: &mut MountResponse,
     files: &FilesSpec,
     default_mode: FileMode,
     cap: usize,
-    stopped: &dyn Fn() -> bool,
+    stop: &AtomicBool,
 ) -> Result<ShapedKinds> {
     let mut kinds = ShapedKinds::new();
     if !needs_shaping(response, files) {
         return Ok(kinds);
     }
     let check = || {
-        if stopped() {
+        if stop.load(Ordering::Relaxed) {
             Err(Error::deadline_exceeded(
                 "shaping the files did not finish before the driver's deadline for this mount; stopped",
             ))

@@ -69,6 +69,10 @@ if grep -q 'kube-root-ca.crt' target/chart/flavour-aws.yaml; then echo "the aws 
 # GCP: service account annotations need get; a token create only with the fallback on.
 grep -q -- '- --backend=gcp' target/chart/default.yaml
 grep -q 'kind: ClusterRole$' target/chart/flavour-gcp.yaml
+# The gcp backend reads the pod's ServiceAccount on every mount: its pod gets a token; the
+# azure flavour needs none.
+if grep -q 'automountServiceAccountToken: false' target/chart/flavour-gcp.yaml; then echo "the gcp flavour needs its token" >&2; exit 1; fi
+grep -q 'automountServiceAccountToken: false' target/chart/flavour-azure.yaml
 if grep -q 'serviceaccounts/token' target/chart/flavour-gcp.yaml; then echo "no token create without gcp.tokenRequestFallback" >&2; exit 1; fi
 grep -q 'serviceaccounts/token' target/chart/gcp-fallback.yaml
 grep -q -- '- --gcp-project=shop-prod' target/chart/gcp-fallback.yaml

@@ -70,6 +70,14 @@ step "moto server (AWS emulator)"
 source scripts/moto.sh
 start_moto
 
+# The pod runner (tests/src/pod.rs) starts the chart's rendered pod as kubelet would: mount
+# namespaces (bubblewrap) and the pod's user and capabilities (util-linux setpriv).
+step "bubblewrap and setpriv (the pod runner)"
+if ! command -v bwrap >/dev/null || ! command -v setpriv >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap util-linux >/dev/null
+fi
+bwrap --version
+
 if cargo nextest --version >/dev/null 2>&1; then
   run_tests() { cargo nextest run --locked --no-fail-fast "$@"; }
 else

@@ -123,6 +123,19 @@ impl FakeKubeApi {
         self.requests.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// The PEM of the CA that signed this server's certificate (`kube-root-ca.crt`).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// What kubelet projects into a pod at `/var/run/secrets/kubernetes.io/serviceaccount`:
+    /// the token this server accepts, its CA and the pod's namespace.
+    pub fn write_service_account_files(&self, dir: &Path, namespace: &str) -> std::io::Result<()> {
+        std::fs::write(dir.join("token"), TOKEN)?;
+        std::fs::write(dir.join("ca.crt"), &self.ca_pem)?;
+        std::fs::write(dir.join("namespace"), namespace)
+    }
+
     /// Writes a kubeconfig for this server (CA data, bearer token) and returns its path.
     pub fn write_kubeconfig(&self, dir: &Path) -> std::io::Result<PathBuf> {
         let path = dir.join("kubeconfig");

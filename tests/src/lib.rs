@@ -17,6 +17,7 @@ pub mod harness;
 pub mod http_server;
 pub mod jwt;
 pub mod kube_api;
+pub mod pod;
 pub mod tls;
 pub mod worlds;
 

@@ -274,6 +274,20 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run one Mount in-process, as the driver would, and write the files.
     Mount(MountArgs),
+    /// Give the provider directory to the user the provider runs as (an init container, as
+    /// root with CAP_CHOWN only): for a directory another provider's chart left to its own
+    /// user (the GCP provider's 1000:1000).
+    PrepareVolume(PrepareVolumeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PrepareVolumeArgs {
+    /// The provider directory (as `serve --provider-volume`).
+    #[arg(long, default_value = csi_secrets_provider_server::DEFAULT_PROVIDER_VOLUME, env = "CSI_PROVIDER_VOLUME")]
+    pub provider_volume: PathBuf,
+    /// The user and group `serve` runs as, `UID:GID` (numbers).
+    #[arg(long, value_parser = crate::prepare_volume::parse_owner)]
+    pub owner: crate::prepare_volume::Owner,
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod mount;
+pub mod prepare_volume;
 pub mod registry;
 pub mod validate;
 
@@ -42,10 +43,15 @@ where
         }
     };
     init_logging(cli.log_format);
+    if let Command::PrepareVolume(args) = &cli.command {
+        return prepare_volume::run(args);
+    }
     // Only a serving provider sees remounts; a one-off `mount` always reads fresh.
     let sharing = match &cli.command {
         Command::Serve(args) => args.sharing.options(),
-        Command::Validate(_) | Command::Mount(_) => csi_secrets_provider_core::SharingOptions::disabled(),
+        Command::Validate(_) | Command::Mount(_) | Command::PrepareVolume(_) => {
+            csi_secrets_provider_core::SharingOptions::disabled()
+        }
     };
     let mut registry = match Registry::compiled_in(&cli.backends, sharing) {
         Ok(registry) => registry,
@@ -59,7 +65,7 @@ where
     }
     let workers = match &cli.command {
         Command::Serve(args) => usize::from(args.worker_threads),
-        Command::Validate(_) | Command::Mount(_) => 1,
+        Command::Validate(_) | Command::Mount(_) | Command::PrepareVolume(_) => 1,
     };
     // Bounded whatever the node's size: the workers, and the blocking pool (DNS lookups of new
     // connections run there), whose threads would otherwise grow to 512 in a burst of new
@@ -103,6 +109,7 @@ async fn run(command: Command, registry: Registry) -> ExitCode {
             }
             if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
+        Command::PrepareVolume(args) => prepare_volume::run(&args),
         Command::Mount(args) => match mount::run(&registry, &args).await {
             Ok(versions) => {
                 for version in versions {

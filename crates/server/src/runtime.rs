@@ -61,8 +61,8 @@ impl Default for ServeOptions {
 pub enum ServeError {
     #[error("no backend to serve")]
     NoBackends,
-    #[error("cannot listen on {path}: {source}")]
-    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {path}: {source}{hint}")]
+    Bind { path: PathBuf, source: io::Error, hint: String },
     #[error("cannot listen for health checks on {addr}: {source}")]
     HealthBind { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
@@ -71,6 +71,26 @@ pub enum ServeError {
     AuditLog { path: PathBuf, source: io::Error },
     #[error("the server for {socket} stopped: {message}")]
     Server { socket: PathBuf, message: String },
+}
+
+/// Why a socket could not be made in a directory another user owns (the GCP provider's
+/// chart leaves `/etc/kubernetes/secrets-store-csi-providers` to 1000:1000), and what to do.
+fn ownership_hint(socket: &Path, error: &io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if error.kind() != io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    let Some(metadata) = socket.parent().and_then(|dir| std::fs::metadata(dir).ok()) else {
+        return String::new();
+    };
+    format!(
+        " (the directory is owned by {}:{} with mode {:o}; this process runs as another user \
+         without capabilities: run as that user, or let `csi-secrets-provider prepare-volume` \
+         give the directory to this user first: the chart's providerVolumeChown=true)",
+        metadata.uid(),
+        metadata.gid(),
+        metadata.mode() & 0o7777
+    )
 }
 
 /// The socket path of a backend.
@@ -154,7 +174,8 @@ fn bind_sockets(
             }
             Err(source) => {
                 remove_sockets(bound.iter().map(|b| &b.socket));
-                return Err(ServeError::Bind { path, source });
+                let hint = ownership_hint(&path, &source);
+                return Err(ServeError::Bind { path, source, hint });
             }
         }
     }

@@ -359,10 +359,23 @@ fn sandbox(
         .join(",");
 
     let mut bwrap = Command::new("bwrap");
+    // Directories bubblewrap makes for mount points are 0700: a container's are an image's
+    // directories, 0755, traversable by any user.
+    let mut made: Vec<PathBuf> = Vec::new();
+    let mut parents = |bwrap: &mut Command, target: &str| {
+        let mut ancestors: Vec<&Path> = Path::new(target).ancestors().skip(1).collect();
+        ancestors.reverse();
+        for dir in ancestors.into_iter().filter(|d| *d != Path::new("/")) {
+            if !made.iter().any(|m| m == dir) {
+                bwrap.args(["--perms", "0755", "--dir"]).arg(dir);
+                made.push(dir.to_path_buf());
+            }
+        }
+    };
     // A new process group: the runner kills the sandbox with its group.
     std::os::unix::process::CommandExt::process_group(&mut bwrap, 0);
     bwrap.args(["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]);
-    bwrap.args(["--tmpfs", "/", "--ro-bind", "/usr", "/usr"]);
+    bwrap.args(["--perms", "0755", "--tmpfs", "/", "--ro-bind", "/usr", "/usr"]);
     for link in ["lib", "lib64", "bin", "sbin"] {
         if Path::new("/").join(link).is_symlink() {
             bwrap.args(["--symlink", &format!("usr/{link}"), &format!("/{link}")]);
@@ -371,12 +384,14 @@ fn sandbox(
     bwrap.args(["--dev", "/dev", "--proc", "/proc"]);
     for kubelet_file in ["/etc/hosts", "/etc/resolv.conf"] {
         if Path::new(kubelet_file).exists() {
+            parents(&mut bwrap, kubelet_file);
             bwrap.args(["--ro-bind", kubelet_file, kubelet_file]);
         }
     }
     // The image: its entrypoint and its CA bundle.
     bwrap.arg("--ro-bind").arg(binary).arg(IMAGE_ENTRYPOINT);
     if Path::new(SYSTEM_CA_BUNDLE).exists() {
+        parents(&mut bwrap, SYSTEM_CA_BUNDLE);
         bwrap.args(["--ro-bind", SYSTEM_CA_BUNDLE, SYSTEM_CA_BUNDLE]);
     }
     for mount in container["volumeMounts"].as_array().cloned().unwrap_or_default() {
@@ -402,6 +417,7 @@ fn sandbox(
         let dir = scratch.join(format!("{name}-serviceaccount"));
         std::fs::create_dir_all(&dir)?;
         cluster.kube.write_service_account_files(&dir, cluster.namespace)?;
+        parents(&mut bwrap, SERVICE_ACCOUNT_DIR);
         bwrap.arg("--ro-bind").arg(&dir).arg(SERVICE_ACCOUNT_DIR);
     }
     if read_only_root {

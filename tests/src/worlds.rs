@@ -191,23 +191,7 @@ impl AwsWorld {
     /// Creates the Secrets Manager secret `name` (in us-east-1) or stores a new value of it;
     /// returns the new version id.
     pub async fn put_secret(&self, name: &str, value: &str) -> Result<String, BoxError> {
-        let body = serde_json::json!({ "SecretId": name, "SecretString": value });
-        let answer = moto_call("secretsmanager", "PutSecretValue", &body).await?;
-        let answer = match answer["__type"].as_str() {
-            Some(t) if t.contains("ResourceNotFound") => {
-                moto_call(
-                    "secretsmanager",
-                    "CreateSecret",
-                    &serde_json::json!({ "Name": name, "SecretString": value }),
-                )
-                .await?
-            }
-            _ => answer,
-        };
-        answer["VersionId"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("moto answered {answer}").into())
+        put_moto_secret(name, value).await
     }
 
     /// Service account GETs the provider made on the Kubernetes API.
@@ -344,6 +328,24 @@ pub fn azure_objects(objects: &[&str]) -> String {
 
 /// One JSON-protocol call straight to moto (in us-east-1), for seeding: `service` is
 /// `secretsmanager` or `ssm`.
+/// Creates or updates a Secrets Manager secret in the shared moto; its new version id.
+pub async fn put_moto_secret(name: &str, value: &str) -> Result<String, BoxError> {
+    let body = serde_json::json!({ "SecretId": name, "SecretString": value });
+    let answer = moto_call("secretsmanager", "PutSecretValue", &body).await?;
+    let answer = match answer["__type"].as_str() {
+        Some(t) if t.contains("ResourceNotFound") => {
+            moto_call(
+                "secretsmanager",
+                "CreateSecret",
+                &serde_json::json!({ "Name": name, "SecretString": value }),
+            )
+            .await?
+        }
+        _ => answer,
+    };
+    answer["VersionId"].as_str().map(str::to_owned).ok_or_else(|| format!("moto answered {answer}").into())
+}
+
 pub async fn moto_call(
     service: &str,
     action: &str,

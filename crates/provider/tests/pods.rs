@@ -42,8 +42,7 @@ impl GcpPeers {
         google.grant(None, "db", &format!("ksa:{NAMESPACE}/web"));
         // The chart's values that point the provider at the peer, as at a private endpoint.
         let ca = std::fs::read_to_string(google.ca_file())?;
-        let flags: Vec<String> =
-            google.provider_args(&[]).chunks(2).map(|pair| pair.join("=")).collect();
+        let flags: Vec<String> = google.provider_args(&[]).chunks(2).map(|pair| pair.join("=")).collect();
         let values = serde_json::json!({
             "extraCaCertificates": ca,
             "extraArgs": flags,
@@ -249,4 +248,94 @@ fn shell_words(line: &str) -> Vec<String> {
         words.push(word);
     }
     words
+}
+
+/// The Sync Controller sidecar as docs/sync-controller.md writes it, in the pod the controller's
+/// chart makes (no pod security context, its service account, `/provider` a root-owned
+/// `DirectoryOrCreate` hostPath), the sync as the controller sends it: the socket is made and
+/// a SecretSync's secret read (AWS IRSA through the SecretSync's service account annotation).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sync_controller_sidecar_as_documented_syncs() -> TestResult {
+    let kube = FakeKubeApi::start().await?;
+    kube.add_service_account(NAMESPACE, "web", Some("arn:aws:iam::123456789012:role/web"));
+    let secret = format!("pods-sync-{}", std::process::id());
+    csi_secrets_provider_tests::worlds::put_moto_secret(&secret, "synced").await?;
+
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/sync-controller.md"))?;
+    let values = yaml_blocks(&page)
+        .into_iter()
+        .find(|block| block.contains("providerContainer:"))
+        .ok_or("docs/sync-controller.md has no providerContainer values")?;
+    let values: serde_json::Value = serde_norway::from_str(&values)?;
+    let mut containers =
+        values["providerContainer"].as_array().cloned().ok_or("providerContainer is a list")?;
+    for container in &mut containers {
+        // The operator's own endpoint: this test's moto.
+        let env = container["env"].as_array_mut().ok_or("the sidecar's env")?;
+        env.push(serde_json::json!({"name": "AWS_ENDPOINT_URL", "value": csi_secrets_provider_tests::aws::moto_endpoint()}));
+        env.push(serde_json::json!({"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}));
+    }
+    // The controller's chart (templates/secrets-store-sync-controller.yaml): its own manager
+    // container beside the provider, no pod security context.
+    containers.push(serde_json::json!({
+        "name": "manager", "image": "registry.k8s.io/secrets-store-sync/controller:v0.0.4",
+        "volumeMounts": [{"mountPath": "/provider", "name": "providervol"}],
+    }));
+    let manifest = PodManifest {
+        spec: serde_json::json!({
+            "serviceAccountName": "secrets-store-sync-controller-manager",
+            "containers": containers,
+            "volumes": [{"name": "providervol", "hostPath": {"path": "/var/run/secrets-store-sync-providers", "type": "DirectoryOrCreate"}}],
+        }),
+        config_maps: std::collections::BTreeMap::new(),
+    };
+    let node = Node::new()?;
+    let mut running = pod::start(
+        Path::new(BINARY),
+        &manifest,
+        &node,
+        Cluster { kube: &kube, namespace: "secrets-store-sync-controller-system" },
+    )?;
+    let socket = node.path("/var/run/secrets-store-sync-providers").join("aws.sock");
+    running.wait_for_socket(&socket, Duration::from_secs(30)).await?;
+
+    // What the controller sends (see tests/sync_controller.rs).
+    let token = jwt::service_account_token(NAMESPACE, "web", "sts.amazonaws.com", jwt::VALID_UNTIL);
+    let tokens =
+        serde_json::json!({ "sts.amazonaws.com": { "token": token, "expirationTimestamp": "2099-01-01T00:00:00Z" } })
+            .to_string();
+    let objects = format!("- {{objectName: '{secret}', objectType: secretsmanager, objectAlias: value}}\n");
+    let attributes = serde_json::json!({
+        "objects": objects, "region": "us-east-1",
+        "csi.storage.k8s.io/pod.name": "secrets-store-sync-controller-7c9d8f6b5-x2x7q",
+        "csi.storage.k8s.io/pod.uid": "0b7a4d7e-5a43-4c57-9e3f-6f1e8e1b2c3d",
+        "csi.storage.k8s.io/pod.namespace": NAMESPACE,
+        "csi.storage.k8s.io/serviceAccount.name": "web",
+        "csi.storage.k8s.io/serviceAccount.tokens": tokens,
+    });
+    let response = DriverClient::new(&socket)
+        .mount_raw_at("/mnt/secrets-store", attributes.to_string(), "{}".to_owned(), "420".to_owned())
+        .await
+        .map_err(|e| format!("sync-controller.md sidecar: {e}\n{}", running.logs()))?;
+    assert_eq!(file(&response, "value")?, b"synced");
+    Ok(())
+}
+
+/// The ```yaml blocks of a page.
+fn yaml_blocks(page: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in page.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
 }

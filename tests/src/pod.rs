@@ -19,7 +19,8 @@
 //! - init containers first, each to completion, then the containers of this project's image.
 //!
 //! Mount namespaces (bubblewrap) keep all of it off the machine; the host's network is shared,
-//! so the test peers on loopback answer (as a `hostNetwork` pod, or a pod reaching services).
+//! so the test peers on loopback answer (as a `hostNetwork` pod, or a pod reaching services),
+//! and each container's `--health-addr` port is moved to a free one (pods' ports are their own).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -465,7 +466,7 @@ fn sandbox(
         bwrap.arg("--no-new-privs");
     }
     let command = strings(&container["command"]);
-    let args = strings(&container["args"]);
+    let args = strings(&container["args"]).into_iter().map(own_port).collect::<Result<Vec<_>, _>>()?;
     bwrap.arg("--");
     if command.is_empty() {
         bwrap.arg(IMAGE_ENTRYPOINT);
@@ -478,6 +479,19 @@ fn sandbox(
         bwrap.args(&args);
     }
     Ok(bwrap)
+}
+
+/// A pod has a network namespace of its own, so its ports are its own; here every container
+/// shares the machine's (the test peers are on its loopback), so the health port a container
+/// listens on is moved to a free one.
+fn own_port(arg: String) -> io::Result<String> {
+    match arg.strip_prefix("--health-addr=").and_then(|addr| addr.rsplit_once(':')) {
+        Some((host, _port)) => {
+            let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            Ok(format!("--health-addr={host}:{free}"))
+        }
+        None => Ok(arg),
+    }
 }
 
 /// The directory a volume is on this machine: a hostPath on the node, or the files of a

@@ -326,8 +326,6 @@ pub fn azure_objects(objects: &[&str]) -> String {
     text
 }
 
-/// One JSON-protocol call straight to moto (in us-east-1), for seeding: `service` is
-/// `secretsmanager` or `ssm`.
 /// Creates or updates a Secrets Manager secret in the shared moto; its new version id.
 pub async fn put_moto_secret(name: &str, value: &str) -> Result<String, BoxError> {
     let body = serde_json::json!({ "SecretId": name, "SecretString": value });
@@ -346,6 +344,8 @@ pub async fn put_moto_secret(name: &str, value: &str) -> Result<String, BoxError
     answer["VersionId"].as_str().map(str::to_owned).ok_or_else(|| format!("moto answered {answer}").into())
 }
 
+/// One JSON-protocol call straight to moto (in us-east-1), for seeding: `service` is
+/// `secretsmanager` or `ssm`.
 pub async fn moto_call(
     service: &str,
     action: &str,

@@ -10,12 +10,17 @@
 use std::path::Path;
 use std::time::Duration;
 
+use csi_secrets_provider_tests::aws::moto_endpoint;
+use csi_secrets_provider_tests::azure::{FakeAzure, service_account_token as azure_token};
 use csi_secrets_provider_tests::client::{DriverClient, new_target_path, pod_attributes};
 use csi_secrets_provider_tests::file_contents as file;
 use csi_secrets_provider_tests::gcp::{FakeGoogle, POOL, PROJECT};
 use csi_secrets_provider_tests::jwt;
 use csi_secrets_provider_tests::kube_api::FakeKubeApi;
 use csi_secrets_provider_tests::pod::{self, Cluster, Node, PodManifest};
+use csi_secrets_provider_tests::worlds::{
+    AWS_ROLE, AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, azure_objects, put_moto_secret,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), BoxError>;
@@ -26,120 +31,287 @@ const NAMESPACE: &str = "shop";
 const DRIVER_PROVIDER_DIR: &str = "/var/run/secrets-store-csi-providers";
 const GCP_PROVIDER_DIR: &str = "/etc/kubernetes/secrets-store-csi-providers";
 
-/// The Google peer and the cluster's API server, with `shop/web` allowed to read `db`.
-struct GcpPeers {
-    google: FakeGoogle,
+/// The test peers of the backends a pod serves, the cluster's API server, and the chart values
+/// that point the provider at them (as an operator points it at private endpoints): each
+/// backend has one secret, `db`, readable by the identity its mount uses.
+struct Peers {
     kube: FakeKubeApi,
+    google: FakeGoogle,
+    azure: FakeAzure,
+    aws_secret: String,
     values: tempfile::NamedTempFile,
 }
 
-impl GcpPeers {
-    async fn start() -> Result<Self, BoxError> {
-        let google = FakeGoogle::start().await?;
+impl Peers {
+    async fn start(node: &Node) -> Result<Self, BoxError> {
         let kube = FakeKubeApi::start().await?;
-        kube.add_service_account(NAMESPACE, "web", None);
+        kube.add_service_account(NAMESPACE, "web", Some(AWS_ROLE));
+        kube.add_pod(NAMESPACE, "web-0", "node-a");
+        kube.add_node("node-a", Some("us-east-1"));
+
+        let google = FakeGoogle::start().await?;
         google.add_version(None, "db", b"from-secret-manager");
         google.grant(None, "db", &format!("ksa:{NAMESPACE}/web"));
-        // The chart's values that point the provider at the peer, as at a private endpoint.
-        let ca = std::fs::read_to_string(google.ca_file())?;
-        let flags: Vec<String> = google.provider_args(&[]).chunks(2).map(|pair| pair.join("=")).collect();
+
+        let azure = FakeAzure::start().await?;
+        azure.add_vault(AZURE_VAULT, AZURE_TENANT);
+        azure.federate(AZURE_TENANT, AZURE_CLIENT, AZURE_NAMESPACE, "workload-sa");
+        azure.set_secret(AZURE_VAULT, "db", "from-key-vault");
+        // The Azure Stack environment file, on the node for a hostPath volume.
+        let environment = node.make_dir("/etc/azure-stack", (0, 0), 0o755)?.join("environment.json");
+        std::fs::copy(azure.environment_file(), &environment)?;
+
+        let aws_secret = format!("pods-{}-{}", std::process::id(), unique());
+        put_moto_secret(&aws_secret, "from-secrets-manager").await?;
+
+        let mut flags: Vec<String> = google.provider_args(&[]).chunks(2).map(|pair| pair.join("=")).collect();
+        flags.extend(azure.resolve_args(&[AZURE_VAULT]).chunks(2).map(|pair| pair.join("=")));
+        let cas = format!(
+            "{}{}",
+            std::fs::read_to_string(google.ca_file())?,
+            std::fs::read_to_string(azure.ca_file())?
+        );
         let values = serde_json::json!({
-            "extraCaCertificates": ca,
+            "extraCaCertificates": cas,
             "extraArgs": flags,
-            "extraEnv": [{"name": "GCE_METADATA_HOST", "value": google.metadata_host()}],
+            "extraEnv": [
+                {"name": "GCE_METADATA_HOST", "value": google.metadata_host()},
+                {"name": "AWS_ENDPOINT_URL", "value": moto_endpoint()},
+                {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
+                {"name": "AZURE_ENVIRONMENT_FILEPATH", "value": "/etc/azure-stack/environment.json"},
+            ],
+            "extraVolumes": [{"name": "azure-stack", "hostPath": {"path": "/etc/azure-stack", "type": "Directory"}}],
+            "extraVolumeMounts": [{"name": "azure-stack", "mountPath": "/etc/azure-stack", "readOnly": true}],
+            "azure": {"cloudName": "AzureStackCloud"},
         });
         let mut file = tempfile::NamedTempFile::new()?;
         std::io::Write::write_all(&mut file, serde_json::to_string(&values)?.as_bytes())?;
-        Ok(Self { google, kube, values: file })
+        Ok(Self { kube, google, azure, aws_secret, values: file })
     }
 
     fn values_file(&self) -> String {
         self.values.path().display().to_string()
     }
 
-    /// A mount through `socket` as pod `shop/web-0`, with the driver's pool token.
-    async fn mount(&self, socket: &Path) -> TestResult {
-        let token = jwt::service_account_token(NAMESPACE, "web", POOL, jwt::VALID_UNTIL);
-        let tokens =
-            serde_json::json!({ POOL: { "token": token, "expirationTimestamp": "2099-01-01T00:00:00Z" } })
-                .to_string();
-        let secrets = format!("- resourceName: projects/{PROJECT}/secrets/db/versions/latest\n  path: db\n");
-        let attributes = pod_attributes(&[
-            ("secrets", secrets.as_str()),
-            ("csi.storage.k8s.io/serviceAccount.name", "web"),
-            ("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()),
-        ]);
+    /// Renders the chart with `chart_args` and these peers' values, and starts its pod.
+    fn start_pod(&self, node: &Node, chart_args: &[&str]) -> Result<pod::RunningPod, BoxError> {
+        let values = self.values_file();
+        let mut args: Vec<&str> = chart_args.to_vec();
+        args.extend(["-f", values.as_str()]);
+        let manifest = PodManifest::from_rendered(&pod::render_chart(&args)?)?;
+        pod::start(Path::new(BINARY), &manifest, node, Cluster { kube: &self.kube, namespace: "kube-system" })
+    }
+
+    /// A first mount through `backend`'s socket in `dir` on the node, as the driver sends it,
+    /// reading that backend's `db`.
+    async fn mount(&self, backend: &str, socket: &Path) -> TestResult {
+        let (tokens, parameters, expected): (serde_json::Value, Vec<(&str, String)>, &[u8]) = match backend {
+            "aws" => (
+                token_for("sts.amazonaws.com", NAMESPACE, "web"),
+                vec![
+                    (
+                        "objects",
+                        format!(
+                            "- {{objectName: '{}', objectType: secretsmanager, objectAlias: db}}\n",
+                            self.aws_secret
+                        ),
+                    ),
+                    ("region", "us-east-1".to_owned()),
+                ],
+                b"from-secrets-manager",
+            ),
+            "gcp" => (
+                token_for(POOL, NAMESPACE, "web"),
+                vec![(
+                    "secrets",
+                    format!("- resourceName: projects/{PROJECT}/secrets/db/versions/latest\n  path: db\n"),
+                )],
+                b"from-secret-manager",
+            ),
+            "azure" => (
+                serde_json::json!({ "api://AzureADTokenExchange": {
+                    "token": azure_token(AZURE_NAMESPACE, "workload-sa"),
+                    "expirationTimestamp": "2099-01-01T00:00:00Z" } }),
+                vec![
+                    ("usePodIdentity", "false".to_owned()),
+                    ("clientID", AZURE_CLIENT.to_owned()),
+                    ("keyvaultName", AZURE_VAULT.to_owned()),
+                    ("tenantId", AZURE_TENANT.to_owned()),
+                    ("objects", azure_objects(&["objectName: db\nobjectType: secret"])),
+                    ("csi.storage.k8s.io/pod.namespace", AZURE_NAMESPACE.to_owned()),
+                    ("csi.storage.k8s.io/serviceAccount.name", "workload-sa".to_owned()),
+                ],
+                b"from-key-vault",
+            ),
+            other => return Err(format!("no peer for backend {other}").into()),
+        };
+        let tokens = tokens.to_string();
+        let mut all: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.push(("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()));
         let response = DriverClient::new(socket)
-            .mount_raw_at(&new_target_path(), attributes.to_string(), "null".to_owned(), "420".to_owned())
+            .mount_raw_at(
+                &new_target_path(),
+                pod_attributes(&all).to_string(),
+                "null".to_owned(),
+                "420".to_owned(),
+            )
             .await?;
-        assert_eq!(file(&response, "db")?, b"from-secret-manager");
-        let _ = &self.google;
+        assert_eq!(file(&response, "db")?, expected, "{backend}");
+        let _ = (&self.google, &self.azure);
         Ok(())
     }
 }
 
-async fn start_gcp_pod(
-    peers: &GcpPeers,
-    node: &Node,
-    chart_args: &[&str],
-) -> Result<pod::RunningPod, BoxError> {
-    let values = peers.values_file();
-    let mut args: Vec<&str> = chart_args.to_vec();
-    args.extend(["-f", values.as_str()]);
-    let manifest = PodManifest::from_rendered(&pod::render_chart(&args)?)?;
-    pod::start(Path::new(BINARY), &manifest, node, Cluster { kube: &peers.kube, namespace: "kube-system" })
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// GKE with the gcp flavour and the chart's defaults: the pod reads its ServiceAccount's
-/// annotation on every mount, so it needs its token (the chart gave the gcp flavour none).
-#[tokio::test(flavor = "multi_thread")]
-async fn the_gcp_flavour_with_the_chart_defaults_mounts() -> TestResult {
-    let peers = GcpPeers::start().await?;
-    let node = Node::new()?;
-    let mut running = start_gcp_pod(&peers, &node, &["--set", "image.flavour=gcp"]).await?;
-    let socket = node.path(DRIVER_PROVIDER_DIR).join("gcp.sock");
-    running.wait_for_socket(&socket, Duration::from_secs(30)).await?;
-    peers
-        .mount(&socket)
-        .await
-        .map_err(|e| format!("gcp flavour, chart defaults: {e}\n{}", running.logs()))?;
+fn token_for(audience: &str, namespace: &str, sa: &str) -> serde_json::Value {
+    let token = jwt::service_account_token(namespace, sa, audience, jwt::VALID_UNTIL);
+    serde_json::json!({ audience: { "token": token, "expirationTimestamp": "2099-01-01T00:00:00Z" } })
+}
+
+/// The backends a flavour serves.
+fn backends(flavour: &str) -> Vec<&'static str> {
+    match flavour {
+        "aws" => vec!["aws"],
+        "azure" => vec!["azure"],
+        "gcp" => vec!["gcp"],
+        _ => vec!["aws", "azure", "gcp"],
+    }
+}
+
+/// Starts the pod of `chart_args` on `node` and mounts through every socket its flavour
+/// serves in `provider_dir`; an error names `setup` (the flavour, the page and its line).
+async fn serves_every_socket(
+    peers: &Peers,
+    node: &Node,
+    chart_args: &[&str],
+    flavour: &str,
+    provider_dir: &str,
+    setup: &str,
+) -> TestResult {
+    let mut running = peers.start_pod(node, chart_args).map_err(|e| format!("{setup}: {e}"))?;
+    for backend in backends(flavour) {
+        let socket = node.path(provider_dir).join(format!("{backend}.sock"));
+        running
+            .wait_for_socket(&socket, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("{setup}: {e}"))?;
+        peers
+            .mount(backend, &socket)
+            .await
+            .map_err(|e| format!("{setup}: the {backend} socket: {e}\n{}", running.logs()))?;
+    }
     Ok(())
 }
 
-/// The migration from the GCP provider (docs/migration-from-gcp.md) on the directory that
-/// provider's manifest and chart leave: owned by 1000:1000, its stale `gcp.sock` in it. The
-/// page's values give the directory to the provider's user first; without them the provider
-/// cannot replace the socket and says what to set.
+/// Each image flavour with the chart's defaults (only `image.flavour` set): the gcp one
+/// needs its token (it reads the pod's ServiceAccount on every mount), the azure one none.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_gcp_migration_takes_over_the_gcp_providers_directory() -> TestResult {
-    let peers = GcpPeers::start().await?;
+async fn every_flavour_with_the_chart_defaults_mounts() -> TestResult {
+    for flavour in ["aws", "azure", "gcp", "all"] {
+        let node = Node::new()?;
+        let peers = Peers::start(&node).await?;
+        let args = ["--set", &format!("image.flavour={flavour}")];
+        serves_every_socket(
+            &peers,
+            &node,
+            &args,
+            flavour,
+            DRIVER_PROVIDER_DIR,
+            &format!("flavour {flavour}, chart defaults"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Every install line of the quickstarts and migration guides, with that page's values, on
+/// the node that page starts from: a fresh one for the quickstarts; for a migration, the
+/// directory the official provider left (the GCP provider's owned by 1000:1000, the AWS and
+/// Azure providers' by root), its stale socket in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_install_mounts() -> TestResult {
+    let pages = [
+        DocumentedInstall { page: "quickstart-eks.md", flavour: "aws", before: None },
+        DocumentedInstall { page: "quickstart-aks.md", flavour: "azure", before: None },
+        DocumentedInstall { page: "quickstart-gke.md", flavour: "gcp", before: None },
+        // The AWS provider's chart and manifest, and the EKS add-on: /etc/kubernetes/….
+        DocumentedInstall {
+            page: "migration-from-aws.md",
+            flavour: "aws",
+            before: Some(LeftDirectory { dir: GCP_PROVIDER_DIR, owner: (0, 0) }),
+        },
+        // The Azure provider's chart: linux.providersDir, /var/run/… by default.
+        DocumentedInstall {
+            page: "migration-from-azure.md",
+            flavour: "azure",
+            before: Some(LeftDirectory { dir: DRIVER_PROVIDER_DIR, owner: (0, 0) }),
+        },
+        DocumentedInstall {
+            page: "migration-from-gcp.md",
+            flavour: "gcp",
+            before: Some(LeftDirectory { dir: GCP_PROVIDER_DIR, owner: (1000, 1000) }),
+        },
+    ];
+    for DocumentedInstall { page, flavour, before } in pages {
+        let computed: Vec<(&str, &str)> = before.iter().map(|left| ("PROVIDER_DIR", left.dir)).collect();
+        for line in install_lines(page, &computed)? {
+            let node = Node::new()?;
+            if let Some(left) = &before {
+                node.make_dir(left.dir, left.owner, 0o755)?;
+                node.make_stale_socket(&format!("{}/{flavour}.sock", left.dir), left.owner)?;
+            }
+            let peers = Peers::start(&node).await?;
+            let provider_dir = provider_volume(&line).unwrap_or(DRIVER_PROVIDER_DIR).to_owned();
+            let args: Vec<&str> = line.iter().map(String::as_str).collect();
+            serves_every_socket(&peers, &node, &args, flavour, &provider_dir, &format!("{page} {line:?}"))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A page's install lines and the node it starts from.
+struct DocumentedInstall {
+    page: &'static str,
+    flavour: &'static str,
+    /// The directory the official provider left, with its stale socket.
+    before: Option<LeftDirectory>,
+}
+
+struct LeftDirectory {
+    dir: &'static str,
+    owner: (u32, u32),
+}
+
+/// The `providerVolume` a line sets.
+fn provider_volume(args: &[String]) -> Option<&str> {
+    args.iter().find_map(|arg| arg.strip_prefix("providerVolume="))
+}
+
+/// The migration from the GCP provider without the page's `providerVolumeChown`: the provider
+/// cannot replace the GCP provider's socket in its 1000:1000 directory, and says what to set.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_gcp_providers_directory_without_chown_the_error_says_what_to_set() -> TestResult {
     let node = Node::new()?;
     node.make_dir(GCP_PROVIDER_DIR, (1000, 1000), 0o755)?;
     node.make_stale_socket(&format!("{GCP_PROVIDER_DIR}/gcp.sock"), (1000, 1000))?;
-    let without = ["--set", "image.flavour=gcp", "--set", &format!("providerVolume={GCP_PROVIDER_DIR}")];
-    let mut refused = start_gcp_pod(&peers, &node, &without).await?;
+    let peers = Peers::start(&node).await?;
+    let args = ["--set", "image.flavour=gcp", "--set", &format!("providerVolume={GCP_PROVIDER_DIR}")];
+    let mut refused = peers.start_pod(&node, &args)?;
     let status = refused.wait_for_exit(Duration::from_secs(30)).await?;
     assert!(!status.success());
     let logs = refused.logs();
     assert!(logs.contains("Permission denied") && logs.contains("providerVolumeChown=true"), "{logs}");
-    drop(refused);
-
-    for line in install_lines("migration-from-gcp.md")? {
-        let args: Vec<&str> = line.iter().map(String::as_str).collect();
-        let mut running = start_gcp_pod(&peers, &node, &args).await?;
-        let socket = node.path(GCP_PROVIDER_DIR).join("gcp.sock");
-        running.wait_for_socket(&socket, Duration::from_secs(30)).await?;
-        peers
-            .mount(&socket)
-            .await
-            .map_err(|e| format!("migration-from-gcp.md {line:?}: {e}\n{}", running.logs()))?;
-    }
     Ok(())
 }
 
 /// The values of each `helm install`/`helm upgrade` of this chart on a page, as arguments for
 /// `helm template` (the page's variables by what the page sets them to, or a stand-in).
-fn install_lines(page: &str) -> Result<Vec<Vec<String>>, BoxError> {
+fn install_lines(page: &str, computed: &[(&str, &str)]) -> Result<Vec<Vec<String>>, BoxError> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(page);
     let text = std::fs::read_to_string(&path)?;
     let mut lines = Vec::new();
@@ -176,7 +348,13 @@ fn install_lines(page: &str) -> Result<Vec<Vec<String>>, BoxError> {
                 "--set" | "--set-string" | "-f" | "--values" => {
                     let value = rest.next().ok_or_else(|| format!("{page}: {word} without a value"))?;
                     args.push(word.clone());
-                    args.push(substitute(&text, value, page)?);
+                    // Where the image comes from does not change the pod: the pod runner's
+                    // image is this build.
+                    if value.starts_with("image.repository=") {
+                        args.push("image.repository=registry.example.com/csi-secrets-provider".to_owned());
+                    } else {
+                        args.push(substitute(&text, value, page, computed)?);
+                    }
                 }
                 "-n" | "--namespace" | "--version" => {
                     rest.next();
@@ -192,9 +370,15 @@ fn install_lines(page: &str) -> Result<Vec<Vec<String>>, BoxError> {
     Ok(lines)
 }
 
-/// `$VAR`/`"$VAR"` in a value: what the page exports it as, or a stand-in for the image
-/// repository.
-fn substitute(page_text: &str, value: &str, page: &str) -> Result<String, BoxError> {
+/// `$VAR`/`"$VAR"` in a value: what the page exports it as; for a variable the page computes
+/// on the cluster (`PROVIDER_DIR=$(kubectl …)`), what `computed` says the cluster answers; a
+/// stand-in for the image repository.
+fn substitute(
+    page_text: &str,
+    value: &str,
+    page: &str,
+    computed: &[(&str, &str)],
+) -> Result<String, BoxError> {
     let mut out = value.to_owned();
     while let Some(start) = out.find('$') {
         let name: String =
@@ -209,7 +393,10 @@ fn substitute(page_text: &str, value: &str, page: &str) -> Result<String, BoxErr
             })
             .next()
             .map(|v| v.trim_matches('"').to_owned());
+        let from_cluster = computed.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
         let replacement = match (name.as_str(), assigned) {
+            (_, Some(value)) if value.starts_with("$(") => from_cluster
+                .ok_or_else(|| format!("{page}: ${name} comes from the cluster; say what it answers"))?,
             (_, Some(value)) => value,
             ("REPO", None) => "registry.example.com/csi-secrets-provider".to_owned(),
             (other, None) => {
@@ -259,7 +446,7 @@ async fn the_sync_controller_sidecar_as_documented_syncs() -> TestResult {
     let kube = FakeKubeApi::start().await?;
     kube.add_service_account(NAMESPACE, "web", Some("arn:aws:iam::123456789012:role/web"));
     let secret = format!("pods-sync-{}", std::process::id());
-    csi_secrets_provider_tests::worlds::put_moto_secret(&secret, "synced").await?;
+    put_moto_secret(&secret, "synced").await?;
 
     let page =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/sync-controller.md"))?;
@@ -273,7 +460,7 @@ async fn the_sync_controller_sidecar_as_documented_syncs() -> TestResult {
     for container in &mut containers {
         // The operator's own endpoint: this test's moto.
         let env = container["env"].as_array_mut().ok_or("the sidecar's env")?;
-        env.push(serde_json::json!({"name": "AWS_ENDPOINT_URL", "value": csi_secrets_provider_tests::aws::moto_endpoint()}));
+        env.push(serde_json::json!({"name": "AWS_ENDPOINT_URL", "value": moto_endpoint()}));
         env.push(serde_json::json!({"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}));
     }
     // The controller's chart (templates/secrets-store-sync-controller.yaml): its own manager

@@ -60,7 +60,13 @@ async fn bounds_are_the_same_everywhere(fixture: &dyn Fixture, prefix: &str) -> 
     })?;
     let optional = fixture.folder(&empty, None, "optional: true").ok_or("no folder parameters")?;
     let response = fixture.mount(&optional).await?;
-    ensure(response.files.is_empty(), || "an optional empty folder writes nothing".to_owned())?;
+    ensure(
+        response.files.len() == 1 && response.files[0].path == csi_secrets_provider_server::NO_FILES_MARKER,
+        || {
+            "an optional empty folder writes only the marker that makes the driver replace the files"
+                .to_owned()
+        },
+    )?;
     ensure(
         response.object_version.len() == 1 && response.object_version[0].version.starts_with("skipped"),
         || format!("one version saying it was skipped: {:?}", response.object_version),

@@ -12,6 +12,7 @@ pub mod conformance;
 mod conformance_files;
 mod conformance_folders;
 pub mod connect_proxy;
+pub mod driver;
 pub mod gcp;
 pub mod harness;
 pub mod http_server;

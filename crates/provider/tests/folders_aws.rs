@@ -142,7 +142,11 @@ async fn cap_empty_optional_and_collision() -> TestResult {
     assert!(status.message().contains("selects no secret; set optional: true"), "{}", status.message());
     let optional = format!("- {{objectPrefix: '{empty}', objectType: secretsmanager, optional: true}}\n");
     let response = world.mount(&[("objects", &optional)]).await?;
-    assert!(response.files.is_empty());
+    assert_eq!(
+        file_paths(&response),
+        [csi_secrets_provider_server::NO_FILES_MARKER],
+        "only the marker: the driver then replaces the volume's files"
+    );
     assert_eq!(response.object_version.len(), 1, "{:?}", response.object_version);
     assert_eq!(response.object_version[0].id, empty);
     assert!(response.object_version[0].version.starts_with("skipped"), "{:?}", response.object_version);
@@ -271,7 +275,11 @@ async fn a_mount_whose_every_object_is_skipped_still_answers_versions() -> TestR
          - {{objectPrefix: '{empty}', objectType: secretsmanager, optional: true}}\n"
     );
     let response = world.mount(&[("objects", &objects)]).await?;
-    assert!(response.files.is_empty());
+    assert_eq!(
+        file_paths(&response),
+        [csi_secrets_provider_server::NO_FILES_MARKER],
+        "only the marker: the driver then replaces the volume's files"
+    );
     let mut versions: Vec<(&str, &str)> =
         response.object_version.iter().map(|v| (v.id.as_str(), v.version.as_str())).collect();
     versions.sort_unstable();
@@ -302,5 +310,49 @@ async fn per_entry_keys_and_files_apply_to_selected_secrets() -> TestResult {
     assert_eq!(file_paths(&response), ["app/cache/password", "app/db/password", "dsn"]);
     assert_eq!(file(&response, "app/db/password")?, b"db-pw");
     assert_eq!(file(&response, "dsn")?, b"postgres://app:db-pw@db/app");
+    Ok(())
+}
+
+/// A folder's deleted secrets leave the pod as the driver writes it (`driver::TargetDir`,
+/// the driver's own writer): one of two deleted, then the last one too — an answer without
+/// files would make the driver write nothing and keep the file, so the answer carries the
+/// marker file and the driver replaces the volume's files. A driver that sends the versions
+/// it holds (v1.5's rotation) gets none back for the deleted secrets.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_folder_members_leave_the_pod_down_to_the_last() -> TestResult {
+    use csi_secrets_provider_server::proto::ObjectVersion;
+    use csi_secrets_provider_tests::driver::{TargetDir, Written};
+    let world = AwsWorld::start(BINARY, "folder-emptied", &[]).await?;
+    let (sm, _) = clients().await;
+    let (first, last) = (world.name("gone/first"), world.name("gone/last"));
+    secret(&sm, &first, "1", &[]).await?;
+    secret(&sm, &last, "2", &[]).await?;
+    let objects = format!(
+        "- {{objectPrefix: '{}', objectType: secretsmanager, optional: true}}\n",
+        world.name("gone/")
+    );
+    let parameters = [("objects", objects.as_str())];
+    let pod = TargetDir::new()?;
+    let target = pod.path().display().to_string();
+    let paths =
+        |pod: &TargetDir| -> Result<Vec<String>, std::io::Error> { Ok(pod.files()?.into_keys().collect()) };
+
+    let (versions, _) = pod.apply(&world.mount_at(&target, "web", &parameters).await?)?;
+    assert_eq!(paths(&pod)?, ["first", "last"]);
+    let held: Vec<ObjectVersion> =
+        versions.into_iter().map(|(id, version)| ObjectVersion { id, version }).collect();
+
+    sm.delete_secret().secret_id(&first).force_delete_without_recovery(true).send().await?;
+    let answer = world.remount_with_versions(&target, &parameters, held.clone()).await?;
+    assert!(!answer.object_version.iter().any(|v| v.id.contains("first")), "{:?}", answer.object_version);
+    pod.apply(&answer)?;
+    assert_eq!(paths(&pod)?, ["last"]);
+
+    sm.delete_secret().secret_id(&last).force_delete_without_recovery(true).send().await?;
+    let answer = world.remount_with_versions(&target, &parameters, held).await?;
+    let (versions, written) = pod.apply(&answer)?;
+    assert_eq!(written, Written::Replaced);
+    assert_eq!(paths(&pod)?, [csi_secrets_provider_server::NO_FILES_MARKER], "the last secret left the pod");
+    assert_eq!(versions.into_values().collect::<Vec<_>>(), ["skipped: optional and absent"]);
     Ok(())
 }

@@ -80,7 +80,11 @@ async fn cap_empty_optional_collision_and_denied_list() -> TestResult {
         world.mount(&format!("- {{resourcePrefix: {none}}}\n")).await.err().ok_or("empty must fail")?;
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     let response = world.mount(&format!("- {{resourcePrefix: {none}, optional: true}}\n")).await?;
-    assert!(response.files.is_empty());
+    assert_eq!(
+        file_paths(&response),
+        [csi_secrets_provider_server::NO_FILES_MARKER],
+        "only the marker: the driver then replaces the volume's files"
+    );
     assert_eq!(response.object_version.len(), 1);
     assert!(response.object_version[0].version.starts_with("skipped"));
 

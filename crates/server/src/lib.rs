@@ -46,7 +46,7 @@ pub use audit::{AuditLog, AuditTarget};
 pub use metrics::{BuildInfo, Metrics};
 pub use policy::{POLICY_POLL, PolicyStore};
 pub use runtime::{DEFAULT_PROVIDER_VOLUME, ServeError, ServeOptions, serve, termination_signal};
-pub use service::{ProviderService, ServiceConfig};
+pub use service::{NO_FILES_MARKER, ProviderService, ServiceConfig};
 pub use shaping_pool::ShapingPool;
 pub use targets::{MountedTargets, TargetMemory};
 

@@ -226,7 +226,7 @@ impl ProviderService {
         self.metrics.optional_objects_skipped(self.backend.name(), response.skipped.len());
         log_stale(self.backend.name(), &request, &response.stale);
         self.metrics.stale_served(self.backend.name(), response.stale.len());
-        let encoded = to_proto(&response, &request.current_versions);
+        let encoded = to_proto(&response);
         check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;
         Ok(Mounted { objects: response.versions.len(), response: encoded, records: response.records })
     }
@@ -303,8 +303,13 @@ fn decode(request: proto::MountRequest) -> Result<MountRequest, Error> {
     )
 }
 
-fn to_proto(response: &MountResponse, current: &[ObjectVersion]) -> proto::MountResponse {
-    let files = response
+/// The answer to the driver: every file, and the version of every object this mount read (or
+/// skipped). The versions a (pre-v1.6) driver sent are not echoed: every object the
+/// SecretProviderClass names is read (or skipped) and reported on every mount, so an old id
+/// missing from the answer is a folder member that is gone, which the driver's
+/// SecretProviderClassPodStatus must stop listing.
+fn to_proto(response: &MountResponse) -> proto::MountResponse {
+    let mut files: Vec<proto::File> = response
         .files
         .iter()
         .map(|file| proto::File {
@@ -313,20 +318,28 @@ fn to_proto(response: &MountResponse, current: &[ObjectVersion]) -> proto::Mount
             contents: file.contents.expose().to_vec(),
         })
         .collect();
-    let mut versions: Vec<proto::ObjectVersion> = response
+    // The driver writes nothing for an answer without files (`MountContent`): the files of a
+    // folder whose last member was deleted would stay in the pod. One marker file makes it
+    // replace the volume's files with it.
+    if files.is_empty() {
+        files.push(proto::File {
+            path: NO_FILES_MARKER.to_owned(),
+            mode: 0o444,
+            contents: NO_FILES_MARKER_TEXT.as_bytes().to_vec(),
+        });
+    }
+    let versions = response
         .versions
         .iter()
         .map(|v| proto::ObjectVersion { id: v.id.clone(), version: v.version.clone() })
         .collect();
-    // Like the AWS provider, echo versions the (pre-v1.6) driver sent for objects we did not
-    // report, so its bookkeeping does not lose them.
-    for old in current {
-        if !versions.iter().any(|v| v.id == old.id) {
-            versions.push(proto::ObjectVersion { id: old.id.clone(), version: old.version.clone() });
-        }
-    }
     proto::MountResponse { object_version: versions, error: None, files }
 }
+
+/// The one file of a mount that has no other (every object skipped: an optional folder that
+/// is empty, optional objects that are absent), docs/folders.md.
+pub const NO_FILES_MARKER: &str = ".csi-secrets-provider-no-files";
+const NO_FILES_MARKER_TEXT: &str = "No object of this volume has a file now (each was skipped: optional and absent, or an empty optional folder). This file makes the Secrets Store CSI Driver replace the volume's files, which it does not do for an answer without files.\n";
 
 fn log_mount(
     backend: &str,

@@ -11,6 +11,10 @@ For each page, in reading order (shell blocks and inline `code` alike):
 - every `helm install`/`helm upgrade` of another chart from a repository pins `--version`, and
   its repository alias was added (`helm repo add`) earlier on the page.
 
+A variable set in only some of a page's alternative paths (list items `- a)`, `- b)`, or
+headings `### (a)`, `### (b)`) counts as set after them only when every path sets it: a
+reader who took path a never ran path b's `export`.
+
 Usage: check-docs.py HELM [PAGE ...]   (run by scripts/test-chart.sh)
 """
 import re
@@ -18,14 +22,22 @@ import shlex
 import subprocess
 import sys
 
-PAGES = [
+# Every page with commands a user pastes: the README and every page under docs/ (pages without
+# shell blocks pass trivially). Inline `code` with a variable counts as a command on the
+# step-by-step pages only; elsewhere inline code shows syntax, not steps.
+STEP_BY_STEP = {
     "docs/quickstart-eks.md",
     "docs/quickstart-aks.md",
     "docs/migration-from-aws.md",
     "docs/migration-from-azure.md",
     "docs/quickstart-gke.md",
     "docs/migration-from-gcp.md",
-]
+}
+
+
+def all_pages():
+    import glob
+    return ["README.md"] + sorted(glob.glob("docs/*.md"))
 CHART = "charts/csi-secrets-provider"
 OUR_CHARTS = {"./charts/csi-secrets-provider", "charts/csi-secrets-provider",
               "oci://ghcr.io/csi-secrets-provider/charts/csi-secrets-provider"}
@@ -44,7 +56,34 @@ HELM_VALUED = {"-n", "--namespace", "--version", "--set", "--set-string", "--set
                "--set-file", "-f", "--values", "--timeout", "--kube-context"}
 
 
-def commands(page):
+ALTERNATIVE_ITEM = re.compile(r"^(\s*)- \(?([a-z])\) ")
+ALTERNATIVE_HEADING = re.compile(r"^(#+) \(([a-z])\) ")
+HEADING = re.compile(r"^(#+) ")
+
+
+def alternatives(page):
+    """For each line number, the alternative path it is in: (group, letter), or None."""
+    out = {}
+    group, letter, kind, level = 0, None, None, None
+    for number, line in enumerate(page.splitlines(), 1):
+        item, heading, any_heading = ALTERNATIVE_ITEM.match(line), ALTERNATIVE_HEADING.match(line), HEADING.match(line)
+        if item and (kind != "item" or len(item.group(1)) == level):
+            if kind != "item":
+                group += 1
+            kind, level, letter = "item", len(item.group(1)), item.group(2)
+        elif heading and (kind != "heading" or len(heading.group(1)) == level):
+            if kind != "heading":
+                group += 1
+            kind, level, letter = "heading", len(heading.group(1)), heading.group(2)
+        elif kind == "item" and line.strip() and not line.startswith(" " * (level + 1)) and not line.lstrip().startswith("```"):
+            kind, letter = None, None
+        elif kind == "heading" and any_heading and len(any_heading.group(1)) <= level:
+            kind, letter = None, None
+        out[number] = (group, letter) if letter else None
+    return out
+
+
+def commands(page, inline=True):
     """(line number, command) in reading order: each command of a ```sh block (continuation
     lines joined, comments dropped) and each inline `code` span outside blocks."""
     out = []
@@ -68,7 +107,7 @@ def commands(page):
             pending = ""
             if command:
                 out.append((start, command))
-        else:
+        elif inline:
             for span in re.findall(r"`([^`]+)`", line):
                 if "$" in span:
                     out.append((number, span))
@@ -135,7 +174,9 @@ def defined_variables(command):
         words = part.strip().split()
         if not words:
             continue
-        if words[0] == "export":
+        while words and words[0] in ("do", "then", "else", "{"):
+            words = words[1:]
+        if words and words[0] == "export":
             words = words[1:]
         if words and words[0] == "for" and len(words) > 1:
             names.append(words[1])
@@ -152,7 +193,9 @@ def substitute(command):
     def value(match):
         name = match.group(1) or match.group(2)
         return SAMPLES.get(name, "sample-" + name.lower())
-    command = re.sub(r"\$\(([^()]*)\)", "sample", command)
+    # A command's output: a digest where one is read, else a word.
+    command = re.sub(r"\$\(([^()]*)\)",
+                     lambda m: "sha256:" + "0" * 64 if "digest" in m.group(1) else "sample", command)
     return re.sub(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))", value, command)
 
 
@@ -207,12 +250,33 @@ def check_page(helm, path, problems):
         page = f.read()
     defined = set(ENVIRONMENT)
     repos = set()
-    for number, command in commands(page):
+    paths = alternatives(page)
+    # The alternative paths of the group being read: letter -> variables that path set.
+    group, branches = None, {}
+
+    def close_group():
+        nonlocal group, branches
+        if branches:
+            defined.update(set.intersection(*branches.values()))
+        group, branches = None, {}
+
+    for number, command in commands(page, inline=path in STEP_BY_STEP):
+        where = paths.get(number)
+        if where is None or where[0] != group:
+            close_group()
+        if where is not None:
+            group = where[0]
+            branches.setdefault(where[1], set())
+        visible = defined | (branches[where[1]] if where else set())
         here = set(defined_variables(command))
         for name in used_variables(command):
-            if name not in defined and name not in here:
-                problems.append(f"{path}:{number}: ${name} is used before the page sets it: {command}")
-        defined.update(here)
+            if name not in visible and name not in here:
+                problems.append(f"{path}:{number}: ${name} is used before the page sets it"
+                                f"{' on every path' if name in set().union(*branches.values(), *[set()]) else ''}: {command}")
+        if where is not None:
+            branches[where[1]].update(here)
+        else:
+            defined.update(here)
         match = re.match(r"helm repo add (\S+)", command)
         if match:
             repos.add(match.group(1))
@@ -223,7 +287,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     helm = sys.argv[1]
-    pages = sys.argv[2:] or PAGES
+    pages = sys.argv[2:] or all_pages()
     problems = []
     for path in pages:
         check_page(helm, path, problems)

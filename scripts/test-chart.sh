@@ -113,6 +113,18 @@ fi
 # The quickstarts' and migration guides' commands work as pasted: variables set before use,
 # this chart's values as the pages set them, other charts pinned and their repositories added.
 .venv/bin/python scripts/check-docs.py "$helm"
+# The checker catches a variable set in only one of a page's alternative paths and used after
+# them (a reader of path a never ran path b's export), and passes it when every path sets it.
+alt_page=$(mktemp --suffix=.md)
+printf '%s\n' '1. Pick one:' '   - a) Published:' '     ```sh' '     export IMAGE=ghcr.io/x:1' '     ```' \
+  '   - b) Your own:' '     ```sh' '     export REPO=example.com/x IMAGE=example.com/x:1' '     ```' \
+  '2. Then:' '   ```sh' '   docker run "$IMAGE" && echo "$REPO"' '   ```' > "$alt_page"
+if .venv/bin/python scripts/check-docs.py "$helm" "$alt_page" 2>/dev/null; then
+  echo "check-docs.py missed \$REPO, set only in path b" >&2; exit 1
+fi
+sed -i 's/ \&\& echo "\$REPO"//' "$alt_page"
+.venv/bin/python scripts/check-docs.py "$helm" "$alt_page" >/dev/null
+rm -f "$alt_page"
 
 while IFS= read -r bad; do
   case "$bad" in ''|'#'*) continue ;; esac

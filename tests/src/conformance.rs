@@ -202,6 +202,12 @@ async fn mounts_every_object_with_modes_and_versions(fixture: &dyn Fixture) -> R
         format!("a version per object: {:?}", response.object_version)
     })?;
     ensure(response.object_version.iter().all(|v| !v.version.is_empty()), || "versions are set".into())?;
+    // The driver takes the answer as its own code does, and the pod sees the files and modes.
+    let pod = crate::driver::TargetDir::new()?;
+    pod.apply(&response).map_err(|e| format!("the driver refuses the answer: {e}"))?;
+    let seen = pod.files()?;
+    ensure(seen.get("a.txt") == Some(&(b"alpha".to_vec(), 0o644)), || format!("the pod sees {seen:?}"))?;
+    ensure(seen.get("b.txt") == Some(&(b"beta".to_vec(), 0o600)), || format!("the pod sees {seen:?}"))?;
     // Idempotent: the same mount again gives the same answer.
     let again = fixture.mount(&fixture.parameters(&objects)).await?;
     ensure(again.object_version == response.object_version, || {

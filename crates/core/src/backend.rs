@@ -1,8 +1,6 @@
 //! The one trait every cloud backend implements.
 
-use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -12,7 +10,7 @@ use crate::files::FilePlan;
 use crate::mode::FileMode;
 use crate::parameters::Parameters;
 use crate::policy::{Policy, Requester};
-use crate::request::MountRequest;
+use crate::request::{MountRequest, ParsedSpc};
 use crate::response::MountResponse;
 use crate::stats::BackendStats;
 use crate::warning::Warning;
@@ -52,28 +50,6 @@ pub struct Prepared {
     pub validation: Validation,
     /// The backend's parsed form, when the parameters parsed.
     pub parsed: Option<ParsedSpc>,
-}
-
-/// A backend's parsed SecretProviderClass, carried from the policy check to the mount in
-/// [`MountRequest::parsed`]; only the backend that made it knows its type.
-#[derive(Clone)]
-pub struct ParsedSpc(Arc<dyn Any + Send + Sync>);
-
-impl ParsedSpc {
-    pub fn new<T: Any + Send + Sync>(parsed: T) -> Self {
-        Self(Arc::new(parsed))
-    }
-
-    /// The parsed form, if it is a `T` (a backend asks for its own type).
-    pub fn get<T: Any>(&self) -> Option<&T> {
-        self.0.downcast_ref()
-    }
-}
-
-impl fmt::Debug for ParsedSpc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ParsedSpc(..)")
-    }
 }
 
 /// What an offline check found.

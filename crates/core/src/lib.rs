@@ -31,7 +31,7 @@ pub mod warning;
 pub mod yaml;
 
 pub use audit::{ObjectOutcome, ObjectRecord};
-pub use backend::{ParsedSpc, PlannedSelection, Prepared, SecretBackend, Validation};
+pub use backend::{PlannedSelection, Prepared, SecretBackend, Validation};
 pub use common::{CommonParameter, CommonParameters};
 pub use deadline::before_deadline;
 pub use error::{Error, ErrorKind, Result};
@@ -46,7 +46,7 @@ pub use outcome::{SkippedObject, StaleObject};
 pub use parameters::{Parameters, attr, parse_go_bool};
 pub use policy::{Denial, Policy, Requester};
 pub use request::{
-    MountRequest, NodePublishSecrets, ParsedOr, PodInfo, PolicyGate, ServiceAccountToken,
+    MountRequest, NodePublishSecrets, ParsedOr, ParsedSpc, PodInfo, PolicyGate, ServiceAccountToken,
     ServiceAccountTokens,
 };
 pub use response::{

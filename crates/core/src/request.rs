@@ -270,7 +270,29 @@ pub struct MountRequest {
     pub policy: Option<PolicyGate>,
     /// The SecretProviderClass as the backend parsed it for the policy check (set by the
     /// server from [`crate::SecretBackend::prepare`]), so the mount does not parse it again.
-    pub parsed: Option<crate::backend::ParsedSpc>,
+    pub parsed: Option<ParsedSpc>,
+}
+
+/// A backend's parsed SecretProviderClass, carried from the policy check to the mount in
+/// [`MountRequest::parsed`]; only the backend that made it knows its type.
+#[derive(Clone)]
+pub struct ParsedSpc(std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl ParsedSpc {
+    pub fn new<T: std::any::Any + Send + Sync>(parsed: T) -> Self {
+        Self(std::sync::Arc::new(parsed))
+    }
+
+    /// The parsed form, if it is a `T` (a backend asks for its own type).
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for ParsedSpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParsedSpc(..)")
+    }
 }
 
 /// A parsed SecretProviderClass, kept from the policy check or parsed for this mount.

@@ -44,7 +44,7 @@ where
     };
     init_logging(cli.log_format);
     if let Command::PrepareVolume(args) = &cli.command {
-        return prepare_volume::run(args);
+        return prepare_volume::run(&args.provider_volume, args.owner);
     }
     // Only a serving provider sees remounts; a one-off `mount` always reads fresh.
     let sharing = match &cli.command {
@@ -109,7 +109,7 @@ async fn run(command: Command, registry: Registry) -> ExitCode {
             }
             if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Command::PrepareVolume(args) => prepare_volume::run(&args),
+        Command::PrepareVolume(args) => prepare_volume::run(&args.provider_volume, args.owner),
         Command::Mount(args) => match mount::run(&registry, &args).await {
             Ok(versions) => {
                 for version in versions {

@@ -11,8 +11,6 @@
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
-use crate::cli::PrepareVolumeArgs;
-
 /// A numeric user and group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
@@ -29,8 +27,9 @@ pub fn parse_owner(value: &str) -> Result<Owner, String> {
     Ok(Owner { uid: number(uid)?, gid: number(gid)? })
 }
 
-pub fn run(args: &PrepareVolumeArgs) -> ExitCode {
-    match prepare(&args.provider_volume, args.owner) {
+/// `prepare-volume --provider-volume DIR --owner UID:GID`.
+pub fn run(provider_volume: &std::path::Path, owner: Owner) -> ExitCode {
+    match prepare(provider_volume, owner) {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS

@@ -2,7 +2,6 @@
 
 use super::arn::resolve_type;
 use super::keys::{FailoverKey, MATCHING};
-use super::object::both_versions;
 use super::{FAILOVER_REGION, FailoverObject, ListContext, ObjectType};
 use csi_secrets_provider_core::{ConfigKey, Error, Fields};
 use serde_norway::Value;
@@ -113,7 +112,7 @@ fn check_named_failover(
         && failover.version.is_some()
         && failover.version_label.is_some()
     {
-        problems.push(both_versions(name).with_field(format!("{field}.objectVersionLabel")));
+        problems.push(super::both_versions(name).with_field(format!("{field}.objectVersionLabel")));
     }
     if failover.version.as_deref() != primary.version {
         problems.push(fail(

@@ -3,6 +3,7 @@
 //! docs/aws.md); where upstream stops at the first error we report every one.
 
 mod arn;
+mod entries;
 mod failover;
 mod keys;
 pub mod names;
@@ -13,8 +14,9 @@ use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, JmesEntry, Parameters, Warning, parse_go_bool};
 use serde_norway::Value;
 
+use entries::{Entry, parse_entry};
 use keys::ParameterKey;
-use object::{Entry, add_files, parse_entry};
+use object::add_files;
 pub use selection::SelectionSpec;
 
 pub const OBJECTS: &str = "objects";
@@ -443,4 +445,14 @@ pub(super) struct ListContext {
     seen_aliases: std::collections::HashSet<String>,
     /// Unknown keys and the like: the mount goes on.
     warnings: Vec<Warning>,
+}
+
+/// An SSM entry (or its failover) with both `objectVersion` and `objectVersionLabel`, in the
+/// AWS provider's words.
+fn both_versions(name: &str) -> Error {
+    Error::invalid_config(format!(
+        "ssm parameters can not specify both objectVersion and objectVersionLabel: {name}"
+    ))
+    .with_object(name)
+    .with_field("objectVersionLabel")
 }

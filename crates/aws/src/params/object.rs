@@ -3,7 +3,6 @@
 use super::arn::resolve_type;
 use super::failover::{PrimaryObject, parse_failover};
 use super::keys::{MATCHING, ObjectKey};
-use super::selection::{SelectionSpec, parse_selection};
 use super::{ListContext, ObjectSpec, ObjectType, SeenObject};
 use csi_secrets_provider_core::jmes::{self, JmesEntry, JmesRules};
 use csi_secrets_provider_core::shaping::FileShape;
@@ -39,27 +38,11 @@ fn read_fields(fields: &Fields<'_, ObjectKey>) -> (ObjectFields, Vec<Error>) {
     (ObjectFields { name, object_type, alias, version, version_label, file_permission, region }, problems)
 }
 
-/// One `objects` entry: an object, or an `objectPrefix` selection.
-pub(super) enum Entry {
-    Object(ObjectSpec),
-    Selection(SelectionSpec),
-}
-
-pub(super) fn parse_entry(
+pub(super) fn parse_object(
     index: usize,
     item: &Value,
     context: &mut ListContext,
-) -> Result<Entry, Vec<Error>> {
-    if let Value::Mapping(_) = item {
-        let fields: Fields<'_, ObjectKey> = Fields::read(item, MATCHING);
-        if fields.get(ObjectKey::ObjectPrefix).is_some() {
-            return parse_selection(index, &fields, context).map(Entry::Selection);
-        }
-    }
-    parse_object(index, item, context).map(Entry::Object)
-}
-
-fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result<ObjectSpec, Vec<Error>> {
+) -> Result<ObjectSpec, Vec<Error>> {
     let fallback_name = format!("objects[{index}]");
     if !item.is_mapping() {
         return Err(vec![
@@ -95,7 +78,7 @@ fn parse_object(index: usize, item: &Value, context: &mut ListContext) -> Result
         }
     };
     if object_type == ObjectType::SsmParameter && read.version.is_some() && read.version_label.is_some() {
-        problems.push(both_versions(&name));
+        problems.push(super::both_versions(&name));
     }
     let mode = file_mode(
         read.file_permission.as_deref(),
@@ -161,14 +144,6 @@ pub(super) fn parse_jmes(
         mode: &FileMode::parse_four_octal_digits,
     };
     jmes::parse_entries(list, name, mode, &rules, &mut context.warnings, problems)
-}
-
-pub(super) fn both_versions(name: &str) -> Error {
-    Error::invalid_config(format!(
-        "ssm parameters can not specify both objectVersion and objectVersionLabel: {name}"
-    ))
-    .with_object(name)
-    .with_field("objectVersionLabel")
 }
 
 /// `filePermission` must be exactly four octal digits, as upstream requires; the driver keeps

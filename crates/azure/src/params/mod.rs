@@ -2,13 +2,14 @@
 //! Azure call. Rules and error words follow Azure/secrets-store-csi-driver-provider-azure v1.x
 //! (see docs/azure.md); where upstream stops at the first error we report every one.
 
+mod entries;
 mod object;
 mod selection;
 
 use csi_secrets_provider_core::grammar::{NameRule, alphanumeric, alphanumeric_or_hyphen};
 use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_bool};
 
-use object::parse_objects;
+use entries::parse_objects;
 pub use object::{ObjectSpec, upstream_prefix};
 pub use selection::SelectionSpec;
 

@@ -27,7 +27,7 @@ use std::sync::LazyLock;
 use minijinja::value::{Kwargs, Rest, Value, ValueKind};
 use minijinja::{Environment, ErrorKind, Expression, State};
 
-use super::template::own_error;
+use super::own_errors::own_error;
 
 /// Instructions one template may run. Real templates take a few thousand; a loop that does not
 /// end stops within milliseconds. Fuel is also what bounds how deep a template can nest a value

@@ -11,6 +11,7 @@ pub mod bounds;
 mod formats;
 mod json_text;
 mod objects;
+mod own_errors;
 mod spec;
 mod template;
 

@@ -13,34 +13,10 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use zeroize::Zeroizing;
 
 use super::json_text::{self, Layout};
+pub(crate) use super::own_errors::own_error;
 
 /// The one variable a template sees.
 pub(crate) const OBJECTS: &str = "objects";
-
-thread_local! {
-    /// The error texts this project's filters and methods raised during the renders on this
-    /// thread: the only details a render error may show. Their words are ours (a filter's name,
-    /// what it expected, a line and column); everything minijinja itself says of a failed
-    /// operation may quote its operands (`unable to calculate 731946 // 0`), which can be values
-    /// read from a secret, so it is withheld by where it came from, not by guessing its words.
-    static OWN_ERRORS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// minijinja's own details that are fixed words, quoting nothing of the template's values.
-const FIXED_DETAILS: &[&str] = &["recursion limit exceeded"];
-
-/// An error of ours for a template: its text is remembered as ours (see [`OWN_ERRORS`]).
-/// `message` must never hold a value of the mount.
-pub(crate) fn own_error(kind: ErrorKind, message: impl Into<String>) -> minijinja::Error {
-    let message = message.into();
-    OWN_ERRORS.with_borrow_mut(|own| {
-        // A template that fails the same way in a loop adds its text once.
-        if own.len() < 64 && !own.contains(&message) {
-            own.push(message.clone());
-        }
-    });
-    minijinja::Error::new(kind, message)
-}
 
 use super::bounds::{self, FUEL};
 /// Macro and call nesting.
@@ -316,7 +292,7 @@ pub(crate) fn render(
     expected: usize,
     cap: usize,
 ) -> Result<Zeroizing<Vec<u8>>, RenderFailure> {
-    OWN_ERRORS.with_borrow_mut(Vec::clear);
+    super::own_errors::forget();
     let _cap = bounds::ByteCap::set(cap);
     let template = env.get_template(name).map_err(|e| failure(&e))?;
     let capacity = expected.saturating_add(template.source().len()).clamp(256, cap.max(256));
@@ -333,11 +309,9 @@ pub(crate) fn render(
 }
 
 /// What went wrong, in words that hold no value of the mount: the detail only when this
-/// project wrote it ([`own_error`]), else only the kind of error and the line.
+/// project wrote it ([`own_error`](super::own_errors::own_error)), else only the kind of error and the line.
 fn failure(error: &minijinja::Error) -> RenderFailure {
-    let detail = error.detail().filter(|detail| {
-        FIXED_DETAILS.contains(detail) || OWN_ERRORS.with_borrow(|own| own.iter().any(|mine| mine == detail))
-    });
+    let detail = error.detail().filter(|detail| super::own_errors::is_ours(detail));
     let message = match (error.kind(), detail) {
         (ErrorKind::OutOfFuel, _) => {
             format!("the template runs too long (more than {FUEL} steps); is there a loop that does not end?")

@@ -13,7 +13,8 @@ import pathlib
 import re
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The workspace, or the tree given as the one argument (the self-test plants circles in one).
+ROOT = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent
 
 
 def module_of(src: pathlib.Path, path: pathlib.Path) -> str:

@@ -39,6 +39,7 @@ cargo fmt --all --check
 
 step "module layering: no crate's modules import each other in a circle"
 python3 scripts/check-module-cycles.py
+scripts/test-module-cycles.sh
 
 step "clippy (default features: aws + azure + gcp, whole workspace)"
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -2,7 +2,7 @@
 //! client that sends a kubelet republish as a Mount for a target path already served, against
 //! the project's test peers. The peers count what reaches them, so every figure here is what a
 //! cloud would bill.
-#![cfg(any(feature = "aws", feature = "azure"))]
+#![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
 use std::time::Duration;
 
@@ -364,6 +364,50 @@ mod azure {
         assert!(!denied.message().contains("value only the first app"));
         let last = world.azure.vault_requests().last().cloned().ok_or("no request")?;
         assert_eq!((last.path.trim_end_matches('/'), last.status), ("/secrets/a-only", 403));
+        Ok(())
+    }
+}
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use super::*;
+    use csi_secrets_provider_tests::gcp::PROJECT;
+    use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
+    use tonic::Code;
+
+    fn secret(name: &str) -> String {
+        format!("- resourceName: projects/{PROJECT}/secrets/{name}/versions/latest\n  path: {name}\n")
+    }
+
+    /// Pod B's SecretProviderClass names a secret only identity A may read, which A's mount
+    /// has just read (and shares for A): B's remount asks Secret Manager with B's own token and
+    /// is refused.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_remount_never_gets_another_identitys_value() -> TestResult {
+        let world = GcpWorld::start(BINARY, &[]).await?;
+        world.google.add_version(None, "a-only", b"value only web may read");
+        world.google.add_version(None, "b-own", b"batch's own");
+        world.google.grant(None, "a-only", &format!("ksa:{GCP_NAMESPACE}/web"));
+        world.google.grant(None, "b-own", &format!("ksa:{GCP_NAMESPACE}/batch"));
+        let pod_b = new_target_path();
+        world.mount_at(&pod_b, "batch", &secret("b-own"), &[]).await?;
+        let a = world.mount_at(&new_target_path(), "web", &secret("a-only"), &[]).await?;
+        assert_eq!(file(&a, "a-only")?, b"value only web may read");
+
+        let denied = world
+            .mount_at(&pod_b, "batch", &secret("a-only"), &[])
+            .await
+            .err()
+            .ok_or("B must not get A's secret")?;
+        assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+        assert!(!denied.message().contains("value only web may read"));
+        let last = world.google.calls().into_iter().rfind(|c| c.api == "access").ok_or("no read")?;
+        assert_eq!(
+            last.principal.as_deref(),
+            Some(format!("ksa:{GCP_NAMESPACE}/batch").as_str()),
+            "B asked as itself"
+        );
+        assert_eq!(last.status, 403);
         Ok(())
     }
 }

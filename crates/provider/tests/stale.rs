@@ -2,7 +2,7 @@
 //! driven by a driver-shaped client, against the project's test peers made to answer 503 for
 //! good. Only the same identity's last good value is served, only for an outage, only while it
 //! is younger than the SecretProviderClass's `staleIfError`.
-#![cfg(any(feature = "aws", feature = "azure"))]
+#![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
 use std::time::Duration;
 
@@ -163,6 +163,62 @@ mod azure {
         let metrics = http_get(addr, "/metrics").await?;
         assert_eq!(
             metric(&metrics, r#"csi_secrets_provider_stale_served_total{backend="azure"}"#),
+            Some(1.0),
+            "{metrics}"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use super::*;
+    use csi_secrets_provider_tests::gcp::PROJECT;
+    use csi_secrets_provider_tests::new_target_path;
+    use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_pod_starting_during_an_outage_gets_its_identitys_last_good_value() -> TestResult {
+        let world = GcpWorld::start(BINARY, &["--health-addr", "127.0.0.1:0"]).await?;
+        world.google.add_version(None, "db", b"before the outage");
+        world.google.grant(None, "db", &format!("ksa:{GCP_NAMESPACE}/web"));
+        let secrets = format!("- resourceName: projects/{PROJECT}/secrets/db/versions/latest\n  path: db\n");
+        let pod = |name| ("csi.storage.k8s.io/pod.name", name);
+        let stale = |duration| ("staleIfError", duration);
+        let mount = |sa: &'static str, extra: Vec<(&'static str, &'static str)>| {
+            let secrets = secrets.clone();
+            let world = &world;
+            async move { world.mount_at(&new_target_path(), sa, &secrets, &extra).await }
+        };
+
+        mount("web", vec![stale("1h"), pod("web-a")]).await?;
+
+        // A refusal is never served stale: batch may not read db at all.
+        let denied = mount("batch", vec![stale("1h"), pod("batch-0")]).await.err().ok_or("denied")?;
+        assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+        // Secret Manager goes down for good.
+        world.google.fail("/secrets/db", 503, 100_000);
+        let b = mount("web", vec![stale("1h"), pod("web-b")]).await?;
+        assert_eq!(file(&b, "db")?, b"before the outage", "pod B got A's value");
+        assert_stale_warning(&world.provider.log_text(), "web-b", "db");
+
+        // Another identity (granted now, but with no value of its own) gets the outage.
+        world.google.grant(None, "db", &format!("ksa:{GCP_NAMESPACE}/batch"));
+        let status = mount("batch", vec![stale("1h"), pod("batch-1")]).await.err().ok_or("other identity")?;
+        assert_eq!(status.code(), Code::Aborted, "{status:?}");
+        // Without the parameter, the outage is the answer.
+        let status = mount("web", vec![pod("web-p")]).await.err().ok_or("plain")?;
+        assert_eq!(status.code(), Code::Aborted, "{status:?}");
+        // A value older than the SPC's staleIfError is not served.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let status = mount("web", vec![stale("1s"), pod("web-o")]).await.err().ok_or("too old")?;
+        assert_eq!(status.code(), Code::Aborted, "{status:?}");
+
+        let addr = world.provider.health_addr(Duration::from_secs(5)).await?;
+        let metrics = http_get(addr, "/metrics").await?;
+        assert_eq!(
+            metric(&metrics, r#"csi_secrets_provider_stale_served_total{backend="gcp"}"#),
             Some(1.0),
             "{metrics}"
         );

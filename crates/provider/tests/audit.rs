@@ -1,7 +1,7 @@
-//! The audit trail (`serve --audit-log`) end to end: the real binary against the AWS and Azure
-//! test peers, every object kind of both clouds, distinctive values and tokens seeded, and the
+//! The audit trail (`serve --audit-log`) end to end: the real binary against the AWS, Azure and
+//! GCP test peers, every object kind of each cloud, distinctive values and tokens seeded, and the
 //! file read back: one line per object per mount, what each says, and never a value or a token.
-#![cfg(any(feature = "aws", feature = "azure"))]
+#![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
 use std::path::Path;
 
@@ -272,5 +272,101 @@ mod azure {
             "workload-sa",
         );
         assert_no_secrets(&audit, &["audit-kv-secret-3c7d", &token], &[first, again])
+    }
+}
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use super::*;
+    use csi_secrets_provider_tests::gcp::{LOCATION, PROJECT};
+    use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
+
+    /// Global and regional secrets, a folder (`resourcePrefix`), an optional secret that does
+    /// not exist, a remount, and a mount the admin policy denies: one line per object per
+    /// mount, named as the policy names them, never a value or a token.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_gcp_object_kind_is_audited_without_its_value() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let audit = dir.path().join("audit.log");
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            "defaultAction: allow\nrules:\n  - namespaces: [shop]\n    serviceAccounts: [batch]\n    allow: {gcp: []}\n",
+        )?;
+        let (audit_arg, policy_arg) = (audit.display().to_string(), policy.display().to_string());
+        let world = GcpWorld::start(BINARY, &["--audit-log", &audit_arg, "--policy", &policy_arg]).await?;
+        let web = format!("ksa:{GCP_NAMESPACE}/web");
+        world.google.add_version(None, "db", b"audit-gcp-global-2b4d");
+        world.google.add_version(Some(LOCATION), "api", b"audit-gcp-regional-6f8a");
+        world.google.add_version(None, "app-one", b"audit-gcp-folder-1c3e");
+        world.google.grant(None, "db", &web);
+        world.google.grant(Some(LOCATION), "api", &web);
+        world.google.grant(None, "app-one", &web);
+        world.google.grant_list(&web);
+        let secrets = format!(
+            "- resourceName: projects/{PROJECT}/secrets/db/versions/latest\n  path: db\n\
+             - resourceName: projects/{PROJECT}/locations/{LOCATION}/secrets/api/versions/latest\n  path: api\n\
+             - resourcePrefix: projects/{PROJECT}/secrets/app-\n  path: app\n\
+             - resourceName: projects/{PROJECT}/secrets/missing/versions/latest\n  path: missing\n  optional: true\n"
+        );
+        let target = csi_secrets_provider_tests::new_target_path();
+        let first = world.mount_at(&target, "web", &secrets, &[]).await?;
+        let again = world.mount_at(&target, "web", &secrets, &[]).await?;
+        let lines = lines(&audit)?;
+        assert_eq!(lines.len(), 8, "one line per object per mount: {lines:#?}");
+        assert!(lines.iter().all(|line| line["backend"] == "gcp"), "{lines:#?}");
+        let db: Vec<_> =
+            lines.iter().filter(|l| l["resolved"] == format!("projects/{PROJECT}/secrets/db")).collect();
+        assert_eq!(db.len(), 2, "{lines:#?}");
+        assert_eq!(db[0]["outcome"], "ok");
+        // The remount rule: a remount takes no read older than its own previous mount.
+        assert!(lines.iter().all(|line| line["shared"] == false), "each read its own: {lines:#?}");
+        let regional = format!("projects/{PROJECT}/locations/{LOCATION}/secrets/api");
+        assert!(lines.iter().any(|l| l["resolved"] == regional.as_str()), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l["resolved"] == format!("projects/{PROJECT}/secrets/app-one")),
+            "{lines:#?}"
+        );
+        let missing: Vec<_> = lines.iter().filter(|l| l["outcome"] != "ok").collect();
+        assert_eq!(missing.len(), 2, "the optional secret, skipped on each mount: {lines:#?}");
+        assert!(missing.iter().all(|l| l["resolved"] == format!("projects/{PROJECT}/secrets/missing")));
+
+        // Denied by the policy before any call: each object of the SPC is recorded as denied.
+        let denied =
+            world.mount_at(&csi_secrets_provider_tests::new_target_path(), "batch", &secrets, &[]).await;
+        assert!(denied.is_err());
+        let lines = super::lines(&audit)?;
+        let outcomes: Vec<(String, String)> = lines[8..]
+            .iter()
+            .map(|l| {
+                (
+                    l["object"].as_str().unwrap_or_default().to_owned(),
+                    l["outcome"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = [
+            (format!("projects/{PROJECT}/secrets/db/versions/latest"), "denied"),
+            (format!("projects/{PROJECT}/locations/{LOCATION}/secrets/api/versions/latest"), "denied"),
+            (format!("projects/{PROJECT}/secrets/missing/versions/latest"), "denied"),
+            // The folder was never listed: nothing of it is known, nothing mounted.
+            (format!("projects/{PROJECT}/secrets/app-"), "not_mounted"),
+        ]
+        .into_iter()
+        .map(|(object, outcome)| (object, outcome.to_owned()))
+        .collect();
+        assert_eq!(outcomes, expected);
+
+        let token = csi_secrets_provider_tests::jwt::service_account_token(
+            GCP_NAMESPACE,
+            "web",
+            csi_secrets_provider_tests::gcp::POOL,
+            csi_secrets_provider_tests::jwt::VALID_UNTIL,
+        );
+        assert_no_secrets(
+            &audit,
+            &["audit-gcp-global-2b4d", "audit-gcp-regional-6f8a", "audit-gcp-folder-1c3e", &token],
+            &[first, again],
+        )
     }
 }

@@ -73,6 +73,8 @@ struct State {
     audience: String,
     /// How long every answer of the TLS server waits.
     delay: std::time::Duration,
+    /// How long the answers to paths holding a fragment wait (a hang of one API).
+    path_delays: Vec<(String, std::time::Duration)>,
     /// Bodies answered as they are (not JSON, cut off), by path fragment, how many times.
     garbled: Vec<(String, usize, String)>,
     /// Principals allowed to list the project's secrets (`secretmanager.secrets.list`).
@@ -96,7 +98,16 @@ impl FakeGoogle {
         let shared = Arc::clone(&state);
         let server = http_server::serve(Some(ca.server_config.clone()), move |request| {
             let answer = handle(&shared, &request);
-            let delay = shared.lock().unwrap_or_else(PoisonError::into_inner).delay;
+            let delay = {
+                let state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let path = request.uri.path();
+                state
+                    .path_delays
+                    .iter()
+                    .filter(|(fragment, _)| path.contains(fragment.as_str()))
+                    .map(|(_, delay)| *delay)
+                    .fold(state.delay, std::cmp::max)
+            };
             async move {
                 tokio::time::sleep(delay).await;
                 answer
@@ -236,6 +247,11 @@ impl FakeGoogle {
     /// Answers every request of the TLS server only after `delay`.
     pub fn set_delay(&self, delay: std::time::Duration) {
         self.lock().delay = delay;
+    }
+
+    /// Answers requests whose path contains `fragment` only after `delay` (the rest at once).
+    pub fn delay_path(&self, fragment: &str, delay: std::time::Duration) {
+        self.lock().path_delays.push((fragment.to_owned(), delay));
     }
 
     /// Answers the next `times` requests whose path contains `fragment` with 200 and `body`.

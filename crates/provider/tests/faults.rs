@@ -470,12 +470,20 @@ mod gcp {
     #[tokio::test(flavor = "multi_thread")]
     async fn gcp_fault_matrix() -> TestResult {
         type Setup = fn(&GcpWorld);
-        let cases: [(&str, Setup, Code, &[&str]); 7] = [
+        let cases: [(&str, Setup, Code, &[&str]); 8] = [
             (
-                "secret-manager-never-answers",
+                "google-never-answers",
                 |w| w.google.set_delay(Duration::from_secs(60)),
                 Code::DeadlineExceeded,
                 &["did not answer"],
+            ),
+            (
+                // The token exchange answers; Secret Manager alone hangs: the error names it
+                // and the secret not read.
+                "secret-manager-hangs",
+                |w| w.google.delay_path("/secrets/db/", Duration::from_secs(60)),
+                Code::DeadlineExceeded,
+                &["Secret Manager", "did not answer", SECRET],
             ),
             (
                 "secret-manager-down",

@@ -249,6 +249,12 @@ impl FakeGoogle {
         self.lock().delay = delay;
     }
 
+    /// The audience the token exchange accepts (by default GKE's `identitynamespace:POOL:…` of
+    /// this peer): a Workload Identity Federation provider's, for a cluster off GKE.
+    pub fn set_exchange_audience(&self, audience: &str) {
+        self.lock().audience = audience.to_owned();
+    }
+
     /// Answers requests whose path contains `fragment` only after `delay` (the rest at once).
     pub fn delay_path(&self, fragment: &str, delay: std::time::Duration) {
         self.lock().path_delays.push((fragment.to_owned(), delay));

@@ -294,3 +294,45 @@ async fn a_remount_round_shares_reads() -> TestResult {
     assert_eq!(world.google.count("exchange"), 1);
     Ok(())
 }
+
+/// Off GKE (fleet workload identity, Workload Identity Federation for Kubernetes): no metadata
+/// server to ask, the provider's own `external_account` credentials file
+/// (`GOOGLE_APPLICATION_CREDENTIALS`) says the federation audience, and the pod's token is
+/// exchanged for it, end to end against the peer.
+#[tokio::test(flavor = "multi_thread")]
+async fn workload_identity_federation_from_the_providers_external_account_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let audience = format!(
+        "//iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{}/providers/k8s",
+        csi_secrets_provider_tests::gcp::POOL
+    );
+    let credentials = dir.path().join("credentials.json");
+    std::fs::write(
+        &credentials,
+        serde_json::json!({
+            "type": "external_account",
+            "audience": audience,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "credential_source": {"file": "/var/run/service-account/token"},
+        })
+        .to_string(),
+    )?;
+    let credentials = credentials.display().to_string();
+    // No metadata server answers: the provider is not on GKE.
+    let env =
+        [("GCE_METADATA_HOST", "127.0.0.1:9"), ("GOOGLE_APPLICATION_CREDENTIALS", credentials.as_str())];
+    let world = GcpWorld::start_with_env(BINARY, &[], &env).await?;
+    world.google.set_exchange_audience(&audience);
+    world.google.add_version(None, "fleet", b"read through federation");
+    world.google.grant(None, "fleet", &principal(GCP_NAMESPACE, "web"));
+    let secrets =
+        format!("- resourceName: projects/{PROJECT}/secrets/fleet/versions/latest\n  path: fleet\n");
+    let response = world.mount(&secrets).await?;
+    assert_eq!(file(&response, "fleet")?, b"read through federation");
+    let exchanged: Vec<_> =
+        world.google.calls().into_iter().filter(|c| c.api == "exchange" || c.api == "sts").collect();
+    assert_eq!(exchanged.len(), 1, "{exchanged:?}");
+    assert_eq!(exchanged[0].status, 200, "the exchange took the federation audience");
+    Ok(())
+}

@@ -16,6 +16,22 @@ const CONSTRUCTORS: [&str; 9] = [
     "#[error(",
 ];
 
+/// Messages built as text before they become an error (a parser's `Err(format!(..))`, a
+/// `map_err(|e| format!(..))`, a CLI value parser's `Err("..")`): the literal right after one of
+/// these, on the same line.
+const BUILT_MESSAGES: [&str; 5] = ["Err(format!(", "| format!(", "|| format!(", "Err(\"", "ok_or(\""];
+
+/// Where a built message starts: only in a call that turns it into the error (`map_err`,
+/// `ok_or_else`, `Err`), not a closure that names something (`let at = || format!("objects[{i}]")`).
+fn builds_an_error(line_before: &str, pattern: &str) -> bool {
+    match pattern {
+        "| format!(" | "|| format!(" => {
+            line_before.contains("map_err(") || line_before.contains("ok_or_else(")
+        }
+        _ => true,
+    }
+}
+
 /// Shorter fixed parts ("{code}: {message}") say nothing a reader could search for.
 const MIN_FRAGMENT: usize = 12;
 
@@ -124,6 +140,22 @@ fn messages() -> Result<Vec<(String, String)>, std::io::Error> {
                 }
             }
         }
+        let in_src = file.components().any(|c| c.as_os_str() == "src");
+        for pattern in BUILT_MESSAGES.iter().filter(|_| in_src) {
+            for (at, _) in code.match_indices(pattern) {
+                let line_start = code[..at].rfind('\n').map_or(0, |i| i + 1);
+                if !builds_an_error(&code[line_start..at + pattern.len()], pattern) {
+                    continue;
+                }
+                let rest = &code[at + pattern.len() - usize::from(pattern.ends_with('"'))..];
+                let Some(message) = rest.starts_with('"').then(|| literal(rest)).flatten() else { continue };
+                let fixed = longest_fixed_part(&message);
+                if fixed.len() >= MIN_FRAGMENT {
+                    let name = file.strip_prefix(workspace()).unwrap_or(&file).display().to_string();
+                    found.push((name, fixed));
+                }
+            }
+        }
     }
     Ok(found)
 }
@@ -133,6 +165,11 @@ fn every_error_message_is_in_the_troubleshooting_page() -> Result<(), Box<dyn st
     let page = std::fs::read_to_string(workspace().join("docs/troubleshooting.md"))?;
     let messages = messages()?;
     assert!(messages.len() > 80, "the scan finds the provider's messages ({} found)", messages.len());
+    // Messages built as text first are seen too (`is not a duration like`, a CLI value parser's).
+    assert!(
+        messages.iter().any(|(_, fixed)| fixed.contains("is not a duration like")),
+        "the scan sees messages built before they become errors"
+    );
     let missing: Vec<String> = messages
         .iter()
         .filter(|(_, fixed)| !page.contains(fixed.as_str()))

@@ -95,10 +95,11 @@ pub trait Fixture: Send + Sync {
     async fn cloud_calls(&self) -> usize;
     /// SPC parameters mounting every secret whose name starts with `prefix` (names made with
     /// [`Self::unique`] and more after it), under `directory` if any, with `extra` keys
-    /// (`maxObjects: 2`, `optional: true`) in the entry; `None` when the backend has no folders.
-    fn folder(&self, _prefix: &str, _directory: Option<&str>, _extra: &str) -> Option<Vec<(String, String)>> {
-        None
-    }
+    /// (`maxObjects: 2`, `optional: true`) in the entry; `None` when the backend has no folders
+    /// (its [`Capabilities::folders`] says so too).
+    fn folder(&self, prefix: &str, directory: Option<&str>, extra: &str) -> Option<Vec<(String, String)>>;
+    /// Token exchanges for cloud credentials (STS, Azure AD, Google's) the peers have answered.
+    async fn identity_exchanges(&self) -> usize;
     /// The SecretProviderClass key of a file's permission (`filePermission`; GCP: `mode`).
     fn permission_key(&self) -> &'static str {
         "filePermission"
@@ -117,38 +118,76 @@ pub fn write_policy(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf
     Ok(path)
 }
 
-/// Runs every check; the first failure names the check.
-pub async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
-    mounts_every_object_with_modes_and_versions(fixture)
-        .await
-        .map_err(|e| format!("mounts_every_object: {e}"))?;
-    rotation_changes_content_and_version(fixture).await.map_err(|e| format!("rotation: {e}"))?;
-    a_missing_object_fails_the_whole_mount_naming_it(fixture)
-        .await
-        .map_err(|e| format!("missing_object: {e}"))?;
-    bad_file_permission_is_invalid_argument(fixture)
-        .await
-        .map_err(|e| format!("bad_file_permission: {e}"))?;
-    a_bad_stale_if_error_is_invalid_argument(fixture)
-        .await
-        .map_err(|e| format!("bad_stale_if_error: {e}"))?;
-    a_policy_denial_comes_before_any_cloud_call(fixture).await.map_err(|e| format!("policy_denial: {e}"))?;
-    a_file_named_twice_is_refused_or_written_once(fixture)
-        .await
-        .map_err(|e| format!("file_named_twice: {e}"))?;
-    concurrent_mounts_agree(fixture).await.map_err(|e| format!("concurrent_mounts: {e}"))?;
-    crate::conformance_files::run(fixture).await?;
-    crate::conformance_folders::run(fixture).await?;
-    for (fault, code) in [
-        (Fault::Denied, Code::PermissionDenied),
-        (Fault::Throttled, Code::ResourceExhausted),
-        (Fault::Unavailable, Code::Aborted),
-    ] {
-        a_fault_fails_the_mount_with_its_class(fixture, fault, code)
-            .await
-            .map_err(|e| format!("fault {fault:?}: {e}"))?;
+/// What a backend can do beyond what every backend must. Each backend's test declares its own
+/// ([`conformance_tests!`]); a behaviour that needs a capability the backend lacks checks that the
+/// backend says so (its fixture has no parameters for it) instead, and the table
+/// ([`capability_table`]) is printed by the suite and kept in docs/architecture.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whole folders: `objectPrefix` (AWS, Azure), `resourcePrefix` (GCP).
+    pub folders: bool,
+    /// `staleIfError` serves the identity's last good value while the cloud is out.
+    pub stale_on_outage: bool,
+    /// Mounts of one identity share one exchange of its token for cloud credentials.
+    pub shared_identity_exchange: bool,
+}
+
+/// The capability table: one row per backend, as docs/architecture.md shows it.
+pub fn capability_table(rows: &[(&str, Capabilities)]) -> String {
+    let mark = |has: bool| if has { "yes" } else { "no" };
+    let mut table = String::from(
+        "| backend | folders | stale on outage | one token exchange per identity |\n|---|---|---|---|\n",
+    );
+    for (backend, caps) in rows {
+        table.push_str(&format!(
+            "| {backend} | {} | {} | {} |\n",
+            mark(caps.folders),
+            mark(caps.stale_on_outage),
+            mark(caps.shared_identity_exchange)
+        ));
     }
-    Ok(())
+    table
+}
+
+/// One `#[tokio::test]` per behaviour of the suite, in the calling module: `$fixture` is an
+/// async function making a fresh fixture (its own provider and test peers), `$capabilities` the
+/// backend's [`Capabilities`]. A failing behaviour fails its own test and hides no other.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:path, $capabilities:expr) => {
+        $crate::conformance_tests!(@each $fixture, $capabilities;
+            mounts_every_object_with_modes_and_versions,
+            rotation_changes_content_and_version,
+            a_missing_object_fails_the_whole_mount_naming_it,
+            bad_file_permission_is_invalid_argument,
+            a_bad_stale_if_error_is_invalid_argument,
+            a_policy_denial_comes_before_any_cloud_call,
+            a_file_named_twice_is_refused_or_written_once,
+            concurrent_mounts_agree,
+            a_denied_read_is_permission_denied,
+            a_throttled_read_is_resource_exhausted,
+            an_outage_is_aborted,
+            templates_and_formats_build_files_from_objects_and_rotate,
+            expand_keys_and_decode,
+            a_skipped_optional_object_is_tested_for,
+            bad_files_fail_the_mount_and_write_nothing,
+            a_folder_mounts_every_secret_under_its_prefix,
+            folder_bounds_are_the_same_everywhere,
+            an_outage_serves_the_identitys_last_good_value,
+            mounts_of_one_identity_share_one_exchange,
+        );
+    };
+    (@each $fixture:path, $capabilities:expr; $($behaviour:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $behaviour() -> ::std::result::Result<(), $crate::conformance::BoxError> {
+                let fixture = $fixture().await?;
+                $crate::conformance::$behaviour(&fixture, &$capabilities)
+                    .await
+                    .map_err(|e| format!("{}: {e}", stringify!($behaviour)).into())
+            }
+        )*
+    };
 }
 
 /// Every backend maps the same fault to the same gRPC code, names the object, writes nothing,
@@ -175,6 +214,78 @@ async fn a_fault_fails_the_mount_with_its_class(
     })
 }
 
+/// The identity may not read the object: `PermissionDenied`, naming it.
+pub async fn a_denied_read_is_permission_denied(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
+    a_fault_fails_the_mount_with_its_class(fixture, Fault::Denied, Code::PermissionDenied).await
+}
+
+/// Every read throttled beyond the backend's retries: `ResourceExhausted`, naming the object.
+pub async fn a_throttled_read_is_resource_exhausted(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
+    a_fault_fails_the_mount_with_its_class(fixture, Fault::Throttled, Code::ResourceExhausted).await
+}
+
+/// The service fails every read: `Aborted` (kubelet retries), naming the object.
+pub async fn an_outage_is_aborted(fixture: &dyn Fixture, _: &Capabilities) -> Result<(), BoxError> {
+    a_fault_fails_the_mount_with_its_class(fixture, Fault::Unavailable, Code::Aborted).await
+}
+
+/// With `staleIfError`, a pod mounting while the store fails every read gets the last value its
+/// identity read (within the age the SPC allows); without it, the outage. A backend without the
+/// capability refuses nothing here but says so in its declaration.
+pub async fn an_outage_serves_the_identitys_last_good_value(
+    fixture: &dyn Fixture,
+    capabilities: &Capabilities,
+) -> Result<(), BoxError> {
+    if !capabilities.stale_on_outage {
+        return Ok(());
+    }
+    let name = fixture.unique("conf-stale");
+    fixture.put(&name, "before the outage").await?;
+    let mut parameters = fixture.parameters(&[ObjectRef::new(&name, "value")]);
+    let plain = parameters.clone();
+    parameters.push(("staleIfError".to_owned(), "1h".to_owned()));
+    fixture.mount(&parameters).await?;
+    fixture.inject(&name, Fault::Unavailable).await?;
+    let stale = fixture.mount(&parameters).await?;
+    ensure(contents(&stale, "value")? == b"before the outage", || "the last good value".into())?;
+    let status = fixture.mount(&plain).await.err().ok_or("without staleIfError the outage is the answer")?;
+    ensure(status.code() == Code::Aborted, || format!("{status:?}"))
+}
+
+/// Several mounts of one identity exchange its token once (the credentials are kept until
+/// shortly before they expire).
+pub async fn mounts_of_one_identity_share_one_exchange(
+    fixture: &dyn Fixture,
+    capabilities: &Capabilities,
+) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-exchange");
+    fixture.put(&name, "v").await?;
+    let parameters = fixture.parameters(&[ObjectRef::new(&name, "value")]);
+    for _ in 0..3 {
+        fixture.mount(&parameters).await?;
+    }
+    let exchanges = fixture.identity_exchanges().await;
+    if capabilities.shared_identity_exchange {
+        ensure(exchanges == 1, || format!("one exchange for three mounts, saw {exchanges}"))
+    } else {
+        ensure(exchanges == 0, || format!("a backend without token exchanges made {exchanges}"))
+    }
+}
+
+pub use crate::conformance_files::{
+    a_skipped_optional_object_is_tested_for, bad_files_fail_the_mount_and_write_nothing,
+    expand_keys_and_decode, templates_and_formats_build_files_from_objects_and_rotate,
+};
+pub use crate::conformance_folders::{
+    a_folder_mounts_every_secret_under_its_prefix, folder_bounds_are_the_same_everywhere,
+};
+
 pub(crate) fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {
     crate::client::file_contents(response, file).map_err(Into::into)
 }
@@ -187,7 +298,10 @@ pub(crate) fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(
     if condition { Ok(()) } else { Err(what().into()) }
 }
 
-async fn mounts_every_object_with_modes_and_versions(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn mounts_every_object_with_modes_and_versions(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let (a, b) = (fixture.unique("conf-a"), fixture.unique("conf-b"));
     fixture.put(&a, "alpha").await?;
     fixture.put(&b, "beta").await?;
@@ -216,7 +330,10 @@ async fn mounts_every_object_with_modes_and_versions(fixture: &dyn Fixture) -> R
     Ok(())
 }
 
-async fn rotation_changes_content_and_version(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn rotation_changes_content_and_version(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let name = fixture.unique("conf-rotate");
     fixture.put(&name, "before").await?;
     let parameters = fixture.parameters(&[ObjectRef::new(&name, "rotating")]);
@@ -232,7 +349,10 @@ async fn rotation_changes_content_and_version(fixture: &dyn Fixture) -> Result<(
     Ok(())
 }
 
-async fn a_missing_object_fails_the_whole_mount_naming_it(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn a_missing_object_fails_the_whole_mount_naming_it(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let (present, missing) = (fixture.unique("conf-present"), fixture.unique("conf-missing"));
     fixture.put(&present, "here").await?;
     let parameters =
@@ -248,7 +368,10 @@ async fn a_missing_object_fails_the_whole_mount_naming_it(fixture: &dyn Fixture)
     }
 }
 
-async fn bad_file_permission_is_invalid_argument(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn bad_file_permission_is_invalid_argument(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let name = fixture.unique("conf-perm");
     fixture.put(&name, "x").await?;
     let parameters = fixture.parameters(&[ObjectRef::new(&name, "perm").with_permission("0999")]);
@@ -261,7 +384,10 @@ async fn bad_file_permission_is_invalid_argument(fixture: &dyn Fixture) -> Resul
 
 /// The admin policy is core's and the server's: a denied object is `PermissionDenied` naming the
 /// object, the namespace and the policy, and nothing reaches the store.
-async fn a_policy_denial_comes_before_any_cloud_call(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn a_policy_denial_comes_before_any_cloud_call(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let name = fixture.unique("conf-policy");
     fixture.put(&name, "not for that namespace").await?;
     let mut parameters = fixture.parameters(&[ObjectRef::new(&name, "policy")]);
@@ -279,7 +405,10 @@ async fn a_policy_denial_comes_before_any_cloud_call(fixture: &dyn Fixture) -> R
 }
 
 /// `staleIfError` is parsed in core for every backend: a bad duration fails before any read.
-async fn a_bad_stale_if_error_is_invalid_argument(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn a_bad_stale_if_error_is_invalid_argument(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let name = fixture.unique("conf-stale");
     fixture.put(&name, "x").await?;
     let mut parameters = fixture.parameters(&[ObjectRef::new(&name, "stale")]);
@@ -292,7 +421,10 @@ async fn a_bad_stale_if_error_is_invalid_argument(fixture: &dyn Fixture) -> Resu
 /// Two objects writing one file: each backend does what its upstream does (the AWS provider
 /// refuses a repeated alias, the Azure provider writes the last object), but a response never
 /// carries one path twice.
-async fn a_file_named_twice_is_refused_or_written_once(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn a_file_named_twice_is_refused_or_written_once(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let (a, b) = (fixture.unique("conf-dup-a"), fixture.unique("conf-dup-b"));
     fixture.put(&a, "a").await?;
     fixture.put(&b, "b").await?;
@@ -312,7 +444,7 @@ async fn a_file_named_twice_is_refused_or_written_once(fixture: &dyn Fixture) ->
     }
 }
 
-async fn concurrent_mounts_agree(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn concurrent_mounts_agree(fixture: &dyn Fixture, _: &Capabilities) -> Result<(), BoxError> {
     let name = fixture.unique("conf-concurrent");
     fixture.put(&name, "shared").await?;
     let parameters = fixture.parameters(&[ObjectRef::new(&name, "shared")]);

@@ -3,17 +3,7 @@
 
 use tonic::Code;
 
-use crate::conformance::{BoxError, Fixture, ObjectRef, contents, ensure};
-
-pub(crate) async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
-    templates_and_formats_build_files_from_objects_and_rotate(fixture)
-        .await
-        .map_err(|e| format!("files_templates_and_formats: {e}"))?;
-    expand_keys_and_decode(fixture).await.map_err(|e| format!("files_expand_and_decode: {e}"))?;
-    a_skipped_optional_object_is_tested_for(fixture).await.map_err(|e| format!("files_optional: {e}"))?;
-    bad_files_fail_the_mount_and_write_nothing(fixture).await.map_err(|e| format!("files_errors: {e}"))?;
-    Ok(())
-}
+use crate::conformance::{BoxError, Capabilities, Fixture, ObjectRef, contents, ensure};
 
 fn with_files(mut parameters: Vec<(String, String)>, files: &str) -> Vec<(String, String)> {
     parameters.push(("files".to_owned(), files.to_owned()));
@@ -33,8 +23,9 @@ fn paths(response: &csi_secrets_provider_server::proto::MountResponse) -> Vec<&s
 
 /// A DSN template, dotenv, properties, JSON and YAML from two JSON secrets, one of them read but
 /// not written; the versions are the objects'; a new version of a source changes the files.
-async fn templates_and_formats_build_files_from_objects_and_rotate(
+pub async fn templates_and_formats_build_files_from_objects_and_rotate(
     fixture: &dyn Fixture,
+    _: &Capabilities,
 ) -> Result<(), BoxError> {
     let (db, api) = (fixture.unique("conf-files-db"), fixture.unique("conf-files-api"));
     fixture.put(&db, r#"{"username": "app", "password": "it's $ecret"}"#).await?;
@@ -91,7 +82,7 @@ async fn templates_and_formats_build_files_from_objects_and_rotate(
 }
 
 /// One file per key of a JSON secret (also of one not written), and base64 decoded to bytes.
-async fn expand_keys_and_decode(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn expand_keys_and_decode(fixture: &dyn Fixture, _: &Capabilities) -> Result<(), BoxError> {
     let (creds, keystore) = (fixture.unique("conf-expand"), fixture.unique("conf-decode"));
     fixture.put(&creds, r#"{"user": "u", "nested": {"a": [1, 2]}}"#).await?;
     fixture.put(&keystore, "AAEC/w==").await?;
@@ -110,7 +101,10 @@ async fn expand_keys_and_decode(fixture: &dyn Fixture) -> Result<(), BoxError> {
 
 /// A template that tests for an optional object the store does not have renders; one that
 /// uses it without testing fails naming it.
-async fn a_skipped_optional_object_is_tested_for(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn a_skipped_optional_object_is_tested_for(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let (present, absent) = (fixture.unique("conf-opt-here"), fixture.unique("conf-opt-gone"));
     fixture.put(&present, "here").await?;
     let objects =
@@ -132,7 +126,10 @@ async fn a_skipped_optional_object_is_tested_for(fixture: &dyn Fixture) -> Resul
 }
 
 /// Every kind of bad `files` is `InvalidArgument` naming the entry, answered with no file.
-async fn bad_files_fail_the_mount_and_write_nothing(fixture: &dyn Fixture) -> Result<(), BoxError> {
+pub async fn bad_files_fail_the_mount_and_write_nothing(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
     let (json, plain) = (fixture.unique("conf-bad-json"), fixture.unique("conf-bad-plain"));
     fixture.put(&json, r#"{"A": "1"}"#).await?;
     fixture.put(&plain, "not json, s3cr3t-value").await?;

@@ -5,25 +5,23 @@
 
 use tonic::Code;
 
-use crate::conformance::{BoxError, Fixture, contents, ensure};
+use crate::conformance::{BoxError, Capabilities, Fixture, contents, ensure};
 
-/// Runs the folder checks when the fixture's backend selects by prefix.
-pub(crate) async fn run(fixture: &dyn Fixture) -> Result<(), BoxError> {
-    let prefix = format!("{}-", fixture.unique("folder"));
-    if fixture.folder(&prefix, Some("dir"), "").is_none() {
-        return Ok(());
-    }
-    a_folder_mounts_every_secret_under_its_prefix(fixture, &prefix)
-        .await
-        .map_err(|e| format!("folder: {e}"))?;
-    bounds_are_the_same_everywhere(fixture, &prefix).await.map_err(|e| format!("folder_bounds: {e}"))?;
-    Ok(())
+/// A backend without folders says so: its fixture makes no folder parameters.
+fn lacks_folders(fixture: &dyn Fixture) -> Result<(), BoxError> {
+    ensure(fixture.folder("x-", None, "").is_none(), || {
+        "the capabilities say no folders, but the fixture makes folder parameters".to_owned()
+    })
 }
 
-async fn a_folder_mounts_every_secret_under_its_prefix(
+pub async fn a_folder_mounts_every_secret_under_its_prefix(
     fixture: &dyn Fixture,
-    prefix: &str,
+    capabilities: &Capabilities,
 ) -> Result<(), BoxError> {
+    if !capabilities.folders {
+        return lacks_folders(fixture);
+    }
+    let prefix = &format!("{}-", fixture.unique("folder"));
     for member in ["a", "b"] {
         fixture.put(&format!("{prefix}{member}"), &format!("value-{member}")).await?;
     }
@@ -43,7 +41,17 @@ async fn a_folder_mounts_every_secret_under_its_prefix(
     Ok(())
 }
 
-async fn bounds_are_the_same_everywhere(fixture: &dyn Fixture, prefix: &str) -> Result<(), BoxError> {
+pub async fn folder_bounds_are_the_same_everywhere(
+    fixture: &dyn Fixture,
+    capabilities: &Capabilities,
+) -> Result<(), BoxError> {
+    if !capabilities.folders {
+        return lacks_folders(fixture);
+    }
+    let prefix = &format!("{}-", fixture.unique("folder"));
+    for member in ["a", "b", "c"] {
+        fixture.put(&format!("{prefix}{member}"), &format!("value-{member}")).await?;
+    }
     let capped = fixture.folder(prefix, None, "maxObjects: 2").ok_or("no folder parameters")?;
     let status = fixture.mount(&capped).await.err().ok_or("more than maxObjects must fail")?;
     ensure(

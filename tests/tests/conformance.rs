@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::backend::TestStore;
-use csi_secrets_provider_tests::conformance::{self, BoxError, Fault, Fixture, ObjectRef};
+use csi_secrets_provider_tests::conformance::{self, BoxError, Capabilities, Fault, Fixture, ObjectRef};
 use csi_secrets_provider_tests::{InProcess, TestBackend};
 
 struct TestFixture {
     provider: InProcess,
     store: Arc<TestStore>,
     counter: AtomicUsize,
+    _policy: tempfile::TempDir,
 }
 
 #[async_trait]
@@ -44,10 +45,21 @@ impl Fixture for TestFixture {
     async fn cloud_calls(&self) -> usize {
         self.store.reads()
     }
+
+    async fn identity_exchanges(&self) -> usize {
+        0
+    }
+
+    fn folder(&self, _prefix: &str, _directory: Option<&str>, _extra: &str) -> Option<Vec<(String, String)>> {
+        None
+    }
 }
 
-#[tokio::test]
-async fn the_test_backend_conforms() -> Result<(), BoxError> {
+/// The test backend has no cloud: no folders, no stale values, no token exchange.
+const CAPABILITIES: Capabilities =
+    Capabilities { folders: false, stale_on_outage: false, shared_identity_exchange: false };
+
+async fn fixture() -> Result<TestFixture, BoxError> {
     let store = Arc::new(TestStore::default());
     let dir = tempfile::tempdir()?;
     let policy = conformance::write_policy(dir.path())?;
@@ -56,11 +68,10 @@ async fn the_test_backend_conforms() -> Result<(), BoxError> {
             options.policy_file = Some(policy);
         })
         .await?;
-    let fixture = TestFixture { provider, store, counter: AtomicUsize::new(0) };
-    conformance::run(&fixture).await?;
-    fixture.provider.stop().await?;
-    Ok(())
+    Ok(TestFixture { provider, store, counter: AtomicUsize::new(0), _policy: dir })
 }
+
+csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
 
 /// The admin policy's check parses the SecretProviderClass, and the mount uses that parse:
 /// one parse per mount with a policy in force, as without one.

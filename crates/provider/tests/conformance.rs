@@ -1,13 +1,15 @@
 //! The one conformance suite (`csi_secrets_provider_tests::conformance`) against every cloud
-//! backend through the real binary's socket: the same checks, each backend's test peer behind
-//! the hooks (moto through the recording proxy for AWS, the Key Vault + Azure AD test server for
-//! Azure, the Google test peer for GCP). The test backend runs it in `tests/tests/conformance.rs`.
+//! backend through the real binary's socket: the same behaviours, one test each
+//! (`conformance_tests!`), each backend's test peer behind the hooks (moto through the recording
+//! proxy for AWS, the Key Vault + Azure AD test server for Azure, the Google test peer for GCP),
+//! each backend's capabilities declared here and tabled in docs/architecture.md. The test
+//! backend runs it in `tests/tests/conformance.rs`.
 #![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use csi_secrets_provider_server::proto::MountResponse;
-use csi_secrets_provider_tests::conformance::{self, BoxError, Fault, Fixture, ObjectRef};
+use csi_secrets_provider_tests::conformance::{self, BoxError, Capabilities, Fault, Fixture, ObjectRef};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
 
@@ -16,10 +18,23 @@ mod aws {
     use super::*;
     use csi_secrets_provider_tests::worlds::AwsWorld;
 
+    pub(super) const CAPABILITIES: Capabilities =
+        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+
     struct AwsFixture {
         world: AwsWorld,
         counter: AtomicUsize,
+        _policy: tempfile::TempDir,
     }
+
+    async fn fixture() -> Result<AwsFixture, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let policy = conformance::write_policy(dir.path())?.display().to_string();
+        let world = AwsWorld::start(BINARY, "conformance", &["--policy", &policy]).await?;
+        Ok(AwsFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+    }
+
+    csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
 
     #[async_trait::async_trait]
     impl Fixture for AwsFixture {
@@ -57,6 +72,10 @@ mod aws {
             self.world.proxy.calls().len() + self.world.kube.requests().len()
         }
 
+        async fn identity_exchanges(&self) -> usize {
+            self.world.proxy.count("AssumeRoleWithWebIdentity")
+        }
+
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
             // More answers than the SDK's retries (three attempts).
             match fault {
@@ -81,21 +100,6 @@ mod aws {
             Ok(())
         }
     }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_aws_backend_conforms() -> Result<(), BoxError> {
-        let dir = tempfile::tempdir()?;
-        let policy = conformance::write_policy(dir.path())?.display().to_string();
-        let world = AwsWorld::start(BINARY, "conformance", &["--policy", &policy]).await?;
-        let fixture = AwsFixture { world, counter: AtomicUsize::new(0) };
-        conformance::run(&fixture).await?;
-        assert_eq!(
-            fixture.world.proxy.count("AssumeRoleWithWebIdentity"),
-            1,
-            "every conformance mount shared one credential"
-        );
-        Ok(())
-    }
 }
 
 #[cfg(feature = "azure")]
@@ -103,10 +107,23 @@ mod azure {
     use super::*;
     use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
 
+    pub(super) const CAPABILITIES: Capabilities =
+        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+
     struct AzureFixture {
         world: AzureWorld,
         counter: AtomicUsize,
+        _policy: tempfile::TempDir,
     }
+
+    async fn fixture() -> Result<AzureFixture, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let policy = conformance::write_policy(dir.path())?.display().to_string();
+        let world = AzureWorld::start(BINARY, &["--policy", &policy]).await?;
+        Ok(AzureFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+    }
+
+    csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
 
     #[async_trait::async_trait]
     impl Fixture for AzureFixture {
@@ -162,6 +179,10 @@ mod azure {
             self.world.azure.vault_requests().len() + self.world.azure.token_requests().len()
         }
 
+        async fn identity_exchanges(&self) -> usize {
+            self.world.azure.token_requests().len()
+        }
+
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
             // More answers than the backend's retries (four), and Retry-After 0 so the test is quick.
             let path = format!("/secrets/{name}");
@@ -173,19 +194,6 @@ mod azure {
             Ok(())
         }
     }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_azure_backend_conforms() -> Result<(), BoxError> {
-        let dir = tempfile::tempdir()?;
-        let policy = conformance::write_policy(dir.path())?.display().to_string();
-        let fixture = AzureFixture {
-            world: AzureWorld::start(BINARY, &["--policy", &policy]).await?,
-            counter: AtomicUsize::new(0),
-        };
-        conformance::run(&fixture).await?;
-        assert_eq!(fixture.world.azure.token_requests().len(), 1, "every conformance mount shared one token");
-        Ok(())
-    }
 }
 
 #[cfg(feature = "gcp")]
@@ -194,10 +202,24 @@ mod gcp {
     use csi_secrets_provider_tests::gcp::PROJECT;
     use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
 
+    pub(super) const CAPABILITIES: Capabilities =
+        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+
     struct GcpFixture {
         world: GcpWorld,
         counter: AtomicUsize,
+        _policy: tempfile::TempDir,
     }
+
+    async fn fixture() -> Result<GcpFixture, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let policy = conformance::write_policy(dir.path())?.display().to_string();
+        let world = GcpWorld::start(BINARY, &["--policy", &policy]).await?;
+        world.google.grant_list(&format!("ksa:{GCP_NAMESPACE}/web"));
+        Ok(GcpFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+    }
+
+    csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
 
     #[async_trait::async_trait]
     impl Fixture for GcpFixture {
@@ -252,6 +274,10 @@ mod gcp {
             self.world.google.calls().len() + self.world.kube.requests().len()
         }
 
+        async fn identity_exchanges(&self) -> usize {
+            self.world.google.count("exchange")
+        }
+
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
             let path = format!("/secrets/{name}/");
             let status = match fault {
@@ -267,18 +293,19 @@ mod gcp {
             "mode"
         }
     }
+}
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_gcp_backend_conforms() -> Result<(), BoxError> {
-        let dir = tempfile::tempdir()?;
-        let policy = conformance::write_policy(dir.path())?.display().to_string();
-        let fixture = GcpFixture {
-            world: GcpWorld::start(BINARY, &["--policy", &policy]).await?,
-            counter: AtomicUsize::new(0),
-        };
-        fixture.world.google.grant_list(&format!("ksa:{GCP_NAMESPACE}/web"));
-        conformance::run(&fixture).await?;
-        assert_eq!(fixture.world.google.count("exchange"), 1, "every conformance mount shared one exchange");
-        Ok(())
-    }
+/// The capability table the suite runs with is the one docs/architecture.md shows.
+#[cfg(all(feature = "aws", feature = "azure", feature = "gcp"))]
+#[test]
+fn the_capability_table_is_the_documented_one() -> Result<(), BoxError> {
+    let table = conformance::capability_table(&[
+        ("aws", aws::CAPABILITIES),
+        ("azure", azure::CAPABILITIES),
+        ("gcp", gcp::CAPABILITIES),
+    ]);
+    println!("{table}");
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/architecture.md"))?;
+    assert!(page.contains(&table), "docs/architecture.md must show the capability table:\n{table}");
+    Ok(())
 }

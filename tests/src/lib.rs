@@ -13,6 +13,7 @@ mod conformance_files;
 mod conformance_folders;
 pub mod connect_proxy;
 pub mod driver;
+pub mod driver_paths;
 pub mod gcp;
 pub mod harness;
 pub mod http_server;

@@ -6,9 +6,14 @@
 //! of cases (256 by default).
 
 use csi_secrets_provider_azure::{AzureBackend, AzureOptions};
-use csi_secrets_provider_core::{ErrorKind, Parameters, SecretBackend, check_file_path};
+use csi_secrets_provider_core::{ErrorKind, Parameters, SecretBackend};
 use proptest::prelude::*;
 use serde_norway::{Mapping, Value};
+
+/// The driver's own path rules (mirrored from its Go code, `tests/src/driver_paths.rs`): an oracle
+/// that shares nothing with the `FilePlan` checks whose output it judges.
+#[path = "../../../tests/src/driver_paths.rs"]
+mod driver_paths;
 
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -148,7 +153,8 @@ proptest! {
         }
         if validation.problems.is_empty() {
             for file in validation.plan.files() {
-                prop_assert!(check_file_path(&file.path).is_ok(), "{:?} planned but not writable", file.path);
+                let written = driver_paths::driver_accepts(&file.path);
+                prop_assert!(written.is_ok(), "{:?} planned but the driver refuses it: {:?}", file.path, written);
             }
         }
     }

@@ -5,8 +5,13 @@
 //! docs/benchmarks.md come from 1,000,000).
 
 use csi_secrets_provider_core::spc::{Document, parse_documents};
-use csi_secrets_provider_core::{ErrorKind, FileMode, FilePlan, MountRequest, check_file_path};
+use csi_secrets_provider_core::{ErrorKind, FileMode, FilePlan, MountRequest};
 use proptest::prelude::*;
+
+/// The driver's own path rules (mirrored from its Go code, `tests/src/driver_paths.rs`): an oracle
+/// that shares nothing with the `FilePlan` checks whose output it judges.
+#[path = "../../../tests/src/driver_paths.rs"]
+mod driver_paths;
 
 /// Text that looks like what the fields hold, with the characters that break parsers.
 fn fieldish() -> impl Strategy<Value = String> {
@@ -106,7 +111,8 @@ proptest! {
             }
         }
         for file in plan.files() {
-            prop_assert!(check_file_path(&file.path).is_ok(), "{:?} planned but not writable", file.path);
+            let written = driver_paths::driver_accepts(&file.path);
+                prop_assert!(written.is_ok(), "{:?} planned but the driver refuses it: {:?}", file.path, written);
         }
     }
 

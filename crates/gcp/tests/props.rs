@@ -5,10 +5,15 @@
 //! SecretProviderClass plans only files the driver can write, each once. `PROPTEST_CASES` sets
 //! the number of cases (256 by default).
 
-use csi_secrets_provider_core::{ErrorKind, Parameters, SecretBackend, check_file_path};
+use csi_secrets_provider_core::{ErrorKind, Parameters, SecretBackend};
 use csi_secrets_provider_gcp::{GcpBackend, GcpOptions};
 use proptest::prelude::*;
 use serde_norway::{Mapping, Value};
+
+/// The driver's own path rules (mirrored from its Go code, `tests/src/driver_paths.rs`): an oracle
+/// that shares nothing with the `FilePlan` checks whose output it judges.
+#[path = "../../../tests/src/driver_paths.rs"]
+mod driver_paths;
 
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -129,7 +134,8 @@ proptest! {
         if validation.problems.is_empty() {
             let mut seen = std::collections::HashSet::new();
             for file in validation.plan.files() {
-                prop_assert!(check_file_path(&file.path).is_ok(), "{:?} planned but not writable", file.path);
+                let written = driver_paths::driver_accepts(&file.path);
+                prop_assert!(written.is_ok(), "{:?} planned but the driver refuses it: {:?}", file.path, written);
                 prop_assert!(seen.insert(file.path.clone()), "{:?} planned twice", file.path);
                 prop_assert!(file.mode.bits() <= 0o777);
             }

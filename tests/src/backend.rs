@@ -5,7 +5,9 @@
 //! Parameters: `objects` (YAML list of `{objectName, objectAlias?, filePermission?, value?,
 //! version?, sizeBytes?, optional?, writeFile?, expandKeys?, decode?}`), `pathTranslation` (`false` or one character, default `_`),
 //! `delayMs` (sleep before answering), `startedFile` (a file created when a mount starts, so
-//! a test can wait for a mount to be in flight instead of sleeping), `fail` (`notfound`, `denied`, `throttled`,
+//! a test can wait for a mount to be in flight instead of sleeping), `holdUntilFile` (the mount
+//! answers only once that file exists, at most 60 s: a test decides when an in-flight mount
+//! ends), `fail` (`notfound`, `denied`, `throttled`,
 //! `unavailable`, `panic`).
 
 use std::collections::HashMap;
@@ -244,6 +246,12 @@ impl SecretBackend for TestBackend {
         }
         if let Some(delay) = request.parameters.get("delayMs").and_then(|d| d.parse().ok()) {
             tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if let Some(gate) = request.parameters.get("holdUntilFile") {
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while !std::path::Path::new(gate).exists() && std::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         let first = planned.objects.first().map(|o| o.name.clone()).unwrap_or_default();
         match request.parameters.get("fail") {

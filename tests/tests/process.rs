@@ -105,12 +105,15 @@ async fn a_surge_update_hands_the_socket_over_without_a_gap() -> TestResult {
     wait_for_socket(&socket, Duration::from_secs(20)).await?;
     let started = volume.path().join("started");
     let marker = started.display().to_string();
+    // The in-flight mount ends when the test says so (after SIGTERM), not after a guessed delay.
+    let release = volume.path().join("release");
+    let gate = release.display().to_string();
     let mut client = DriverClient::new(&socket);
     let in_flight = tokio::spawn(async move {
         client
             .mount(&[
                 ("objects", "- {objectName: db, value: old}"),
-                ("delayMs", "1500"),
+                ("holdUntilFile", &gate),
                 ("startedFile", &marker),
             ])
             .await
@@ -129,6 +132,14 @@ async fn a_surge_update_hands_the_socket_over_without_a_gap() -> TestResult {
     }
     wait_for_socket(&socket, Duration::from_secs(20)).await?;
     old.signal("TERM")?;
+    // The old provider drains: it stopped taking connections and waits for its mount.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !old.log_text().contains("draining") {
+        assert!(Instant::now() < deadline, "the old provider did not start draining:\n{}", old.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(old.child.try_wait()?.is_none(), "the old provider exited with a mount in flight");
+    std::fs::write(&release, b"")?;
     let response = in_flight.await??;
     assert_eq!(response.files[0].contents, b"old", "the old provider finished its in-flight mount");
     let status = tokio::task::block_in_place(|| old.wait(Duration::from_secs(15)))?;

@@ -53,6 +53,19 @@ fn check(
     Ok(())
 }
 
+/// Waits until `condition` holds (polled), at most 20 s: an event to act on, not a guess of
+/// how long it takes on a loaded machine.
+async fn until(what: &str, condition: impl Fn() -> bool) -> TestResult {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        if Instant::now() > deadline {
+            return Err(format!("never happened: {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// The process still answers on its socket after the fault.
 async fn still_serving(provider: &mut ProviderProcess, backend: &str) -> TestResult {
     if let Some(status) = provider.child.try_wait()? {
@@ -266,10 +279,14 @@ mod aws {
         let started = Instant::now();
         let parameters = [("objects", objects(&name)), ("region", "us-east-1".to_owned())];
         let parameters: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (outcome, ()) = tokio::join!(cut.mount(&parameters), async {
-            tokio::time::sleep(Duration::from_millis(700)).await;
+        // Cut once the read is in flight (the proxy holds it), so the test sees a reset, not a
+        // refusal, however slow the token exchange before it is.
+        let (outcome, waited) = tokio::join!(cut.mount(&parameters), async {
+            let waited = until("GetSecretValue in flight", || cut.proxy.count("GetSecretValue") > 0).await;
             cut.proxy.close();
+            waited
         });
+        waited?;
         check(
             "reset",
             outcome,
@@ -419,10 +436,13 @@ mod azure {
         let mut cut = world().await?;
         cut.azure.set_vault_delay(Duration::from_secs(3));
         let started = Instant::now();
-        let (outcome, ()) = tokio::join!(cut.mount(&["objectName: db\nobjectType: secret"]), async {
-            tokio::time::sleep(Duration::from_millis(700)).await;
+        // Cut once the vault read is in flight, after Azure AD answered.
+        let (outcome, waited) = tokio::join!(cut.mount(&["objectName: db\nobjectType: secret"]), async {
+            let waited = until("the vault read in flight", || !cut.azure.vault_requests().is_empty()).await;
             cut.azure.close();
+            waited
         });
+        waited?;
         check("reset", outcome, started, &Expected { code: Code::Aborted, says: &["objectName:db"] })?;
         still_serving(&mut cut.provider, "azure").await
     }

@@ -85,18 +85,27 @@ mod aws {
             "no token exchange, no lookup, no read for a denied mount"
         );
 
-        // The file changes: the next mounts follow it.
+        // The file changes: the next mounts follow it (polled: the provider re-reads the file
+        // every 2 s, later on a loaded machine).
         std::fs::write(&policy, "defaultAction: allow\n")?;
-        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !world.provider.log_text().contains("policy reloaded") {
+            assert!(std::time::Instant::now() < deadline, "the changed policy was never read");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         world.mount(&[("objects", denied_objects.as_str()), ("region", "us-east-1")]).await?;
-        // A change that does not parse keeps the last good policy, and says so.
+        // A change that does not parse keeps the last good policy, and says so: once the metric
+        // says it was read, the last good policy still lets the mount through.
         std::fs::write(&policy, "rules: {oops\n")?;
-        tokio::time::sleep(Duration::from_millis(2600)).await;
-        world.mount(&[("objects", denied_objects.as_str()), ("region", "us-east-1")]).await?;
-
         let addr = world.provider.health_addr(Duration::from_secs(5)).await?;
-        let metrics = http_get(addr, "/metrics").await?;
-        assert_eq!(metric(&metrics, "csi_secrets_provider_policy_valid "), Some(0.0), "{metrics}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut metrics = http_get(addr, "/metrics").await?;
+        while metric(&metrics, "csi_secrets_provider_policy_valid ") != Some(0.0) {
+            assert!(std::time::Instant::now() < deadline, "the bad policy was never read: {metrics}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            metrics = http_get(addr, "/metrics").await?;
+        }
+        world.mount(&[("objects", denied_objects.as_str()), ("region", "us-east-1")]).await?;
         assert_eq!(
             metric(&metrics, r#"csi_secrets_provider_policy_denials_total{backend="aws"}"#),
             Some(2.0),

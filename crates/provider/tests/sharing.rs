@@ -137,9 +137,10 @@ mod aws {
         let world = AwsWorld::start(BINARY, "flight", &[]).await?;
         world.put_secret(&world.name("db"), "one").await?;
         world.put_secret(&world.name("api"), "key").await?;
-        // Slow peers, so every pod's mount arrives while the first reads are still in flight.
-        world.proxy.delay("BatchGetSecretValue", Duration::from_millis(400));
-        world.kube.set_delay(Duration::from_millis(400));
+        // Slow peers, so every pod's mount arrives while the first reads are still in flight:
+        // 3 s, far more than 20 concurrent mounts take to arrive even on a loaded machine.
+        world.proxy.delay("BatchGetSecretValue", Duration::from_secs(3));
+        world.kube.set_delay(Duration::from_secs(3));
         let objects = objects(&world, &["db", "api"]);
         let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
         let mounts = (0..20).map(|_| world.mount(&parameters));
@@ -317,7 +318,8 @@ mod azure {
     async fn concurrent_first_mounts_join_one_read_in_flight() -> TestResult {
         let world = AzureWorld::start(BINARY, &[]).await?;
         world.azure.set_secret(AZURE_VAULT, "db", "one");
-        world.azure.set_vault_delay(Duration::from_millis(400));
+        // 3 s: every one of the 20 mounts arrives while the first read is in flight.
+        world.azure.set_vault_delay(Duration::from_secs(3));
         let objects = ["objectName: db\nobjectType: secret"];
         let mounts = (0..20).map(|_| world.mount(&objects));
         for response in futures::future::join_all(mounts).await {

@@ -66,8 +66,9 @@ pub struct AwsOptions {
     pub concurrency: usize,
     /// How remounts of one identity share reads (objects, role annotation, node region).
     pub sharing: SharingOptions,
-    /// CA certificates (PEM) trusted beside the system's (`serve --extra-ca-file`).
-    pub extra_ca_pem: Option<Vec<u8>>,
+    /// The HTTP client's options: the extra CA (`serve --extra-ca-file`). The SDK keeps its own
+    /// timeouts and retries, as the AWS provider's.
+    pub client: kit::ClientOptions,
     /// FIPS endpoints for STS, Secrets Manager and SSM (`serve --aws-use-fips-endpoint`).
     pub use_fips_endpoint: bool,
 }
@@ -82,7 +83,7 @@ impl Default for AwsOptions {
             pod_identity_scope: PodIdentityScope::default(),
             concurrency: 8,
             sharing: SharingOptions::default(),
-            extra_ca_pem: None,
+            client: kit::ClientOptions::default(),
             use_fips_endpoint: false,
         }
     }
@@ -95,6 +96,8 @@ pub struct AwsBackend {
     /// Shared SDK settings (HTTP client and its connection pool, endpoints, retries), loaded
     /// once; per-mount clients differ only in region and credentials.
     sdk: OnceCell<SdkConfig>,
+    /// The HTTP client every AWS call uses, built at start.
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
     kube: KubeApi,
     credentials: CredentialCache,
     agent: PodIdentityAgent,
@@ -123,20 +126,18 @@ struct PodRef {
     name: String,
 }
 
-impl Default for AwsBackend {
-    fn default() -> Self {
-        Self::new(AwsOptions::default())
-    }
-}
-
 impl AwsBackend {
-    pub fn new(options: AwsOptions) -> Self {
+    /// The backend, its HTTP client built once: one that cannot be built (an extra CA the TLS
+    /// stack refuses) refuses the start.
+    pub fn new(options: AwsOptions) -> Result<Self> {
         let agent = PodIdentityAgent::new(options.pod_identity_timeout);
         let stats = BackendStats::default();
         let sharing = options.sharing;
-        Self {
+        let http = http::client(options.client.extra_ca.as_ref().map(kit::ExtraCa::pem))?;
+        Ok(Self {
             options,
             sdk: OnceCell::new(),
+            http,
             kube: KubeApi::default(),
             credentials: credential_cache(),
             agent,
@@ -145,7 +146,7 @@ impl AwsBackend {
             role_arns: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
             node_regions: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
             stats,
-        }
+        })
     }
 
     async fn sdk(&self) -> Result<&SdkConfig> {
@@ -156,7 +157,7 @@ impl AwsBackend {
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .region(Region::from_static("us-east-1"))
                     .no_credentials()
-                    .http_client(http::client(self.options.extra_ca_pem.as_deref())?);
+                    .http_client(self.http.clone());
                 if self.options.use_fips_endpoint {
                     loader = loader.use_fips(true);
                 }

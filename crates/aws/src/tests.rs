@@ -247,8 +247,8 @@ fn every_problem_is_reported_not_just_the_first() {
 
 /// The policy check's parse is the one the mount reads (`MountRequest::parsed`).
 #[test]
-fn prepare_keeps_the_parse_in_the_mount_s_type() {
-    let backend = AwsBackend::new(AwsOptions::default());
+fn prepare_keeps_the_parse_in_the_mount_s_type() -> Result<()> {
+    let backend = AwsBackend::new(AwsOptions::default())?;
     let prepared =
         backend.prepare(&params(&[("objects", PULUMI_SEED), ("region", "us-east-1")]), FileMode::DEFAULT);
     assert!(prepared.validation.problems.is_empty());
@@ -257,4 +257,5 @@ fn prepare_keeps_the_parse_in_the_mount_s_type() {
     let failed = backend.prepare(&params(&[("objects", "- {}")]), FileMode::DEFAULT);
     assert!(!failed.validation.problems.is_empty());
     assert!(failed.parsed.is_none());
+    Ok(())
 }

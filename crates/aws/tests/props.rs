@@ -143,13 +143,18 @@ fn parameters() -> impl Strategy<Value = Parameters> {
 
 /// One backend for every case: building one loads the system's CA roots, which costs more
 /// than a case.
-static BACKEND: std::sync::LazyLock<AwsBackend> =
+static BACKEND: std::sync::LazyLock<Result<AwsBackend, csi_secrets_provider_core::Error>> =
     std::sync::LazyLock::new(|| AwsBackend::new(AwsOptions::default()));
+
+/// The backend with default options (its HTTP client builds, or the test fails saying why).
+fn backend() -> Result<&'static AwsBackend, TestCaseError> {
+    BACKEND.as_ref().map_err(|e| TestCaseError::fail(e.to_string()))
+}
 
 proptest! {
     #[test]
     fn parameters_validate_or_name_each_problem(parameters in parameters()) {
-        let validation = BACKEND.validate(&parameters);
+        let validation = backend()?.validate(&parameters);
         for problem in &validation.problems {
             prop_assert_eq!(problem.kind(), ErrorKind::InvalidConfig);
             prop_assert!(problem.object().is_some() || problem.field().is_some(), "{problem} names neither object nor field");
@@ -166,9 +171,9 @@ proptest! {
 
 /// The generator reaches accepted SecretProviderClasses too, so the file property is exercised.
 #[test]
-fn the_generator_produces_accepted_parameters() {
+fn the_generator_produces_accepted_parameters() -> Result<(), TestCaseError> {
     use proptest::strategy::ValueTree;
-    let backend = &*BACKEND;
+    let backend = backend()?;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = parameters();
     let accepted = (0..2000)
@@ -176,4 +181,5 @@ fn the_generator_produces_accepted_parameters() {
         .filter(|tree| backend.validate(&tree.current()).problems.is_empty())
         .count();
     assert!(accepted >= 20, "only {accepted} of 2000 generated parameter sets were accepted");
+    Ok(())
 }

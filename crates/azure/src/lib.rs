@@ -21,7 +21,6 @@ mod transport;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
@@ -64,11 +63,9 @@ pub struct AzureOptions {
     pub environment_file: Option<PathBuf>,
     pub construct_pem_chain: bool,
     pub write_cert_and_key_in_separate_files: bool,
-    /// Extra trusted CAs (PEM bundle), added to the system roots: private clouds,
-    /// TLS-inspecting proxies.
-    pub extra_ca_file: Option<PathBuf>,
-    /// CA certificates (PEM) of `serve --extra-ca-file`, trusted beside the system's.
-    pub extra_ca_pem: Option<Vec<u8>>,
+    /// The HTTP client's options: the extra CA (`serve --extra-ca-file` and
+    /// `--azure-extra-ca-file`, merged), the connect and request timeouts.
+    pub client: csi_secrets_provider_core::kit::ClientOptions,
     /// Host names pinned to addresses (private endpoints without private DNS).
     pub resolve: Vec<(String, IpAddr)>,
     /// Objects fetched at once within one mount.
@@ -88,8 +85,7 @@ impl Default for AzureOptions {
             environment_file: None,
             construct_pem_chain: true,
             write_cert_and_key_in_separate_files: false,
-            extra_ca_file: None,
-            extra_ca_pem: None,
+            client: csi_secrets_provider_core::kit::ClientOptions::default(),
             resolve: Vec::new(),
             concurrency: 8,
             nmi_endpoint: pod_identity::DEFAULT_NMI_ENDPOINT.to_owned(),
@@ -103,8 +99,8 @@ impl Default for AzureOptions {
 #[derive(Debug)]
 pub struct AzureBackend {
     options: AzureOptions,
-    /// The shared, counting HTTP client (an error when the CA file was bad).
-    http: Result<Arc<dyn HttpClient>>,
+    /// The shared, counting HTTP client, built at start.
+    http: Arc<dyn HttpClient>,
     identities: IdentityCache,
     token_proxy: token_proxy::TokenProxy,
     /// Requests made (counted by the transport) and what sharing saved, for `/metrics`.
@@ -112,31 +108,25 @@ pub struct AzureBackend {
     reads: SharedVaultReads,
 }
 
-impl Default for AzureBackend {
-    fn default() -> Self {
-        Self::new(AzureOptions::default())
-    }
-}
-
 impl AzureBackend {
-    pub fn new(options: AzureOptions) -> Self {
+    /// The backend, its HTTP client built once: one that cannot be built (an extra CA the TLS
+    /// stack refuses) refuses the start, as for every backend.
+    pub fn new(options: AzureOptions) -> Result<Self> {
         let stats = BackendStats::default();
-        // A bad CA file is reported on every mount rather than taking the process down.
-        let http = http_client(&options).map(|client| {
-            Arc::new(CountingClient::new(Arc::new(client), Arc::clone(&stats.cloud_calls)))
-                as Arc<dyn HttpClient>
-        });
+        let http =
+            Arc::new(CountingClient::new(Arc::new(http_client(&options)?), Arc::clone(&stats.cloud_calls)))
+                as Arc<dyn HttpClient>;
         let reads = SharedVaultReads::new(options.sharing, &stats.sharing);
         let token_proxy = token_proxy::TokenProxy::new(
             options.token_proxy.clone(),
             options.resolve.clone(),
             Arc::clone(&stats.cloud_calls),
         );
-        Self { options, http, identities: IdentityCache::default(), token_proxy, stats, reads }
+        Ok(Self { options, http, identities: IdentityCache::default(), token_proxy, stats, reads })
     }
 
     fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
-        let transport = Transport::new(self.http.clone()?);
+        let transport = Transport::new(Arc::clone(&self.http));
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = authority_host.to_owned();
         // Four retries, the SDK doubling 100 ms from the first (0.2 + 0.4 + 0.8 + 1.6 s, plus up
@@ -300,18 +290,13 @@ fn service_principal<'a>(
 }
 
 fn http_client(options: &AzureOptions) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-    if let Some(path) = &options.extra_ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| Error::invalid_config(format!("cannot read the CA file {}: {e}", path.display())))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            Error::invalid_config(format!("cannot parse the CA file {}: {e}", path.display()))
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(options.client.connect_timeout)
+        .timeout(options.client.request_timeout);
+    if let Some(ca) = &options.client.extra_ca {
+        let certificates = reqwest::Certificate::from_pem_bundle(ca.pem()).map_err(|e| {
+            Error::invalid_config(format!("azure: cannot use the extra CA certificates: {e}"))
         })?;
-        builder = builder.tls_certs_merge(certificates);
-    }
-    if let Some(pem) = &options.extra_ca_pem {
-        let certificates = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| Error::invalid_config(format!("cannot parse the extra CA file: {e}")))?;
         builder = builder.tls_certs_merge(certificates);
     }
     for (host, ip) in &options.resolve {
@@ -355,7 +340,7 @@ impl SecretBackend for AzureBackend {
         };
         let endpoints = cloud::endpoints(cloud, environment_files)?;
         let client_options = self.client_options(&endpoints.authority_host)?;
-        let nmi = Nmi { http: self.http.clone()?, endpoint: self.options.nmi_endpoint.clone() };
+        let nmi = Nmi { http: Arc::clone(&self.http), endpoint: self.options.nmi_endpoint.clone() };
         let proxy = match spec.identity {
             IdentityMode::TokenProxy { .. } => Some(self.token_proxy.http_client().await?),
             _ => None,

@@ -156,26 +156,29 @@ fn objects_shape() {
 }
 
 #[test]
-fn split_certificate_files_are_possible_targets_only_with_the_flag() {
+fn split_certificate_files_are_possible_targets_only_with_the_flag() -> Result<()> {
     let objects = "array:\n  - |\n    objectName: tls\n    objectType: secret\n    objectAlias: bundle.pem\n  - |\n    objectName: k\n    objectType: key\n";
     let parameters = params(&base(objects));
-    let plain = AzureBackend::default().validate(&parameters);
+    let plain = AzureBackend::new(AzureOptions::default())?.validate(&parameters);
     assert!(plain.possible_files.is_empty());
     let split = AzureBackend::new(AzureOptions {
         write_cert_and_key_in_separate_files: true,
         ..AzureOptions::default()
-    })
+    })?
     .validate(&parameters);
     assert_eq!(split.possible_files, ["bundle.pem.crt", "bundle.pem.key"]);
     assert_eq!(split.plan.len(), 2, "the planned files are unchanged");
+    Ok(())
 }
 
 /// The policy check's parse is the one the mount reads (`MountRequest::parsed`).
 #[test]
-fn prepare_keeps_the_parse_in_the_mount_s_type() {
+fn prepare_keeps_the_parse_in_the_mount_s_type() -> Result<()> {
     let objects = "array:\n  - |\n    objectName: tls\n    objectType: secret\n";
-    let prepared = AzureBackend::default().prepare(&params(&base(objects)), FileMode::DEFAULT);
+    let prepared =
+        AzureBackend::new(AzureOptions::default())?.prepare(&params(&base(objects)), FileMode::DEFAULT);
     assert!(prepared.validation.problems.is_empty());
     assert_eq!(prepared.validation.reads.len(), 1);
     assert!(prepared.parsed.as_ref().and_then(|p| p.get::<params::MountSpec>()).is_some());
+    Ok(())
 }

@@ -64,10 +64,10 @@ impl GcpBackend {
     pub fn new(options: GcpOptions) -> Result<Self> {
         let stats = BackendStats::default();
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .timeout(std::time::Duration::from_secs(60));
-        if let Some(pem) = options.extra_ca_pem.as_deref() {
-            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+            .connect_timeout(options.client.connect_timeout)
+            .timeout(options.client.request_timeout);
+        if let Some(ca) = &options.client.extra_ca {
+            let certificates = reqwest::Certificate::from_pem_bundle(ca.pem()).map_err(|e| {
                 Error::invalid_config(format!("gcp: cannot use the extra CA certificates: {e}"))
             })?;
             builder = builder.tls_certs_merge(certificates);

@@ -78,10 +78,11 @@ pub struct GcpOptions {
     /// audience says the pool and provider when the metadata server cannot.
     pub application_credentials: Option<std::path::PathBuf>,
     pub endpoints: Endpoints,
-    /// CA certificates (PEM) of `serve --extra-ca-file`, trusted beside the system's by the
-    /// token exchange and IAM Credentials calls. Google's SDK client takes its roots from
-    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` only: the chart points `SSL_CERT_DIR` at the same file.
-    pub extra_ca_pem: Option<Vec<u8>>,
+    /// The HTTP client's options (the token exchange and IAM Credentials calls): the extra CA
+    /// (`serve --extra-ca-file`), the connect and request timeouts. Google's SDK client takes
+    /// its roots from `SSL_CERT_FILE` / `SSL_CERT_DIR` only: the chart points `SSL_CERT_DIR` at
+    /// the same file.
+    pub client: csi_secrets_provider_core::kit::ClientOptions,
 }
 
 impl GcpOptions {
@@ -102,7 +103,10 @@ impl Default for GcpOptions {
             identity_provider: None,
             application_credentials: None,
             endpoints: Endpoints::default(),
-            extra_ca_pem: None,
+            client: csi_secrets_provider_core::kit::ClientOptions {
+                connect_timeout: std::time::Duration::from_secs(2),
+                ..csi_secrets_provider_core::kit::ClientOptions::default()
+            },
         }
     }
 }

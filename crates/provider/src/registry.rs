@@ -2,23 +2,15 @@
 
 use std::sync::Arc;
 
+use csi_secrets_provider_core::kit::{ClientOptions, ExtraCa};
 use csi_secrets_provider_core::{Error, SecretBackend, SharingOptions};
 
 use crate::cli::BackendArgs;
 
-/// The PEM certificates of `--extra-ca-file`: read at start, so a missing or empty file refuses
-/// the start rather than failing every mount.
-fn extra_ca_pem(path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    let pem = std::fs::read(path).map_err(|e| {
-        Error::invalid_config(format!("cannot read the extra CA file {}: {e}", path.display()))
-    })?;
-    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-        return Err(Error::invalid_config(format!(
-            "the extra CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        )));
-    }
-    Ok(pem)
+/// An extra CA file flag: read and checked at start (every block a certificate), so a missing,
+/// empty or wrong file refuses the start rather than failing every mount.
+fn extra_ca(path: Option<&std::path::Path>) -> Result<Option<ExtraCa>, Error> {
+    path.filter(|p| !p.as_os_str().is_empty()).map(ExtraCa::from_file).transpose()
 }
 
 /// Every backend this project has, compiled in or not.
@@ -37,13 +29,11 @@ impl Registry {
         #[allow(unused_variables)] args: &BackendArgs,
         #[allow(unused_variables)] sharing: SharingOptions,
     ) -> Result<Self, Error> {
+        // One client options for every backend, built once; a backend whose client cannot be
+        // built from them refuses the start.
         #[allow(unused_variables)]
-        let extra_ca = args
-            .extra_ca_file
-            .as_deref()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(extra_ca_pem)
-            .transpose()?;
+        let client =
+            ClientOptions { extra_ca: extra_ca(args.extra_ca_file.as_deref())?, ..ClientOptions::default() };
         let backends: Vec<Arc<dyn SecretBackend>> = vec![
             #[cfg(feature = "aws")]
             Arc::new(csi_secrets_provider_aws::AwsBackend::new(csi_secrets_provider_aws::AwsOptions {
@@ -54,9 +44,9 @@ impl Registry {
                 pod_identity_scope: args.pod_identity_scope,
                 concurrency: args.aws_concurrency,
                 sharing,
-                extra_ca_pem: extra_ca.clone(),
+                client: client.clone(),
                 use_fips_endpoint: args.aws_use_fips_endpoint,
-            })),
+            })?),
             #[cfg(feature = "azure")]
             Arc::new(csi_secrets_provider_azure::AzureBackend::new(
                 csi_secrets_provider_azure::AzureOptions {
@@ -64,8 +54,7 @@ impl Registry {
                     environment_file: args.azure_environment_file.clone(),
                     construct_pem_chain: args.construct_pem_chain,
                     write_cert_and_key_in_separate_files: args.write_cert_and_key_in_separate_files,
-                    extra_ca_file: args.azure_extra_ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
-                    extra_ca_pem: extra_ca.clone(),
+                    client: azure_client(&client, args.azure_extra_ca_file.as_deref())?,
                     resolve: args.azure_resolve.clone(),
                     concurrency: args.azure_concurrency,
                     nmi_endpoint: args.aad_pod_identity_nmi_endpoint.clone(),
@@ -76,11 +65,14 @@ impl Registry {
                     },
                     sharing,
                 },
-            )),
+            )?),
             #[cfg(feature = "gcp")]
-            Arc::new(csi_secrets_provider_gcp::GcpBackend::new(csi_secrets_provider_gcp::GcpOptions {
-                extra_ca_pem: extra_ca.clone(),
-                ..gcp_options(args, sharing)
+            Arc::new(csi_secrets_provider_gcp::GcpBackend::new({
+                let options = gcp_options(args, sharing);
+                csi_secrets_provider_gcp::GcpOptions {
+                    client: ClientOptions { extra_ca: client.extra_ca.clone(), ..options.client },
+                    ..options
+                }
             })?),
         ];
         Ok(Self { backends })
@@ -174,8 +166,26 @@ fn gcp_options(args: &BackendArgs, sharing: SharingOptions) -> csi_secrets_provi
             .clone()
             .filter(|p| !p.as_os_str().is_empty()),
         endpoints,
-        extra_ca_pem: None,
+        ..csi_secrets_provider_gcp::GcpOptions::default()
     }
+}
+
+/// Azure's client options: the provider's extra CA and `--azure-extra-ca-file` (the Azure
+/// provider's own flag), both trusted.
+#[cfg(feature = "azure")]
+fn azure_client(
+    client: &ClientOptions,
+    azure_file: Option<&std::path::Path>,
+) -> Result<ClientOptions, Error> {
+    let azure = extra_ca(azure_file)?;
+    let extra_ca = match (&client.extra_ca, azure) {
+        (Some(provider), Some(azure)) => {
+            let both = [provider.pem(), b"\n", azure.pem()].concat();
+            Some(ExtraCa::from_pem("(--extra-ca-file and --azure-extra-ca-file)", both)?)
+        }
+        (provider, azure) => azure.or_else(|| provider.clone()),
+    };
+    Ok(ClientOptions { extra_ca, ..client.clone() })
 }
 
 #[cfg(test)]

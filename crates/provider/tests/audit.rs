@@ -19,6 +19,7 @@ fn lines(path: &Path) -> Result<Vec<serde_json::Value>, BoxError> {
 }
 
 /// The lines about `object`, in order.
+#[cfg(any(feature = "aws", feature = "azure"))]
 fn about<'a>(lines: &'a [serde_json::Value], object: &str) -> Vec<&'a serde_json::Value> {
     lines.iter().filter(|line| line["object"] == object).collect()
 }

@@ -430,8 +430,22 @@ fn a_bad_extra_ca_file_refuses_the_start() -> TestResult {
     let missing = dir.path().join("missing.pem");
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "hello")?;
-    for (file, words) in [(&missing, "cannot read the extra CA file"), (&not_pem, "holds no PEM certificate")]
-    {
+    // A block that says CERTIFICATE but is none, and a key beside a certificate: every TLS
+    // client would refuse or ignore them; the start is refused, naming the file.
+    let not_a_certificate = dir.path().join("bad.pem");
+    std::fs::write(&not_a_certificate, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")?;
+    let with_a_key = dir.path().join("key.pem");
+    let certificate = csi_secrets_provider_tests::tls::TestCa::new(&[]).map_err(|e| e.to_string())?.ca_pem;
+    std::fs::write(
+        &with_a_key,
+        format!("{certificate}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+    )?;
+    for (file, words) in [
+        (&missing, "cannot read the extra CA file"),
+        (&not_pem, "holds no PEM certificate"),
+        (&not_a_certificate, "that is not one"),
+        (&with_a_key, "PEM blocks that are not certificates"),
+    ] {
         let output = Command::new(BINARY)
             .arg("serve")
             .arg("--provider-volume")

@@ -55,6 +55,7 @@ fn check(
 
 /// Waits until `condition` holds (polled), at most 20 s: an event to act on, not a guess of
 /// how long it takes on a loaded machine.
+#[cfg(any(feature = "aws", feature = "azure"))]
 async fn until(what: &str, condition: impl Fn() -> bool) -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !condition() {

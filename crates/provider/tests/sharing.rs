@@ -4,16 +4,20 @@
 //! cloud would bill.
 #![cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 
+#[cfg(any(feature = "aws", feature = "azure"))]
 use std::time::Duration;
 
+#[cfg(any(feature = "aws", feature = "azure"))]
+use csi_secrets_provider_tests::http_get;
 use csi_secrets_provider_tests::worlds::BoxError;
-use csi_secrets_provider_tests::{file_contents as file, http_get, new_target_path};
+use csi_secrets_provider_tests::{file_contents as file, new_target_path};
 
 type TestResult = Result<(), BoxError>;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
 
 /// The value of the metric line starting with `series` (name and labels), if present.
+#[cfg(any(feature = "aws", feature = "azure"))]
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

@@ -25,11 +25,13 @@
 
 mod assembly;
 mod caches;
+mod client;
 mod reads;
 mod selection;
 
 pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered, SKIPPED_VERSION};
 pub use caches::{ExpiringCache, IdleCache};
+pub use client::{ClientOptions, ExtraCa};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
 pub use selection::{
     DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,

@@ -170,7 +170,13 @@ pub(crate) async fn parameter_batch(
             .collect();
         return Ok(ParameterBatch { region: clients.region.clone(), values, invalid });
     }
-    Err(all_regions_failed("Failed to fetch parameters from all regions.", failures))
+    // Upstream's headline, then the parameters of the batch that were not read: a throttled or
+    // failing batch names what it failed to read, as a failing secret does.
+    let names: Vec<&str> = batch.iter().map(|object| object.name.as_str()).collect();
+    Err(all_regions_failed(
+        &format!("Failed to fetch parameters from all regions. Parameters not read: {}", names.join(", ")),
+        failures,
+    ))
 }
 
 impl ParameterBatch {

@@ -102,6 +102,94 @@ mod aws {
     }
 }
 
+/// The same behaviours on SSM Parameter Store (`objectType: ssmparameter`, read in batches of
+/// `GetParameters`): every behaviour runs on both AWS services.
+#[cfg(feature = "aws")]
+mod aws_ssm {
+    use super::*;
+    use csi_secrets_provider_tests::worlds::{AwsWorld, moto_call};
+
+    pub(super) const CAPABILITIES: Capabilities =
+        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+
+    struct SsmFixture {
+        world: AwsWorld,
+        counter: AtomicUsize,
+        _policy: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Result<SsmFixture, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let policy = conformance::write_policy(dir.path())?.display().to_string();
+        let world = AwsWorld::start(BINARY, "conformance-ssm", &["--policy", &policy]).await?;
+        Ok(SsmFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+    }
+
+    csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
+
+    #[async_trait::async_trait]
+    impl Fixture for SsmFixture {
+        /// A parameter name with a `/` must start with one.
+        fn unique(&self, base: &str) -> String {
+            format!(
+                "/{}",
+                self.world.name(&format!("{base}-{}", self.counter.fetch_add(1, Ordering::Relaxed)))
+            )
+        }
+
+        async fn put(&self, name: &str, value: &str) -> Result<(), BoxError> {
+            let body = serde_json::json!({ "Name": name, "Value": value, "Type": "SecureString", "Overwrite": true });
+            let answer = moto_call("ssm", "PutParameter", &body).await?;
+            if answer["Version"].is_number() { Ok(()) } else { Err(format!("moto: {answer}").into()) }
+        }
+
+        fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)> {
+            let yaml = conformance::yaml_object_list(objects, "objectType: ssmparameter, ");
+            vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())]
+        }
+
+        fn folder(
+            &self,
+            prefix: &str,
+            directory: Option<&str>,
+            extra: &str,
+        ) -> Option<Vec<(String, String)>> {
+            let alias = directory.map(|d| format!(", objectAlias: {d}")).unwrap_or_default();
+            let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+            let yaml = format!("- {{objectPrefix: '{prefix}', objectType: ssmparameter{alias}{extra}}}\n");
+            Some(vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())])
+        }
+
+        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+            let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            self.world.mount(&pairs).await
+        }
+
+        async fn cloud_calls(&self) -> usize {
+            self.world.proxy.calls().len() + self.world.kube.requests().len()
+        }
+
+        async fn identity_exchanges(&self) -> usize {
+            self.world.proxy.count("AssumeRoleWithWebIdentity")
+        }
+
+        /// SSM answers for the whole `GetParameters` batch, as IAM and the service do.
+        async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
+            let (status, code, message) = match fault {
+                Fault::Denied => (
+                    400,
+                    "AccessDeniedException",
+                    format!("User is not authorized to perform: ssm:GetParameters on resource: {name}"),
+                ),
+                Fault::Throttled => (400, "ThrottlingException", "Rate exceeded".to_owned()),
+                Fault::Unavailable => (503, "InternalServerError", "Service is unavailable".to_owned()),
+            };
+            self.world.proxy.inject("GetParameters", 1000, status, code, &message);
+            Ok(())
+        }
+    }
+}
+
 #[cfg(feature = "azure")]
 mod azure {
     use super::*;
@@ -301,6 +389,7 @@ mod gcp {
 fn the_capability_table_is_the_documented_one() -> Result<(), BoxError> {
     let table = conformance::capability_table(&[
         ("aws", aws::CAPABILITIES),
+        ("aws (ssm)", aws_ssm::CAPABILITIES),
         ("azure", azure::CAPABILITIES),
         ("gcp", gcp::CAPABILITIES),
     ]);

@@ -7,24 +7,32 @@ use tonic::Code;
 
 use crate::conformance::{BoxError, Capabilities, Fixture, contents, ensure};
 
-/// A backend without folders says so: its fixture makes no folder parameters.
-fn lacks_folders(fixture: &dyn Fixture) -> Result<(), BoxError> {
-    ensure(fixture.folder("x-", None, "").is_none(), || {
-        "the capabilities say no folders, but the fixture makes folder parameters".to_owned()
-    })
+/// A fresh folder prefix with `members` stored under it, or `None` for a backend without
+/// folders, once it is checked that the backend says so (its fixture makes no folder
+/// parameters).
+async fn folder_with(
+    fixture: &dyn Fixture,
+    capabilities: &Capabilities,
+    members: &[&str],
+) -> Result<Option<String>, BoxError> {
+    if !capabilities.folders {
+        ensure(fixture.folder("x-", None, "").is_none(), || {
+            "the capabilities say no folders, but the fixture makes folder parameters".to_owned()
+        })?;
+        return Ok(None);
+    }
+    let prefix = format!("{}-", fixture.unique("folder"));
+    for member in members {
+        fixture.put(&format!("{prefix}{member}"), &format!("value-{member}")).await?;
+    }
+    Ok(Some(prefix))
 }
 
 pub async fn a_folder_mounts_every_secret_under_its_prefix(
     fixture: &dyn Fixture,
     capabilities: &Capabilities,
 ) -> Result<(), BoxError> {
-    if !capabilities.folders {
-        return lacks_folders(fixture);
-    }
-    let prefix = &format!("{}-", fixture.unique("folder"));
-    for member in ["a", "b"] {
-        fixture.put(&format!("{prefix}{member}"), &format!("value-{member}")).await?;
-    }
+    let Some(prefix) = &folder_with(fixture, capabilities, &["a", "b"]).await? else { return Ok(()) };
     let parameters = fixture.folder(prefix, Some("dir"), "").ok_or("no folder parameters")?;
     let response = fixture.mount(&parameters).await?;
     let paths = crate::file_paths(&response);
@@ -45,13 +53,7 @@ pub async fn folder_bounds_are_the_same_everywhere(
     fixture: &dyn Fixture,
     capabilities: &Capabilities,
 ) -> Result<(), BoxError> {
-    if !capabilities.folders {
-        return lacks_folders(fixture);
-    }
-    let prefix = &format!("{}-", fixture.unique("folder"));
-    for member in ["a", "b", "c"] {
-        fixture.put(&format!("{prefix}{member}"), &format!("value-{member}")).await?;
-    }
+    let Some(prefix) = &folder_with(fixture, capabilities, &["a", "b", "c"]).await? else { return Ok(()) };
     let capped = fixture.folder(prefix, None, "maxObjects: 2").ok_or("no folder parameters")?;
     let status = fixture.mount(&capped).await.err().ok_or("more than maxObjects must fail")?;
     ensure(

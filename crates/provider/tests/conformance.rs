@@ -16,22 +16,48 @@ const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
 #[cfg(feature = "aws")]
 mod aws {
     use super::*;
-    use csi_secrets_provider_tests::worlds::AwsWorld;
+    use csi_secrets_provider_tests::worlds::{AwsWorld, moto_call};
 
     pub(super) const CAPABILITIES: Capabilities =
         Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
 
-    struct AwsFixture {
+    /// Which AWS service holds the objects: the same behaviours run on both.
+    #[derive(Clone, Copy)]
+    pub(super) enum AwsStore {
+        SecretsManager,
+        /// SSM Parameter Store, read in batches of `GetParameters`.
+        Ssm,
+    }
+
+    impl AwsStore {
+        fn object_type(self) -> &'static str {
+            match self {
+                Self::SecretsManager => "secretsmanager",
+                Self::Ssm => "ssmparameter",
+            }
+        }
+    }
+
+    pub(super) struct AwsFixture {
         world: AwsWorld,
+        store: AwsStore,
         counter: AtomicUsize,
         _policy: tempfile::TempDir,
     }
 
-    async fn fixture() -> Result<AwsFixture, BoxError> {
+    pub(super) async fn fixture_for(store: AwsStore) -> Result<AwsFixture, BoxError> {
         let dir = tempfile::tempdir()?;
         let policy = conformance::write_policy(dir.path())?.display().to_string();
-        let world = AwsWorld::start(BINARY, "conformance", &["--policy", &policy]).await?;
-        Ok(AwsFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+        let test = match store {
+            AwsStore::SecretsManager => "conformance",
+            AwsStore::Ssm => "conformance-ssm",
+        };
+        let world = AwsWorld::start(BINARY, test, &["--policy", &policy]).await?;
+        Ok(AwsFixture { world, store, counter: AtomicUsize::new(0), _policy: dir })
+    }
+
+    async fn fixture() -> Result<AwsFixture, BoxError> {
+        fixture_for(AwsStore::SecretsManager).await
     }
 
     csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
@@ -39,15 +65,28 @@ mod aws {
     #[async_trait::async_trait]
     impl Fixture for AwsFixture {
         fn unique(&self, base: &str) -> String {
-            self.world.name(&format!("{base}-{}", self.counter.fetch_add(1, Ordering::Relaxed)))
+            let name = self.world.name(&format!("{base}-{}", self.counter.fetch_add(1, Ordering::Relaxed)));
+            match self.store {
+                AwsStore::SecretsManager => name,
+                // A parameter name with a `/` must start with one.
+                AwsStore::Ssm => format!("/{name}"),
+            }
         }
 
         async fn put(&self, name: &str, value: &str) -> Result<(), BoxError> {
-            self.world.put_secret(name, value).await.map(drop)
+            match self.store {
+                AwsStore::SecretsManager => self.world.put_secret(name, value).await.map(drop),
+                AwsStore::Ssm => {
+                    let body = serde_json::json!({ "Name": name, "Value": value, "Type": "SecureString", "Overwrite": true });
+                    let answer = moto_call("ssm", "PutParameter", &body).await?;
+                    if answer["Version"].is_number() { Ok(()) } else { Err(format!("moto: {answer}").into()) }
+                }
+            }
         }
 
         fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)> {
-            let yaml = conformance::yaml_object_list(objects, "objectType: secretsmanager, ");
+            let kind = format!("objectType: {}, ", self.store.object_type());
+            let yaml = conformance::yaml_object_list(objects, &kind);
             vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())]
         }
 
@@ -59,7 +98,8 @@ mod aws {
         ) -> Option<Vec<(String, String)>> {
             let alias = directory.map(|d| format!(", objectAlias: {d}")).unwrap_or_default();
             let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
-            let yaml = format!("- {{objectPrefix: '{prefix}', objectType: secretsmanager{alias}{extra}}}\n");
+            let kind = self.store.object_type();
+            let yaml = format!("- {{objectPrefix: '{prefix}', objectType: {kind}{alias}{extra}}}\n");
             Some(vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())])
         }
 
@@ -77,25 +117,44 @@ mod aws {
         }
 
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
-            // More answers than the SDK's retries (three attempts).
-            match fault {
-                Fault::Denied => self.world.proxy.allow_only(name, "nobody"),
-                Fault::Throttled => {
-                    self.world.proxy.inject_for_secret(
+            match self.store {
+                // More answers than the SDK's retries (three attempts).
+                AwsStore::SecretsManager => match fault {
+                    Fault::Denied => self.world.proxy.allow_only(name, "nobody"),
+                    Fault::Throttled => {
+                        self.world.proxy.inject_for_secret(
+                            name,
+                            1000,
+                            400,
+                            "ThrottlingException",
+                            "Rate exceeded",
+                        );
+                    }
+                    Fault::Unavailable => self.world.proxy.inject_for_secret(
                         name,
                         1000,
-                        400,
-                        "ThrottlingException",
-                        "Rate exceeded",
-                    );
+                        503,
+                        "ServiceUnavailableException",
+                        "Service is unavailable",
+                    ),
+                },
+                // SSM answers for the whole `GetParameters` batch, as IAM and the service do.
+                AwsStore::Ssm => {
+                    let (status, code, message) = match fault {
+                        Fault::Denied => (
+                            400,
+                            "AccessDeniedException",
+                            format!(
+                                "User is not authorized to perform: ssm:GetParameters on resource: {name}"
+                            ),
+                        ),
+                        Fault::Throttled => (400, "ThrottlingException", "Rate exceeded".to_owned()),
+                        Fault::Unavailable => {
+                            (503, "InternalServerError", "Service is unavailable".to_owned())
+                        }
+                    };
+                    self.world.proxy.inject("GetParameters", 1000, status, code, &message);
                 }
-                Fault::Unavailable => self.world.proxy.inject_for_secret(
-                    name,
-                    1000,
-                    503,
-                    "ServiceUnavailableException",
-                    "Service is unavailable",
-                ),
             }
             Ok(())
         }
@@ -106,88 +165,16 @@ mod aws {
 /// `GetParameters`): every behaviour runs on both AWS services.
 #[cfg(feature = "aws")]
 mod aws_ssm {
+    use super::aws::{AwsFixture, AwsStore, fixture_for};
     use super::*;
-    use csi_secrets_provider_tests::worlds::{AwsWorld, moto_call};
 
-    pub(super) const CAPABILITIES: Capabilities =
-        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+    pub(super) const CAPABILITIES: Capabilities = super::aws::CAPABILITIES;
 
-    struct SsmFixture {
-        world: AwsWorld,
-        counter: AtomicUsize,
-        _policy: tempfile::TempDir,
-    }
-
-    async fn fixture() -> Result<SsmFixture, BoxError> {
-        let dir = tempfile::tempdir()?;
-        let policy = conformance::write_policy(dir.path())?.display().to_string();
-        let world = AwsWorld::start(BINARY, "conformance-ssm", &["--policy", &policy]).await?;
-        Ok(SsmFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+    async fn fixture() -> Result<AwsFixture, BoxError> {
+        fixture_for(AwsStore::Ssm).await
     }
 
     csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
-
-    #[async_trait::async_trait]
-    impl Fixture for SsmFixture {
-        /// A parameter name with a `/` must start with one.
-        fn unique(&self, base: &str) -> String {
-            format!(
-                "/{}",
-                self.world.name(&format!("{base}-{}", self.counter.fetch_add(1, Ordering::Relaxed)))
-            )
-        }
-
-        async fn put(&self, name: &str, value: &str) -> Result<(), BoxError> {
-            let body = serde_json::json!({ "Name": name, "Value": value, "Type": "SecureString", "Overwrite": true });
-            let answer = moto_call("ssm", "PutParameter", &body).await?;
-            if answer["Version"].is_number() { Ok(()) } else { Err(format!("moto: {answer}").into()) }
-        }
-
-        fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)> {
-            let yaml = conformance::yaml_object_list(objects, "objectType: ssmparameter, ");
-            vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())]
-        }
-
-        fn folder(
-            &self,
-            prefix: &str,
-            directory: Option<&str>,
-            extra: &str,
-        ) -> Option<Vec<(String, String)>> {
-            let alias = directory.map(|d| format!(", objectAlias: {d}")).unwrap_or_default();
-            let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
-            let yaml = format!("- {{objectPrefix: '{prefix}', objectType: ssmparameter{alias}{extra}}}\n");
-            Some(vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())])
-        }
-
-        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
-            let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            self.world.mount(&pairs).await
-        }
-
-        async fn cloud_calls(&self) -> usize {
-            self.world.proxy.calls().len() + self.world.kube.requests().len()
-        }
-
-        async fn identity_exchanges(&self) -> usize {
-            self.world.proxy.count("AssumeRoleWithWebIdentity")
-        }
-
-        /// SSM answers for the whole `GetParameters` batch, as IAM and the service do.
-        async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
-            let (status, code, message) = match fault {
-                Fault::Denied => (
-                    400,
-                    "AccessDeniedException",
-                    format!("User is not authorized to perform: ssm:GetParameters on resource: {name}"),
-                ),
-                Fault::Throttled => (400, "ThrottlingException", "Rate exceeded".to_owned()),
-                Fault::Unavailable => (503, "InternalServerError", "Service is unavailable".to_owned()),
-            };
-            self.world.proxy.inject("GetParameters", 1000, status, code, &message);
-            Ok(())
-        }
-    }
 }
 
 #[cfg(feature = "azure")]

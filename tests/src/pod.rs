@@ -263,12 +263,8 @@ pub fn start(
     let mut logs = Vec::new();
     for (index, container) in manifest.containers("initContainers").iter().enumerate() {
         let log = scratch.path().join(format!("init-{index}.log"));
-        let mut command = sandbox(binary, manifest, container, node, cluster, scratch.path())?;
-        let status = command
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(&log)?)
-            .status()?;
+        let status =
+            logged(sandbox(binary, manifest, container, node, cluster, scratch.path())?, &log)?.status()?;
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         if !status.success() {
             return Err(format!("init container {} failed ({status}): {output}", container["name"]).into());
@@ -281,12 +277,8 @@ pub fn start(
             continue;
         }
         let log = scratch.path().join(format!("container-{index}.log"));
-        let mut command = sandbox(binary, manifest, container, node, cluster, scratch.path())?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
+        let child =
+            logged(sandbox(binary, manifest, container, node, cluster, scratch.path())?, &log)?.spawn()?;
         containers.push(child);
         logs.push(log);
     }
@@ -294,6 +286,14 @@ pub fn start(
         return Err("the pod has no container of this project's image".into());
     }
     Ok(RunningPod { containers, logs, _scratch: scratch })
+}
+
+/// `command` with no input and its stdout and stderr in `log`, through one file handle: two
+/// handles on one file would each write from offset 0 over the other's lines.
+fn logged(mut command: Command, log: &Path) -> io::Result<Command> {
+    let file = std::fs::File::create(log)?;
+    command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    Ok(command)
 }
 
 fn require_tools() -> Result<(), BoxError> {

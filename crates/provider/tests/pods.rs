@@ -36,8 +36,9 @@ const GCP_PROVIDER_DIR: &str = "/etc/kubernetes/secrets-store-csi-providers";
 /// backend has one secret, `db`, readable by the identity its mount uses.
 struct Peers {
     kube: FakeKubeApi,
-    google: FakeGoogle,
-    azure: FakeAzure,
+    /// Held for the pod's lifetime: the peers stop when dropped.
+    _google: FakeGoogle,
+    _azure: FakeAzure,
     aws_secret: String,
     values: tempfile::NamedTempFile,
 }
@@ -86,7 +87,7 @@ impl Peers {
         });
         let mut file = tempfile::NamedTempFile::new()?;
         std::io::Write::write_all(&mut file, serde_json::to_string(&values)?.as_bytes())?;
-        Ok(Self { kube, google, azure, aws_secret, values: file })
+        Ok(Self { kube, _google: google, _azure: azure, aws_secret, values: file })
     }
 
     fn values_file(&self) -> String {
@@ -157,7 +158,6 @@ impl Peers {
             )
             .await?;
         assert_eq!(file(&response, "db")?, expected, "{backend}");
-        let _ = (&self.google, &self.azure);
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use bytes::Bytes;
-use csi_secrets_provider_core::kit::ExpiringCache;
+use csi_secrets_provider_core::kit::{self, ExpiringCache};
 use csi_secrets_provider_core::{Error, ErrorKind};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as HttpClient;
@@ -19,28 +19,22 @@ use crate::sdk_error::classify;
 /// Credentials closer than this to expiry are exchanged again.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
-/// Whose credentials these are. A cached credential is only ever returned for an equal key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum IdentityKey {
-    Irsa {
-        role_arn: String,
-        namespace: String,
-        service_account: String,
-    },
-    /// `pod` is the pod the agent's credentials were issued for (see [`PodIdentityScope`]);
-    /// `None` when an operator chose to share them per service account.
-    PodIdentity {
-        subject: String,
-        namespace: String,
-        service_account: String,
-        pod: Option<String>,
-    },
-    /// `assumeRoleArn`: a role assumed with `base`'s credentials (cross-account reads).
-    Assumed {
-        base: Box<IdentityKey>,
-        role_arn: String,
-        external_id: Option<String>,
-    },
+/// Whose credentials these are: the kit's one key type (IRSA: the role and the service account;
+/// EKS Pod Identity: the token's subject, the service account and, scoped per pod, the pod;
+/// `assumeRoleArn`: the pod's own key with the role and external id chained).
+pub use csi_secrets_provider_core::kit::IdentityKey;
+
+/// The key of IRSA's credentials for `role_arn` and the pod's service account.
+pub fn irsa_key(role_arn: &str, namespace: String, service_account: String) -> IdentityKey {
+    IdentityKey::new(
+        "aws",
+        kit::Method::Irsa,
+        kit::Authorization {
+            principal: role_arn.to_owned(),
+            service_account: Some(kit::ServiceAccount::new(namespace, service_account)),
+            ..kit::Authorization::default()
+        },
+    )
 }
 
 /// Who shares EKS Pod Identity credentials (and the reads made with them).
@@ -273,7 +267,7 @@ mod tests {
     }
 
     fn key(role: &str, sa: &str) -> IdentityKey {
-        IdentityKey::Irsa { role_arn: role.into(), namespace: "ns".into(), service_account: sa.into() }
+        irsa_key(role, "ns".into(), sa.into())
     }
 
     #[tokio::test]

@@ -208,11 +208,8 @@ impl AwsBackend {
     ) -> Result<(IdentityKey, Credentials)> {
         let (base_key, base) = self.pod_credentials(spec, request, regions).await?;
         let Some(role) = &spec.assume_role else { return Ok((base_key, base)) };
-        let key = IdentityKey::Assumed {
-            base: Box::new(base_key),
-            role_arn: role.role_arn.clone(),
-            external_id: role.external_id.clone(),
-        };
+        let key = base_key
+            .then([kit::Link { principal: role.role_arn.clone(), qualifier: role.external_id.clone() }]);
         let session = credentials::session_name(
             request.pod.namespace.as_deref().unwrap_or_default(),
             request.pod.name.as_deref().or(request.pod.service_account.as_deref()).unwrap_or_default(),
@@ -266,7 +263,7 @@ impl AwsBackend {
                 let token = token_for(request, IRSA_AUDIENCE, "IRSA")?;
                 let role_arn = self.role_arn(request, &namespace, &service_account).await?;
                 let session = credentials::session_name(&namespace, &service_account);
-                let key = IdentityKey::Irsa { role_arn: role_arn.clone(), namespace, service_account };
+                let key = credentials::irsa_key(&role_arn, namespace, service_account);
                 let credentials = self
                     .credentials
                     .get_or_fetch(key.clone(), || self.assume_role(regions, &role_arn, &token, &session))
@@ -288,7 +285,16 @@ impl AwsBackend {
                     PodIdentityScope::Pod => Some(pod_scope(request, &token)),
                     PodIdentityScope::ServiceAccount => None,
                 };
-                let key = IdentityKey::PodIdentity { subject, namespace, service_account, pod };
+                let key = IdentityKey::new(
+                    "aws",
+                    kit::Method::EksPodIdentity,
+                    kit::Authorization {
+                        principal: subject,
+                        service_account: Some(kit::ServiceAccount::new(namespace, service_account)),
+                        pod,
+                        ..kit::Authorization::default()
+                    },
+                );
                 let credentials = self
                     .credentials
                     .get_or_fetch(key.clone(), || async {

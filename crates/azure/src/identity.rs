@@ -4,7 +4,6 @@
 //! rotation polls of one identity share a token instead of each exchanging its own.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -19,58 +18,16 @@ use azure_security_keyvault_certificates::{CertificateClient, CertificateClientO
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use csi_secrets_provider_core::Error;
-use csi_secrets_provider_core::kit::IdleCache;
+use csi_secrets_provider_core::kit::{Authorization, IdleCache, Method};
 
 use crate::pod_identity::PodIdentityCredential;
 
-/// Whose tokens these are. A credential is only ever used for an equal key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum IdentityKey {
-    Workload {
-        authority: String,
-        tenant: String,
-        client_id: String,
-        namespace: String,
-        service_account: String,
-    },
-    ServicePrincipal {
-        authority: String,
-        tenant: String,
-        client_id: String,
-        secret_digest: u64,
-    },
-    VmManaged {
-        user_assigned_id: Option<String>,
-    },
-    /// AKS identity binding: like workload identity, through the cluster's token proxy.
-    TokenProxy {
-        authority: String,
-        tenant: String,
-        client_id: String,
-        namespace: String,
-        service_account: String,
-    },
-    /// AAD pod identity: NMI picks the identity per pod, so each pod has its own credential.
-    PodIdentity {
-        authority: String,
-        namespace: String,
-        pod: String,
-    },
-    /// The identity NMI assigned (learnt from its answer): what authorizes a pod-identity read,
-    /// shared by every pod NMI gives that identity.
-    PodIdentityClient {
-        authority: String,
-        tenant: String,
-        client_id: String,
-    },
-}
+/// Whose tokens these are: the kit's one key type, built by [`key`].
+pub use csi_secrets_provider_core::kit::IdentityKey;
 
-/// A digest of a client secret for the cache key (a rotated secret is a new credential); the
-/// secret itself is not kept in the key.
-pub fn secret_digest(secret: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    secret.hash(&mut hasher);
-    hasher.finish()
+/// The key of an identity obtained by `method` from the AAD authority `authority`.
+pub fn key(method: Method, authority: &str, authorization: Authorization) -> IdentityKey {
+    IdentityKey::new("azure", method, Authorization { endpoint: Some(authority.to_owned()), ..authorization })
 }
 
 /// The service account token of the newest mount of a workload identity, handed to Azure AD as
@@ -313,15 +270,20 @@ fn new_entry(spec: &CredentialSource<'_>, options: &ClientOptions) -> Result<Ide
 
 #[cfg(test)]
 mod tests {
+    use super::key as key_of;
     use super::*;
 
     fn key(client_id: &str) -> IdentityKey {
-        IdentityKey::ServicePrincipal {
-            authority: "https://login.test/".into(),
-            tenant: "t".into(),
-            client_id: client_id.into(),
-            secret_digest: secret_digest("s"),
-        }
+        key_of(
+            Method::ServicePrincipal,
+            "https://login.test/",
+            Authorization {
+                principal: client_id.into(),
+                tenant: Some("t".into()),
+                credential: Some(csi_secrets_provider_core::kit::CredentialDigest::of(b"s")),
+                ..Authorization::default()
+            },
+        )
     }
 
     fn spec(client_id: &str) -> CredentialSource<'_> {
@@ -344,11 +306,5 @@ mod tests {
         evicting.clients(key("b"), spec("b"), "https://kv.vault.test/", &options)?;
         assert_eq!(evicting.len(), 1, "the idle identity was dropped");
         Ok(())
-    }
-
-    #[test]
-    fn secret_digests_tell_secrets_apart() {
-        assert_eq!(secret_digest("one"), secret_digest("one"));
-        assert_ne!(secret_digest("one"), secret_digest("two"));
     }
 }

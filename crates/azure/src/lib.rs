@@ -25,7 +25,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
-use csi_secrets_provider_core::kit::{MountAssembly, ObjectNames, skip_if_absent};
+use csi_secrets_provider_core::kit::{
+    Authorization, CredentialDigest, Method, MountAssembly, ObjectNames, ServiceAccount, skip_if_absent,
+};
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, ParsedSpc,
     PlannedSelection, Prepared, Result, SecretBackend, SharingOptions, SkippedObject, Validation,
@@ -195,13 +197,16 @@ impl AzureBackend {
                 let token =
                     pod_token(request, WORKLOAD_IDENTITY_AUDIENCE, "workload identity (clientID is set)")?;
                 let (namespace, service_account) = service_account()?;
-                let key = IdentityKey::Workload {
-                    authority: authority.to_owned(),
-                    tenant: tenant.to_owned(),
-                    client_id: client_id.clone(),
-                    namespace,
-                    service_account,
-                };
+                let key = identity::key(
+                    Method::WorkloadIdentity,
+                    authority,
+                    Authorization {
+                        principal: client_id.clone(),
+                        tenant: Some(tenant.to_owned()),
+                        service_account: Some(ServiceAccount::new(namespace, service_account)),
+                        ..Authorization::default()
+                    },
+                );
                 Ok((key, CredentialSource::Workload { tenant, client_id, token }))
             }
             IdentityMode::ServicePrincipal => service_principal(request, authority, tenant),
@@ -222,26 +227,38 @@ impl AzureBackend {
                 let proxy =
                     proxy.ok_or_else(|| Error::internal("no token proxy client for identity binding"))?;
                 let (namespace, service_account) = service_account()?;
-                let key = IdentityKey::TokenProxy {
-                    authority: authority.to_owned(),
-                    tenant: tenant.to_owned(),
-                    client_id: client_id.clone(),
-                    namespace,
-                    service_account,
-                };
+                let key = identity::key(
+                    Method::TokenProxy,
+                    authority,
+                    Authorization {
+                        principal: client_id.clone(),
+                        tenant: Some(tenant.to_owned()),
+                        service_account: Some(ServiceAccount::new(namespace, service_account)),
+                        ..Authorization::default()
+                    },
+                );
                 Ok((key, CredentialSource::TokenProxy { tenant, client_id, token, proxy }))
             }
             IdentityMode::Nmi => {
                 let (namespace, pod) = (request.pod.require_namespace()?, request.pod.require_name()?);
-                let key = IdentityKey::PodIdentity {
-                    authority: authority.to_owned(),
-                    namespace: namespace.to_owned(),
-                    pod: pod.to_owned(),
-                };
+                // NMI chooses per pod: the pod is the identity until NMI says which it chose.
+                let key = identity::key(
+                    Method::AadPodIdentity,
+                    authority,
+                    Authorization { pod: Some(format!("{namespace}/{pod}")), ..Authorization::default() },
+                );
                 Ok((key, CredentialSource::PodIdentity { namespace, pod, nmi }))
             }
             IdentityMode::VmManaged { user_assigned_id } => Ok((
-                IdentityKey::VmManaged { user_assigned_id: user_assigned_id.clone() },
+                identity::key(
+                    Method::VmManagedIdentity,
+                    authority,
+                    // The system-assigned identity is the one without an id (a blank id is absent).
+                    Authorization {
+                        principal: user_assigned_id.clone().unwrap_or_default(),
+                        ..Authorization::default()
+                    },
+                ),
                 CredentialSource::VmManaged { user_assigned_id: user_assigned_id.as_deref() },
             )),
         }
@@ -280,12 +297,16 @@ fn service_principal<'a>(
             .ok_or_else(|| Error::invalid_config(format!("could not find {name} in secrets")))
     };
     let (client_id, secret) = (get("clientid")?, get("clientsecret")?);
-    let key = IdentityKey::ServicePrincipal {
-        authority: authority.to_owned(),
-        tenant: tenant.to_owned(),
-        client_id: client_id.to_owned(),
-        secret_digest: identity::secret_digest(secret),
-    };
+    let key = identity::key(
+        Method::ServicePrincipal,
+        authority,
+        Authorization {
+            principal: client_id.to_owned(),
+            tenant: Some(tenant.to_owned()),
+            credential: Some(CredentialDigest::of(secret.as_bytes())),
+            ..Authorization::default()
+        },
+    );
     Ok((key, CredentialSource::ServicePrincipal { tenant, client_id, secret }))
 }
 
@@ -351,18 +372,22 @@ impl SecretBackend for AzureBackend {
         // A pod-identity read is authorized by the identity NMI assigned: pods NMI gives the same
         // identity share reads.
         let identity = match vaults.first().and_then(|vault| vault.clients.pod_identity.as_ref()) {
-            Some(nmi) => IdentityKey::PodIdentityClient {
-                authority: endpoints.authority_host.clone(),
-                tenant: spec.tenant_id.clone(),
-                client_id: before_deadline(request.deadline, "NMI (AAD pod identity)", &[], async {
-                    nmi.client_id(&endpoints.vault_resource()).await.map_err(|e| {
-                        Error::permission_denied(format!(
-                            "AAD pod identity: failed to get a token from NMI: {e}"
-                        ))
+            Some(nmi) => identity::key(
+                Method::AadPodIdentityClient,
+                &endpoints.authority_host,
+                Authorization {
+                    principal: before_deadline(request.deadline, "NMI (AAD pod identity)", &[], async {
+                        nmi.client_id(&endpoints.vault_resource()).await.map_err(|e| {
+                            Error::permission_denied(format!(
+                                "AAD pod identity: failed to get a token from NMI: {e}"
+                            ))
+                        })
                     })
-                })
-                .await?,
-            },
+                    .await?,
+                    tenant: Some(spec.tenant_id.clone()),
+                    ..Authorization::default()
+                },
+            ),
             None => identity,
         };
         let context = attribution::call_context(attribution::CallerPod::of(request).as_ref());

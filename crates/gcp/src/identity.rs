@@ -22,24 +22,11 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// The scope every token asks for.
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-/// Whose token this is: a token is only ever used for an equal key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum IdentityKey {
-    /// The federated token of a Kubernetes service account (principal access).
-    Federated { audience: String, namespace: String, service_account: String },
-    /// A Google service account's token, obtained with that federated token.
-    Impersonated {
-        audience: String,
-        namespace: String,
-        service_account: String,
-        target: String,
-        delegates: Vec<String>,
-    },
-    /// The provider's own credentials (`auth: provider-adc`).
-    Provider,
-    /// A service account key from the node-publish secret, by its key id.
-    NodePublishKey { client_email: String, private_key_id: String },
-}
+/// Whose token this is: the kit's one key type (a federated token: the pool's audience and the
+/// service account; impersonation: that, with the delegates and the Google service account
+/// chained; `provider-adc`: the provider itself; a node-publish key: its account and a digest
+/// of the whole key file, so that a key file naming someone else's key id is not their key).
+pub use csi_secrets_provider_core::kit::IdentityKey;
 
 /// Longest a token from an answer is kept: Google's access tokens live at most 12 hours. A
 /// larger lifetime in an answer (or one that overflows the clock) is cut to it.

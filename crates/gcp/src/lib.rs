@@ -162,11 +162,15 @@ impl GcpBackend {
             })
             .await?
             .value;
-        let federated_key = IdentityKey::Federated {
-            audience: audience.clone(),
-            namespace: namespace.to_owned(),
-            service_account: service_account.to_owned(),
-        };
+        let federated_key = IdentityKey::new(
+            "gcp",
+            kit::Method::FederatedToken,
+            kit::Authorization {
+                audience: Some(audience.clone()),
+                service_account: Some(kit::ServiceAccount::new(namespace, service_account)),
+                ..kit::Authorization::default()
+            },
+        );
         let federated = self
             .access_tokens
             .get_or_fetch(federated_key.clone(), || async {
@@ -177,13 +181,10 @@ impl GcpBackend {
         let Some(target) = annotations.0 else {
             return Ok((federated_key, federated));
         };
-        let key = IdentityKey::Impersonated {
-            audience,
-            namespace: namespace.to_owned(),
-            service_account: service_account.to_owned(),
-            target: target.target.clone(),
-            delegates: target.delegates.clone(),
-        };
+        // generateAccessToken's chain: through each delegate in turn, to the target.
+        let key = federated_key.then(
+            target.delegates.iter().chain([&target.target]).map(|account| kit::Link::to(account.as_str())),
+        );
         let token = self
             .access_tokens
             .get_or_fetch(key.clone(), || {
@@ -258,7 +259,9 @@ impl GcpBackend {
                         })
                     })
                     .await?;
-                Ok((IdentityKey::Provider, ClientCredentials::Sdk(credentials.clone())))
+                let key =
+                    IdentityKey::new("gcp", kit::Method::ProviderCredentials, kit::Authorization::default());
+                Ok((key, ClientCredentials::Sdk(credentials.clone())))
             }
             Auth::PodAdc => {
                 let (key, token) = self.pod_identity(request).await.map_err(|e| {
@@ -306,11 +309,15 @@ fn node_publish_key(request: &MountRequest) -> Result<(IdentityKey, ClientCreden
     };
     let json: serde_json::Value = serde_json::from_str(key.expose_secret())
         .map_err(|_| Error::invalid_config("key.json in the nodePublishSecretRef secret is not JSON"))?;
-    let field = |name: &str| json[name].as_str().unwrap_or_default().to_owned();
-    let identity = IdentityKey::NodePublishKey {
-        client_email: field("client_email"),
-        private_key_id: field("private_key_id"),
-    };
+    let identity = IdentityKey::new(
+        "gcp",
+        kit::Method::NodePublishKey,
+        kit::Authorization {
+            principal: json["client_email"].as_str().unwrap_or_default().to_owned(),
+            credential: Some(kit::CredentialDigest::of(key.expose_secret().as_bytes())),
+            ..kit::Authorization::default()
+        },
+    );
     let credentials = google_cloud_auth::credentials::service_account::Builder::new(json)
         .build()
         .map_err(|e| Error::invalid_config(format!("key.json in the nodePublishSecretRef secret: {e}")))?;

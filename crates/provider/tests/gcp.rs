@@ -5,7 +5,7 @@
 
 use csi_secrets_provider_server::proto::MountResponse;
 use csi_secrets_provider_tests::file_contents as file;
-use csi_secrets_provider_tests::gcp::{LOCATION, PROJECT, PROJECT_NUMBER};
+use csi_secrets_provider_tests::gcp::{FakeGoogle, LOCATION, PROJECT, PROJECT_NUMBER};
 use csi_secrets_provider_tests::worlds::{BoxError, GCP_GSA, GCP_NAMESPACE, GcpWorld};
 use tonic::Code;
 
@@ -188,31 +188,42 @@ async fn provider_adc_reads_as_the_providers_own_identity() -> TestResult {
 
 /// A service account key in the node-publish secret: refused unless
 /// `--gcp-allow-node-publish-secret`, then the key's account reads; combined with `auth`,
-/// refused in the GCP provider's words.
+/// refused in the GCP provider's words. A key file that names the same account and key id with
+/// another key (any namespace can write one) is another identity: it gets none of the first
+/// key's cached client or reads, and Google refuses it.
 #[tokio::test(flavor = "multi_thread")]
 async fn node_publish_secret_keys_only_when_allowed() -> TestResult {
     let email = format!("keyuser@{PROJECT}.iam.gserviceaccount.com");
-    let key = csi_secrets_provider_tests::gcp::service_account_key(&email)?;
-    let node_publish = serde_json::json!({ "key.json": key }).to_string();
+    let node_publish = |key: &str| serde_json::json!({ "key.json": key }).to_string();
     let secrets = format!("- {{resourceName: projects/{PROJECT}/secrets/keyed/versions/latest, path: k}}\n");
     let target = csi_secrets_provider_tests::new_target_path;
 
     let refusing = GcpWorld::start(BINARY, &[]).await?;
-    let status = refusing
-        .mount_with(&target(), "web", &secrets, &[], true, &node_publish)
-        .await
-        .err()
-        .ok_or("allowed")?;
+    let any_key = node_publish(&FakeGoogle::forged_key(&email, "0123456789abcdef")?);
+    let status =
+        refusing.mount_with(&target(), "web", &secrets, &[], true, &any_key).await.err().ok_or("allowed")?;
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("--gcp-allow-node-publish-secret"), "{}", status.message());
 
     let world = GcpWorld::start(BINARY, &["--gcp-allow-node-publish-secret"]).await?;
     world.google.add_version(None, "keyed", b"from-key");
     world.google.grant(None, "keyed", &format!("gsa:{email}"));
-    let response = world.mount_with(&target(), "web", &secrets, &[], true, &node_publish).await?;
+    let issued = node_publish(&world.google.issue_key(&email, "0123456789abcdef")?);
+    let response = world.mount_with(&target(), "web", &secrets, &[], true, &issued).await?;
     assert_eq!(file(&response, "k")?, b"from-key");
+
+    let reads = world.google.count("access");
+    let forged = node_publish(&FakeGoogle::forged_key(&email, "0123456789abcdef")?);
+    let status = world
+        .mount_with(&target(), "other", &secrets, &[], true, &forged)
+        .await
+        .err()
+        .ok_or("a forged key file read through the issued key's cached client")?;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(world.google.count("access"), reads + 1, "the forged key asked Google itself");
+
     let both = world
-        .mount_with(&target(), "web", &secrets, &[("auth", "provider-adc")], true, &node_publish)
+        .mount_with(&target(), "web", &secrets, &[("auth", "provider-adc")], true, &issued)
         .await
         .err()
         .ok_or("both")?;

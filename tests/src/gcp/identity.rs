@@ -5,28 +5,49 @@
 use super::*;
 
 /// A service account key's self-signed JWT (what Google's SDKs send instead of asking a token
-/// endpoint): the principal is its issuer. The signature is not checked: this peer trusts its
-/// test's keys.
-pub(super) fn self_signed(token: &str) -> Option<String> {
-    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+/// endpoint): the principal is its issuer, when the key its header names is one this peer
+/// issued to that account ([`FakeGoogle::issue_key`]) and the signature is that key's.
+pub(super) fn self_signed(state: &State, token: &str) -> Option<String> {
+    let mut parts = token.split('.');
+    let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
+    let json = |part: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let (header_claims, claims) = (json(header)?, json(payload)?);
     let issuer = claims["iss"].as_str()?;
-    issuer.ends_with(".iam.gserviceaccount.com").then(|| format!("gsa:{issuer}"))
+    let key_id = header_claims["kid"].as_str()?;
+    let public_key = state.service_account_keys.get(&(issuer.to_owned(), key_id.to_owned()))?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    let signed = &token[..header.len() + 1 + payload.len()];
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let (_, algorithms) = provider
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == rustls::SignatureScheme::RSA_PKCS1_SHA256)?;
+    let verified =
+        algorithms.iter().any(|a| a.verify_signature(public_key, signed.as_bytes(), &signature).is_ok());
+    (verified && issuer.ends_with(".iam.gserviceaccount.com")).then(|| format!("gsa:{issuer}"))
 }
 
-/// A service account key file (`key.json`) for `email`, with a fresh RSA key.
-pub fn service_account_key(email: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+/// A service account key file (`key.json`) for `email`, with a fresh RSA key, and the key's
+/// public half (as a verifier takes it).
+pub(super) fn new_service_account_key(
+    email: &str,
+    key_id: &str,
+) -> Result<(String, Vec<u8>), Box<dyn std::error::Error + Send + Sync>> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
-    Ok(serde_json::json!({
+    let json = serde_json::json!({
         "type": "service_account",
         "project_id": PROJECT,
-        "private_key_id": "0123456789abcdef",
+        "private_key_id": key_id,
         "private_key": key.serialize_pem(),
         "client_email": email,
         "client_id": "1234567890",
         "token_uri": "https://oauth2.googleapis.com/token",
     })
-    .to_string())
+    .to_string();
+    Ok((json, key.public_key_raw().to_vec()))
 }
 
 pub(super) fn issue(state: &mut State, principal: String) -> String {

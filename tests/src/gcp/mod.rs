@@ -17,8 +17,7 @@ use crate::tls::TestCa;
 mod identity;
 mod secret_manager;
 
-pub use identity::service_account_key;
-use identity::{exchange, generate, metadata, self_signed};
+use identity::{exchange, generate, metadata, new_service_account_key, self_signed};
 use secret_manager::{access, list};
 
 pub const PROJECT: &str = "shop-prod";
@@ -86,6 +85,8 @@ struct State {
     garbled: Vec<(String, usize, String)>,
     /// Principals allowed to list the project's secrets (`secretmanager.secrets.list`).
     listers: Vec<String>,
+    /// The public halves of the service account keys issued, by (account, key id).
+    service_account_keys: HashMap<(String, String), Vec<u8>>,
     clock: u64,
 }
 
@@ -232,6 +233,24 @@ impl FakeGoogle {
         entry.readers.push(principal.to_owned());
     }
 
+    /// A key file for Google service account `email` whose self-signed tokens this peer takes
+    /// (key id `key_id`).
+    pub fn issue_key(
+        &self,
+        email: &str,
+        key_id: &str,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        let (json, public_key) = new_service_account_key(email, key_id)?;
+        self.lock().service_account_keys.insert((email.to_owned(), key_id.to_owned()), public_key);
+        Ok(json)
+    }
+
+    /// A key file naming `email` and `key_id` with a key this peer never issued: a forgery,
+    /// whose tokens it refuses.
+    pub fn forged_key(email: &str, key_id: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(new_service_account_key(email, key_id)?.0)
+    }
+
     /// Lets Kubernetes service account `namespace/sa` act as Google service account `email`.
     pub fn allow_impersonation(&self, email: &str, namespace: &str, service_account: &str) {
         self.lock()
@@ -320,8 +339,8 @@ fn handle(state: &Arc<Mutex<State>>, request: &Request) -> Response {
     } else {
         "other"
     };
-    let principal =
-        bearer(request).and_then(|token| state.tokens.get(&token).cloned().or_else(|| self_signed(&token)));
+    let principal = bearer(request)
+        .and_then(|token| state.tokens.get(&token).cloned().or_else(|| self_signed(&state, &token)));
     let garbled = state
         .garbled
         .iter_mut()

@@ -4,7 +4,9 @@
 //! 1. **parameters**: the backend parses its SecretProviderClass keys (with [`crate::keys`]
 //!    for typed keys, aliases and warnings, [`crate::jmes`] for `jmesPath`); the parameters
 //!    every backend accepts (`staleIfError`) are parsed once by core ([`crate::common`]).
-//! 2. **identity**: the backend turns the pod's token into credentials; [`ExpiringCache`] keeps
+//! 2. **identity**: the backend turns the pod's token into credentials, named by an
+//!    [`IdentityKey`] built from one [`Authorization`] (everything that authorizes a read, the
+//!    same fields for every backend); [`ExpiringCache`] keeps
 //!    tokens and credentials until shortly before they expire (one exchange per identity per
 //!    lifetime, concurrent mounts waiting for the one in flight), [`IdleCache`] keeps the
 //!    clients built for an identity while it is in use.
@@ -26,12 +28,14 @@
 mod assembly;
 mod caches;
 mod client;
+mod identity;
 mod reads;
 mod selection;
 
 pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered, SKIPPED_VERSION};
 pub use caches::{ExpiringCache, IdleCache};
 pub use client::{ClientOptions, ExtraCa};
+pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, ServiceAccount};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
 pub use selection::{
     DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,

@@ -5,7 +5,10 @@
 //! throttling, access denied, network). A client fault (not found, invalid request) fails the
 //! mount at once, as upstream does.
 
-use csi_secrets_provider_core::{CloudCalls, Error, HeldBytes, SecretBytes};
+use std::hash::Hash;
+
+use csi_secrets_provider_core::kit::{BatchAnswer, BatchAnswers};
+use csi_secrets_provider_core::{CloudCalls, Error, SecretBytes};
 
 use crate::params::ObjectSpec;
 use crate::sdk_error::{AwsFailure, counted};
@@ -96,43 +99,25 @@ fn all_regions_failed(headline: &str, failures: Vec<(String, AwsFailure)>) -> Er
     Error::new(kind, format!("{headline} ({})", details.join("; ")))
 }
 
-/// One region's answer to a `GetParameters` call: each requested parameter in order, `None`
-/// for those SSM named invalid (they do not exist, or not in that version or label).
-#[derive(Debug, Clone)]
-pub(crate) struct ParameterBatch {
-    pub region: String,
-    pub values: Vec<Option<Fetched>>,
-    /// SSM's `InvalidParameters`, as it spelled them.
-    pub invalid: Vec<String>,
-}
-
-impl HeldBytes for ParameterBatch {
-    fn held_bytes(&self) -> usize {
-        self.values.iter().flatten().map(HeldBytes::held_bytes).sum()
-    }
-}
-
-/// Reads up to ten parameters with one `GetParameters` call (decrypted), trying each region in
-/// turn while the call itself fails for a reason another region may not have.
-pub(crate) async fn parameter_batch(
+/// Reads up to ten parameters (each with its read key) with one `GetParameters` call
+/// (decrypted), trying each region in turn while the call itself fails for a reason another
+/// region may not have. Answers by key: the value, or for a parameter SSM did not return (it
+/// does not exist, or not in that version or label) a not-found in upstream's words.
+pub(crate) async fn parameter_batch<K: Eq + Hash>(
     regions: &[RegionClients],
-    batch: &[&ObjectSpec],
+    batch: Vec<(K, &ObjectSpec)>,
     calls: &CloudCalls,
-) -> Result<ParameterBatch, Error> {
+) -> Result<BatchAnswers<K, Fetched>, Error> {
     let mut failures: Vec<(String, AwsFailure)> = Vec::new();
     for clients in regions {
-        let requested: Vec<(&str, Option<String>)> = batch
+        let names: Vec<String> = batch
             .iter()
-            .map(|object| {
+            .map(|(_, object)| {
                 let target = object.target(clients.failover);
-                (target.name, target.version.or(target.label).map(str::to_owned))
-            })
-            .collect();
-        let names: Vec<String> = requested
-            .iter()
-            .map(|(name, selector)| match selector {
-                Some(selector) => format!("{name}:{selector}"),
-                None => (*name).to_owned(),
+                match target.version.or(target.label) {
+                    Some(selector) => format!("{}:{selector}", target.name),
+                    None => target.name.to_owned(),
+                }
             })
             .collect();
         let result = clients.ssm.get_parameters().set_names(Some(names)).with_decryption(true).send().await;
@@ -155,40 +140,43 @@ pub(crate) async fn parameter_batch(
         invalid.dedup();
         let found = output.parameters.unwrap_or_default();
         let mut claimed = vec![false; found.len()];
-        let values = requested
-            .iter()
-            .map(|(name, selector)| {
-                let index = match_parameter(&found, &claimed, name, selector.as_deref())?;
-                claimed[index] = true;
-                let parameter = &found[index];
-                Some(Fetched {
-                    value: SecretBytes::new(parameter.value.clone().unwrap_or_default().into_bytes()),
-                    version: parameter.version.to_string(),
-                    arn: parameter.arn.clone().unwrap_or_default(),
-                })
-            })
-            .collect();
-        return Ok(ParameterBatch { region: clients.region.clone(), values, invalid });
+        let mut answers = BatchAnswers::default();
+        for (key, object) in batch {
+            let target = object.target(clients.failover);
+            let answer = match match_parameter(&found, &claimed, target.name, target.version.or(target.label))
+            {
+                Some(index) => {
+                    claimed[index] = true;
+                    let parameter = &found[index];
+                    BatchAnswer::Value(Fetched {
+                        value: SecretBytes::new(parameter.value.clone().unwrap_or_default().into_bytes()),
+                        version: parameter.version.to_string(),
+                        arn: parameter.arn.clone().unwrap_or_default(),
+                    })
+                }
+                None => BatchAnswer::Failed(missing_parameter(&clients.region, &invalid, object)),
+            };
+            answers.insert(key, answer);
+        }
+        return Ok(answers);
     }
     // Upstream's headline, then the parameters of the batch that were not read: a throttled or
     // failing batch names what it failed to read, as a failing secret does.
-    let names: Vec<&str> = batch.iter().map(|object| object.name.as_str()).collect();
+    let names: Vec<&str> = batch.iter().map(|(_, object)| object.name.as_str()).collect();
     Err(all_regions_failed(
         &format!("Failed to fetch parameters from all regions. Parameters not read: {}", names.join(", ")),
         failures,
     ))
 }
 
-impl ParameterBatch {
-    /// Why `object` (at `index` of the batch) has no value, in upstream's words.
-    pub(crate) fn missing(&self, object: &ObjectSpec) -> Error {
-        let message = if self.invalid.is_empty() {
-            format!("{}: parameter {} missing from the response", self.region, object.name)
-        } else {
-            format!("{}: invalid parameters: {}", self.region, self.invalid.join(", "))
-        };
-        Error::not_found(message).with_object(&object.name)
-    }
+/// Why `object` has no value in `region`'s answer, in upstream's words.
+fn missing_parameter(region: &str, invalid: &[String], object: &ObjectSpec) -> Error {
+    let message = if invalid.is_empty() {
+        format!("{region}: parameter {} missing from the response", object.name)
+    } else {
+        format!("{region}: invalid parameters: {}", invalid.join(", "))
+    };
+    Error::not_found(message).with_object(&object.name)
 }
 
 /// Which answered parameter serves a request for `name` (`:selector`). The `Selector` field

@@ -5,18 +5,17 @@
 //! remount looks each one up on its own, reads only the missing ones, and keeps each answer
 //! under its own key.
 
-use csi_secrets_provider_core::kit::{self, skip_if_absent};
+use csi_secrets_provider_core::kit::{self, BatchAnswers, skip_if_absent};
 use csi_secrets_provider_core::{
-    CloudCalls, Error, HeldBytes, Served, SharedReads, SharingOptions, SharingStats, SkippedObject,
-    before_deadline,
+    CloudCalls, Error, ErrorKind, HeldBytes, Served, SharedReads, SharingOptions, SharingStats, SkippedObject,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::batch::{self, BatchAnswer, SECRETS_BATCH, SecretBatch};
+use crate::batch::{self, SECRETS_BATCH};
 use crate::credentials::IdentityKey;
-use crate::fetch::{self, Fetched, ParameterBatch, RegionClients, SSM_BATCH};
+use crate::fetch::{self, Fetched, RegionClients, SSM_BATCH};
 use crate::params::{ObjectSpec, ObjectType};
 
 impl HeldBytes for Fetched {
@@ -43,12 +42,15 @@ pub(crate) struct ObjectReadKey {
     targets: Vec<RegionalTarget>,
 }
 
+/// A batch call in flight, shared by the mounts asking the same objects.
+type BatchesInFlight = SharedReads<Vec<ObjectReadKey>, BatchAnswers<ObjectReadKey, Fetched>>;
+
 /// The backend's shared reads: objects by key, and SSM and Secrets Manager batches in flight.
 #[derive(Debug)]
 pub(crate) struct SharedObjects {
     pub(crate) objects: SharedReads<ObjectReadKey, Fetched>,
-    batches: SharedReads<Vec<ObjectReadKey>, ParameterBatch>,
-    secret_batches: SharedReads<Vec<ObjectReadKey>, SecretBatch>,
+    parameter_batches: BatchesInFlight,
+    secret_batches: BatchesInFlight,
     /// Identities whose IAM policy refused `BatchGetSecretValue`: they read one secret a call,
     /// so the refusal costs one call once.
     batch_refused: Mutex<HashSet<IdentityKey>>,
@@ -62,7 +64,7 @@ impl SharedObjects {
     pub(crate) fn new(options: SharingOptions, stats: &Arc<SharingStats>) -> Self {
         Self {
             objects: SharedReads::new(options, Arc::clone(stats)),
-            batches: SharedReads::new(options, Arc::clone(stats)),
+            parameter_batches: SharedReads::new(options, Arc::clone(stats)),
             secret_batches: SharedReads::new(options, Arc::clone(stats)),
             batch_refused: Mutex::default(),
         }
@@ -107,10 +109,6 @@ impl MountRegions {
 /// skipped.
 pub(crate) type ObjectOutcome = Result<Served<Fetched>, SkippedObject>;
 
-/// What is known of an object before its own read: its value or a final error, or `None` (it
-/// still needs a read).
-type Answer = Option<Result<Served<Fetched>, Error>>;
-
 /// The reads of one mount.
 #[derive(Debug)]
 pub(crate) struct MountReads<'a> {
@@ -148,239 +146,127 @@ impl MountReads<'_> {
     /// reusable reads first, then batches, then each remaining object on its own.
     pub(crate) async fn secrets(&self, objects: &[&ObjectSpec]) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut answered: Vec<Answer> = keys.iter().map(|key| self.objects.recent(key).map(Ok)).collect();
-        if !self.shared.batch_refused(self.identity) {
-            let batches: Vec<_> = self
-                .secret_batches(objects, &keys, &answered)
-                .into_iter()
-                .map(|batch| self.secret_batch(objects, &keys, batch))
-                .collect();
-            let batched: Vec<Vec<(usize, Answer)>> =
-                futures::stream::iter(batches).buffered(self.concurrency.max(1)).collect().await;
-            for (index, answer) in batched.into_iter().flatten() {
-                answered[index] = answer;
-            }
-        }
+        let batched = self.secret_batches(objects, &keys).await;
         // Futures collected first: a closure inside the stream trips the `Send` check of the
         // async-trait future (higher-ranked lifetimes).
         let reads: Vec<_> = objects
             .iter()
-            .zip(keys)
-            .zip(answered)
-            .map(|((&object, key), answer)| async move {
-                let served = match answer {
-                    Some(answer) => answer,
-                    None => {
-                        self.objects
-                            .read(key, &object.name, move || {
-                                fetch::secret(self.regions.of(object), object, self.calls)
-                            })
-                            .await
-                    }
-                };
-                skip_if_absent(&object.name, object.optional, served)
+            .zip(&keys)
+            .map(|(&object, key)| {
+                let answer = batched.iter().find_map(|batched| batched.answer(key));
+                async move {
+                    let served = match answer {
+                        Some(answer) => answer,
+                        None => {
+                            self.objects
+                                .read(key.clone(), &object.name, move || {
+                                    fetch::secret(self.regions.of(object), object, self.calls)
+                                })
+                                .await
+                        }
+                    };
+                    skip_if_absent(&object.name, object.optional, served)
+                }
             })
             .collect();
         futures::stream::iter(reads).buffered(self.concurrency.max(1)).try_collect().await
     }
 
-    /// The batches worth a call: for each region set, the distinct secrets not answered yet
-    /// whose current version is read, twenty to a batch, when there are two or more. Each entry
-    /// lists the indices (into `objects`) of one distinct secret.
-    fn secret_batches(
+    /// `BatchGetSecretValue` for the secrets worth it: in each region set, the current
+    /// versions not answered yet, twenty to a call, when there are two or more distinct ones.
+    /// What a batch gives no final word on is left to a read of its own; a call the identity's
+    /// IAM policy refuses is remembered, so it is not asked again.
+    async fn secret_batches(
         &self,
         objects: &[&ObjectSpec],
         keys: &[ObjectReadKey],
-        answered: &[Answer],
-    ) -> Vec<Vec<Vec<usize>>> {
-        let mut groups: Vec<(Option<&str>, Vec<Vec<usize>>)> = Vec::new();
-        for (index, object) in objects.iter().enumerate() {
-            if answered[index].is_some() || !batch::batchable(object) || self.regions.of(object).is_empty() {
-                continue;
-            }
-            let region = object.region.as_deref();
-            let position = match groups.iter().position(|(r, _)| *r == region) {
-                Some(position) => position,
-                None => {
-                    groups.push((region, Vec::new()));
-                    groups.len() - 1
-                }
-            };
-            let group = &mut groups[position].1;
-            match group.iter_mut().find(|same| keys[same[0]] == keys[index]) {
-                Some(same) => same.push(index),
-                None => group.push(vec![index]),
-            }
+    ) -> Vec<kit::Batched<ObjectReadKey, Fetched>> {
+        if self.shared.batch_refused(self.identity) {
+            return Vec::new();
         }
-        groups
-            .into_iter()
-            .filter(|(_, distinct)| distinct.len() >= 2)
-            .flat_map(|(_, distinct)| distinct.chunks(SECRETS_BATCH).map(<[_]>::to_vec).collect::<Vec<_>>())
-            .collect()
-    }
-
-    /// One `BatchGetSecretValue` (shared with identical batches in flight): each value kept for
-    /// remounts, each client fault final, everything else left to a read of its own. A call the
-    /// identity's IAM policy refuses is remembered, so it is not asked again.
-    async fn secret_batch(
-        &self,
-        objects: &[&ObjectSpec],
-        keys: &[ObjectReadKey],
-        batch: Vec<Vec<usize>>,
-    ) -> Vec<(usize, Answer)> {
-        let specs: Vec<&ObjectSpec> = batch.iter().map(|same| objects[same[0]]).collect();
-        let batch_keys: Vec<ObjectReadKey> = batch.iter().map(|same| keys[same[0]].clone()).collect();
-        let names: Vec<&str> = specs.iter().map(|object| object.name.as_str()).collect();
-        let regions = self.regions.of(specs[0]);
-        let call = self
-            .shared
-            .secret_batches
-            .single_flight(batch_keys.clone(), || batch::secret_batch(&regions[0], &specs, self.calls));
-        let (answers, shared) = match before_deadline(
-            self.objects.deadline(),
-            "Secrets Manager",
-            &names,
-            call,
-        )
-        .await
-        {
-            Ok(answer) => (answer.value.answers, answer.shared),
-            Err(error) => {
-                if error.kind() == csi_secrets_provider_core::ErrorKind::PermissionDenied {
-                    tracing::info!(error = %error, "BatchGetSecretValue refused; this identity reads one secret a call");
-                    self.shared.refuse_batches(self.identity);
-                }
-                (vec![BatchAnswer::Unanswered; batch.len()], false)
-            }
+        let plan = kit::BatchPlan {
+            service: "Secrets Manager",
+            size: SECRETS_BATCH,
+            min_keys: 2,
+            concurrency: self.concurrency,
+            when_call_fails: kit::WhenCallFails::ReadEachAlone,
         };
-        let mut out = Vec::new();
-        for ((same, key), answer) in batch.into_iter().zip(batch_keys).zip(answers) {
-            let answer = match answer {
-                BatchAnswer::Value(fetched) => {
-                    self.objects.keep(key, fetched.clone());
-                    Some(Ok(Served { shared, ..Served::fresh(fetched) }))
-                }
-                BatchAnswer::Failed(error) => Some(Err(error)),
-                BatchAnswer::Unanswered => None,
+        let batchable = objects
+            .iter()
+            .zip(keys)
+            .filter(|(object, _)| batch::batchable(object) && !self.regions.of(object).is_empty());
+        let mut batched = Vec::new();
+        for group in by_region_set(batchable) {
+            let Some(clients) = group.first().and_then(|item| self.regions.of(item.request).first()) else {
+                continue;
             };
-            out.extend(same.into_iter().map(|index| (index, answer.clone())));
+            let read = self
+                .objects
+                .read_batched(&self.shared.secret_batches, &group, plan, |batch| {
+                    batch::secret_batch(clients, batch, self.calls)
+                })
+                .await;
+            if read.call_failures.iter().any(|e| e.kind() == ErrorKind::PermissionDenied) {
+                tracing::info!("BatchGetSecretValue refused; this identity reads one secret a call");
+                self.shared.refuse_batches(self.identity);
+            }
+            batched.push(read);
         }
-        out
+        batched
     }
 
-    /// SSM parameters, in order: those of each region set read apart (ten to a call), since
-    /// one call asks one region.
+    /// SSM parameters, in order: those of each region set read apart (ten to a call, since
+    /// one call asks one region); a remount's reusable reads first; during an outage, each its
+    /// last good value when the SecretProviderClass accepts one.
     pub(crate) async fn parameters(&self, objects: &[&ObjectSpec]) -> Result<Vec<ObjectOutcome>, Error> {
-        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-        for (index, object) in objects.iter().enumerate() {
-            let region = object.region.as_deref();
-            match groups.iter_mut().find(|(r, _)| *r == region) {
-                Some((_, indices)) => indices.push(index),
-                None => groups.push((region, vec![index])),
-            }
-        }
-        let mut outcomes: Vec<Option<ObjectOutcome>> = vec![None; objects.len()];
-        for (_, indices) in groups {
-            let group: Vec<&ObjectSpec> = indices.iter().map(|&i| objects[i]).collect();
-            for (index, outcome) in indices.into_iter().zip(self.parameters_of_one_region_set(&group).await?)
-            {
-                outcomes[index] = Some(outcome);
-            }
-        }
-        outcomes
-            .into_iter()
-            .zip(objects)
-            .map(|(outcome, object)| {
-                outcome.ok_or_else(|| {
-                    Error::internal("SSM answered fewer parameters than asked").with_object(&object.name)
-                })
-            })
-            .collect()
-    }
-
-    /// Parameters read from the same regions: recent reads for a remount, the rest ten to a
-    /// call.
-    async fn parameters_of_one_region_set(
-        &self,
-        objects: &[&ObjectSpec],
-    ) -> Result<Vec<ObjectOutcome>, Error> {
         let keys: Vec<ObjectReadKey> = objects.iter().map(|object| self.key(object)).collect();
-        let mut found: Vec<Option<ObjectOutcome>> =
-            keys.iter().map(|key| self.objects.recent(key).map(Ok)).collect();
-        // The same parameter under several aliases is asked once (SSM answers a name once, as
-        // upstream writes every alias) and its answer given to each.
-        let missing: Vec<usize> = (0..found.len())
-            .filter(|&i| {
-                found[i].is_none()
-                    && !keys[..i].iter().enumerate().any(|(j, key)| *key == keys[i] && found[j].is_none())
-            })
-            .collect();
-        let regions = objects.first().map_or(&[][..], |object| self.regions.of(object));
-        let batches: Vec<_> = missing
-            .chunks(SSM_BATCH)
-            .map(|indices| {
-                let batch: Vec<&ObjectSpec> = indices.iter().map(|&i| objects[i]).collect();
-                let batch_keys: Vec<ObjectReadKey> = indices.iter().map(|&i| keys[i].clone()).collect();
-                async move {
-                    let names: Vec<&str> = batch.iter().map(|object| object.name.as_str()).collect();
-                    // Bounded by the mount's deadline like every other read: a hanging SSM
-                    // ends in an error naming the parameters, not in the driver's timeout.
-                    let call = self.shared.batches.single_flight(batch_keys.clone(), || {
-                        fetch::parameter_batch(regions, &batch, self.calls)
-                    });
-                    let answer =
-                        before_deadline(self.objects.deadline(), "SSM Parameter Store", &names, call).await;
-                    let answer = match answer {
-                        Ok(answer) => answer,
-                        // The cloud is out: each parameter its last good value, or the error.
-                        Err(error) => {
-                            let outcomes = batch_keys
-                                .iter()
-                                .map(|key| self.objects.or_stale(key, Err(error.clone())).map(Ok))
-                                .collect::<Result<Vec<ObjectOutcome>, Error>>()?;
-                            return Ok((indices, outcomes));
-                        }
-                    };
-                    let mut outcomes = Vec::with_capacity(batch.len());
-                    let shared = answer.shared;
-                    for ((key, value), object) in batch_keys.into_iter().zip(&answer.value.values).zip(&batch)
-                    {
-                        outcomes.push(match value {
-                            Some(value) => {
-                                self.objects.keep(key, value.clone());
-                                Ok(Served { shared, ..Served::fresh(value.clone()) })
-                            }
-                            None => Err(SkippedObject::from_error(
-                                &object.name,
-                                object.optional,
-                                answer.value.missing(object),
-                            )?),
-                        });
-                    }
-                    Ok::<_, Error>((indices, outcomes))
-                }
-            })
-            .collect();
-        let answered: Vec<(&[usize], Vec<ObjectOutcome>)> =
-            futures::stream::iter(batches).buffered(self.concurrency.max(1)).try_collect().await?;
-        for (indices, outcomes) in answered {
-            for (&index, outcome) in indices.iter().zip(outcomes) {
-                found[index] = Some(outcome);
-            }
-        }
-        for index in 0..found.len() {
-            if found[index].is_none() {
-                found[index] = (0..index).find(|&j| keys[j] == keys[index]).and_then(|j| found[j].clone());
-            }
-        }
-        found
-            .into_iter()
-            .zip(objects)
-            .map(|(value, object)| {
-                value.ok_or_else(|| {
-                    Error::internal("SSM answered fewer parameters than asked").with_object(&object.name)
+        let plan = kit::BatchPlan {
+            service: "SSM Parameter Store",
+            size: SSM_BATCH,
+            min_keys: 1,
+            concurrency: self.concurrency,
+            when_call_fails: kit::WhenCallFails::ServeStale,
+        };
+        let mut batched = Vec::new();
+        for group in by_region_set(objects.iter().zip(&keys)) {
+            let regions = group.first().map_or(&[][..], |item| self.regions.of(item.request));
+            let read = self
+                .objects
+                .read_batched(&self.shared.parameter_batches, &group, plan, |batch| {
+                    fetch::parameter_batch(regions, batch, self.calls)
                 })
+                .await;
+            batched.push(read);
+        }
+        objects
+            .iter()
+            .zip(&keys)
+            .map(|(object, key)| {
+                let answer = batched.iter().find_map(|batched| batched.answer(key)).ok_or_else(|| {
+                    Error::internal("SSM answered fewer parameters than asked").with_object(&object.name)
+                })?;
+                skip_if_absent(&object.name, object.optional, answer)
             })
             .collect()
     }
+}
+
+/// An object of a batch: its read key, its name, its spec.
+type BatchItem<'a> = kit::BatchItem<'a, ObjectReadKey, &'a ObjectSpec>;
+
+/// `objects` (each with its read key) grouped by the regions they are read from: the
+/// SecretProviderClass's, or an object's own `region`; one call asks one region set.
+fn by_region_set<'a>(
+    objects: impl Iterator<Item = (&'a &'a ObjectSpec, &'a ObjectReadKey)>,
+) -> Vec<Vec<BatchItem<'a>>> {
+    let mut groups: Vec<(Option<&str>, Vec<BatchItem<'a>>)> = Vec::new();
+    for (&object, key) in objects {
+        let item = kit::BatchItem { key, object: object.name.as_str(), request: object };
+        let region = object.region.as_deref();
+        match groups.iter_mut().find(|(r, _)| *r == region) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((region, vec![item])),
+        }
+    }
+    groups.into_iter().map(|(_, items)| items).collect()
 }

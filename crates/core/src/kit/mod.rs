@@ -21,11 +21,13 @@
 //! 5. **selection**: an `objectPrefix` / `resourcePrefix` entry is listed (a [`Listing`],
 //!    shared like a read) and [`Selection::select`] turns the listing into objects of the mount.
 //!
-//! Batching (AWS `GetParameters`, `BatchGetSecretValue`) stays the backend's: it reads the
-//! same [`SharedReads`](crate::SharedReads) through [`ObjectReads::recent`] and
-//! [`ObjectReads::keep`].
+//! Batching (AWS `GetParameters`, `BatchGetSecretValue`): the backend says which objects go
+//! together and makes the call; [`ObjectReads::read_batched`] applies the same rules as to a
+//! single read (recent reads, the call in flight joined, the deadline, values kept, stale on an
+//! outage) and answers by key ([`BatchAnswers`]), never by position.
 
 mod assembly;
+mod batches;
 mod caches;
 mod client;
 mod identity;
@@ -33,6 +35,7 @@ mod reads;
 mod selection;
 
 pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered, SKIPPED_VERSION};
+pub use batches::{BatchAnswer, BatchAnswers, BatchItem, BatchPlan, Batched, WhenCallFails};
 pub use caches::{ExpiringCache, IdleCache};
 pub use client::{ClientOptions, ExtraCa};
 pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, ServiceAccount};

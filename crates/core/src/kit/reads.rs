@@ -94,18 +94,18 @@ where
     }
 
     /// A finished read this mount may reuse without asking (a batch's first look).
-    pub fn recent(&self, key: &K) -> Option<Served<V>> {
+    pub(crate) fn recent(&self, key: &K) -> Option<Served<V>> {
         self.cache.recent(key, self.policy.kind)
     }
 
     /// Keeps a value one call answered for several keys (a batch), for later mounts.
-    pub fn keep(&self, key: K, value: V) {
+    pub(crate) fn keep(&self, key: K, value: V) {
         self.cache.keep(key, value, self.policy.stale_if_error);
     }
 
     /// `result` of a read made outside [`Self::read`] (a batch), served stale during an outage
     /// when the mount accepts it.
-    pub fn or_stale(&self, key: &K, result: Result<Served<V>>) -> Result<Served<V>> {
+    pub(crate) fn or_stale(&self, key: &K, result: Result<Served<V>>) -> Result<Served<V>> {
         self.cache.or_stale(key, result, self.policy)
     }
 }

@@ -70,6 +70,12 @@ impl TestStore {
         self.reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Whether reads of `name` never answer ([`Fault::Hang`](crate::conformance::Fault::Hang)).
+    fn hangs(&self, name: &str) -> bool {
+        let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        faults.get(name) == Some(&crate::conformance::Fault::Hang)
+    }
+
     fn get(&self, name: &str) -> Result<Option<(String, u64)>> {
         use crate::conformance::Fault;
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -83,7 +89,9 @@ impl TestStore {
             Some(Fault::Unavailable) => {
                 failed(Error::unavailable(format!("the store did not answer for {name}")))
             }
-            None => Ok(self.values.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()),
+            Some(Fault::Hang) | None => {
+                Ok(self.values.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned())
+            }
         }
     }
 }
@@ -269,6 +277,17 @@ impl SecretBackend for TestBackend {
             let (contents, version) = match (object.size, &object.value, &self.store) {
                 (Some(size), _, _) => (vec![b'x'; size], object.version.clone()),
                 (None, Some(value), _) => (value.clone().into_bytes(), object.version.clone()),
+                (None, None, Some(store)) if store.hangs(&object.name) => {
+                    let never = std::future::pending::<Result<()>>();
+                    csi_secrets_provider_core::before_deadline(
+                        request.deadline,
+                        "the test store",
+                        &[&object.name],
+                        never,
+                    )
+                    .await?;
+                    continue;
+                }
                 (None, None, Some(store)) => match store.get(&object.name)? {
                     Some((value, version)) => (value.into_bytes(), version.to_string()),
                     None if object.optional => {

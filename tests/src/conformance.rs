@@ -76,6 +76,8 @@ pub enum Fault {
     Throttled,
     /// The service fails every read (HTTP 503).
     Unavailable,
+    /// The service never answers reads of the object (within any mount's deadline).
+    Hang,
 }
 
 #[async_trait]
@@ -89,6 +91,8 @@ pub trait Fixture: Send + Sync {
     /// Mounts through the backend's socket as the driver would, with whatever identity
     /// attributes the backend needs.
     async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status>;
+    /// Sets the gRPC deadline the driver sends with every later mount (none by default).
+    fn set_driver_deadline(&self, deadline: Option<std::time::Duration>);
     /// Makes the store answer every read of `name` (created with [`Self::put`]) with `fault`.
     async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError>;
     /// Calls the store (and the identity services around it) has seen so far.
@@ -167,6 +171,7 @@ macro_rules! conformance_tests {
             a_denied_read_is_permission_denied,
             a_throttled_read_is_resource_exhausted,
             an_outage_is_aborted,
+            a_hang_ends_before_the_drivers_deadline_naming_the_object,
             templates_and_formats_build_files_from_objects_and_rotate,
             expand_keys_and_decode,
             a_skipped_optional_object_is_tested_for,
@@ -233,6 +238,33 @@ pub async fn a_throttled_read_is_resource_exhausted(
 /// The service fails every read: `Aborted` (kubelet retries), naming the object.
 pub async fn an_outage_is_aborted(fixture: &dyn Fixture, _: &Capabilities) -> Result<(), BoxError> {
     a_fault_fails_the_mount_with_its_class(fixture, Fault::Unavailable, Code::Aborted).await
+}
+
+/// The driver's deadline for a mount (the gRPC timeout it sends) in the hang behaviour.
+const HANG_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The store never answers reads of one object: the mount ends before the driver's deadline
+/// with `DeadlineExceeded`, saying who did not answer and naming the object not read, instead
+/// of the driver giving up on a mount that names nothing.
+pub async fn a_hang_ends_before_the_drivers_deadline_naming_the_object(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-hang");
+    fixture.put(&name, "never read").await?;
+    fixture.inject(&name, Fault::Hang).await?;
+    fixture.set_driver_deadline(Some(HANG_DEADLINE));
+    let started = std::time::Instant::now();
+    let status = match fixture.mount(&fixture.parameters(&[ObjectRef::new(&name, "hung.txt")])).await {
+        Ok(response) => return Err(format!("the mount succeeded: {:?}", response.files).into()),
+        Err(status) => status,
+    };
+    let elapsed = started.elapsed();
+    ensure(status.code() == Code::DeadlineExceeded, || format!("expected DeadlineExceeded, got {status:?}"))?;
+    ensure(status.message().contains("did not answer") && status.message().contains(&name), || {
+        format!("the error says who did not answer and names the object: {status:?}")
+    })?;
+    ensure(elapsed < HANG_DEADLINE, || format!("answered after the driver's deadline: {elapsed:?}"))
 }
 
 /// With `staleIfError`, a pod mounting while the store fails every read gets the last value its

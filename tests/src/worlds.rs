@@ -38,12 +38,17 @@ pub struct AwsWorld {
     pub provider: ProviderProcess,
     pub prefix: String,
     /// The gRPC deadline the driver sends with each Mount (none by default).
-    pub driver_timeout: Option<Duration>,
+    driver_timeout: DriverTimeout,
     /// Holds the kubeconfig for the provider's lifetime.
     _config: TempDir,
 }
 
 impl AwsWorld {
+    /// Sets the gRPC deadline the driver sends with each Mount from now on.
+    pub fn set_driver_timeout(&self, timeout: Option<Duration>) {
+        self.driver_timeout.set(timeout);
+    }
+
     /// Service accounts `shop/web` ([`AWS_ROLE`]), `shop/batch` ([`AWS_BATCH_ROLE`]) and
     /// `shop/no-role`; pod `shop/web-0` on a node in us-east-1.
     pub async fn start(binary: &str, test: &str, extra_args: &[&str]) -> Result<Self, BoxError> {
@@ -95,7 +100,7 @@ impl AwsWorld {
             kube,
             provider,
             prefix: format!("{test}-{}", std::process::id()),
-            driver_timeout: None,
+            driver_timeout: DriverTimeout::default(),
             _config: config,
         })
     }
@@ -151,7 +156,7 @@ impl AwsWorld {
         all.push(("csi.storage.k8s.io/serviceAccount.name", sa));
         all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
         DriverClient::new(&self.provider.socket("aws"))
-            .with_timeout(self.driver_timeout)
+            .with_timeout(self.driver_timeout.get())
             .mount_raw_at(target_path, pod_attributes(&all).to_string(), "null".to_owned(), "420".to_owned())
             .await
     }
@@ -180,7 +185,10 @@ impl AwsWorld {
             permission: "420".to_owned(),
             current_object_version: current,
         };
-        DriverClient::new(&self.provider.socket("aws")).with_timeout(self.driver_timeout).send(request).await
+        DriverClient::new(&self.provider.socket("aws"))
+            .with_timeout(self.driver_timeout.get())
+            .send(request)
+            .await
     }
 
     /// A first mount as service account `shop/web`.
@@ -214,10 +222,15 @@ pub struct AzureWorld {
     pub azure: FakeAzure,
     pub provider: ProviderProcess,
     /// The gRPC deadline the driver sends with each Mount (none by default).
-    pub driver_timeout: Option<Duration>,
+    driver_timeout: DriverTimeout,
 }
 
 impl AzureWorld {
+    /// Sets the gRPC deadline the driver sends with each Mount from now on.
+    pub fn set_driver_timeout(&self, timeout: Option<Duration>) {
+        self.driver_timeout.set(timeout);
+    }
+
     pub async fn start(binary: &str, extra: &[&str]) -> Result<Self, BoxError> {
         Self::start_with_env(binary, extra, &[]).await
     }
@@ -255,7 +268,7 @@ impl AzureWorld {
         remove.extend(PROXY_VARIABLES);
         let provider = ProviderProcess::serve_with_env(binary, &args, &set, &remove)?;
         wait_for_socket(&provider.socket("azure"), Duration::from_secs(30)).await?;
-        Ok(Self { azure, provider, driver_timeout: None })
+        Ok(Self { azure, provider, driver_timeout: DriverTimeout::default() })
     }
 
     /// A first mount (a new pod's target path); see [`Self::mount_at`].
@@ -298,7 +311,7 @@ impl AzureWorld {
         ];
         parameters.extend_from_slice(extra);
         DriverClient::new(&self.provider.socket("azure"))
-            .with_timeout(self.driver_timeout)
+            .with_timeout(self.driver_timeout.get())
             .mount_raw_at(
                 target_path,
                 pod_attributes(&parameters).to_string(),
@@ -385,11 +398,17 @@ pub struct GcpWorld {
     pub google: crate::gcp::FakeGoogle,
     pub kube: FakeKubeApi,
     pub provider: ProviderProcess,
-    pub driver_timeout: Option<Duration>,
+    /// The gRPC deadline the driver sends with each Mount (none by default).
+    driver_timeout: DriverTimeout,
     _config: TempDir,
 }
 
 impl GcpWorld {
+    /// Sets the gRPC deadline the driver sends with each Mount from now on.
+    pub fn set_driver_timeout(&self, timeout: Option<Duration>) {
+        self.driver_timeout.set(timeout);
+    }
+
     pub async fn start(binary: &str, extra: &[&str]) -> Result<Self, BoxError> {
         Self::start_with_env(binary, extra, &[]).await
     }
@@ -450,7 +469,7 @@ impl GcpWorld {
         remove.extend(PROXY_VARIABLES);
         let provider = ProviderProcess::serve_with_env(binary, &args, &set, &remove)?;
         wait_for_socket(&provider.socket("gcp"), Duration::from_secs(30)).await?;
-        Ok(Self { google, kube, provider, driver_timeout: None, _config: config })
+        Ok(Self { google, kube, provider, driver_timeout: DriverTimeout::default(), _config: config })
     }
 
     /// A mount of `target_path` as pod `shop/web-0` with service account `sa`, the driver's
@@ -489,7 +508,7 @@ impl GcpWorld {
             all.push(("csi.storage.k8s.io/serviceAccount.tokens", &tokens));
         }
         DriverClient::new(&self.provider.socket("gcp"))
-            .with_timeout(self.driver_timeout)
+            .with_timeout(self.driver_timeout.get())
             .mount_raw_at(
                 target_path,
                 pod_attributes(&all).to_string(),
@@ -507,5 +526,19 @@ impl GcpWorld {
     /// A first mount as `shop/web`.
     pub async fn mount(&self, secrets: &str) -> Result<MountResponse, tonic::Status> {
         self.mount_as("web", secrets).await
+    }
+}
+
+/// The deadline a world's driver sends, changed by a test while the world is shared.
+#[derive(Debug, Default)]
+struct DriverTimeout(std::sync::Mutex<Option<Duration>>);
+
+impl DriverTimeout {
+    fn get(&self) -> Option<Duration> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, timeout: Option<Duration>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = timeout;
     }
 }

@@ -14,6 +14,7 @@ struct TestFixture {
     provider: InProcess,
     store: Arc<TestStore>,
     counter: AtomicUsize,
+    deadline: std::sync::Mutex<Option<std::time::Duration>>,
     _policy: tempfile::TempDir,
 }
 
@@ -34,7 +35,12 @@ impl Fixture for TestFixture {
 
     async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
         let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.provider.client("test").mount(&pairs).await
+        let deadline = *self.deadline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.provider.client("test").with_timeout(deadline).mount(&pairs).await
+    }
+
+    fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
+        *self.deadline.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
     }
 
     async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
@@ -68,7 +74,13 @@ async fn fixture() -> Result<TestFixture, BoxError> {
             options.policy_file = Some(policy);
         })
         .await?;
-    Ok(TestFixture { provider, store, counter: AtomicUsize::new(0), _policy: dir })
+    Ok(TestFixture {
+        provider,
+        store,
+        counter: AtomicUsize::new(0),
+        deadline: Default::default(),
+        _policy: dir,
+    })
 }
 
 csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);

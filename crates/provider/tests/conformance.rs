@@ -13,6 +13,9 @@ use csi_secrets_provider_tests::conformance::{self, BoxError, Capabilities, Faul
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
 
+/// How long a hung store takes to answer: longer than any mount's deadline.
+const HANG: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[cfg(feature = "aws")]
 mod aws {
     use super::*;
@@ -108,6 +111,10 @@ mod aws {
             self.world.mount(&pairs).await
         }
 
+        fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
+            self.world.set_driver_timeout(deadline);
+        }
+
         async fn cloud_calls(&self) -> usize {
             self.world.proxy.calls().len() + self.world.kube.requests().len()
         }
@@ -120,6 +127,12 @@ mod aws {
             match self.store {
                 // More answers than the SDK's retries (three attempts).
                 AwsStore::SecretsManager => match fault {
+                    // Both ways a secret is read: alone, or with others in a batch.
+                    Fault::Hang => {
+                        for action in ["GetSecretValue", "BatchGetSecretValue"] {
+                            self.world.proxy.delay(action, HANG);
+                        }
+                    }
                     Fault::Denied => self.world.proxy.allow_only(name, "nobody"),
                     Fault::Throttled => {
                         self.world.proxy.inject_for_secret(
@@ -140,6 +153,10 @@ mod aws {
                 },
                 // SSM answers for the whole `GetParameters` batch, as IAM and the service do.
                 AwsStore::Ssm => {
+                    if fault == Fault::Hang {
+                        self.world.proxy.delay("GetParameters", HANG);
+                        return Ok(());
+                    }
                     let (status, code, message) = match fault {
                         Fault::Denied => (
                             400,
@@ -149,7 +166,7 @@ mod aws {
                             ),
                         ),
                         Fault::Throttled => (400, "ThrottlingException", "Rate exceeded".to_owned()),
-                        Fault::Unavailable => {
+                        Fault::Unavailable | Fault::Hang => {
                             (503, "InternalServerError", "Service is unavailable".to_owned())
                         }
                     };
@@ -250,6 +267,10 @@ mod azure {
             self.world.mount_as("workload-sa", &objects, &extra).await
         }
 
+        fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
+            self.world.set_driver_timeout(deadline);
+        }
+
         async fn cloud_calls(&self) -> usize {
             self.world.azure.vault_requests().len() + self.world.azure.token_requests().len()
         }
@@ -265,6 +286,9 @@ mod azure {
                 Fault::Denied => self.world.azure.restrict(AZURE_VAULT, name, &["someone-else"]),
                 Fault::Throttled => self.world.azure.throttle(&path, 1000, 0),
                 Fault::Unavailable => self.world.azure.fail_requests(&path, 1000),
+                // The Key Vault peer stalls every vault request: the fixture's only object is
+                // the one that hangs.
+                Fault::Hang => self.world.azure.set_vault_delay(HANG),
             }
             Ok(())
         }
@@ -345,6 +369,10 @@ mod gcp {
             self.world.mount_at(&target, "web", &parameters[0].1, &extra).await
         }
 
+        fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
+            self.world.set_driver_timeout(deadline);
+        }
+
         async fn cloud_calls(&self) -> usize {
             self.world.google.calls().len() + self.world.kube.requests().len()
         }
@@ -356,6 +384,10 @@ mod gcp {
         async fn inject(&self, name: &str, fault: Fault) -> Result<(), BoxError> {
             let path = format!("/secrets/{name}/");
             let status = match fault {
+                Fault::Hang => {
+                    self.world.google.delay_path(&path, HANG);
+                    return Ok(());
+                }
                 Fault::Denied => 403,
                 Fault::Throttled => 429,
                 Fault::Unavailable => 503,

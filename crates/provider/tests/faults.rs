@@ -83,8 +83,8 @@ mod aws {
 
     /// A world with one secret `db` and the driver's deadline set; the mount's parameters.
     async fn world(case: &str) -> Result<(AwsWorld, String), BoxError> {
-        let mut world = AwsWorld::start(BINARY, case, &[]).await?;
-        world.driver_timeout = Some(DRIVER_DEADLINE);
+        let world = AwsWorld::start(BINARY, case, &[]).await?;
+        world.set_driver_timeout(Some(DRIVER_DEADLINE));
         let name = world.name("db");
         world.put_secret(&name, "value").await?;
         Ok((world, name))
@@ -319,8 +319,8 @@ mod azure {
     use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
 
     async fn world() -> Result<AzureWorld, BoxError> {
-        let mut world = AzureWorld::start(BINARY, &[]).await?;
-        world.driver_timeout = Some(DRIVER_DEADLINE);
+        let world = AzureWorld::start(BINARY, &[]).await?;
+        world.set_driver_timeout(Some(DRIVER_DEADLINE));
         world.azure.set_secret(AZURE_VAULT, "db", "value");
         Ok(world)
     }
@@ -477,8 +477,8 @@ mod gcp {
     const SECRET: &str = "projects/shop-prod/secrets/db/versions/latest";
 
     async fn world() -> Result<GcpWorld, BoxError> {
-        let mut world = GcpWorld::start(BINARY, &[]).await?;
-        world.driver_timeout = Some(DRIVER_DEADLINE);
+        let world = GcpWorld::start(BINARY, &[]).await?;
+        world.set_driver_timeout(Some(DRIVER_DEADLINE));
         world.google.add_version(None, "db", b"value");
         world.google.grant(None, "db", &format!("ksa:{GCP_NAMESPACE}/web"));
         Ok(world)

@@ -426,7 +426,7 @@ async fn templates_cannot_crash_exhaust_or_outlive_the_mount() -> TestResult {
     use std::time::{Duration, Instant};
     use tonic::Code;
 
-    let mut world = AzureWorld::start(BINARY, &["--health-addr", "127.0.0.1:0"]).await?;
+    let world = AzureWorld::start(BINARY, &["--health-addr", "127.0.0.1:0"]).await?;
     world.azure.set_secret(AZURE_VAULT, "s", "v");
     let pid = world.provider.child.id();
     let object = ["objectName: s\nobjectType: secret"];
@@ -471,7 +471,7 @@ async fn templates_cannot_crash_exhaust_or_outlive_the_mount() -> TestResult {
         })
         .collect();
     let files = serde_json::Value::from(heavy).to_string();
-    world.driver_timeout = Some(Duration::from_secs(3));
+    world.set_driver_timeout(Some(Duration::from_secs(3)));
     let health = world.provider.health_addr(Duration::from_secs(5)).await?;
     let started = Instant::now();
     let extra = [("files", files.as_str())];

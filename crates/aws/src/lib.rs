@@ -24,9 +24,8 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use csi_secrets_provider_core::kit::{self, MountAssembly, ObjectNames, Rendered};
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectRecord, ObjectVersion,
-    Parameters, ParsedSpc, PlannedSelection, Prepared, Result, SecretBackend, SharedReads, SharingOptions,
-    Validation, before_deadline,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, MountedFile, ObjectVersion, Parameters,
+    ParsedSpc, Prepared, Result, SecretBackend, SharedReads, SharingOptions, Validation, before_deadline,
 };
 use tokio::sync::OnceCell;
 
@@ -525,23 +524,14 @@ mod tests;
 
 /// What `validate` and the policy check learn from a parsed SecretProviderClass.
 fn validation_of(spec: &params::MountSpec) -> Validation {
-    // What a mount reads and which role it assumes, for the admin policy.
-    let reads = spec.policy_reads();
-    let roles = spec.assume_role.iter().map(|role| role.role_arn.clone()).collect();
-    let objects = spec
-        .objects
-        .iter()
-        .map(|object| ObjectRecord::planned(&object.name, &object.name))
-        .chain(
-            spec.selections
-                .iter()
-                .map(|entry| ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)),
-        )
-        .collect();
-    let selections = spec
+    let planned =
+        spec.objects.iter().fold(Validation::planned(&spec.plan), |v, o| v.object(&o.name, &o.name));
+    let mut validation = spec
         .selections
         .iter()
-        .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
-        .collect();
-    Validation { reads, roles, objects, selections, ..Ok(spec.plan.clone()).into() }
+        .fold(planned, |v, e| v.selection(&e.selection, e.directory.as_deref(), &e.selection.prefix))
+        // What a mount reads (failover objects too) and which role it assumes, for the policy.
+        .with_reads(spec.policy_reads());
+    validation.roles = spec.assume_role.iter().map(|role| role.role_arn.clone()).collect();
+    validation
 }

@@ -29,9 +29,8 @@ use csi_secrets_provider_core::kit::{
     Authorization, CredentialDigest, Method, MountAssembly, ObjectNames, ServiceAccount, skip_if_absent,
 };
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, ParsedSpc,
-    PlannedSelection, Prepared, Result, SecretBackend, SharingOptions, SkippedObject, Validation,
-    before_deadline,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, ParsedSpc, Prepared, Result,
+    SecretBackend, SharingOptions, SkippedObject, Validation, before_deadline,
 };
 use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
@@ -464,20 +463,13 @@ fn validation_of(spec: &params::MountSpec, separate_cert_and_key: bool) -> Valid
         Vec::new()
     };
     // What a mount reads, for the admin policy and the audit trail: `vault/objectName`.
-    let reads = spec.objects.iter().map(|o| spec.resolved_name(o)).collect();
-    let objects = spec
+    let planned = spec
         .objects
         .iter()
-        .map(|o| ObjectRecord::planned(&o.name, spec.resolved_name(o)))
-        .chain(spec.selections.iter().map(|entry| {
-            let vault = entry.keyvault_name().unwrap_or(&spec.keyvault_name);
-            ObjectRecord::planned(&entry.selection.prefix, format!("{vault}/{}", entry.selection.prefix))
-        }))
-        .collect();
-    let selections = spec
-        .selections
-        .iter()
-        .map(|entry| PlannedSelection::new(&entry.selection, entry.directory()))
-        .collect();
-    Validation { possible_files, reads, objects, selections, ..Ok(spec.plan.clone()).into() }
+        .fold(Validation::planned(&spec.plan), |v, o| v.object(&o.name, spec.resolved_name(o)));
+    let validation = spec.selections.iter().fold(planned, |v, entry| {
+        let vault = entry.keyvault_name().unwrap_or(&spec.keyvault_name);
+        v.selection(&entry.selection, entry.directory(), format!("{vault}/{}", entry.selection.prefix))
+    });
+    Validation { possible_files, ..validation }
 }

@@ -111,6 +111,41 @@ impl PlannedSelection {
 }
 
 impl Validation {
+    /// The validation of a parsed SecretProviderClass, built up by its objects ([`Self::object`])
+    /// and prefix entries ([`Self::selection`]) the same way in every backend.
+    pub fn planned(plan: &FilePlan) -> Self {
+        Ok(plan.clone()).into()
+    }
+
+    /// An object: `written` as the SPC names it and `resolved` as the audit trail and the admin
+    /// policy name it (`vault/objectName`, `projects/p/secrets/s`).
+    pub fn object(mut self, written: &str, resolved: impl Into<String>) -> Self {
+        let resolved = resolved.into();
+        self.reads.push(resolved.clone());
+        self.objects.push(ObjectRecord::planned(written, resolved));
+        self
+    }
+
+    /// A prefix entry whose files go under `directory`; `resolved` names its prefix for the audit
+    /// trail (each secret it selects is checked against the policy once listed).
+    pub fn selection(
+        mut self,
+        selection: &crate::kit::Selection,
+        directory: Option<&str>,
+        resolved: impl Into<String>,
+    ) -> Self {
+        self.objects.push(ObjectRecord::planned(&selection.prefix, resolved));
+        self.selections.push(PlannedSelection::new(selection, directory));
+        self
+    }
+
+    /// The reads the policy checks, when they are not one per object as [`Self::object`] says
+    /// (AWS: failover objects too, by type and region).
+    pub fn with_reads(mut self, reads: Vec<String>) -> Self {
+        self.reads = reads;
+        self
+    }
+
     /// A validation that failed with these problems.
     pub fn failed(problems: Vec<Error>) -> Self {
         Self {

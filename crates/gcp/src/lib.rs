@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use csi_secrets_provider_core::kit::{ExpiringCache, MountAssembly, ObjectNames};
 use csi_secrets_provider_core::kube_api::KubeApi;
 use csi_secrets_provider_core::{
-    BackendStats, Error, FileMode, MountRequest, MountResponse, ObjectRecord, Parameters, ParsedSpc,
-    PlannedSelection, Prepared, Result, SecretBackend, SharedReads, Validation, before_deadline, kit,
+    BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, ParsedSpc, Prepared, Result,
+    SecretBackend, SharedReads, Validation, before_deadline, kit,
 };
 use futures::StreamExt;
 use secrecy::ExposeSecret;
@@ -397,23 +397,13 @@ impl SecretBackend for GcpBackend {
 /// What `validate` and the policy check learn from a parsed SecretProviderClass: the admin
 /// policy and the audit trail name a secret without its version.
 fn validation_of(spec: &params::MountSpec) -> Validation {
-    let reads = spec.secrets.iter().map(|s| s.resource.secret_name()).collect();
-    let objects = spec
+    let planned = spec
         .secrets
         .iter()
-        .map(|s| ObjectRecord::planned(&s.resource_name, s.resource.secret_name()))
-        .chain(
-            spec.selections
-                .iter()
-                .map(|entry| ObjectRecord::planned(&entry.selection.prefix, &entry.selection.prefix)),
-        )
-        .collect();
-    let selections = spec
-        .selections
+        .fold(Validation::planned(&spec.plan), |v, s| v.object(&s.resource_name, s.resource.secret_name()));
+    spec.selections
         .iter()
-        .map(|entry| PlannedSelection::new(&entry.selection, entry.directory.as_deref()))
-        .collect();
-    Validation { reads, objects, selections, ..Ok(spec.plan.clone()).into() }
+        .fold(planned, |v, e| v.selection(&e.selection, e.directory.as_deref(), &e.selection.prefix))
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 //! entry's `objectAlias` as a directory.
 
 use super::keys::ObjectKey;
-use super::object::{file_mode, file_name, has_parent_reference, parse_jmes};
+use super::object::{file_mode, file_name, parse_jmes};
 use super::{ListContext, ObjectSpec, ObjectType};
-use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
+use csi_secrets_provider_core::kit::{PrefixEntry, PrefixKeys, Selected, Selection, selected_path};
 use csi_secrets_provider_core::shaping::FileShape;
-use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode, JmesEntry};
+use csi_secrets_provider_core::{Error, Fields, FileMode, JmesEntry};
 
 /// One `objectPrefix` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,16 +49,26 @@ impl SelectionSpec {
     }
 }
 
-/// Keys an `objectPrefix` entry cannot have: they name one object.
-const ONE_OBJECT_KEYS: [ObjectKey; 5] = [
-    ObjectKey::ObjectName,
-    ObjectKey::ObjectVersion,
-    ObjectKey::ObjectVersionLabel,
-    ObjectKey::FailoverObject,
-    ObjectKey::Region,
-];
+/// How an AWS prefix entry is written: the keys every backend's prefix entry shares.
+const PREFIX_KEYS: PrefixKeys<ObjectKey> = PrefixKeys {
+    prefix: "objectPrefix",
+    tags: ObjectKey::Tags,
+    max_objects: ObjectKey::MaxObjects,
+    optional: ObjectKey::Optional,
+    directory: ObjectKey::ObjectAlias,
+    // They name one object (or one region of it).
+    one_object: &[
+        ObjectKey::ObjectName,
+        ObjectKey::ObjectVersion,
+        ObjectKey::ObjectVersionLabel,
+        ObjectKey::FailoverObject,
+        ObjectKey::Region,
+    ],
+    one_object_says: "names one object; an objectPrefix entry selects every current secret under the prefix",
+};
 
-/// Parses entry `index` of `objects`, which has `objectPrefix`.
+/// Parses entry `index` of `objects`, which has `objectPrefix`: the shared parts by the kit,
+/// then what AWS adds (`objectType`, the options every selected object is read with).
 pub(super) fn parse_selection(
     index: usize,
     fields: &Fields<'_, ObjectKey>,
@@ -79,18 +89,6 @@ pub(super) fn parse_selection(
     let (shape, shape_problems) = FileShape::read(fields);
     let mut problems: Vec<Error> = shape_problems.into_iter().map(|e| e.with_object(&prefix)).collect();
     let label = format!("objectPrefix {prefix:?}");
-    for key in ONE_OBJECT_KEYS {
-        if fields.get(key).is_some() {
-            problems.push(
-                Error::invalid_config(format!(
-                    "{} names one object; an objectPrefix entry selects every current secret under the prefix",
-                    key.as_str()
-                ))
-                .with_object(&prefix)
-                .with_field(key.as_str()),
-            );
-        }
-    }
     let object_type = match fields.non_empty(ObjectKey::ObjectType) {
         Ok(Some(t)) => match ObjectType::from_object_type(&t) {
             Some(t) => t,
@@ -125,24 +123,10 @@ pub(super) fn parse_selection(
                 .with_field("objectPrefix"),
         );
     }
-    let directory = match fields.non_empty(ObjectKey::ObjectAlias) {
-        Ok(directory) => directory,
-        Err(e) => {
-            problems.push(e.or_object(&prefix));
-            None
-        }
-    };
-    if let Some(directory) = &directory
-        && (has_parent_reference(directory) || directory.starts_with('/'))
-    {
-        problems.push(
-            Error::invalid_config(format!(
-                "objectAlias {directory:?} must be a relative directory without .."
-            ))
-            .with_object(&prefix)
-            .with_field("objectAlias"),
-        );
-    }
+    let directory = fields.non_empty(ObjectKey::ObjectAlias).unwrap_or_else(|e| {
+        problems.push(e.or_object(&prefix));
+        None
+    });
     let permission = fields.non_empty(ObjectKey::FilePermission).unwrap_or_else(|e| {
         problems.push(e.or_object(&prefix));
         None
@@ -150,27 +134,9 @@ pub(super) fn parse_selection(
     let mode =
         file_mode(permission.as_deref(), context.default_mode, &prefix, "filePermission", &mut problems);
     let jmes = parse_jmes(fields.get(ObjectKey::JmesPath), &prefix, mode, context, &mut problems);
-    let optional = fields.flag(ObjectKey::Optional).unwrap_or_else(|e| {
-        problems.push(e.with_object(&prefix));
-        false
-    });
-    let selection = Selection::parse(
-        "objectPrefix",
-        prefix,
-        fields.get(ObjectKey::Tags),
-        fields.get(ObjectKey::MaxObjects),
-        optional,
-        &label,
-    );
-    let selection = match selection {
-        Ok(selection) => Some(selection),
-        Err(mut errors) => {
-            problems.append(&mut errors);
-            None
-        }
-    };
-    match selection {
-        Some(selection) if problems.is_empty() => Ok(SelectionSpec {
+    let entry = PrefixEntry::read(&PREFIX_KEYS, fields, prefix, directory, &mut problems);
+    match entry {
+        Some(PrefixEntry { selection, directory }) if problems.is_empty() => Ok(SelectionSpec {
             selection,
             object_type,
             directory,

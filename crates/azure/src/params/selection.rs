@@ -4,7 +4,7 @@
 //! `filePermission`, `keyvaultName`, `jmesPath`, `writeFile`, `expandKeys`, `decode`) apply to
 //! every selected secret.
 
-use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
+use csi_secrets_provider_core::kit::{PrefixEntry, PrefixKeys, Selected, Selection, selected_path};
 use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode, KeyMatching, Warning};
 use serde_norway::Value;
 
@@ -48,7 +48,19 @@ impl SelectionSpec {
 const ONE_OBJECT_KEYS: [ObjectKey; 3] =
     [ObjectKey::ObjectName, ObjectKey::ObjectVersion, ObjectKey::ObjectVersionHistory];
 
-/// Parses `entry`, which has `objectPrefix`.
+/// How an Azure prefix entry is written: the keys every backend's prefix entry shares.
+const PREFIX_KEYS: PrefixKeys<ObjectKey> = PrefixKeys {
+    prefix: "objectPrefix",
+    tags: ObjectKey::Tags,
+    max_objects: ObjectKey::MaxObjects,
+    optional: ObjectKey::Optional,
+    directory: ObjectKey::ObjectAlias,
+    one_object: &ONE_OBJECT_KEYS,
+    one_object_says: "names one object; an objectPrefix entry selects every enabled secret under the prefix",
+};
+
+/// Parses `entry`, which has `objectPrefix`: the shared parts by the kit, then the entry's
+/// options parsed as one secret's (named by the prefix, without its directory).
 pub(super) fn parse_selection(
     index: usize,
     entry: &Value,
@@ -70,18 +82,6 @@ pub(super) fn parse_selection(
     };
     let label = format!("objectPrefix {prefix:?}");
     let mut problems = Vec::new();
-    for key in ONE_OBJECT_KEYS {
-        if fields.get(key).is_some() {
-            problems.push(
-                Error::invalid_config(format!(
-                    "{} names one object; an objectPrefix entry selects every enabled secret under the prefix",
-                    key.as_str()
-                ))
-                .with_object(&prefix)
-                .with_field(key.as_str()),
-            );
-        }
-    }
     match fields.trimmed(ObjectKey::ObjectType) {
         Ok(None) => {}
         Ok(Some(t)) if t == ObjectType::Secret.as_str() => {}
@@ -93,28 +93,29 @@ pub(super) fn parse_selection(
             .with_field("objectType"),
         ),
     }
-    let selection = Selection::parse(
-        "objectPrefix",
-        prefix.clone(),
-        fields.get(ObjectKey::Tags),
-        fields.get(ObjectKey::MaxObjects),
-        fields.flag(ObjectKey::Optional).unwrap_or(false),
-        &label,
-    );
-    // The entry's options are parsed as one secret's, named by the prefix.
+    let directory = fields.trimmed(ObjectKey::ObjectAlias).unwrap_or_else(|e| {
+        problems.push(e.or_object(&prefix));
+        None
+    });
+    // The entry's options are parsed as one secret's, named by the prefix; its directory and
+    // `optional` are the entry's, read by the kit.
     let mut as_object = entry.clone();
     if let Value::Mapping(map) = &mut as_object {
-        for key in ONE_OBJECT_KEYS.iter().chain(&[ObjectKey::ObjectType, ObjectKey::ObjectPrefix]) {
+        let entry_keys =
+            [ObjectKey::ObjectType, ObjectKey::ObjectPrefix, ObjectKey::ObjectAlias, ObjectKey::Optional];
+        for key in ONE_OBJECT_KEYS.iter().chain(&entry_keys) {
             map.remove(key.as_str());
         }
-        map.insert(Value::from("objectName"), Value::from(prefix));
+        map.insert(Value::from("objectName"), Value::from(prefix.clone()));
         map.insert(Value::from("objectType"), Value::from(ObjectType::Secret.as_str()));
     }
     let template = parse_object(index, &as_object, default_mode, warnings);
-    match (selection, template) {
-        (Ok(selection), Ok(template)) if problems.is_empty() => Ok(SelectionSpec { selection, template }),
-        (selection, template) => {
-            problems.extend(selection.err().unwrap_or_default());
+    let entry = PrefixEntry::read(&PREFIX_KEYS, &fields, prefix, directory, &mut problems);
+    match (entry, template) {
+        (Some(PrefixEntry { selection, directory }), Ok(template)) if problems.is_empty() => {
+            Ok(SelectionSpec { selection, template: ObjectSpec { alias: directory, ..template } })
+        }
+        (_, template) => {
             problems.extend(template.err().unwrap_or_default());
             Err(problems)
         }

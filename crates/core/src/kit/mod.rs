@@ -31,6 +31,7 @@ mod batches;
 mod caches;
 mod client;
 mod identity;
+mod prefix_entry;
 mod reads;
 mod selection;
 
@@ -39,6 +40,7 @@ pub use batches::{BatchAnswer, BatchAnswers, BatchItem, BatchPlan, Batched, When
 pub use caches::{ExpiringCache, IdleCache};
 pub use client::{ClientOptions, ExtraCa};
 pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, ServiceAccount};
+pub use prefix_entry::{PrefixEntry, PrefixKeys};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
 pub use selection::{
     DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,

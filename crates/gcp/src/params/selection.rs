@@ -2,7 +2,7 @@
 //! the prefix (and carries the entry's labels, `tags`), read at `latest`, one file each named by
 //! the rest of its name under the entry's `path` as a directory.
 
-use csi_secrets_provider_core::kit::{Selected, Selection, selected_path};
+use csi_secrets_provider_core::kit::{PrefixEntry, PrefixKeys, Selected, Selection, selected_path};
 use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode, KeyMatching, Warning};
 use serde_norway::Value;
 
@@ -58,7 +58,19 @@ impl SelectionSpec {
     }
 }
 
-/// Parses `item`, which has `resourcePrefix`.
+/// How a GCP prefix entry is written: the keys every backend's prefix entry shares.
+const PREFIX_KEYS: PrefixKeys<SecretKey> = PrefixKeys {
+    prefix: "resourcePrefix",
+    tags: SecretKey::Tags,
+    max_objects: SecretKey::MaxObjects,
+    optional: SecretKey::Optional,
+    directory: SecretKey::Path,
+    one_object: &[SecretKey::ResourceName, SecretKey::FileName],
+    one_object_says: "names one secret; a resourcePrefix entry selects every secret under the prefix (its `path` is their directory)",
+};
+
+/// Parses `item`, which has `resourcePrefix`: the prefix checked against Google's grammar, the
+/// shared parts by the kit, then the entry's options parsed as one secret's.
 pub(crate) fn parse_selection(
     index: usize,
     item: &Value,
@@ -122,32 +134,14 @@ pub(crate) fn parse_selection(
         checked(names::SECRET_PREFIX.check(name_prefix));
     }
     let project = project.to_owned();
-    for key in [SecretKey::ResourceName, SecretKey::FileName] {
-        if fields.get(key).is_some() {
-            problems.push(
-                Error::invalid_config(format!(
-                    "{} names one secret; a resourcePrefix entry selects every secret under the prefix (its `path` is their directory)",
-                    key.as_str()
-                ))
-                .with_object(&prefix)
-                .with_field(key.as_str()),
-            );
-        }
-    }
     let directory = fields.trimmed(SecretKey::Path).ok().flatten().filter(|d| !d.is_empty());
-    let label = format!("resourcePrefix {prefix:?}");
-    let selection = Selection::parse(
-        "resourcePrefix",
-        prefix.clone(),
-        fields.get(SecretKey::Tags),
-        fields.get(SecretKey::MaxObjects),
-        fields.flag(SecretKey::Optional).unwrap_or(false),
-        &label,
-    );
-    // The entry's options are parsed as one secret's: a placeholder name, its directory as path.
+    // The entry's options are parsed as one secret's: a placeholder name, its directory as path;
+    // `optional` is the entry's, read by the kit.
     let mut as_secret = item.clone();
     if let Value::Mapping(map) = &mut as_secret {
-        for key in [SecretKey::ResourcePrefix, SecretKey::ResourceName, SecretKey::FileName] {
+        for key in
+            [SecretKey::ResourcePrefix, SecretKey::ResourceName, SecretKey::FileName, SecretKey::Optional]
+        {
             map.remove(key.as_str());
         }
         map.insert(Value::from("resourceName"), Value::from(PLACEHOLDER));
@@ -157,30 +151,21 @@ pub(crate) fn parse_selection(
         );
     }
     let template = parse_secret(index, &as_secret, default_mode, warnings);
-    if let Some(directory) = &directory
-        && directory.split('/').any(|element| element == ".." || element.is_empty())
-    {
-        problems.push(
-            Error::invalid_config(format!("path {directory:?} must be a relative directory without .."))
-                .with_object(&prefix)
-                .with_field("path"),
-        );
-    }
+    let entry = PrefixEntry::read(&PREFIX_KEYS, &fields, prefix.clone(), directory, &mut problems);
     // Labels go into the listing's filter as quoted strings: Google's grammar has no quote or
     // backslash that could end one.
-    if let Ok(selection) = &selection {
-        for (key, value) in &selection.tags {
+    if let Some(entry) = &entry {
+        for (key, value) in &entry.selection.tags {
             for problem in [names::LABEL_KEY.check(key).err(), names::LABEL_VALUE.check(value).err()] {
                 problems.extend(problem.map(|e| e.with_object(&prefix).with_field("tags")));
             }
         }
     }
-    match (selection, template) {
-        (Ok(selection), Ok(template)) if problems.is_empty() => {
+    match (entry, template) {
+        (Some(PrefixEntry { selection, directory }), Ok(template)) if problems.is_empty() => {
             Ok(SelectionSpec { selection, parent: parent.to_owned(), location, project, directory, template })
         }
-        (selection, template) => {
-            problems.extend(selection.err().unwrap_or_default());
+        (_, template) => {
             problems.extend(template.err().unwrap_or_default().into_iter().map(|e| {
                 // The placeholder is no name of the user's: say the entry instead.
                 let error =

@@ -159,8 +159,9 @@ impl AwsProxy {
         });
     }
 
-    /// Lets only `access_key` read the Secrets Manager secret `secret_id`; any other caller gets
-    /// `AccessDeniedException`, as IAM answers a role without `secretsmanager:GetSecretValue`.
+    /// Lets only `access_key` read the Secrets Manager secret or SSM parameter `secret_id`; any
+    /// other caller gets `AccessDeniedException` (for the whole `GetParameters` call naming it),
+    /// as IAM answers a role without the permission.
     pub fn allow_only(&self, secret_id: &str, access_key: &str) {
         self.lock().readable_only_by.insert(secret_id.to_owned(), access_key.to_owned());
     }
@@ -196,10 +197,20 @@ async fn forward(
     let (failing, injected, denied, delay) = {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.calls.push(call.clone());
-        let secret_id = (call.action == "GetSecretValue")
-            .then(|| serde_json::from_slice::<serde_json::Value>(&request.body).ok())
-            .flatten()
-            .and_then(|body| body["SecretId"].as_str().map(str::to_owned));
+        let body = serde_json::from_slice::<serde_json::Value>(&request.body).unwrap_or_default();
+        let secret_id =
+            (call.action == "GetSecretValue").then(|| body["SecretId"].as_str().map(str::to_owned)).flatten();
+        // The parameters a GetParameters call names (without their `:version` selectors).
+        let parameters: Vec<String> = match call.action.as_str() {
+            "GetParameters" => body["Names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|name| name.as_str())
+                .map(|name| name.split_once(':').map_or(name, |(name, _)| name).to_owned())
+                .collect(),
+            _ => Vec::new(),
+        };
         let injected = state
             .injected
             .iter_mut()
@@ -213,8 +224,10 @@ async fn forward(
                 i.clone()
             });
         let denied = secret_id
-            .and_then(|id| state.readable_only_by.get(&id))
-            .is_some_and(|allowed| *allowed != call.access_key);
+            .iter()
+            .chain(&parameters)
+            .filter_map(|id| state.readable_only_by.get(id))
+            .any(|allowed| *allowed != call.access_key);
         (
             state.failing_regions.contains(&call.region),
             injected,
@@ -226,11 +239,12 @@ async fn forward(
         tokio::time::sleep(delay).await;
     }
     if denied {
+        let service = if call.action == "GetParameters" { "ssm" } else { "secretsmanager" };
         return json(
             400,
             &serde_json::json!({
                 "__type": "AccessDeniedException",
-                "message": format!("User: {} is not authorized to perform: secretsmanager:GetSecretValue because no identity-based policy allows the secretsmanager:GetSecretValue action", call.access_key)
+                "message": format!("User: {} is not authorized to perform: {service}:{} because no identity-based policy allows the {service}:{} action", call.access_key, call.action, call.action)
             }),
         );
     }

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::yaml::non_empty;
 use csi_secrets_provider_core::{
-    Error, Fields, FileMode, FilePlan, KeyMatching, MountRequest, MountResponse, MountedFile, ObjectVersion,
-    Parameters, ParsedSpc, Prepared, Result, SecretBackend, Validation, translate_slashes,
+    Error, Fields, FileMode, FilePlan, KeyMatching, MountRequest, MountResponse, MountedFile, ObjectRecord,
+    ObjectVersion, Parameters, ParsedSpc, Prepared, Result, SecretBackend, Validation, translate_slashes,
 };
 use serde_norway::Value;
 
@@ -295,6 +295,7 @@ impl SecretBackend for TestBackend {
                             object: object.name.clone(),
                             reason: "not found".to_owned(),
                         });
+                        response.records.push(ObjectRecord::skipped(&object.name, &object.name));
                         continue;
                     }
                     None => {
@@ -310,6 +311,10 @@ impl SecretBackend for TestBackend {
                 MountedFile::new(object.file.clone(), object.mode, contents)
                     .shaped(&object.name, object.shape),
             );
+            // The audit record every backend gives (the kit's `MountAssembly` does it for the
+            // cloud backends).
+            let served = csi_secrets_provider_core::Served::fresh(());
+            response.records.push(ObjectRecord::served(&object.name, &object.name, &version, &served));
             response.versions.push(ObjectVersion::new(object.file.clone(), version));
         }
         Ok(response)

@@ -88,9 +88,35 @@ pub trait Fixture: Send + Sync {
     async fn put(&self, name: &str, value: &str) -> Result<(), BoxError>;
     /// SPC parameters mounting `objects`.
     fn parameters(&self, objects: &[ObjectRef]) -> Vec<(String, String)>;
-    /// Mounts through the backend's socket as the driver would, with whatever identity
-    /// attributes the backend needs.
-    async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status>;
+    /// Mounts at a new target path through the backend's socket as the driver would, with
+    /// whatever identity attributes the backend needs.
+    async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+        self.mount_at(&crate::new_target_path(), parameters).await
+    }
+    /// [`Self::mount`] at `target` (a remount when the provider served that target before).
+    async fn mount_at(
+        &self,
+        target: &str,
+        parameters: &[(String, String)],
+    ) -> Result<MountResponse, tonic::Status>;
+    /// [`Self::mount_at`] as the fixture's second identity (another service account with its
+    /// own cloud principal), which may read what [`Self::put`] stores.
+    async fn mount_as_second(
+        &self,
+        target: &str,
+        parameters: &[(String, String)],
+    ) -> Result<MountResponse, tonic::Status>;
+    /// Lets only the first identity read `name` from now on (called right after a mount of the
+    /// first identity read it).
+    async fn restrict_to_first(&self, name: &str) -> Result<(), BoxError>;
+    /// The audit trail the provider writes (`serve --audit-log`).
+    fn audit_log(&self) -> &std::path::Path;
+    /// Every way an SPC of this backend may name the object `name` (as written, as an ARN, as a
+    /// failover object, by type, by location...), each as the parameters of a mount: the admin
+    /// policy must see the object in each.
+    fn object_forms(&self, name: &str) -> Vec<(&'static str, Vec<(String, String)>)> {
+        vec![("as named", self.parameters(&[ObjectRef::new(name, "object")]))]
+    }
     /// Sets the gRPC deadline the driver sends with every later mount (none by default).
     fn set_driver_deadline(&self, deadline: Option<std::time::Duration>);
     /// Makes the store answer every read of `name` (created with [`Self::put`]) with `fault`.
@@ -111,9 +137,11 @@ pub trait Fixture: Send + Sync {
 }
 
 /// The admin policy every conformance provider runs with (`serve --policy`): everything allowed,
-/// except to pods of [`DENIED_NAMESPACE`].
-pub const POLICY: &str = "defaultAction: allow\nrules:\n  - namespaces: [\"policy-denied\"]\n    allow: {}\n";
+/// except to pods of [`DENIED_NAMESPACE`] (nothing) and [`PATTERNED_NAMESPACE`] (only objects
+/// whose name holds `conf-allowed`).
+pub const POLICY: &str = "defaultAction: allow\nrules:\n  - namespaces: [\"policy-denied\"]\n    allow: {}\n  - namespaces: [\"policy-patterned\"]\n    allow: {aws: [\"*conf-allowed*\"], azure: [\"*conf-allowed*\"], gcp: [\"*conf-allowed*\"]}\n";
 pub const DENIED_NAMESPACE: &str = "policy-denied";
+pub const PATTERNED_NAMESPACE: &str = "policy-patterned";
 
 /// Writes [`POLICY`] into `dir`; the path to give `serve --policy`.
 pub fn write_policy(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
@@ -180,6 +208,10 @@ macro_rules! conformance_tests {
             folder_bounds_are_the_same_everywhere,
             an_outage_serves_the_identitys_last_good_value,
             mounts_of_one_identity_share_one_exchange,
+            each_object_is_audited_without_its_value,
+            a_change_reaches_a_pod_by_its_second_remount,
+            a_remount_never_gets_another_identitys_value,
+            a_policy_pattern_sees_every_object_form,
         );
     };
     (@each $fixture:path, $capabilities:expr; $($behaviour:ident),* $(,)?) => {
@@ -316,6 +348,10 @@ pub use crate::conformance_files::{
 };
 pub use crate::conformance_folders::{
     a_folder_mounts_every_secret_under_its_prefix, folder_bounds_are_the_same_everywhere,
+};
+pub use crate::conformance_trail::{
+    a_change_reaches_a_pod_by_its_second_remount, a_policy_pattern_sees_every_object_form,
+    a_remount_never_gets_another_identitys_value, each_object_is_audited_without_its_value,
 };
 
 pub(crate) fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {

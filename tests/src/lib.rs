@@ -11,6 +11,7 @@ pub mod client;
 pub mod conformance;
 mod conformance_files;
 mod conformance_folders;
+mod conformance_trail;
 pub mod connect_proxy;
 pub mod driver;
 pub mod driver_paths;

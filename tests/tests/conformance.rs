@@ -15,6 +15,7 @@ struct TestFixture {
     store: Arc<TestStore>,
     counter: AtomicUsize,
     deadline: std::sync::Mutex<Option<std::time::Duration>>,
+    audit: std::path::PathBuf,
     _policy: tempfile::TempDir,
 }
 
@@ -33,10 +34,37 @@ impl Fixture for TestFixture {
         vec![("objects".to_owned(), conformance::yaml_object_list(objects, ""))]
     }
 
-    async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
+    async fn mount_at(
+        &self,
+        target: &str,
+        parameters: &[(String, String)],
+    ) -> Result<MountResponse, tonic::Status> {
         let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let deadline = *self.deadline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.provider.client("test").with_timeout(deadline).mount(&pairs).await
+        let attributes = csi_secrets_provider_tests::pod_attributes(&pairs).to_string();
+        self.provider
+            .client("test")
+            .with_timeout(deadline)
+            .mount_raw_at(target, attributes, "null".to_owned(), "420".to_owned())
+            .await
+    }
+
+    /// The test backend has no identities: the isolation behaviour is skipped for it (its
+    /// capabilities say so), and a second identity mounts as the first.
+    async fn mount_as_second(
+        &self,
+        target: &str,
+        parameters: &[(String, String)],
+    ) -> Result<MountResponse, tonic::Status> {
+        self.mount_at(target, parameters).await
+    }
+
+    async fn restrict_to_first(&self, _name: &str) -> Result<(), BoxError> {
+        Err("the test backend has no identities".into())
+    }
+
+    fn audit_log(&self) -> &std::path::Path {
+        &self.audit
     }
 
     fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
@@ -69,9 +97,12 @@ async fn fixture() -> Result<TestFixture, BoxError> {
     let store = Arc::new(TestStore::default());
     let dir = tempfile::tempdir()?;
     let policy = conformance::write_policy(dir.path())?;
+    let audit = dir.path().join("audit.log");
+    let audit_target = csi_secrets_provider_server::AuditTarget::File(audit.clone());
     let provider =
         InProcess::start_with(vec![Arc::new(TestBackend::with_store(Arc::clone(&store)))], |options| {
             options.policy_file = Some(policy);
+            options.audit_log = Some(audit_target);
         })
         .await?;
     Ok(TestFixture {
@@ -79,6 +110,7 @@ async fn fixture() -> Result<TestFixture, BoxError> {
         store,
         counter: AtomicUsize::new(0),
         deadline: Default::default(),
+        audit,
         _policy: dir,
     })
 }

@@ -13,6 +13,11 @@ use csi_secrets_provider_tests::conformance::{self, BoxError, Capabilities, Faul
 
 const BINARY: &str = env!("CARGO_BIN_EXE_csi-secrets-provider");
 
+/// Parameters as the worlds take them.
+fn pairs(parameters: &[(String, String)]) -> Vec<(&str, &str)> {
+    parameters.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
+}
+
 /// How long a hung store takes to answer: longer than any mount's deadline.
 const HANG: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -45,7 +50,8 @@ mod aws {
         world: AwsWorld,
         store: AwsStore,
         counter: AtomicUsize,
-        _policy: tempfile::TempDir,
+        audit: std::path::PathBuf,
+        _dir: tempfile::TempDir,
     }
 
     pub(super) async fn fixture_for(store: AwsStore) -> Result<AwsFixture, BoxError> {
@@ -55,8 +61,14 @@ mod aws {
             AwsStore::SecretsManager => "conformance",
             AwsStore::Ssm => "conformance-ssm",
         };
-        let world = AwsWorld::start(BINARY, test, &["--policy", &policy]).await?;
-        Ok(AwsFixture { world, store, counter: AtomicUsize::new(0), _policy: dir })
+        let audit = dir.path().join("audit.log");
+        let world = AwsWorld::start(
+            BINARY,
+            test,
+            &["--policy", &policy, "--audit-log", &audit.display().to_string()],
+        )
+        .await?;
+        Ok(AwsFixture { world, store, counter: AtomicUsize::new(0), audit, _dir: dir })
     }
 
     async fn fixture() -> Result<AwsFixture, BoxError> {
@@ -106,11 +118,68 @@ mod aws {
             Some(vec![("objects".to_owned(), yaml), ("region".to_owned(), "us-east-1".to_owned())])
         }
 
-        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
-            let pairs: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            self.world.mount(&pairs).await
+        async fn mount_at(
+            &self,
+            target: &str,
+            parameters: &[(String, String)],
+        ) -> Result<MountResponse, tonic::Status> {
+            self.world.mount_at(target, "web", &pairs(parameters)).await
         }
 
+        async fn mount_as_second(
+            &self,
+            target: &str,
+            parameters: &[(String, String)],
+        ) -> Result<MountResponse, tonic::Status> {
+            // `batch` has a role of its own.
+            self.world.mount_at(target, "batch", &pairs(parameters)).await
+        }
+
+        async fn restrict_to_first(&self, name: &str) -> Result<(), BoxError> {
+            // The last call was the first identity's read: its credentials alone may read.
+            let first =
+                self.world.proxy.calls().last().map(|call| call.access_key.clone()).ok_or("no call")?;
+            self.world.proxy.allow_only(name, &first);
+            Ok(())
+        }
+
+        fn audit_log(&self) -> &std::path::Path {
+            &self.audit
+        }
+
+        fn object_forms(&self, name: &str) -> Vec<(&'static str, Vec<(String, String)>)> {
+            let kind = self.store.object_type();
+            let arn = match self.store {
+                AwsStore::SecretsManager => {
+                    format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}")
+                }
+                AwsStore::Ssm => format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}"),
+            };
+            let allowed = self.unique("conf-allowed");
+            let spc = |objects: String| {
+                vec![
+                    ("objects".to_owned(), objects),
+                    ("region".to_owned(), "us-east-1".to_owned()),
+                    ("failoverRegion".to_owned(), "us-west-2".to_owned()),
+                ]
+            };
+            vec![
+                ("by name", spc(format!("- {{objectName: '{name}', objectType: {kind}}}\n"))),
+                ("by ARN", spc(format!("- {{objectName: '{arn}', objectAlias: by-arn}}\n"))),
+                (
+                    "as a failover object",
+                    spc(format!(
+                        "- {{objectName: '{allowed}', objectType: {kind}, objectAlias: f, failoverObject: {{objectName: '{name}'}}}}\n"
+                    )),
+                ),
+                (
+                    "with jmesPath",
+                    spc(format!(
+                        "- {{objectName: '{name}', objectType: {kind}, jmesPath: [{{path: a, objectAlias: a}}]}}\n"
+                    )),
+                ),
+            ]
+        }
         fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
             self.world.set_driver_timeout(deadline);
         }
@@ -197,7 +266,9 @@ mod aws_ssm {
 #[cfg(feature = "azure")]
 mod azure {
     use super::*;
-    use csi_secrets_provider_tests::worlds::{AZURE_VAULT, AzureWorld};
+    use csi_secrets_provider_tests::worlds::{
+        AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AzureWorld,
+    };
 
     pub(super) const CAPABILITIES: Capabilities =
         Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
@@ -205,14 +276,32 @@ mod azure {
     struct AzureFixture {
         world: AzureWorld,
         counter: AtomicUsize,
-        _policy: tempfile::TempDir,
+        audit: std::path::PathBuf,
+        _dir: tempfile::TempDir,
     }
+
+    /// The second identity: another app federated with service account `other-sa`.
+    const SECOND_CLIENT: &str = "99999999-8888-7777-6666-555555555555";
 
     async fn fixture() -> Result<AzureFixture, BoxError> {
         let dir = tempfile::tempdir()?;
         let policy = conformance::write_policy(dir.path())?.display().to_string();
-        let world = AzureWorld::start(BINARY, &["--policy", &policy]).await?;
-        Ok(AzureFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+        let audit = dir.path().join("audit.log");
+        let world =
+            AzureWorld::start(BINARY, &["--policy", &policy, "--audit-log", &audit.display().to_string()])
+                .await?;
+        world.azure.federate(AZURE_TENANT, SECOND_CLIENT, AZURE_NAMESPACE, "other-sa");
+        Ok(AzureFixture { world, counter: AtomicUsize::new(0), audit, _dir: dir })
+    }
+
+    impl AzureFixture {
+        /// `objects` (the first parameter) split into the world's object entries, the rest as
+        /// they are.
+        fn split(parameters: &[(String, String)]) -> (Vec<&str>, Vec<(&str, &str)>) {
+            let objects =
+                parameters.first().map(|(_, objects)| objects.split("\n---\n").collect()).unwrap_or_default();
+            (objects, pairs(parameters.get(1..).unwrap_or_default()))
+        }
     }
 
     csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
@@ -259,14 +348,52 @@ mod azure {
             Some(vec![("objects".to_owned(), format!("objectPrefix: {prefix}{alias}{extra}"))])
         }
 
-        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
-            // `objects` is the first parameter; the rest go to the SPC as they are.
-            let objects: Vec<&str> = parameters[0].1.split("\n---\n").collect();
-            let extra: Vec<(&str, &str)> =
-                parameters[1..].iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
-            self.world.mount_as("workload-sa", &objects, &extra).await
+        async fn mount_at(
+            &self,
+            target: &str,
+            parameters: &[(String, String)],
+        ) -> Result<MountResponse, tonic::Status> {
+            let (objects, extra) = Self::split(parameters);
+            self.world.mount_at(target, "workload-sa", &objects, &extra).await
         }
 
+        async fn mount_as_second(
+            &self,
+            target: &str,
+            parameters: &[(String, String)],
+        ) -> Result<MountResponse, tonic::Status> {
+            let (objects, mut extra) = Self::split(parameters);
+            extra.push(("clientID", SECOND_CLIENT));
+            self.world.mount_at(target, "other-sa", &objects, &extra).await
+        }
+
+        async fn restrict_to_first(&self, name: &str) -> Result<(), BoxError> {
+            self.world.azure.restrict(AZURE_VAULT, name, &[AZURE_CLIENT]);
+            Ok(())
+        }
+
+        fn audit_log(&self) -> &std::path::Path {
+            &self.audit
+        }
+
+        fn object_forms(&self, name: &str) -> Vec<(&'static str, Vec<(String, String)>)> {
+            let object = |entry: String| vec![("objects".to_owned(), entry)];
+            vec![
+                ("a secret", object(format!("objectName: {name}\nobjectType: secret"))),
+                ("a key", object(format!("objectName: {name}\nobjectType: key"))),
+                ("a certificate", object(format!("objectName: {name}\nobjectType: cert"))),
+                (
+                    "in another vault",
+                    object(format!("objectName: {name}\nobjectType: secret\nkeyvaultName: kv-other")),
+                ),
+                (
+                    "with jmesPath",
+                    object(format!(
+                        "objectName: {name}\nobjectType: secret\njmesPath:\n  - {{path: a, objectAlias: a}}"
+                    )),
+                ),
+            ]
+        }
         fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
             self.world.set_driver_timeout(deadline);
         }
@@ -298,7 +425,7 @@ mod azure {
 #[cfg(feature = "gcp")]
 mod gcp {
     use super::*;
-    use csi_secrets_provider_tests::gcp::PROJECT;
+    use csi_secrets_provider_tests::gcp::{LOCATION, PROJECT, PROJECT_NUMBER};
     use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
 
     pub(super) const CAPABILITIES: Capabilities =
@@ -307,15 +434,24 @@ mod gcp {
     struct GcpFixture {
         world: GcpWorld,
         counter: AtomicUsize,
-        _policy: tempfile::TempDir,
+        audit: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    /// The identities: Kubernetes service accounts `web` and `batch`, each its own principal.
+    fn principal(service_account: &str) -> String {
+        format!("ksa:{GCP_NAMESPACE}/{service_account}")
     }
 
     async fn fixture() -> Result<GcpFixture, BoxError> {
         let dir = tempfile::tempdir()?;
         let policy = conformance::write_policy(dir.path())?.display().to_string();
-        let world = GcpWorld::start(BINARY, &["--policy", &policy]).await?;
-        world.google.grant_list(&format!("ksa:{GCP_NAMESPACE}/web"));
-        Ok(GcpFixture { world, counter: AtomicUsize::new(0), _policy: dir })
+        let audit = dir.path().join("audit.log");
+        let world =
+            GcpWorld::start(BINARY, &["--policy", &policy, "--audit-log", &audit.display().to_string()])
+                .await?;
+        world.google.grant_list(&principal("web"));
+        Ok(GcpFixture { world, counter: AtomicUsize::new(0), audit, _dir: dir })
     }
 
     csi_secrets_provider_tests::conformance_tests!(fixture, CAPABILITIES);
@@ -328,7 +464,9 @@ mod gcp {
 
         async fn put(&self, name: &str, value: &str) -> Result<(), BoxError> {
             self.world.google.add_version(None, name, value.as_bytes());
-            self.world.google.grant(None, name, &format!("ksa:{GCP_NAMESPACE}/web"));
+            for service_account in ["web", "batch"] {
+                self.world.google.grant(None, name, &principal(service_account));
+            }
             Ok(())
         }
 
@@ -362,13 +500,54 @@ mod gcp {
             )])
         }
 
-        async fn mount(&self, parameters: &[(String, String)]) -> Result<MountResponse, tonic::Status> {
-            let extra: Vec<(&str, &str)> =
-                parameters[1..].iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
-            let target = csi_secrets_provider_tests::new_target_path();
-            self.world.mount_at(&target, "web", &parameters[0].1, &extra).await
+        async fn mount_at(
+            &self,
+            target: &str,
+            parameters: &[(String, String)],
+        ) -> Result<MountResponse, tonic::Status> {
+            self.world.mount_at(target, "web", &parameters[0].1, &pairs(&parameters[1..])).await
         }
 
+        async fn mount_as_second(
+            &self,
+            target: &str,
+            parameters: &[(String, String)],
+        ) -> Result<MountResponse, tonic::Status> {
+            self.world.mount_at(target, "batch", &parameters[0].1, &pairs(&parameters[1..])).await
+        }
+
+        async fn restrict_to_first(&self, name: &str) -> Result<(), BoxError> {
+            self.world.google.restrict(None, name, &[&principal("web")]);
+            Ok(())
+        }
+
+        fn audit_log(&self) -> &std::path::Path {
+            &self.audit
+        }
+
+        fn object_forms(&self, name: &str) -> Vec<(&'static str, Vec<(String, String)>)> {
+            let secret = |entry: String| vec![("secrets".to_owned(), entry)];
+            vec![
+                (
+                    "global",
+                    secret(format!(
+                        "- {{resourceName: projects/{PROJECT}/secrets/{name}/versions/latest, path: g}}\n"
+                    )),
+                ),
+                (
+                    "regional",
+                    secret(format!(
+                        "- {{resourceName: projects/{PROJECT}/locations/{LOCATION}/secrets/{name}/versions/1, path: r}}\n"
+                    )),
+                ),
+                (
+                    "by project number",
+                    secret(format!(
+                        "- {{resourceName: projects/{PROJECT_NUMBER}/secrets/{name}/versions/latest, path: n}}\n"
+                    )),
+                ),
+            ]
+        }
         fn set_driver_deadline(&self, deadline: Option<std::time::Duration>) {
             self.world.set_driver_timeout(deadline);
         }

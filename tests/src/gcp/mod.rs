@@ -226,6 +226,13 @@ impl FakeGoogle {
         self.lock().listers.push(principal.to_owned());
     }
 
+    /// Lets only `principals` access `secret` from now on.
+    pub fn restrict(&self, location: Option<&str>, secret: &str, principals: &[&str]) {
+        let mut state = self.lock();
+        let entry = state.secrets.entry((location.map(str::to_owned), secret.to_owned())).or_default();
+        entry.readers = principals.iter().map(|p| (*p).to_owned()).collect();
+    }
+
     /// Lets `principal` (`ksa:NS/SA`, `gsa:EMAIL`) access `secret`.
     pub fn grant(&self, location: Option<&str>, secret: &str, principal: &str) {
         let mut state = self.lock();

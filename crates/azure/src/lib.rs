@@ -310,20 +310,13 @@ fn service_principal<'a>(
 }
 
 fn http_client(options: &AzureOptions) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(options.client.connect_timeout)
-        .timeout(options.client.request_timeout);
-    if let Some(ca) = &options.client.extra_ca {
-        let certificates = reqwest::Certificate::from_pem_bundle(ca.pem()).map_err(|e| {
-            Error::invalid_config(format!("azure: cannot use the extra CA certificates: {e}"))
-        })?;
-        builder = builder.tls_certs_merge(certificates);
-    }
-    for (host, ip) in &options.resolve {
-        // The port of the URL is used; 0 here means "whatever the URL says".
-        builder = builder.resolve(host, SocketAddr::new(*ip, 0));
-    }
-    builder.build().map_err(|e| Error::invalid_config(format!("cannot create the HTTPS client: {e}")))
+    options.client.http_client("azure", |mut builder| {
+        for (host, ip) in &options.resolve {
+            // The port of the URL is used; 0 here means "whatever the URL says".
+            builder = builder.resolve(host, SocketAddr::new(*ip, 0));
+        }
+        builder
+    })
 }
 
 #[async_trait]

@@ -63,18 +63,7 @@ impl GcpBackend {
     /// without its timeouts or the operator's CA.
     pub fn new(options: GcpOptions) -> Result<Self> {
         let stats = BackendStats::default();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.client.connect_timeout)
-            .timeout(options.client.request_timeout);
-        if let Some(ca) = &options.client.extra_ca {
-            let certificates = reqwest::Certificate::from_pem_bundle(ca.pem()).map_err(|e| {
-                Error::invalid_config(format!("gcp: cannot use the extra CA certificates: {e}"))
-            })?;
-            builder = builder.tls_certs_merge(certificates);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| Error::invalid_config(format!("gcp: cannot build the HTTP client: {e}")))?;
+        let http = options.client.http_client("gcp", |builder| builder)?;
         Ok(Self {
             tokens: TokenEndpoints { http, endpoints: options.endpoints.clone() },
             access_tokens: ExpiringCache::new(identity::REFRESH_MARGIN, AccessToken::expiry),
@@ -325,8 +314,8 @@ fn node_publish_key(request: &MountRequest) -> Result<(IdentityKey, ClientCreden
 }
 
 /// The User-Agent naming the mounting pod (`csi-<namespace>.<pod>`), as for AWS and Azure.
-fn pod_user_agent(request: &MountRequest) -> Option<String> {
-    Some(format!("csi-secrets-provider {}", request.pod.caller_name()?))
+fn pod_user_agent(options: &GcpOptions, request: &MountRequest) -> Option<String> {
+    Some(options.client.user_agent_for(Some(&request.pod.caller_name()?)))
 }
 
 #[async_trait]
@@ -358,7 +347,7 @@ impl SecretBackend for GcpBackend {
         )
         .await?;
         let reads = kit::ObjectReads::new(&self.reads, request, "Secret Manager");
-        let user_agent = pod_user_agent(request);
+        let user_agent = pod_user_agent(&self.options, request);
         let selections = self.select(&spec, request, &identity, &credentials, user_agent.as_deref()).await?;
         let all: Vec<&SecretSpec> = spec.secrets.iter().chain(&selections.objects).collect();
         // Futures collected first: a closure inside the stream trips the `Send` check of the

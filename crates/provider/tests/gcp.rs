@@ -84,7 +84,11 @@ async fn workload_identity_principal_and_impersonation() -> TestResult {
     assert_eq!((world.google.count("exchange"), world.google.count("generateAccessToken")), (1, 1));
     let read = world.google.calls().into_iter().find(|c| c.api == "access").ok_or("no read")?;
     assert_eq!(read.principal.as_deref(), Some(format!("gsa:{GCP_GSA}").as_str()));
-    assert!(read.user_agent.contains("csi-shop.web-0"), "{}", read.user_agent);
+    assert!(
+        read.user_agent.contains("csi-secrets-provider/0.") && read.user_agent.contains("csi-shop.web-0"),
+        "{}",
+        read.user_agent
+    );
     // Again as a new pod: no exchange, no IAM call (tokens kept until shortly before expiry).
     world.mount_as("impersonating", &secrets).await?;
     assert_eq!((world.google.count("exchange"), world.google.count("generateAccessToken")), (1, 1));

@@ -87,6 +87,43 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// How long one request may take, answer included (each mount's deadline bounds it too).
     pub request_timeout: Duration,
+    /// The product token every client of the provider sends first in its User-Agent
+    /// (`csi-secrets-provider/<version>`); the pod a call is made for is added after it.
+    pub user_agent: String,
+}
+
+impl ClientOptions {
+    /// The User-Agent of a call made for `pod` (`csi-<namespace>.<pod>`), when known.
+    pub fn user_agent_for(&self, pod: Option<&str>) -> String {
+        match pod {
+            Some(pod) => format!("{} {pod}", self.user_agent),
+            None => self.user_agent.clone(),
+        }
+    }
+
+    /// The HTTP client of the calls a backend makes itself (token exchanges, metadata, NMI):
+    /// these options' timeouts, extra CA and User-Agent, the proxy from the standard variables.
+    /// Built once at start: `backend` names it in the error that refuses the start.
+    #[cfg(feature = "http-client")]
+    pub fn http_client(
+        &self,
+        backend: &str,
+        customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> crate::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .user_agent(&self.user_agent);
+        if let Some(ca) = &self.extra_ca {
+            let certificates = reqwest::Certificate::from_pem_bundle(ca.pem()).map_err(|e| {
+                crate::Error::invalid_config(format!("{backend}: cannot use the extra CA certificates: {e}"))
+            })?;
+            builder = builder.tls_certs_merge(certificates);
+        }
+        customize(builder).build().map_err(|e| {
+            crate::Error::invalid_config(format!("{backend}: cannot build the HTTP client: {e}"))
+        })
+    }
 }
 
 impl Default for ClientOptions {
@@ -95,6 +132,7 @@ impl Default for ClientOptions {
             extra_ca: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            user_agent: format!("csi-secrets-provider/{}", env!("CARGO_PKG_VERSION")),
         }
     }
 }

@@ -162,20 +162,24 @@ pub struct Capabilities {
     pub stale_on_outage: bool,
     /// Mounts of one identity share one exchange of its token for cloud credentials.
     pub shared_identity_exchange: bool,
+    /// Remounts reuse kept reads: under the remount rule, or for as long as the SPC's
+    /// `refreshInterval` says.
+    pub kept_reads: bool,
 }
 
 /// The capability table: one row per backend, as docs/architecture.md shows it.
 pub fn capability_table(rows: &[(&str, Capabilities)]) -> String {
     let mark = |has: bool| if has { "yes" } else { "no" };
     let mut table = String::from(
-        "| backend | folders | stale on outage | one token exchange per identity |\n|---|---|---|---|\n",
+        "| backend | folders | stale on outage | one token exchange per identity | kept reads (`refreshInterval`) |\n|---|---|---|---|---|\n",
     );
     for (backend, caps) in rows {
         table.push_str(&format!(
-            "| {backend} | {} | {} | {} |\n",
+            "| {backend} | {} | {} | {} | {} |\n",
             mark(caps.folders),
             mark(caps.stale_on_outage),
-            mark(caps.shared_identity_exchange)
+            mark(caps.shared_identity_exchange),
+            mark(caps.kept_reads)
         ));
     }
     table
@@ -212,6 +216,8 @@ macro_rules! conformance_tests {
             a_change_reaches_a_pod_by_its_second_remount,
             a_remount_never_gets_another_identitys_value,
             a_policy_pattern_sees_every_object_form,
+            refresh_interval_serves_the_kept_read_until_it_passes,
+            a_bad_refresh_interval_is_invalid_argument,
         );
     };
     (@each $fixture:path, $capabilities:expr; $($behaviour:ident),* $(,)?) => {
@@ -350,8 +356,9 @@ pub use crate::conformance_folders::{
     a_folder_mounts_every_secret_under_its_prefix, folder_bounds_are_the_same_everywhere,
 };
 pub use crate::conformance_trail::{
-    a_change_reaches_a_pod_by_its_second_remount, a_policy_pattern_sees_every_object_form,
-    a_remount_never_gets_another_identitys_value, each_object_is_audited_without_its_value,
+    a_bad_refresh_interval_is_invalid_argument, a_change_reaches_a_pod_by_its_second_remount,
+    a_policy_pattern_sees_every_object_form, a_remount_never_gets_another_identitys_value,
+    each_object_is_audited_without_its_value, refresh_interval_serves_the_kept_read_until_it_passes,
 };
 
 pub(crate) fn contents<'a>(response: &'a MountResponse, file: &str) -> Result<&'a [u8], BoxError> {

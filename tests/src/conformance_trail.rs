@@ -145,3 +145,69 @@ pub async fn a_policy_pattern_sees_every_object_form(
     }
     Ok(())
 }
+
+/// How long the SPC in the `refreshInterval` behaviour lets a read serve its remounts.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
+
+/// `refreshInterval`: a remount within the interval takes the identity's kept read, however the
+/// object changed, with no call to the cloud (nor to the lookups and exchanges on the way);
+/// once the interval passed, it reads again and gets the change. A backend that keeps no reads
+/// says so.
+pub async fn refresh_interval_serves_the_kept_read_until_it_passes(
+    fixture: &dyn Fixture,
+    capabilities: &Capabilities,
+) -> Result<(), BoxError> {
+    if !capabilities.kept_reads {
+        return Ok(());
+    }
+    let name = fixture.unique("conf-refresh");
+    fixture.put(&name, "first").await?;
+    let mut parameters = fixture.parameters(&[ObjectRef::new(&name, "value")]);
+    parameters.push(("refreshInterval".to_owned(), humantime::format_duration(REFRESH_INTERVAL).to_string()));
+    let target = crate::new_target_path();
+    // The read finished between these two instants.
+    let read_at = Instant::now();
+    fixture.mount_at(&target, &parameters).await?;
+    let read_by = Instant::now();
+    fixture.put(&name, "second").await?;
+    let calls = fixture.cloud_calls().await;
+    for _ in 0..3 {
+        let remount = fixture.mount_at(&target, &parameters).await?;
+        if read_at.elapsed() >= REFRESH_INTERVAL {
+            return Err("the remounts took longer than the interval: nothing was shown".into());
+        }
+        ensure(contents(&remount, "value")? == b"first", || {
+            "a remount within the interval keeps the read".into()
+        })?;
+    }
+    let during = fixture.cloud_calls().await - calls;
+    ensure(during == 0, || format!("{during} call(s) for remounts within the interval"))?;
+    tokio::time::sleep(REFRESH_INTERVAL.saturating_sub(read_by.elapsed())).await;
+    let after = fixture.mount_at(&target, &parameters).await?;
+    ensure(contents(&after, "value")? == b"second", || {
+        "once the interval passed, the remount reads again".into()
+    })
+}
+
+/// `refreshInterval` is parsed in core for every backend: a bad one fails before any call,
+/// naming the parameter.
+pub async fn a_bad_refresh_interval_is_invalid_argument(
+    fixture: &dyn Fixture,
+    _: &Capabilities,
+) -> Result<(), BoxError> {
+    let name = fixture.unique("conf-bad-refresh");
+    fixture.put(&name, "v").await?;
+    for bad in ["hourly", "2d"] {
+        let mut parameters = fixture.parameters(&[ObjectRef::new(&name, "value")]);
+        parameters.push(("refreshInterval".to_owned(), bad.to_owned()));
+        let before = fixture.cloud_calls().await;
+        let status = fixture.mount(&parameters).await.err().ok_or("a bad refreshInterval mounted")?;
+        ensure(status.code() == Code::InvalidArgument, || format!("{bad}: {status:?}"))?;
+        ensure(status.message().contains("refreshInterval"), || {
+            format!("{bad}: names it: {}", status.message())
+        })?;
+        let after = fixture.cloud_calls().await;
+        ensure(after == before, || format!("{bad}: {} cloud call(s)", after - before))?;
+    }
+    Ok(())
+}

@@ -89,9 +89,13 @@ impl Fixture for TestFixture {
     }
 }
 
-/// The test backend has no cloud: no folders, no stale values, no token exchange.
-const CAPABILITIES: Capabilities =
-    Capabilities { folders: false, stale_on_outage: false, shared_identity_exchange: false };
+/// The test backend has no cloud: no folders, no stale values, no token exchange, no kept reads.
+const CAPABILITIES: Capabilities = Capabilities {
+    folders: false,
+    stale_on_outage: false,
+    shared_identity_exchange: false,
+    kept_reads: false,
+};
 
 async fn fixture() -> Result<TestFixture, BoxError> {
     let store = Arc::new(TestStore::default());

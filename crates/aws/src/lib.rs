@@ -174,7 +174,7 @@ impl AwsBackend {
             name: request.pod.require_name()?.to_owned(),
         };
         self.node_regions
-            .read(pod.clone(), request.kind, || {
+            .read(pod.clone(), request.lookup_policy(), || {
                 self.kube.node_region(&pod.namespace, &pod.name, &self.stats.cloud_calls)
             })
             .await
@@ -189,7 +189,7 @@ impl AwsBackend {
     ) -> Result<String> {
         let account = ServiceAccountRef { namespace: namespace.to_owned(), name: service_account.to_owned() };
         self.role_arns
-            .read(account, request.kind, || {
+            .read(account, request.lookup_policy(), || {
                 self.kube.role_arn(namespace, service_account, &self.stats.cloud_calls)
             })
             .await

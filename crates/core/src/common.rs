@@ -11,6 +11,7 @@ crate::config_keys! {
     /// Parameters of this provider's own that every backend accepts beside its upstream ones.
     pub enum CommonParameter {
         StaleIfError => "staleIfError",
+        RefreshInterval => "refreshInterval",
         Files => "files",
     }
 }
@@ -21,6 +22,9 @@ pub struct CommonParameters {
     /// `staleIfError`: how old a last good value of the same identity and object a mount
     /// accepts when the cloud is out; `None` (absent or `0`) = never.
     pub stale_if_error: Option<Duration>,
+    /// `refreshInterval`: how old a read of the same identity and object a remount takes
+    /// without asking the cloud, in place of the remount rule; `None` (absent or `0`): the rule.
+    pub refresh_interval: Option<Duration>,
     /// `files`: files built from the mount's objects (templates and formats), compiled.
     pub files: FilesSpec,
 }
@@ -28,28 +32,32 @@ pub struct CommonParameters {
 impl CommonParameters {
     /// The longest `staleIfError`: values are held in memory that long.
     pub const MAX_STALE_IF_ERROR: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+    /// The longest `refreshInterval`: a pod's files are at most a day older than the cloud's
+    /// (and values are held in memory that long).
+    pub const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// Reads the common parameters; every problem names its parameter.
     pub fn parse(parameters: &Parameters) -> Result<Self, Vec<Error>> {
         let mut problems = Vec::new();
-        let stale_if_error = match parameters.get_trimmed(CommonParameter::StaleIfError.name()) {
+        let mut duration = |key: CommonParameter, longest: Duration| match parameters.get_trimmed(key.name())
+        {
             None | Some("") => None,
-            Some(text) => match parse_stale_if_error(text) {
+            Some(text) => match parse_duration(text, key.name(), longest) {
                 Ok(duration) => Some(duration).filter(|d| !d.is_zero()),
                 Err(message) => {
-                    problems.push(
-                        Error::invalid_config(message).with_field(CommonParameter::StaleIfError.name()),
-                    );
+                    problems.push(Error::invalid_config(message).with_field(key.name()));
                     None
                 }
             },
         };
+        let stale_if_error = duration(CommonParameter::StaleIfError, Self::MAX_STALE_IF_ERROR);
+        let refresh_interval = duration(CommonParameter::RefreshInterval, Self::MAX_REFRESH_INTERVAL);
         let files =
             FilesSpec::parse(parameters.get(CommonParameter::Files.name())).unwrap_or_else(|mut found| {
                 problems.append(&mut found);
                 FilesSpec::default()
             });
-        if problems.is_empty() { Ok(Self { stale_if_error, files }) } else { Err(problems) }
+        if problems.is_empty() { Ok(Self { stale_if_error, refresh_interval, files }) } else { Err(problems) }
     }
 }
 
@@ -59,17 +67,19 @@ impl CommonParameter {
     }
 }
 
-fn parse_stale_if_error(text: &str) -> Result<Duration, String> {
+/// A duration parameter (`staleIfError`, `refreshInterval`): `0` or a duration like `30m`, at
+/// most `longest`.
+fn parse_duration(text: &str, key: &str, longest: Duration) -> Result<Duration, String> {
     let duration = if text == "0" {
         Duration::ZERO
     } else {
         humantime::parse_duration(text)
             .map_err(|e| format!("{text:?} is not a duration like \"30m\" or \"2h\" ({e})"))?
     };
-    if duration > CommonParameters::MAX_STALE_IF_ERROR {
+    if duration > longest {
         return Err(format!(
-            "{text:?} is longer than the longest staleIfError, {}",
-            humantime::format_duration(CommonParameters::MAX_STALE_IF_ERROR)
+            "{text:?} is longer than the longest {key}, {}",
+            humantime::format_duration(longest)
         ));
     }
     Ok(duration)
@@ -106,5 +116,22 @@ mod tests {
             assert_eq!(problems[0].field(), Some("staleIfError"), "{bad}");
             assert_eq!(problems[0].kind(), crate::ErrorKind::InvalidConfig);
         }
+    }
+
+    #[test]
+    fn refresh_interval_is_a_duration_of_at_most_a_day_or_off() {
+        let parse = |value: &str| {
+            let map: BTreeMap<String, String> = [("refreshInterval".to_owned(), value.to_owned())].into();
+            CommonParameters::parse(&Parameters::new(map))
+        };
+        assert_eq!(parse("1h").ok().and_then(|p| p.refresh_interval), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("0").ok().and_then(|p| p.refresh_interval), None);
+        for bad in ["hourly", "25h", "-1m"] {
+            let problems = parse(bad).err().unwrap_or_default();
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert_eq!(problems[0].field(), Some("refreshInterval"), "{bad}");
+        }
+        let longer = parse("2d").err().unwrap_or_default();
+        assert!(longer[0].message().contains("longer than the longest refreshInterval, 1day"), "{longer:?}");
     }
 }

@@ -16,7 +16,7 @@ pub mod attr {
 
 /// The parameters of this provider's own that every backend accepts (`common::CommonParameter`
 /// names them with their meaning); listed here so key checks need not depend on their parsers.
-pub const COMMON: &[&str] = &["staleIfError", "files"];
+pub const COMMON: &[&str] = &["staleIfError", "refreshInterval", "files"];
 
 /// The SPC parameters merged with the volume context: every attribute but the tokens, which are
 /// held apart as secrets.

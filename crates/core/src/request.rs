@@ -345,9 +345,20 @@ impl MountRequest {
         gate.policy.decide(gate.backend, requester, object).is_ok()
     }
 
-    /// How this mount's object reads go: remount reuse and `staleIfError`.
+    /// How this mount's object reads go: remount reuse (or `refreshInterval`) and
+    /// `staleIfError`.
     pub fn read_policy(&self) -> ReadPolicy {
-        ReadPolicy { kind: self.kind, stale_if_error: self.common.stale_if_error }
+        ReadPolicy {
+            kind: self.kind,
+            stale_if_error: self.common.stale_if_error,
+            refresh_interval: self.common.refresh_interval,
+        }
+    }
+
+    /// How this mount's lookups on the way to its identity go (a service account's role or
+    /// annotations, the node's region): like its reads, but never served stale.
+    pub fn lookup_policy(&self) -> ReadPolicy {
+        ReadPolicy { stale_if_error: None, ..self.read_policy() }
     }
 
     /// Decodes the driver's fields. `attributes` must be a JSON object of strings. Checked in

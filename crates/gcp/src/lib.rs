@@ -146,7 +146,7 @@ impl GcpBackend {
         let calls = &self.stats.cloud_calls;
         let annotations = self
             .annotations
-            .read((namespace.to_owned(), service_account.to_owned()), request.kind, || {
+            .read((namespace.to_owned(), service_account.to_owned()), request.lookup_policy(), || {
                 kube_lookups::impersonation(&self.kube, namespace, service_account, calls)
             })
             .await?

@@ -223,28 +223,31 @@ mod all_backends {
         Ok(())
     }
 
-    /// `staleIfError` is checked for every provider by `validate`, before any pod starts.
+    /// `staleIfError` and `refreshInterval` are checked for every provider by `validate`,
+    /// before any pod starts.
     #[test]
-    fn validate_checks_stale_if_error() -> TestResult {
+    fn validate_checks_stale_if_error_and_refresh_interval() -> TestResult {
         let dir = tempfile::tempdir()?;
         let spc = dir.path().join("spc.yaml");
-        let manifest = |value: &str| {
-            format!(
-                "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: stale}}\nspec:\n  provider: aws\n  parameters:\n    staleIfError: {value}\n    objects: |\n      - {{objectName: db, objectType: secretsmanager}}\n"
-            )
-        };
-        std::fs::write(&spc, manifest("30m"))?;
-        let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
-        let stdout = String::from_utf8(output.stdout)?;
-        assert!(output.status.success() && !stdout.contains("warning"), "{stdout}");
-        std::fs::write(&spc, manifest("soon"))?;
-        let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
-        let stdout = String::from_utf8(output.stdout)?;
-        assert!(!output.status.success(), "{stdout}");
-        assert!(
-            stdout.contains(r#"field "staleIfError""#) && stdout.contains("is not a duration"),
-            "{stdout}"
-        );
+        for key in ["staleIfError", "refreshInterval"] {
+            let manifest = |value: &str| {
+                format!(
+                    "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: stale}}\nspec:\n  provider: aws\n  parameters:\n    {key}: {value}\n    objects: |\n      - {{objectName: db, objectType: secretsmanager}}\n"
+                )
+            };
+            std::fs::write(&spc, manifest("30m"))?;
+            let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
+            let stdout = String::from_utf8(output.stdout)?;
+            assert!(output.status.success() && !stdout.contains("warning"), "{key}: {stdout}");
+            std::fs::write(&spc, manifest("soon"))?;
+            let output = Command::new(BINARY).arg("validate").arg(&spc).output()?;
+            let stdout = String::from_utf8(output.stdout)?;
+            assert!(!output.status.success(), "{stdout}");
+            assert!(
+                stdout.contains(&format!("field \"{key}\"")) && stdout.contains("is not a duration"),
+                "{key}: {stdout}"
+            );
+        }
         Ok(())
     }
 

@@ -26,8 +26,12 @@ mod aws {
     use super::*;
     use csi_secrets_provider_tests::worlds::{AwsWorld, moto_call};
 
-    pub(super) const CAPABILITIES: Capabilities =
-        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+    pub(super) const CAPABILITIES: Capabilities = Capabilities {
+        folders: true,
+        stale_on_outage: true,
+        shared_identity_exchange: true,
+        kept_reads: true,
+    };
 
     /// Which AWS service holds the objects: the same behaviours run on both.
     #[derive(Clone, Copy)]
@@ -270,8 +274,12 @@ mod azure {
         AZURE_CLIENT, AZURE_NAMESPACE, AZURE_TENANT, AZURE_VAULT, AzureWorld,
     };
 
-    pub(super) const CAPABILITIES: Capabilities =
-        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+    pub(super) const CAPABILITIES: Capabilities = Capabilities {
+        folders: true,
+        stale_on_outage: true,
+        shared_identity_exchange: true,
+        kept_reads: true,
+    };
 
     struct AzureFixture {
         world: AzureWorld,
@@ -428,8 +436,12 @@ mod gcp {
     use csi_secrets_provider_tests::gcp::{LOCATION, PROJECT, PROJECT_NUMBER};
     use csi_secrets_provider_tests::worlds::{GCP_NAMESPACE, GcpWorld};
 
-    pub(super) const CAPABILITIES: Capabilities =
-        Capabilities { folders: true, stale_on_outage: true, shared_identity_exchange: true };
+    pub(super) const CAPABILITIES: Capabilities = Capabilities {
+        folders: true,
+        stale_on_outage: true,
+        shared_identity_exchange: true,
+        kept_reads: true,
+    };
 
     struct GcpFixture {
         world: GcpWorld,

@@ -11,7 +11,7 @@
 //!   scripts/with-moto.sh target/release/bench-remount [--pods 100] [--secrets 2]
 //!       [--service-accounts 1] [--concurrency 1] [--window 60s] [--pause 0s] [--binary PATH]
 //!       [--aws-identity irsa|pod-identity] [--pod-identity-scope pod|service-account]
-//!       [--by name|prefix]
+//!       [--by name|prefix] [--refresh-interval 1h]
 //!
 //! AWS "reads" are Secrets Manager calls: `GetSecretValue` and `BatchGetSecretValue` (a mount's
 //! secrets of one region are read twenty to a batch call). With `--aws-identity pod-identity`
@@ -25,6 +25,9 @@
 //!
 //! `--pause` waits between the rounds, as the driver's rotation poll interval does; a pause
 //! longer than the window shows a remount round that finds no recent read.
+//!
+//! `--refresh-interval` sets the SecretProviderClass's `refreshInterval`: a remount round
+//! within it takes every pod's kept reads, lookups and tokens (0 calls).
 //!
 //! `--binary` defaults to the `csi-secrets-provider` next to this program (what ships).
 #![forbid(unsafe_code)]
@@ -54,6 +57,8 @@ struct Options {
     pod_identity_scope: String,
     /// Mount the secrets as one folder (`--by prefix`) instead of by name.
     by_prefix: bool,
+    /// The SPC's `refreshInterval`, if any.
+    refresh_interval: Option<String>,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -68,6 +73,7 @@ fn options() -> Result<Options, BoxError> {
         aws_identity: "irsa".to_owned(),
         pod_identity_scope: "pod".to_owned(),
         by_prefix: false,
+        refresh_interval: None,
     };
     for (flag, value) in flag_values()? {
         match flag.as_str() {
@@ -81,6 +87,7 @@ fn options() -> Result<Options, BoxError> {
             "--aws-identity" if value == "irsa" || value == "pod-identity" => options.aws_identity = value,
             "--pod-identity-scope" => options.pod_identity_scope = value,
             "--by" if value == "name" || value == "prefix" => options.by_prefix = value == "prefix",
+            "--refresh-interval" => options.refresh_interval = Some(value),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -212,6 +219,7 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
         objects = format!("- {{objectPrefix: '{}', objectType: secretsmanager}}\n", world.name("folder/"));
     }
     let mut parameters = vec![("objects", objects.as_str()), ("region", "us-east-1")];
+    parameters.extend(options.refresh_interval.as_deref().map(|interval| ("refreshInterval", interval)));
     if pod_identity {
         parameters.extend([("usePodIdentity", "true"), ("preferredAddressType", "ipv4")]);
     }
@@ -269,9 +277,15 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
     // Upstream makes a new credential per mount: one token request per mount.
     let official =
         Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0, lists: 0 };
-    let (world, objects) = (&world, &objects);
+    let extra: Vec<(&str, &str)> = options
+        .refresh_interval
+        .as_deref()
+        .map(|interval| ("refreshInterval", interval))
+        .into_iter()
+        .collect();
+    let (world, objects, extra) = (&world, &objects, &extra);
     rounds("azure", options, official, counted, |pod| async move {
-        world.mount_at(&pod.target, &pod.service_account, objects, &[]).await.map(|r| r.files.len())
+        world.mount_at(&pod.target, &pod.service_account, objects, extra).await.map(|r| r.files.len())
     })
     .await
 }
@@ -316,9 +330,15 @@ async fn gcp(binary: &str, options: &Options) -> Result<(), BoxError> {
         kube: options.pods,
         lists: 0,
     };
-    let (world, secrets) = (&world, &secrets);
+    let extra: Vec<(&str, &str)> = options
+        .refresh_interval
+        .as_deref()
+        .map(|interval| ("refreshInterval", interval))
+        .into_iter()
+        .collect();
+    let (world, secrets, extra) = (&world, &secrets, &extra);
     rounds("gcp", options, official, counted, |pod| async move {
-        world.mount_at(&pod.target, &pod.service_account, secrets, &[]).await.map(|r| r.files.len())
+        world.mount_at(&pod.target, &pod.service_account, secrets, extra).await.map(|r| r.files.len())
     })
     .await
 }
@@ -328,14 +348,15 @@ async fn main() -> Result<(), BoxError> {
     let options = options()?;
     let binary = provider_binary(options.binary.as_deref())?;
     println!(
-        "{} pods x {} secrets{} x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}, {} between rounds",
+        "{} pods x {} secrets{} x {} service accounts, one node, {} mount(s) at a time, --shared-read-window {}, {} between rounds{}",
         options.pods,
         options.secrets,
         if options.by_prefix { " (one folder, by prefix)" } else { "" },
         options.service_accounts,
         options.concurrency,
         options.window,
-        humantime::format_duration(options.pause)
+        humantime::format_duration(options.pause),
+        options.refresh_interval.as_deref().map(|i| format!(", refreshInterval {i}")).unwrap_or_default()
     );
     println!(
         "{:<6} {:<8} {:>5} {:>5} {:>7} {:>10} {:>9}   | {:>7} {:>10} {:>9}   {:>11}",

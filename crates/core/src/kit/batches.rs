@@ -342,7 +342,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_call_serves_stale_or_leaves_each_key_alone() {
         let (cache, in_flight) = caches();
-        let policy = ReadPolicy { kind: MountKind::First, stale_if_error: Some(Duration::from_secs(3600)) };
+        let policy =
+            ReadPolicy { stale_if_error: Some(Duration::from_secs(3600)), ..MountKind::First.into() };
         let reads = ObjectReads::with_policy(&cache, policy, None, "SSM");
         reads.keep("a", value("old"));
         let failing = |_: Vec<(&'static str, ())>| async { Err(Error::unavailable("down")) };

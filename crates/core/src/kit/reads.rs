@@ -95,12 +95,12 @@ where
 
     /// A finished read this mount may reuse without asking (a batch's first look).
     pub(crate) fn recent(&self, key: &K) -> Option<Served<V>> {
-        self.cache.recent(key, self.policy.kind)
+        self.cache.recent(key, self.policy)
     }
 
     /// Keeps a value one call answered for several keys (a batch), for later mounts.
     pub(crate) fn keep(&self, key: K, value: V) {
-        self.cache.keep(key, value, self.policy.stale_if_error);
+        self.cache.keep(key, value, self.policy);
     }
 
     /// `result` of a read made outside [`Self::read`] (a batch), served stale during an outage

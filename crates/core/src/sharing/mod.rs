@@ -173,8 +173,9 @@ struct Kept<V> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
-    /// Keep a success, for the window or this `staleIfError`, whichever is longer.
-    Yes(Option<Duration>),
+    /// Keep a success, for the window or this long (`staleIfError`, `refreshInterval`),
+    /// whichever is longer.
+    Yes(Duration),
     No,
 }
 
@@ -210,7 +211,7 @@ where
         Fut: Future<Output = Result<V>>,
     {
         let policy = policy.into();
-        self.run(key, policy.kind, Keep::Yes(policy.stale_if_error), fetch).await
+        self.run(key, policy, Keep::Yes(policy.retention()), fetch).await
     }
 
     /// `result` of a read of `key` as the mount gets it: a success as it is; an outage
@@ -242,26 +243,30 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
     {
-        self.run(key, MountKind::First, Keep::No, fetch).await
+        self.run(key, MountKind::First.into(), Keep::No, fetch).await
     }
 
-    async fn run<F, Fut>(&self, key: K, kind: MountKind, keep: Keep, fetch: F) -> Result<Served<V>>
+    async fn run<F, Fut>(&self, key: K, policy: ReadPolicy, keep: Keep, fetch: F) -> Result<Served<V>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
     {
         if !self.inner.options.is_enabled() {
-            // No sharing, but a value may still be kept for `staleIfError`.
+            // No sharing, but a value may still be kept for `staleIfError` and reused under the
+            // SPC's own `refreshInterval`.
+            if let Some(value) = self.inner.reuse(&self.inner.lock(), &key, policy) {
+                return Ok(Served::shared(value));
+            }
             let result = fetch().await;
-            if let (Ok(value), Keep::Yes(stale_if_error)) = (&result, keep) {
-                Inner::keep(&self.inner, key, value.clone(), stale_if_error);
+            if let (Ok(value), Keep::Yes(retention)) = (&result, keep) {
+                Inner::keep(&self.inner, key, value.clone(), retention);
             }
             return result.map(Served::fresh);
         }
         loop {
             let role = {
                 let mut state = self.inner.lock();
-                if let Some(value) = self.inner.reuse(&state, &key, kind) {
+                if let Some(value) = self.inner.reuse(&state, &key, policy) {
                     return Ok(Served::shared(value));
                 }
                 match state.in_flight.get(&key) {
@@ -292,16 +297,16 @@ where
         }
     }
 
-    /// A read this mount may reuse (see [`MountKind`]), without asking anyone: `None` for a
+    /// A read this mount may reuse (see [`ReadPolicy`]), without asking anyone: `None` for a
     /// first mount.
-    pub fn recent(&self, key: &K, kind: MountKind) -> Option<Served<V>> {
-        self.inner.reuse(&self.inner.lock(), key, kind).map(Served::shared)
+    pub fn recent(&self, key: &K, policy: impl Into<ReadPolicy>) -> Option<Served<V>> {
+        self.inner.reuse(&self.inner.lock(), key, policy.into()).map(Served::shared)
     }
 
     /// Keeps a value read outside [`Self::read`] (one call that answered several keys), for
-    /// remounts and, with `stale_if_error`, for mounts during an outage.
-    pub fn keep(&self, key: K, value: V, stale_if_error: Option<Duration>) {
-        Inner::keep(&self.inner, key, value, stale_if_error);
+    /// remounts and for mounts during an outage, as long as `policy` asks.
+    pub fn keep(&self, key: K, value: V, policy: ReadPolicy) {
+        Inner::keep(&self.inner, key, value, policy.retention());
     }
 
     /// Bytes held by this cache.
@@ -324,19 +329,17 @@ impl<K, V> Inner<K, V> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a remount may still reuse `kept`.
-    fn is_fresh(&self, kept: &Kept<V>) -> bool {
-        kept.read_at.elapsed() < self.options.window
-    }
-
-    /// The kept value of `key` a mount of `kind` may reuse (the remount rule and the window),
-    /// counted as a remount hit.
-    fn reuse(&self, state: &State<K, V>, key: &K, kind: MountKind) -> Option<V>
+    /// The kept value of `key` a mount under `policy` may reuse (the remount rule and the
+    /// window, or the SPC's `refreshInterval`), counted as a remount hit.
+    fn reuse(&self, state: &State<K, V>, key: &K, policy: ReadPolicy) -> Option<V>
     where
         K: Eq + Hash,
         V: Clone,
     {
-        let kept = state.kept.get(key).filter(|k| kind.may_reuse(k.read_at) && self.is_fresh(k))?;
+        let kept = state
+            .kept
+            .get(key)
+            .filter(|k| policy.may_reuse(k.read_at, self.options.window) && Self::is_retained(k))?;
         self.stats.remount_hits.fetch_add(1, Ordering::Relaxed);
         Some(kept.value.clone())
     }
@@ -358,13 +361,14 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + HeldBytes + Send + Sync + 'static,
 {
-    fn keep(this: &Arc<Self>, key: K, value: V, stale_if_error: Option<Duration>) {
+    fn keep(this: &Arc<Self>, key: K, value: V, held_for: Duration) {
         let bytes = value.held_bytes();
         {
             let mut state = this.lock();
-            // A value read for a longer `staleIfError` before stays held as long.
+            // A value read for a longer `staleIfError` or `refreshInterval` before stays held as
+            // long.
             let earlier = state.kept.get(&key).map_or(Duration::ZERO, |kept| kept.retention);
-            let retention = this.options.window.max(stale_if_error.unwrap_or_default()).max(earlier);
+            let retention = this.options.window.max(held_for).max(earlier);
             this.forget(&mut state, &key);
             if retention.is_zero() || bytes > this.options.max_bytes {
                 return;

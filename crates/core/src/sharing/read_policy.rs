@@ -38,17 +38,40 @@ impl MountKind {
     }
 }
 
-/// How a mount reads: whether it may reuse a finished read, and how old a last good value it
-/// accepts when the cloud is out (`staleIfError`; `None` = never).
+/// How a mount reads: whether it may reuse a finished read, how old a read its SPC accepts
+/// on a remount (`refreshInterval`), and how old a last good value it accepts when the cloud
+/// is out (`staleIfError`; `None` = never).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadPolicy {
     pub kind: MountKind,
     pub stale_if_error: Option<Duration>,
+    /// `refreshInterval`: a remount takes any read of its identity younger than this, in place
+    /// of the remount rule; `None`: the remount rule and the window.
+    pub refresh_interval: Option<Duration>,
 }
 
 impl From<MountKind> for ReadPolicy {
     fn from(kind: MountKind) -> Self {
-        Self { kind, stale_if_error: None }
+        Self { kind, stale_if_error: None, refresh_interval: None }
+    }
+}
+
+impl ReadPolicy {
+    /// Whether a read that finished at `read_at` may serve this mount, sharing reads for
+    /// `window`: never a first mount; a remount of an SPC with `refreshInterval`, any read
+    /// younger than it; otherwise the remount rule ([`MountKind::may_reuse`]) within the window.
+    pub(super) fn may_reuse(self, read_at: Instant, window: Duration) -> bool {
+        match (self.kind, self.refresh_interval) {
+            (MountKind::First, _) => false,
+            (MountKind::Remount { .. }, Some(interval)) => read_at.elapsed() < interval,
+            (kind, None) => kind.may_reuse(read_at) && read_at.elapsed() < window,
+        }
+    }
+
+    /// How long past the window a value read under this policy is held: for `staleIfError`
+    /// and for `refreshInterval`.
+    pub(super) fn retention(self) -> Duration {
+        self.stale_if_error.unwrap_or_default().max(self.refresh_interval.unwrap_or_default())
     }
 }
 

@@ -122,7 +122,7 @@ async fn single_flight_keeps_nothing_but_keep_does() -> Result<()> {
     let earlier_pod = remount().await;
     reads.single_flight("batch", || counted(&calls, "ab")).await?;
     assert!(reads.is_empty());
-    reads.keep("a", value("a"), None);
+    reads.keep("a", value("a"), MountKind::First.into());
     assert_eq!(reads.recent(&"a", earlier_pod).map(|v| v.value.expose().to_vec()), Some(b"a".to_vec()));
     assert_eq!(reads.recent(&"b", earlier_pod).map(|v| v.value.expose().to_vec()), None);
     assert!(reads.recent(&"a", MountKind::First).is_none(), "a first mount reads fresh");
@@ -224,7 +224,7 @@ async fn a_remount_never_takes_a_read_older_than_its_previous_mount() -> Result<
 }
 
 fn stale_policy(kind: MountKind, max_age: Duration) -> ReadPolicy {
-    ReadPolicy { kind, stale_if_error: Some(max_age) }
+    ReadPolicy { stale_if_error: Some(max_age), ..kind.into() }
 }
 
 async fn outage() -> Result<SecretBytes> {
@@ -294,5 +294,36 @@ async fn stale_values_are_kept_with_sharing_off_and_under_the_byte_cap() -> Resu
         "the oldest went to make room"
     );
     assert!(reads.or_stale(&"c", outage().await.map(Served::fresh), policy).is_ok());
+    Ok(())
+}
+
+/// `refreshInterval`: a remount takes a read younger than the interval even when the read is
+/// older than its own previous mount (the remount rule would read afresh) and past the window;
+/// once the interval passed it reads afresh; a first mount always reads; the value is held as
+/// long as the interval, also with sharing off.
+#[tokio::test(start_paused = true)]
+async fn refresh_interval_replaces_the_remount_rule_until_it_passes() -> Result<()> {
+    for window in [Duration::from_secs(60), Duration::ZERO] {
+        let reads = cache(window, 1024);
+        let calls = AtomicUsize::new(0);
+        let hour =
+            ReadPolicy { refresh_interval: Some(Duration::from_secs(3600)), ..MountKind::First.into() };
+        reads.read("a", hour, || counted(&calls, "v1")).await?;
+        tokio::time::sleep(Duration::from_secs(1800)).await;
+        // This target mounted after the read: the remount rule alone would read afresh.
+        let after_the_read = ReadPolicy { kind: remount().await, ..hour };
+        let reused = reads.read("a", after_the_read, || counted(&calls, "v2")).await?;
+        assert_eq!((reused.value.expose(), reused.shared), (&b"v1"[..], true), "{window:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no call within the interval ({window:?})");
+        let rule = ReadPolicy { refresh_interval: None, ..after_the_read };
+        reads.read("a", rule, || counted(&calls, "v2")).await?;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "without the interval, the rule ({window:?})");
+        tokio::time::sleep(Duration::from_secs(3601)).await;
+        let later = ReadPolicy { kind: remount().await, ..hour };
+        let past = reads.read("a", later, || counted(&calls, "v3")).await?;
+        assert_eq!(past.value.expose(), b"v3", "the interval passed ({window:?})");
+        let first = reads.read("a", hour, || counted(&calls, "v4")).await?;
+        assert_eq!(first.value.expose(), b"v4", "a first mount reads ({window:?})");
+    }
     Ok(())
 }

@@ -73,11 +73,13 @@ start_moto
 
 # The pod runner (tests/src/pod.rs) starts the chart's rendered pod as kubelet would: mount
 # namespaces (bubblewrap) and the pod's user and capabilities (util-linux setpriv).
-step "bubblewrap and setpriv (the pod runner)"
-if ! command -v bwrap >/dev/null || ! command -v setpriv >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap util-linux >/dev/null
+# The PFX tests (crates/core/tests/pfx.rs) have a real tool make the files: openssl.
+step "bubblewrap and setpriv (the pod runner), openssl (PFX files)"
+if ! command -v bwrap >/dev/null || ! command -v setpriv >/dev/null || ! command -v openssl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap util-linux openssl >/dev/null
 fi
 bwrap --version
+openssl version
 
 if cargo nextest --version >/dev/null 2>&1; then
   run_tests() { cargo nextest run --locked --no-fail-fast "$@"; }

@@ -218,6 +218,7 @@ macro_rules! conformance_tests {
             a_policy_pattern_sees_every_object_form,
             refresh_interval_serves_the_kept_read_until_it_passes,
             a_bad_refresh_interval_is_invalid_argument,
+            certificate_filters_make_tls_files_from_a_bundle_and_a_pfx,
         );
     };
     (@each $fixture:path, $capabilities:expr; $($behaviour:ident),* $(,)?) => {
@@ -348,6 +349,7 @@ pub async fn mounts_of_one_identity_share_one_exchange(
     }
 }
 
+pub use crate::conformance_certs::certificate_filters_make_tls_files_from_a_bundle_and_a_pfx;
 pub use crate::conformance_files::{
     a_skipped_optional_object_is_tested_for, bad_files_fail_the_mount_and_write_nothing,
     expand_keys_and_decode, templates_and_formats_build_files_from_objects_and_rotate,

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod conformance;
+mod conformance_certs;
 mod conformance_files;
 mod conformance_folders;
 mod conformance_trail;

@@ -8,13 +8,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::params::ObjectEncoding;
 
-/// A PEM block with LF line endings.
-pub fn pem_block(tag: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(tag, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
-}
+pub use csi_secrets_provider_core::certs::pem_block;
 
 /// A secret's value as written: decoded per `objectEncoding`.
 pub fn decode(value: &str, encoding: ObjectEncoding) -> Result<Vec<u8>, Error> {

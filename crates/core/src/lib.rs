@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod certs;
 pub mod common;
 pub mod deadline;
 pub mod egress;

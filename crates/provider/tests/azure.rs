@@ -133,6 +133,57 @@ async fn certificates_as_cert_pem_and_pfx() -> TestResult {
     Ok(())
 }
 
+/// docs/shaping-files.md's Azure certificate recipe: a Key Vault certificate read as a secret
+/// (its key and chain as PEM) split into `tls.crt`, `tls.key` and `ca.crt` by `pem_certs` and
+/// `pem_key`; the same certificate as its PFX (`objectFormat: pfx`, empty password) through
+/// `pfx`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_azure_certificate_becomes_tls_files() -> TestResult {
+    let world = world(&[]).await?;
+    let chain = TestChain::new()?;
+    world.azure.import_certificate(
+        VAULT,
+        "app-cert",
+        &chain.leaf,
+        CertificateSecret::Pfx(chain.pfx([2, 0, 1])?),
+    );
+    let files = r#"
+- path: tls.crt
+  template: '{{ objects["app.pem"] | pem_certs }}'
+- path: tls.key
+  filePermission: "0400"
+  template: '{{ objects["app.pem"] | pem_key }}'
+- path: ca.crt
+  template: '{{ objects["app.pem"] | pem_certs("issuers") }}'
+- path: from-pfx/tls.crt
+  template: '{% set p = objects["app.pfx"] | pfx %}{{ p.cert }}{{ p.chain }}'
+- path: from-pfx/tls.key
+  template: '{{ (objects["app.pfx"] | pfx).key }}'
+"#;
+    let response = world
+        .mount_as(
+            "workload-sa",
+            &[
+                "objectName: app-cert\nobjectType: secret\nobjectAlias: app.pem\nwriteFile: false",
+                "objectName: app-cert\nobjectType: secret\nobjectFormat: pfx\nobjectAlias: app.pfx\nwriteFile: false",
+            ],
+            &[("files", files)],
+        )
+        .await?;
+    let pem_of = |der: &[u8]| csi_secrets_provider_core::certs::pem_block("CERTIFICATE", der);
+    let full_chain = format!("{}{}{}", pem_of(&chain.leaf), pem_of(&chain.intermediate), pem_of(&chain.root));
+    let key = csi_secrets_provider_core::certs::pem_block("PRIVATE KEY", &chain.leaf_key);
+    for dir in ["", "from-pfx/"] {
+        assert_eq!(String::from_utf8_lossy(file(&response, &format!("{dir}tls.crt"))?), full_chain, "{dir}");
+        assert_eq!(String::from_utf8_lossy(file(&response, &format!("{dir}tls.key"))?), key, "{dir}");
+    }
+    let ca = format!("{}{}", pem_of(&chain.intermediate), pem_of(&chain.root));
+    assert_eq!(String::from_utf8_lossy(file(&response, "ca.crt")?), ca);
+    assert_eq!(response.files.iter().find(|f| f.path == "tls.key").map(|f| f.mode), Some(0o400));
+    assert!(response.files.iter().all(|f| f.path != "app.pem" && f.path != "app.pfx"), "writeFile: false");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rsa_and_ec_keys_as_pem_that_parse_back() -> TestResult {
     use rcgen::PublicKeyData;

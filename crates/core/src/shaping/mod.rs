@@ -8,6 +8,7 @@
 //! the whole mount and nothing is written.
 
 pub mod bounds;
+mod cert_filters;
 mod formats;
 mod json_text;
 mod objects;
@@ -109,6 +110,7 @@ pub fn shape_until(
         let objects = ObjectValues::take(&mut response.files);
         let built = {
             let _memo = template::JsonMemo::scope();
+            let _named = cert_filters::ObjectsInScope::enter(&objects);
             files
                 .entries()
                 .iter()

@@ -78,6 +78,17 @@ impl ObjectValues {
     pub(crate) fn get(&self, name: &str) -> Option<Value> {
         self.by_name.get(name).map(ObjectValue::value)
     }
+
+    /// The name of the file whose value a template read as `value` (the same text or bytes,
+    /// not a copy): for errors that name an object without quoting it.
+    pub(crate) fn name_of(&self, value: &Value) -> Option<&str> {
+        let address = |v: &Value| v.as_str().map(str::as_ptr).or_else(|| v.as_bytes().map(<[u8]>::as_ptr));
+        let wanted = address(value)?;
+        self.by_name
+            .iter()
+            .find(|(_, object)| object.value.get().and_then(address) == Some(wanted))
+            .map(|(name, _)| name.as_str())
+    }
 }
 
 impl fmt::Debug for ObjectValues {

@@ -164,6 +164,7 @@ impl FilesSpec {
             }
         };
         let mut env = template::environment();
+        super::cert_filters::install(&mut env);
         let mut problems = Vec::new();
         let mut entries: Vec<FileEntry> = Vec::new();
         for (index, item) in items.iter().enumerate() {

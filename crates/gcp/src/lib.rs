@@ -54,6 +54,8 @@ pub struct GcpBackend {
     reads: SharedReads<ReadKey, Accessed>,
     /// `resourcePrefix` listings, shared like reads.
     listings: SharedReads<selecting::ListingKey, kit::Listing>,
+    /// `registry:` logins by identity and registry host, renewed at half their lifetime.
+    registry_logins: ExpiringCache<(IdentityKey, String), kit::RegistryLogin>,
     stats: BackendStats,
 }
 
@@ -74,6 +76,7 @@ impl GcpBackend {
             clients: Clients::default(),
             reads: SharedReads::new(options.sharing, Arc::clone(&stats.sharing)),
             listings: SharedReads::new(options.sharing, Arc::clone(&stats.sharing)),
+            registry_logins: kit::registry_logins(),
             stats,
             options,
         })
@@ -291,6 +294,41 @@ impl GcpBackend {
     }
 }
 
+impl GcpBackend {
+    /// The Docker login for `host` of the identity reading secrets: user `oauth2accesstoken`,
+    /// its access token as the password (no call: the token is the mount's own), kept per
+    /// identity and host until half its lifetime is gone.
+    async fn registry_login(
+        &self,
+        identity: &IdentityKey,
+        credentials: &ClientCredentials,
+        host: &str,
+    ) -> Result<kit::RegistryLogin> {
+        let ClientCredentials::Token(token) = credentials else {
+            return Err(Error::invalid_config(
+                "a registry entry needs the pod's identity (auth: pod-adc, the default): the provider's own credentials and node-publish keys give no token expiry to renew the login by",
+            )
+            .with_object(host)
+            .with_field("registry"));
+        };
+        self.registry_logins
+            .get_or_fetch((identity.clone(), host.to_owned()), || async {
+                let expires_at = token.expires_at.ok_or_else(|| {
+                    Error::unavailable("the access token has no expiry to renew the registry login by")
+                        .with_object(host)
+                })?;
+                kit::RegistryLogin::new(
+                    host,
+                    "oauth2accesstoken",
+                    token.token.clone(),
+                    std::time::SystemTime::now(),
+                    expires_at,
+                )
+            })
+            .await
+    }
+}
+
 /// A service account key from the node-publish secret (`key.json`).
 fn node_publish_key(request: &MountRequest) -> Result<(IdentityKey, ClientCredentials)> {
     let Some(key) = request.secrets.get_ignore_ascii_case("key.json") else {
@@ -375,6 +413,12 @@ impl SecretBackend for GcpBackend {
                 render::render(secret, accessed).map(|rendered| (accessed.name.clone(), rendered))
             })?;
         }
+        for registry in &spec.registries {
+            let login = self.registry_login(&identity, &credentials, &registry.host).await?;
+            let names = ObjectNames { object: &registry.host, resolved: &registry.host };
+            let file = kit::registry_file(&login, &registry.file_name, registry.mode, registry.shape);
+            mount.served(names, &login.version(), &csi_secrets_provider_core::Served::fresh(()), file);
+        }
         Ok(mount.finish())
     }
 
@@ -390,6 +434,8 @@ fn validation_of(spec: &params::MountSpec) -> Validation {
         .secrets
         .iter()
         .fold(Validation::planned(&spec.plan), |v, s| v.object(&s.resource_name, s.resource.secret_name()));
+    // A registry is named by its host (the policy's patterns match it as written).
+    let planned = spec.registries.iter().fold(planned, |v, r| v.object(&r.host, &r.host));
     spec.selections
         .iter()
         .fold(planned, |v, e| v.selection(&e.selection, e.directory.as_deref(), &e.selection.prefix))

@@ -351,3 +351,59 @@ async fn workload_identity_federation_from_the_providers_external_account_file()
     assert_eq!(exchanged[0].status, 200, "the exchange took the federation audience");
     Ok(())
 }
+
+/// A `registry:` entry: a Docker config for Artifact Registry whose password is the access
+/// token of the identity reading secrets (what `docker login -u oauth2accesstoken` takes), the
+/// version its expiry; remounts within half its lifetime take the kept login (no exchange);
+/// the audit trail names the registry, never the token; a bad host is refused naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_entry_is_a_docker_config_with_the_identitys_token() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let audit = dir.path().join("audit.log");
+    let world = GcpWorld::start(BINARY, &["--audit-log", &audit.display().to_string()]).await?;
+    world.google.add_version(None, "db", b"v");
+    world.google.grant(None, "db", &principal(GCP_NAMESPACE, "web"));
+    let host = format!("{LOCATION}-docker.pkg.dev");
+    let secrets = format!(
+        "- {{registry: {host}, path: .dockerconfigjson}}\n- {{resourceName: projects/{PROJECT}/secrets/db/versions/latest, path: db}}\n"
+    );
+    let target = csi_secrets_provider_tests::new_target_path();
+    let first = world.mount_at(&target, "web", &secrets, &[]).await?;
+    let config: serde_json::Value = serde_json::from_slice(file(&first, ".dockerconfigjson")?)?;
+    let entry = &config["auths"][host.as_str()];
+    assert_eq!(entry["username"], "oauth2accesstoken");
+    let token = entry["password"].as_str().ok_or("no password")?;
+    assert_eq!(
+        world.google.principal_of(token),
+        Some(principal(GCP_NAMESPACE, "web")),
+        "the identity's own token"
+    );
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("oauth2accesstoken:{token}"));
+    assert_eq!(entry["auth"].as_str(), Some(auth.as_str()));
+    let version = first.object_version.iter().find(|v| v.id == ".dockerconfigjson").ok_or("no version")?;
+    let expiry = humantime::parse_rfc3339(&version.version)?;
+    let left = expiry.duration_since(std::time::SystemTime::now())?;
+    assert!(
+        left > std::time::Duration::from_secs(3000),
+        "the version is the token's expiry: {}",
+        version.version
+    );
+
+    let remount = world.mount_at(&target, "web", &secrets, &[]).await?;
+    assert_eq!(file(&remount, ".dockerconfigjson")?, file(&first, ".dockerconfigjson")?, "the kept login");
+    assert_eq!(world.google.count("exchange"), 1, "no new token");
+    let trail = std::fs::read_to_string(&audit)?;
+    assert!(trail.contains(&format!("\"object\":\"{host}\"")), "{trail}");
+    assert!(!trail.contains(token), "the audit trail holds the token");
+
+    let bad = "- {registry: 'evil.io/x#', path: c}\n";
+    let status = world.mount(bad).await.err().ok_or("a bad registry host mounted")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("is not a registry host name") && status.message().contains("registry"),
+        "{}",
+        status.message()
+    );
+    Ok(())
+}

@@ -308,6 +308,12 @@ impl FakeGoogle {
     }
 
     /// Calls of `api` answered so far.
+    /// Whose token `token` is (`ksa:NS/SA`, `gsa:EMAIL`), if this peer issued it: what a
+    /// registry would check a Docker login's password against.
+    pub fn principal_of(&self, token: &str) -> Option<String> {
+        self.lock().tokens.get(token).cloned()
+    }
+
     pub fn count(&self, api: &str) -> usize {
         self.lock().calls.iter().filter(|c| c.api == api).count()
     }

@@ -33,6 +33,7 @@ mod client;
 mod identity;
 mod prefix_entry;
 mod reads;
+mod registry;
 mod selection;
 
 pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered, SKIPPED_VERSION};
@@ -42,6 +43,7 @@ pub use client::{ClientOptions, ExtraCa};
 pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, ServiceAccount};
 pub use prefix_entry::{PrefixEntry, PrefixKeys};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
+pub use registry::{RegistryLogin, check_registry_host, registry_file, registry_logins};
 pub use selection::{
     DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,
     expand, plan_selected, selected_path,

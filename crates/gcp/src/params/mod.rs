@@ -13,8 +13,10 @@ use csi_secrets_provider_core::{
 use serde_norway::Value;
 
 pub mod names;
+mod registry;
 mod selection;
 pub use names::Location;
+pub use registry::RegistrySpec;
 pub use selection::SelectionSpec;
 
 csi_secrets_provider_core::config_keys! {
@@ -42,6 +44,7 @@ csi_secrets_provider_core::config_keys! {
         ResourcePrefix => "resourcePrefix",
         Tags => "tags",
         MaxObjects => "maxObjects",
+        Registry => "registry",
     }
 }
 
@@ -120,6 +123,8 @@ pub struct SecretSpec {
 pub struct MountSpec {
     pub auth: Auth,
     pub secrets: Vec<SecretSpec>,
+    /// `registry:` entries: a Docker config with the identity's access token each.
+    pub registries: Vec<RegistrySpec>,
     /// `resourcePrefix` entries: listed at mount time, each selected secret then read as a
     /// secret of its own.
     pub selections: Vec<SelectionSpec>,
@@ -173,12 +178,33 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     };
     let mut secrets = Vec::new();
     let mut selections = Vec::new();
+    let mut registries = Vec::new();
     let mut warnings = Vec::new();
     let mut paths: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (index, item) in items.iter().enumerate() {
         if item.get("resourcePrefix").is_some() {
             match selection::parse_selection(index, item, default_mode, &mut warnings) {
                 Ok(selection) => selections.push(selection),
+                Err(mut errors) => problems.append(&mut errors),
+            }
+            continue;
+        }
+        if item.get("registry").is_some() {
+            match registry::parse_registry(index, item, default_mode, &mut warnings) {
+                Ok(registry) => {
+                    if let Err(e) = plan.add_shaped(
+                        &registry.host,
+                        registry.file_name.clone(),
+                        registry.mode,
+                        registry.shape,
+                    ) {
+                        problems.push(e.with_field("path"));
+                    }
+                    if registry.optional {
+                        plan.mark_optional(&registry.host);
+                    }
+                    registries.push(registry);
+                }
                 Err(mut errors) => problems.append(&mut errors),
             }
             continue;
@@ -231,7 +257,11 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     for warning in warnings {
         plan.warn(warning);
     }
-    if problems.is_empty() { Ok(MountSpec { auth, secrets, selections, plan }) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(MountSpec { auth, secrets, registries, selections, plan })
+    } else {
+        Err(problems)
+    }
 }
 
 pub(crate) fn parse_secret(

@@ -262,7 +262,31 @@ async fn forward(
     {
         return aws_error(&refusal);
     }
-    send_upstream(client, upstream, &request, request.body.clone()).await
+    let answer = send_upstream(client, upstream, &request, request.body.clone()).await;
+    if call.action == "GetAuthorizationToken" {
+        return with_real_token_expiry(answer);
+    }
+    answer
+}
+
+/// moto answers ECR logins that expired in 2015; ECR's live 12 hours from the call.
+fn with_real_token_expiry(answer: Response) -> Response {
+    let (parts, body) = answer.into_parts();
+    let body = futures::executor::block_on(body.collect()).map(|b| b.to_bytes()).unwrap_or_default();
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return http::Response::from_parts(parts, Full::new(body));
+    };
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|now| now.as_secs_f64() + 12.0 * 3600.0)
+        .unwrap_or_default();
+    for data in value["authorizationData"].as_array_mut().into_iter().flatten() {
+        data["expiresAt"] = serde_json::json!(expiry);
+    }
+    let body = Bytes::from(value.to_string());
+    let mut parts = parts;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    http::Response::from_parts(parts, Full::new(body))
 }
 
 /// `request` with `body` sent on to moto, and moto's answer.

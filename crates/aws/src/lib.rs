@@ -13,6 +13,7 @@ mod kube_api;
 mod listing;
 mod params;
 mod reads;
+mod registry;
 mod sdk_error;
 mod selecting;
 
@@ -109,6 +110,8 @@ pub struct AwsBackend {
     role_arns: SharedReads<ServiceAccountRef, String>,
     /// The node's region label by pod, shared on remounts.
     node_regions: SharedReads<PodRef, String>,
+    /// ECR logins by identity and registry host, renewed at half their lifetime.
+    registry_logins: kit::ExpiringCache<(IdentityKey, String), kit::RegistryLogin>,
 }
 
 /// A service account, namespaced.
@@ -144,6 +147,7 @@ impl AwsBackend {
             listings: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
             role_arns: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
             node_regions: SharedReads::new(sharing, std::sync::Arc::clone(&stats.sharing)),
+            registry_logins: kit::registry_logins(),
             stats,
         })
     }
@@ -490,6 +494,28 @@ impl SecretBackend for AwsBackend {
                 Ok::<_, Error>((fetched.version.clone(), render(object, fetched)?))
             })?;
         }
+        let app_name = pod_app_name(request);
+        for registry in &spec.registries {
+            let names = ObjectNames { object: &registry.host, resolved: &registry.host };
+            let key = (identity.clone(), registry.host.clone());
+            let fetch = || async {
+                let sdk = self.sdk().await?;
+                registry::login(sdk, registry, &credentials, &app_name, &self.stats.cloud_calls).await
+            };
+            let login = before_deadline(
+                request.deadline,
+                "ECR",
+                &[registry.host.as_str()],
+                self.registry_logins.get_or_fetch(key, fetch),
+            )
+            .await;
+            let outcome = kit::skip_if_absent(&registry.host, registry.optional, login)?
+                .map(csi_secrets_provider_core::Served::fresh);
+            mount.add(names, outcome, |login| {
+                let file = kit::registry_file(login, &registry.file_name, registry.mode, registry.shape);
+                Ok::<_, Error>((login.version(), file))
+            })?;
+        }
         Ok(mount.finish())
     }
 
@@ -526,12 +552,15 @@ mod tests;
 fn validation_of(spec: &params::MountSpec) -> Validation {
     let planned =
         spec.objects.iter().fold(Validation::planned(&spec.plan), |v, o| v.object(&o.name, &o.name));
+    let planned = spec.registries.iter().fold(planned, |v, r| v.object(&r.host, &r.host));
     let mut validation = spec
         .selections
         .iter()
         .fold(planned, |v, e| v.selection(&e.selection, e.directory.as_deref(), &e.selection.prefix))
         // What a mount reads (failover objects too) and which role it assumes, for the policy.
-        .with_reads(spec.policy_reads());
+        .with_reads(
+            spec.policy_reads().into_iter().chain(spec.registries.iter().map(|r| r.host.clone())).collect(),
+        );
     validation.roles = spec.assume_role.iter().map(|role| role.role_arn.clone()).collect();
     validation
 }

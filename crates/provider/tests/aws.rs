@@ -442,3 +442,70 @@ async fn sts_refusal_and_throttling() -> TestResult {
     assert_eq!(world.proxy.count("GetSecretValue"), 4, "no retry after access denied");
     Ok(())
 }
+
+/// `objectType: ecr`: the registry's Docker login from `ecr:GetAuthorizationToken` with the
+/// pod's identity (moto's token, for the account the host names; the recording proxy gives it
+/// ECR's 12-hour expiry), the version that expiry; a remount within half its lifetime takes the
+/// kept login (no call); an optional registry the identity may not log in to fails (a refusal
+/// is never skipped); a host that is not ECR's is refused naming it, before any call.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ecr_registry_is_a_docker_config_from_get_authorization_token() -> TestResult {
+    let world = world("ecr", &[]).await?;
+    let secret = world.name("app");
+    world.put_secret(&secret, "v").await?;
+    let host = "999999999999.dkr.ecr.us-east-1.amazonaws.com";
+    let objects = format!(
+        "- {{objectName: '{secret}', objectType: secretsmanager, objectAlias: app}}\n- {{objectName: {host}, objectType: ecr, objectAlias: .dockerconfigjson, filePermission: '0400'}}\n"
+    );
+    let parameters = [("objects", objects.as_str()), ("region", "us-east-1")];
+    let target = csi_secrets_provider_tests::new_target_path();
+    let first = world.mount_at(&target, "web", &parameters).await?;
+    let config: serde_json::Value = serde_json::from_slice(file(&first, ".dockerconfigjson")?)?;
+    let entry = &config["auths"][host];
+    assert_eq!(
+        (entry["username"].as_str(), entry["password"].as_str()),
+        (Some("AWS"), Some("999999999999-auth-token"))
+    );
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("AWS:999999999999-auth-token");
+    assert_eq!(entry["auth"].as_str(), Some(auth.as_str()));
+    assert_eq!(first.files.iter().find(|f| f.path == ".dockerconfigjson").map(|f| f.mode), Some(0o400));
+    let expiry = humantime::parse_rfc3339(version(&first, ".dockerconfigjson").ok_or("no version")?)?;
+    let left = expiry.duration_since(std::time::SystemTime::now())?;
+    assert!(left > std::time::Duration::from_secs(11 * 3600), "the version is ECR's expiry, 12 hours out");
+    assert_eq!(world.proxy.count("GetAuthorizationToken"), 1);
+
+    let remount = world.mount_at(&target, "web", &parameters).await?;
+    assert_eq!(file(&remount, ".dockerconfigjson")?, file(&first, ".dockerconfigjson")?);
+    assert_eq!(world.proxy.count("GetAuthorizationToken"), 1, "the kept login, no call");
+
+    world.proxy.inject(
+        "GetAuthorizationToken",
+        5,
+        400,
+        "AccessDeniedException",
+        "not authorized to perform: ecr:GetAuthorizationToken",
+    );
+    let optional =
+        "- {objectName: 111111111111.dkr.ecr.us-east-1.amazonaws.com, objectType: ecr, optional: true}\n";
+    let status = world
+        .mount(&[("objects", optional), ("region", "us-east-1")])
+        .await
+        .err()
+        .ok_or("a refused registry login was skipped")?;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("111111111111.dkr.ecr.us-east-1.amazonaws.com"),
+        "{}",
+        status.message()
+    );
+
+    let calls = world.proxy.calls().len();
+    let bad = "- {objectName: 123456789012.dkr.ecr.us-east-1.evil.com, objectType: ecr}\n";
+    let status =
+        world.mount(&[("objects", bad), ("region", "us-east-1")]).await.err().ok_or("a bad host mounted")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("is not an ECR registry host"), "{}", status.message());
+    assert_eq!(world.proxy.calls().len(), calls, "no call for a bad SecretProviderClass");
+    Ok(())
+}

@@ -8,6 +8,7 @@ mod failover;
 mod keys;
 pub mod names;
 mod object;
+mod registry;
 mod selection;
 
 use csi_secrets_provider_core::shaping::FileShape;
@@ -17,6 +18,7 @@ use serde_norway::Value;
 use entries::{Entry, parse_entry};
 use keys::ParameterKey;
 use object::add_files;
+pub use registry::RegistrySpec;
 pub use selection::SelectionSpec;
 
 pub const OBJECTS: &str = "objects";
@@ -161,6 +163,8 @@ pub struct MountSpec {
     /// `objectPrefix` entries: listed at mount time, each selected secret then read as an
     /// object of its own.
     pub selections: Vec<SelectionSpec>,
+    /// `objectType: ecr` entries: a Docker login each.
+    pub registries: Vec<RegistrySpec>,
     pub plan: FilePlan,
 }
 
@@ -261,7 +265,8 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         failover_region: failover_region.is_some(),
         ..Default::default()
     };
-    let (objects, selections, mut plan) = parse_objects(parameters.get(OBJECTS), context, &mut problems);
+    let ParsedObjects { objects, selections, registries, mut plan } =
+        parse_objects(parameters.get(OBJECTS), context, &mut problems);
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }
@@ -283,7 +288,8 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
             }
         }
     }
-    let spec = MountSpec { region, failover_region, identity, assume_role, objects, selections, plan };
+    let spec =
+        MountSpec { region, failover_region, identity, assume_role, objects, selections, registries, plan };
     if let Some(primary) = &spec.region {
         problems.extend(spec.check_regions(primary));
     }
@@ -370,15 +376,18 @@ fn identity_mode(parameters: &Parameters, problems: &mut Vec<Error>) -> Identity
     }
 }
 
+/// What the `objects` entries are, and the files they plan.
+#[derive(Default)]
+struct ParsedObjects {
+    objects: Vec<ObjectSpec>,
+    selections: Vec<SelectionSpec>,
+    registries: Vec<RegistrySpec>,
+    plan: FilePlan,
+}
+
 /// `objects`: a YAML list of object entries, and the files they plan.
-fn parse_objects(
-    value: Option<&str>,
-    mut context: ListContext,
-    problems: &mut Vec<Error>,
-) -> (Vec<ObjectSpec>, Vec<SelectionSpec>, FilePlan) {
-    let mut objects = Vec::new();
-    let mut selections = Vec::new();
-    let mut plan = FilePlan::new();
+fn parse_objects(value: Option<&str>, mut context: ListContext, problems: &mut Vec<Error>) -> ParsedObjects {
+    let mut parsed = ParsedObjects::default();
     match value.map(serde_norway::from_str::<Value>) {
         None => problems.push(Error::invalid_config("objects is not set").with_field(OBJECTS)),
         Some(Err(e)) => problems.push(
@@ -390,15 +399,27 @@ fn parse_objects(
         Some(Ok(Value::Sequence(items))) => {
             if let Err(e) = csi_secrets_provider_core::check_object_count(items.len(), OBJECTS) {
                 problems.push(e);
-                return (objects, selections, plan);
+                return parsed;
             }
             for (index, item) in items.iter().enumerate() {
                 match parse_entry(index, item, &mut context) {
                     Ok(Entry::Object(object)) => {
-                        add_files(&object, &mut plan, problems);
-                        objects.push(object);
+                        add_files(&object, &mut parsed.plan, problems);
+                        parsed.objects.push(object);
                     }
-                    Ok(Entry::Selection(selection)) => selections.push(selection),
+                    Ok(Entry::Selection(selection)) => parsed.selections.push(selection),
+                    Ok(Entry::Registry(registry)) => {
+                        let file = registry.file_name.clone();
+                        if let Err(e) =
+                            parsed.plan.add_shaped(&registry.host, file, registry.mode, registry.shape)
+                        {
+                            problems.push(e.with_object(&registry.host).with_field("objectAlias"));
+                        }
+                        if registry.optional {
+                            parsed.plan.mark_optional(&registry.host);
+                        }
+                        parsed.registries.push(registry);
+                    }
                     Err(mut errors) => problems.append(&mut errors),
                 }
             }
@@ -406,7 +427,7 @@ fn parse_objects(
                 problems.push(Error::invalid_config("objects is an empty list").with_field(OBJECTS));
             }
             for warning in context.warnings {
-                plan.warn(warning);
+                parsed.plan.warn(warning);
             }
         }
         Some(Ok(Value::Null)) => problems.push(Error::invalid_config("objects is empty").with_field(OBJECTS)),
@@ -417,7 +438,7 @@ fn parse_objects(
             .with_field(OBJECTS),
         ),
     }
-    (objects, selections, plan)
+    parsed
 }
 
 fn address_type(value: Option<&str>) -> AddressType {

@@ -1,0 +1,155 @@
+//! An `objectType: ecr` entry: the Docker login of an ECR registry,
+//! `objectName: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, answered by
+//! `ecr:GetAuthorizationToken` in the registry's region with the pod's identity.
+
+use csi_secrets_provider_core::kit::check_registry_host;
+use csi_secrets_provider_core::shaping::FileShape;
+use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode};
+
+use super::ListContext;
+use super::keys::ObjectKey;
+use super::names;
+use super::object::file_mode;
+
+/// One ECR registry entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySpec {
+    /// The registry host, as written (it keys the Docker config).
+    pub host: String,
+    /// The registry's account (`registryIds`).
+    pub account: String,
+    pub region: String,
+    /// `ecr-fips`: the FIPS endpoint.
+    pub fips: bool,
+    /// `objectAlias`, else the host.
+    pub file_name: String,
+    pub mode: FileMode,
+    pub optional: bool,
+    pub shape: FileShape,
+}
+
+/// Keys an `ecr` entry cannot have: they name a secret's version, region or parts.
+const SECRET_KEYS: [ObjectKey; 6] = [
+    ObjectKey::ObjectVersion,
+    ObjectKey::ObjectVersionLabel,
+    ObjectKey::JmesPath,
+    ObjectKey::FailoverObject,
+    ObjectKey::Region,
+    ObjectKey::ObjectPrefix,
+];
+
+/// The partitions' domains an ECR host ends with.
+const DOMAINS: [&str; 2] = ["amazonaws.com", "amazonaws.com.cn"];
+
+/// `<account>.dkr.ecr[-fips].<region>.<domain>` → (account, region, fips).
+fn parse_host(host: &str) -> Result<(String, String, bool), String> {
+    let wrong = || {
+        format!(
+            "{} is not an ECR registry host (<12-digit account>.dkr.ecr.<region>.amazonaws.com, ecr-fips for FIPS, amazonaws.com.cn in China)",
+            csi_secrets_provider_core::grammar::shown(host)
+        )
+    };
+    check_registry_host(host)?;
+    let parts: Vec<&str> = host.splitn(5, '.').collect();
+    let [account, "dkr", service, region, domain] = parts.as_slice() else { return Err(wrong()) };
+    let fips = match *service {
+        "ecr" => false,
+        "ecr-fips" => true,
+        _ => return Err(wrong()),
+    };
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || !DOMAINS.contains(domain) {
+        return Err(wrong());
+    }
+    names::REGION.check(region).map_err(|e| e.message().to_owned())?;
+    Ok(((*account).to_owned(), (*region).to_owned(), fips))
+}
+
+/// Parses entry `index` of `objects`, whose `objectType` is `ecr`.
+pub(super) fn parse_registry(
+    index: usize,
+    fields: &Fields<'_, ObjectKey>,
+    context: &mut ListContext,
+) -> Result<RegistrySpec, Vec<Error>> {
+    let at = format!("objects[{index}]");
+    let host = match fields.trimmed(ObjectKey::ObjectName) {
+        Ok(Some(host)) if !host.is_empty() => host,
+        Ok(_) => {
+            return Err(vec![
+                Error::invalid_config("an ecr object needs objectName: the registry host (<account>.dkr.ecr.<region>.amazonaws.com)")
+                    .with_object(at)
+                    .with_field("objectName"),
+            ]);
+        }
+        Err(e) => return Err(vec![e.or_object(at)]),
+    };
+    context.warnings.extend(fields.unknown_keys(&host, ""));
+    let mut problems = Vec::new();
+    let parsed = parse_host(&host).map_err(|why| {
+        problems.push(Error::invalid_config(why).with_object(&host).with_field("objectName"));
+    });
+    for key in SECRET_KEYS {
+        if fields.get(key).is_some() {
+            problems.push(
+                Error::invalid_config(format!(
+                    "{} does not apply to an ecr object (the registry's region is in its host name)",
+                    key.as_str()
+                ))
+                .with_object(&host)
+                .with_field(key.as_str()),
+            );
+        }
+    }
+    let file_name = match fields.trimmed(ObjectKey::ObjectAlias) {
+        Ok(Some(alias)) if !alias.is_empty() => alias,
+        Ok(_) => host.clone(),
+        Err(e) => {
+            problems.push(e.or_object(&host));
+            host.clone()
+        }
+    };
+    let permission = fields.non_empty(ObjectKey::FilePermission).unwrap_or_else(|e| {
+        problems.push(e.or_object(&host));
+        None
+    });
+    let mode = file_mode(permission.as_deref(), context.default_mode, &host, "filePermission", &mut problems);
+    let optional = fields.flag(ObjectKey::Optional).unwrap_or_else(|e| {
+        problems.push(e.with_object(&host));
+        false
+    });
+    let (shape, shape_problems) = FileShape::read(fields);
+    problems.extend(shape_problems.into_iter().map(|e| e.with_object(&host)));
+    match parsed {
+        Ok((account, region, fips)) if problems.is_empty() => {
+            Ok(RegistrySpec { host, account, region, fips, file_name, mode, optional, shape })
+        }
+        _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_name_an_account_a_region_and_a_partition() {
+        assert_eq!(
+            parse_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+            Ok(("123456789012".to_owned(), "eu-west-1".to_owned(), false))
+        );
+        assert_eq!(
+            parse_host("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com"),
+            Ok(("123456789012".to_owned(), "us-gov-west-1".to_owned(), true))
+        );
+        assert!(parse_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn").is_ok());
+        for bad in [
+            "12345.dkr.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr.eu-west-1.evil.com",
+            "123456789012.dkr.s3.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr.eu_west.amazonaws.com",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x",
+            "docker.io",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -15,6 +15,11 @@ pub struct CloudEndpoints {
     pub authority_host: String,
     /// Vault URLs are `https://<vault>.<suffix>/`.
     pub keyvault_dns_suffix: String,
+    /// Container registries are `<registry>.<suffix>` (`azurecr.io`); `None` where the
+    /// environment file does not say (no `objectType: acr` there).
+    pub registry_dns_suffix: Option<String>,
+    /// The Resource Manager endpoint, whose token a registry exchanges for a login.
+    pub resource_manager: Option<String>,
 }
 
 impl CloudEndpoints {
@@ -37,6 +42,10 @@ struct EnvironmentFile {
     active_directory_endpoint: String,
     #[serde(rename = "keyVaultDNSSuffix")]
     key_vault_dns_suffix: String,
+    #[serde(rename = "containerRegistryDNSSuffix", default)]
+    container_registry_dns_suffix: Option<String>,
+    #[serde(default)]
+    resource_manager_endpoint: Option<String>,
 }
 
 /// Largest cloud environment file read (a go-autorest file is about 2 KiB).
@@ -86,14 +95,39 @@ impl EnvironmentFiles<'_> {
 /// `cloudEnvFileName` where [`EnvironmentFiles`] allows it, else the provider's), per mount
 /// rather than through a process-wide variable as upstream does.
 pub fn endpoints(cloud: Cloud, files: EnvironmentFiles<'_>) -> Result<CloudEndpoints, Error> {
-    let fixed = |authority: &str, suffix: &str| {
-        Ok(CloudEndpoints { authority_host: authority.to_owned(), keyvault_dns_suffix: suffix.to_owned() })
+    let fixed = |authority: &str, suffix: &str, registry: &str, manager: &str| {
+        Ok(CloudEndpoints {
+            authority_host: authority.to_owned(),
+            keyvault_dns_suffix: suffix.to_owned(),
+            registry_dns_suffix: Some(registry.to_owned()),
+            resource_manager: Some(manager.to_owned()),
+        })
     };
     match cloud {
-        Cloud::Public => fixed("https://login.microsoftonline.com/", "vault.azure.net"),
-        Cloud::UsGovernment => fixed("https://login.microsoftonline.us/", "vault.usgovcloudapi.net"),
-        Cloud::China => fixed("https://login.chinacloudapi.cn/", "vault.azure.cn"),
-        Cloud::German => fixed("https://login.microsoftonline.de/", "vault.microsoftazure.de"),
+        Cloud::Public => fixed(
+            "https://login.microsoftonline.com/",
+            "vault.azure.net",
+            "azurecr.io",
+            "https://management.azure.com/",
+        ),
+        Cloud::UsGovernment => fixed(
+            "https://login.microsoftonline.us/",
+            "vault.usgovcloudapi.net",
+            "azurecr.us",
+            "https://management.usgovcloudapi.net/",
+        ),
+        Cloud::China => fixed(
+            "https://login.chinacloudapi.cn/",
+            "vault.azure.cn",
+            "azurecr.cn",
+            "https://management.chinacloudapi.cn/",
+        ),
+        Cloud::German => fixed(
+            "https://login.microsoftonline.de/",
+            "vault.microsoftazure.de",
+            "azurecr.de",
+            "https://management.microsoftazure.de/",
+        ),
         Cloud::Stack => {
             let path = files.chosen()?.ok_or_else(|| {
                 Error::invalid_config(
@@ -141,7 +175,18 @@ fn stack_endpoints(path: &Path) -> Result<CloudEndpoints, Error> {
     if !is_host_and_port(&keyvault_dns_suffix) {
         return Err(failed("cannot use", &"keyVaultDNSSuffix must be a DNS name (and port)"));
     }
-    Ok(CloudEndpoints { authority_host, keyvault_dns_suffix })
+    let registry_dns_suffix =
+        parsed.container_registry_dns_suffix.map(|suffix| suffix.trim_start_matches('.').to_owned());
+    if registry_dns_suffix.as_deref().is_some_and(|suffix| !is_host_and_port(suffix)) {
+        return Err(failed("cannot use", &"containerRegistryDNSSuffix must be a DNS name (and port)"));
+    }
+    let resource_manager = parsed.resource_manager_endpoint;
+    if resource_manager.as_deref().is_some_and(|url| {
+        !url.strip_prefix("https://").and_then(|rest| rest.strip_suffix('/')).is_some_and(is_host_and_port)
+    }) {
+        return Err(failed("cannot use", &"resourceManagerEndpoint must be https://<host>[:port]/"));
+    }
+    Ok(CloudEndpoints { authority_host, keyvault_dns_suffix, registry_dns_suffix, resource_manager })
 }
 
 /// `login.stack.local`, `vault.test:8443`: dot-separated DNS labels, an optional port.

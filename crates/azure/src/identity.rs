@@ -66,6 +66,8 @@ pub struct VaultClients {
     pub secrets: Arc<SecretClient>,
     pub keys: Arc<KeyClient>,
     pub certificates: Arc<CertificateClient>,
+    /// The identity's credential the clients use (for calls outside Key Vault: a registry).
+    pub credential: Arc<dyn TokenCredential>,
     /// For AAD pod identity: the credential, which knows the identity NMI assigned.
     pub(crate) pod_identity: Option<Arc<PodIdentityCredential>>,
 }
@@ -185,6 +187,7 @@ impl IdentityCache {
                 )
                 .map_err(sdk)?,
             ),
+            credential: Arc::clone(&credential),
             certificates: Arc::new(
                 CertificateClient::new(
                     vault_url,

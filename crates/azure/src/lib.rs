@@ -13,6 +13,7 @@ mod keyvault;
 mod params;
 mod pod_identity;
 mod reads;
+mod registry;
 mod render;
 mod selecting;
 mod token_proxy;
@@ -26,7 +27,7 @@ use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, Transport};
 use csi_secrets_provider_core::kit::{
-    Authorization, CredentialDigest, Method, MountAssembly, ObjectNames, ServiceAccount, skip_if_absent,
+    self, Authorization, CredentialDigest, Method, MountAssembly, ObjectNames, ServiceAccount, skip_if_absent,
 };
 use csi_secrets_provider_core::{
     BackendStats, Error, FileMode, MountRequest, MountResponse, Parameters, ParsedSpc, Prepared, Result,
@@ -107,6 +108,10 @@ pub struct AzureBackend {
     /// Requests made (counted by the transport) and what sharing saved, for `/metrics`.
     stats: BackendStats,
     reads: SharedVaultReads,
+    /// The same HTTP client for calls outside the SDK (a registry's token exchange).
+    registry_http: reqwest::Client,
+    /// ACR logins by identity and registry, renewed at half their lifetime.
+    registry_logins: kit::ExpiringCache<(IdentityKey, String), kit::RegistryLogin>,
 }
 
 impl AzureBackend {
@@ -114,8 +119,9 @@ impl AzureBackend {
     /// stack refuses) refuses the start, as for every backend.
     pub fn new(options: AzureOptions) -> Result<Self> {
         let stats = BackendStats::default();
+        let registry_http = http_client(&options)?;
         let http =
-            Arc::new(CountingClient::new(Arc::new(http_client(&options)?), Arc::clone(&stats.cloud_calls)))
+            Arc::new(CountingClient::new(Arc::new(registry_http.clone()), Arc::clone(&stats.cloud_calls)))
                 as Arc<dyn HttpClient>;
         let reads = SharedVaultReads::new(options.sharing, &stats.sharing);
         let token_proxy = token_proxy::TokenProxy::new(
@@ -123,7 +129,16 @@ impl AzureBackend {
             options.resolve.clone(),
             Arc::clone(&stats.cloud_calls),
         );
-        Ok(Self { options, http, identities: IdentityCache::default(), token_proxy, stats, reads })
+        Ok(Self {
+            options,
+            http,
+            identities: IdentityCache::default(),
+            token_proxy,
+            stats,
+            reads,
+            registry_http,
+            registry_logins: kit::registry_logins(),
+        })
     }
 
     fn client_options(&self, authority_host: &str) -> Result<ClientOptions> {
@@ -432,6 +447,27 @@ impl SecretBackend for AzureBackend {
                 Err(skipped) => mount.skipped(names, skipped),
             }
         }
+        // The SPC's vault is always there: its identity's credential asks for registry tokens.
+        let first_vault =
+            vaults.first().ok_or_else(|| Error::internal("no Key Vault clients for the mount"))?;
+        for entry in &spec.registries {
+            let host = entry.host.as_str();
+            let fetch = || {
+                let credential = first_vault.clients.credential.as_ref();
+                let calls = &self.stats.cloud_calls;
+                registry::login(&self.registry_http, credential, &endpoints, &spec.tenant_id, host, calls)
+            };
+            let login = self.registry_logins.get_or_fetch((identity.clone(), host.to_owned()), fetch);
+            let login =
+                before_deadline(request.deadline, "the container registry (or Azure AD)", &[host], login)
+                    .await;
+            let outcome =
+                skip_if_absent(host, entry.optional, login)?.map(csi_secrets_provider_core::Served::fresh);
+            mount.add(ObjectNames { object: host, resolved: host }, outcome, |login| {
+                let file = kit::registry_file(login, &entry.file_name, entry.mode, entry.shape);
+                Ok::<_, Error>((login.version(), file))
+            })?;
+        }
         Ok(mount.finish())
     }
 
@@ -460,6 +496,8 @@ fn validation_of(spec: &params::MountSpec, separate_cert_and_key: bool) -> Valid
         .objects
         .iter()
         .fold(Validation::planned(&spec.plan), |v, o| v.object(&o.name, spec.resolved_name(o)));
+    // A registry is named by its login server (the policy's patterns match it as written).
+    let planned = spec.registries.iter().fold(planned, |v, r| v.object(&r.host, &r.host));
     let validation = spec.selections.iter().fold(planned, |v, entry| {
         let vault = entry.keyvault_name().unwrap_or(&spec.keyvault_name);
         v.selection(&entry.selection, entry.directory(), format!("{vault}/{}", entry.selection.prefix))

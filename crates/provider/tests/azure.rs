@@ -552,3 +552,66 @@ async fn every_key_vault_request_names_the_mounting_pod() -> TestResult {
     assert!(requests.iter().all(|r| r.user_agent.starts_with("azsdk-rust-")), "{requests:?}");
     Ok(())
 }
+
+/// `objectType: acr`: the pod's Azure AD token for the cloud's Resource Manager exchanged at the
+/// registry's `/oauth2/exchange` for a refresh token, written as a Docker config for user
+/// `00000000-0000-0000-0000-000000000000`, the version its expiry; a remount within half its
+/// lifetime takes the kept login (no exchange); a registry the app may not pull from is refused
+/// naming it; one of another cloud's suffix is refused before any call.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acr_registry_is_a_docker_config_from_the_token_exchange() -> TestResult {
+    let resolve = [
+        "--azure-resolve",
+        "appreg.azurecr.test=127.0.0.1",
+        "--azure-resolve",
+        "otherreg.azurecr.test=127.0.0.1",
+    ];
+    let world = world(&resolve).await?;
+    world.azure.add_registry("appreg", &[csi_secrets_provider_tests::worlds::AZURE_CLIENT]);
+    world.azure.add_registry("otherreg", &["someone-else"]);
+    let host = world.azure.registry_host("appreg");
+    let entry = format!("objectName: {host}\nobjectType: acr\nobjectAlias: .dockerconfigjson");
+    let target = csi_secrets_provider_tests::new_target_path();
+    let first = world.mount_at(&target, "workload-sa", &[entry.as_str()], &[]).await?;
+    let config: serde_json::Value = serde_json::from_slice(file(&first, ".dockerconfigjson")?)?;
+    let login = &config["auths"][host.as_str()];
+    assert_eq!(login["username"], "00000000-0000-0000-0000-000000000000");
+    let token = login["password"].as_str().ok_or("no password")?;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).ok_or("not a JWT")?)?,
+    )?;
+    assert_eq!(
+        claims["sub"],
+        csi_secrets_provider_tests::worlds::AZURE_CLIENT,
+        "the pod's app's refresh token"
+    );
+    let version = first.object_version.iter().find(|v| v.id == ".dockerconfigjson").ok_or("no version")?;
+    let expiry = humantime::parse_rfc3339(&version.version)?;
+    assert_eq!(
+        expiry.duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        claims["exp"].as_u64().ok_or("no exp")?,
+        "the version is the refresh token's expiry"
+    );
+    let exchanges = world.azure.acr_exchanges();
+    assert_eq!((exchanges.len(), exchanges[0].granted), (1, true));
+
+    world.mount_at(&target, "workload-sa", &[entry.as_str()], &[]).await?;
+    assert_eq!(world.azure.acr_exchanges().len(), 1, "the kept login, no exchange");
+
+    let other = format!("objectName: {}\nobjectType: acr", world.azure.registry_host("otherreg"));
+    let status = world.mount(&[other.as_str()]).await.err().ok_or("a registry the app may not pull from")?;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("otherreg.azurecr.test"), "{}", status.message());
+
+    let calls = world.azure.acr_exchanges().len();
+    let status = world
+        .mount(&["objectName: appreg.azurecr.io\nobjectType: acr"])
+        .await
+        .err()
+        .ok_or("another cloud's")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("is not a registry of this cloud"), "{}", status.message());
+    assert_eq!(world.azure.acr_exchanges().len(), calls);
+    Ok(())
+}

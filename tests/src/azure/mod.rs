@@ -20,11 +20,13 @@ use crate::tls::TestCa;
 mod aad;
 mod certs;
 mod key_vault;
+mod registry;
 
 pub use aad::{expired_service_account_token, service_account_token, service_account_token_for};
 use aad::{nmi_token, token_endpoint};
 pub use certs::{CertificateSecret, TestChain, chain_with_key_ids, pem_text, pfx_of};
 use key_vault::key_vault;
+pub use registry::{AcrExchange, REGISTRY_SUFFIX, RESOURCE_MANAGER};
 
 pub const AUTHORITY_HOST: &str = "login.test";
 pub const VAULT_SUFFIX: &str = "vault.test";
@@ -125,6 +127,9 @@ pub(super) struct State {
     /// How long every vault answer waits, so concurrent reads overlap.
     vault_delay: std::time::Duration,
     clock: u64,
+    /// Container registries by name: the apps (client ids) that may pull from each.
+    registries: HashMap<String, Vec<String>>,
+    acr_exchanges: Vec<AcrExchange>,
 }
 
 #[derive(Debug)]
@@ -139,10 +144,12 @@ pub struct FakeAzure {
 impl FakeAzure {
     pub async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let wildcard = format!("*.{VAULT_SUFFIX}");
+        let registries = format!("*.{REGISTRY_SUFFIX}");
         let ca = TestCa::new(&[
             AUTHORITY_HOST,
             VAULT_SUFFIX,
             &wildcard,
+            &registries,
             TOKEN_PROXY_HOST,
             API_SERVER_SAN,
             BINDING_SNI,
@@ -172,6 +179,8 @@ impl FakeAzure {
             "activeDirectoryEndpoint": format!("https://{AUTHORITY_HOST}:{}/", server.addr.port()),
             "keyVaultEndpoint": format!("https://{VAULT_SUFFIX}:{}/", server.addr.port()),
             "keyVaultDNSSuffix": format!("{VAULT_SUFFIX}:{}", server.addr.port()),
+            "containerRegistryDNSSuffix": format!("{REGISTRY_SUFFIX}:{}", server.addr.port()),
+            "resourceManagerEndpoint": RESOURCE_MANAGER,
         });
         std::fs::write(dir.path().join("environment.json"), environment.to_string())?;
         Ok(Self { server, nmi, state, dir })
@@ -203,6 +212,25 @@ impl FakeAzure {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A container registry the apps `pullers` (client ids) may pull from.
+    pub fn add_registry(&self, name: &str, pullers: &[&str]) {
+        self.lock().registries.insert(name.to_owned(), pullers.iter().map(|p| (*p).to_owned()).collect());
+    }
+
+    /// The login server of registry `name` as the provider reaches it (with this server's port).
+    pub fn registry_host(&self, name: &str) -> String {
+        format!("{name}.{REGISTRY_SUFFIX}:{}", self.server.addr.port())
+    }
+
+    /// Provider arguments that reach registry `name` on this server.
+    pub fn registry_resolve_args(&self, name: &str) -> Vec<String> {
+        vec!["--azure-resolve".to_owned(), format!("{name}.{REGISTRY_SUFFIX}=127.0.0.1")]
+    }
+
+    pub fn acr_exchanges(&self) -> Vec<AcrExchange> {
+        self.lock().acr_exchanges.clone()
     }
 
     /// A vault owned by `tenant`.
@@ -445,6 +473,8 @@ fn handle(state: &Mutex<State>, request: &Request) -> (Response, std::time::Dura
         )
     } else if let Some(vault) = host.strip_suffix(&format!(".{VAULT_SUFFIX}")) {
         (key_vault(&mut state, vault, request), state.vault_delay)
+    } else if let Some(registry) = host.strip_suffix(&format!(".{REGISTRY_SUFFIX}")) {
+        (registry::exchange(&mut state, registry, request), std::time::Duration::ZERO)
     } else {
         (
             json(404, &serde_json::json!({ "error": format!("unknown host {host}") })),

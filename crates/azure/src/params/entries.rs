@@ -6,7 +6,17 @@ use serde_norway::Value;
 
 use super::OBJECTS;
 use super::object::{ObjectSpec, parse_object};
+use super::registry::{RegistrySpec, parse_registry};
 use super::selection::{SelectionSpec, parse_selection};
+
+/// What the `objects` entries are, and the files they plan.
+#[derive(Default)]
+pub(super) struct ParsedObjects {
+    pub objects: Vec<ObjectSpec>,
+    pub selections: Vec<SelectionSpec>,
+    pub registries: Vec<RegistrySpec>,
+    pub plan: FilePlan,
+}
 
 /// Reads `objects` (`array:` of YAML strings): the objects, their planned files, and every
 /// problem in `problems`.
@@ -14,14 +24,35 @@ pub(super) fn parse_objects(
     value: Option<&str>,
     default_mode: FileMode,
     problems: &mut Vec<Error>,
-) -> (Vec<ObjectSpec>, Vec<SelectionSpec>, FilePlan) {
-    let mut objects = Vec::new();
-    let mut selections = Vec::new();
-    let mut plan = FilePlan::new();
-    let Some(items) = object_list(value, problems) else { return (objects, selections, plan) };
+) -> ParsedObjects {
+    let mut parsed = ParsedObjects::default();
+    let ParsedObjects { objects, selections, registries, plan } = &mut parsed;
+    let Some(items) = object_list(value, problems) else { return parsed };
     for (index, item) in items.iter().enumerate() {
         let Some(entry) = object_entry(index, item, problems) else { continue };
         let mut warnings = Vec::new();
+        if entry.get("objectType").and_then(Value::as_str).map(str::trim) == Some("acr") {
+            let registry = parse_registry(index, &entry, default_mode, &mut warnings);
+            for warning in warnings {
+                plan.warn(warning);
+            }
+            match registry {
+                Ok(registry) => {
+                    let file = registry.file_name.clone();
+                    match plan.add_shaped(&registry.host, file, registry.mode, registry.shape) {
+                        Ok(()) => {
+                            if registry.optional {
+                                plan.mark_optional(&registry.host);
+                            }
+                            registries.push(registry);
+                        }
+                        Err(e) => problems.push(e.with_object(&registry.host).with_field("objectAlias")),
+                    }
+                }
+                Err(mut errors) => problems.append(&mut errors),
+            }
+            continue;
+        }
         if entry.get("objectPrefix").is_some() {
             let parsed = parse_selection(index, &entry, default_mode, &mut warnings);
             for warning in warnings {
@@ -38,7 +69,7 @@ pub(super) fn parse_objects(
             plan.warn(warning);
         }
         match parsed {
-            Ok(object) => match object.add_files(&mut plan) {
+            Ok(object) => match object.add_files(plan) {
                 Ok(()) => objects.push(object),
                 Err(e) if e.field().is_some() => problems.push(e),
                 Err(e) => problems.push(e.with_field(if object.alias.is_some() {
@@ -50,7 +81,7 @@ pub(super) fn parse_objects(
             Err(mut errors) => problems.append(&mut errors),
         }
     }
-    (objects, selections, plan)
+    parsed
 }
 
 /// The `array:` list of `objects`.

@@ -4,6 +4,7 @@
 
 mod entries;
 mod object;
+mod registry;
 mod selection;
 
 use csi_secrets_provider_core::grammar::{NameRule, alphanumeric, alphanumeric_or_hyphen};
@@ -11,6 +12,7 @@ use csi_secrets_provider_core::{Error, FileMode, FilePlan, Parameters, parse_go_
 
 use entries::parse_objects;
 pub use object::{ObjectSpec, upstream_prefix};
+pub use registry::RegistrySpec;
 pub use selection::SelectionSpec;
 
 pub const KEYVAULT_NAME: &str = "keyvaultName";
@@ -125,6 +127,8 @@ pub struct MountSpec {
     /// `objectPrefix` entries: listed at mount time, each selected secret then read as an
     /// object of its own.
     pub selections: Vec<SelectionSpec>,
+    /// `objectType: acr` entries: a Docker login each.
+    pub registries: Vec<RegistrySpec>,
     pub plan: FilePlan,
 }
 
@@ -176,7 +180,8 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         cloud
     });
     let identity = parse_identity(parameters, &mut problems);
-    let (objects, selections, mut plan) = parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);
+    let entries::ParsedObjects { objects, selections, registries, mut plan } =
+        parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }
@@ -189,6 +194,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
             identity,
             objects,
             selections,
+            registries,
             plan,
         })
     } else {

@@ -495,8 +495,8 @@ impl SecretBackend for AwsBackend {
             })?;
         }
         let app_name = pod_app_name(request);
+        let mut registries = Vec::with_capacity(spec.registries.len());
         for registry in &spec.registries {
-            let names = ObjectNames { object: &registry.host, resolved: &registry.host };
             let key = (identity.clone(), registry.host.clone());
             let fetch = || async {
                 let sdk = self.sdk().await?;
@@ -509,13 +509,15 @@ impl SecretBackend for AwsBackend {
                 self.registry_logins.get_or_fetch(key, fetch),
             )
             .await;
-            let outcome = kit::skip_if_absent(&registry.host, registry.optional, login)?
-                .map(csi_secrets_provider_core::Served::fresh);
-            mount.add(names, outcome, |login| {
-                let file = kit::registry_file(login, &registry.file_name, registry.mode, registry.shape);
-                Ok::<_, Error>((login.version(), file))
-            })?;
+            let entry = kit::RegistryEntry {
+                host: &registry.host,
+                file_name: &registry.file_name,
+                mode: registry.mode,
+                shape: registry.shape,
+            };
+            registries.push((entry, kit::skip_if_absent(&registry.host, registry.optional, login)?));
         }
+        mount.add_registries(registries);
         Ok(mount.finish())
     }
 

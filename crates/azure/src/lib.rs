@@ -450,6 +450,7 @@ impl SecretBackend for AzureBackend {
         // The SPC's vault is always there: its identity's credential asks for registry tokens.
         let first_vault =
             vaults.first().ok_or_else(|| Error::internal("no Key Vault clients for the mount"))?;
+        let mut registries = Vec::with_capacity(spec.registries.len());
         for entry in &spec.registries {
             let host = entry.host.as_str();
             let fetch = || {
@@ -461,13 +462,15 @@ impl SecretBackend for AzureBackend {
             let login =
                 before_deadline(request.deadline, "the container registry (or Azure AD)", &[host], login)
                     .await;
-            let outcome =
-                skip_if_absent(host, entry.optional, login)?.map(csi_secrets_provider_core::Served::fresh);
-            mount.add(ObjectNames { object: host, resolved: host }, outcome, |login| {
-                let file = kit::registry_file(login, &entry.file_name, entry.mode, entry.shape);
-                Ok::<_, Error>((login.version(), file))
-            })?;
+            let written = kit::RegistryEntry {
+                host,
+                file_name: &entry.file_name,
+                mode: entry.mode,
+                shape: entry.shape,
+            };
+            registries.push((written, skip_if_absent(host, entry.optional, login)?));
         }
+        mount.add_registries(registries);
         Ok(mount.finish())
     }
 

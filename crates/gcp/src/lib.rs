@@ -413,12 +413,18 @@ impl SecretBackend for GcpBackend {
                 render::render(secret, accessed).map(|rendered| (accessed.name.clone(), rendered))
             })?;
         }
+        let mut registries = Vec::with_capacity(spec.registries.len());
         for registry in &spec.registries {
-            let login = self.registry_login(&identity, &credentials, &registry.host).await?;
-            let names = ObjectNames { object: &registry.host, resolved: &registry.host };
-            let file = kit::registry_file(&login, &registry.file_name, registry.mode, registry.shape);
-            mount.served(names, &login.version(), &csi_secrets_provider_core::Served::fresh(()), file);
+            let login = self.registry_login(&identity, &credentials, &registry.host).await;
+            let entry = kit::RegistryEntry {
+                host: &registry.host,
+                file_name: &registry.file_name,
+                mode: registry.mode,
+                shape: registry.shape,
+            };
+            registries.push((entry, kit::skip_if_absent(&registry.host, registry.optional, login)?));
         }
+        mount.add_registries(registries);
         Ok(mount.finish())
     }
 

@@ -365,7 +365,7 @@ async fn a_registry_entry_is_a_docker_config_with_the_identitys_token() -> TestR
     world.google.grant(None, "db", &principal(GCP_NAMESPACE, "web"));
     let host = format!("{LOCATION}-docker.pkg.dev");
     let secrets = format!(
-        "- {{registry: {host}, path: .dockerconfigjson}}\n- {{resourceName: projects/{PROJECT}/secrets/db/versions/latest, path: db}}\n"
+        "- {{registry: {host}, path: .dockerconfigjson}}\n- {{registry: gcr.io, path: .dockerconfigjson}}\n- {{resourceName: projects/{PROJECT}/secrets/db/versions/latest, path: db}}\n"
     );
     let target = csi_secrets_provider_tests::new_target_path();
     let first = world.mount_at(&target, "web", &secrets, &[]).await?;
@@ -381,6 +381,9 @@ async fn a_registry_entry_is_a_docker_config_with_the_identitys_token() -> TestR
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("oauth2accesstoken:{token}"));
     assert_eq!(entry["auth"].as_str(), Some(auth.as_str()));
+    // Two registries naming one file share one Docker config.
+    assert_eq!(config["auths"]["gcr.io"]["password"].as_str(), Some(token));
+    assert_eq!(config["auths"].as_object().map(|auths| auths.len()), Some(2));
     let version = first.object_version.iter().find(|v| v.id == ".dockerconfigjson").ok_or("no version")?;
     let expiry = humantime::parse_rfc3339(&version.version)?;
     let left = expiry.duration_since(std::time::SystemTime::now())?;
@@ -395,6 +398,7 @@ async fn a_registry_entry_is_a_docker_config_with_the_identitys_token() -> TestR
     assert_eq!(world.google.count("exchange"), 1, "no new token");
     let trail = std::fs::read_to_string(&audit)?;
     assert!(trail.contains(&format!("\"object\":\"{host}\"")), "{trail}");
+    assert!(trail.contains("\"object\":\"gcr.io\""), "a record per registry: {trail}");
     assert!(!trail.contains(token), "the audit trail holds the token");
 
     let bad = "- {registry: 'evil.io/x#', path: c}\n";

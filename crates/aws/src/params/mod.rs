@@ -408,6 +408,12 @@ fn parse_objects(value: Option<&str>, mut context: ListContext, problems: &mut V
                         parsed.objects.push(object);
                     }
                     Ok(Entry::Selection(selection)) => parsed.selections.push(selection),
+                    // Registries naming one file share it (one Docker config): planned once.
+                    Ok(Entry::Registry(registry))
+                        if parsed.registries.iter().any(|r| r.file_name == registry.file_name) =>
+                    {
+                        parsed.registries.push(registry);
+                    }
                     Ok(Entry::Registry(registry)) => {
                         let file = registry.file_name.clone();
                         if let Err(e) =

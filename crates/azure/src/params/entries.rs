@@ -37,6 +37,10 @@ pub(super) fn parse_objects(
                 plan.warn(warning);
             }
             match registry {
+                // Registries naming one file share it (one Docker config): planned once.
+                Ok(registry) if registries.iter().any(|r| r.file_name == registry.file_name) => {
+                    registries.push(registry);
+                }
                 Ok(registry) => {
                     let file = registry.file_name.clone();
                     match plan.add_shaped(&registry.host, file, registry.mode, registry.shape) {

@@ -43,7 +43,7 @@ pub use client::{ClientOptions, ExtraCa};
 pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, ServiceAccount};
 pub use prefix_entry::{PrefixEntry, PrefixKeys};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
-pub use registry::{RegistryLogin, check_registry_host, registry_file, registry_logins};
+pub use registry::{RegistryEntry, RegistryLogin, check_registry_host, docker_config, registry_logins};
 pub use selection::{
     DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,
     expand, plan_selected, selected_path,

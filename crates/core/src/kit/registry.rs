@@ -69,37 +69,87 @@ impl RegistryLogin {
         humantime::format_rfc3339_seconds(self.expires_at).to_string()
     }
 
-    /// The Docker config file: `{"auths":{"<host>":{"username":…,"password":…,"auth":…}}}`
-    /// (`auth` is base64 of `username:password`).
+    /// The Docker config file of this login alone:
+    /// `{"auths":{"<host>":{"username":…,"password":…,"auth":…}}}` (`auth` is base64 of
+    /// `username:password`).
     pub fn docker_config(&self) -> SecretBytes {
-        let pair = Zeroizing::new(format!("{}:{}", self.username, self.password.expose_secret()));
-        let auth = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
-        let config = serde_json::json!({
-            "auths": {
-                self.host.as_str(): {
-                    "username": self.username,
-                    "password": self.password.expose_secret(),
-                    "auth": auth.as_str(),
-                }
-            }
-        });
-        let text = Zeroizing::new(config.to_string());
-        SecretBytes::new(text.as_bytes().to_vec())
+        docker_config(&[self])
     }
 }
 
-/// The file of a registry entry: the login's Docker config at `file_name`, its version the
-/// login's expiry; `host` names it (for `writeFile`/`files`).
-pub fn registry_file(
-    login: &RegistryLogin,
-    file_name: &str,
-    mode: crate::mode::FileMode,
-    shape: crate::shaping::FileShape,
-) -> super::Rendered {
-    super::Rendered::file(
-        crate::response::MountedFile::new(file_name, mode, login.docker_config()).shaped(&login.host, shape),
-        crate::response::ObjectVersion::new(file_name, login.version()),
-    )
+/// A registry entry of a SecretProviderClass as the mount writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryEntry<'a> {
+    /// The registry host, as written: the object's name in records and errors.
+    pub host: &'a str,
+    /// The file its login goes in; entries naming the same file share one Docker config.
+    pub file_name: &'a str,
+    pub mode: crate::mode::FileMode,
+    pub shape: crate::shaping::FileShape,
+}
+
+/// The Docker config holding every login of `logins` (one `auths` entry per registry).
+pub fn docker_config(logins: &[&RegistryLogin]) -> SecretBytes {
+    let mut auths = serde_json::Map::new();
+    for login in logins {
+        let pair = Zeroizing::new(format!("{}:{}", login.username, login.password.expose_secret()));
+        let auth = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+        auths.insert(
+            login.host.clone(),
+            serde_json::json!({
+                "username": login.username,
+                "password": login.password.expose_secret(),
+                "auth": auth.as_str(),
+            }),
+        );
+    }
+    let text = Zeroizing::new(serde_json::json!({ "auths": auths }).to_string());
+    SecretBytes::new(text.as_bytes().to_vec())
+}
+
+impl super::MountAssembly {
+    /// The registry entries of a mount and how each ended (a login, or skipped as optional and
+    /// absent): one audit record each, and one Docker config per file name holding the logins
+    /// of every entry naming it (several registries merge into one file), its version the
+    /// earliest expiry among them (when the file is due for renewal).
+    pub fn add_registries(
+        &mut self,
+        entries: Vec<(RegistryEntry<'_>, std::result::Result<RegistryLogin, crate::outcome::SkippedObject>)>,
+    ) {
+        let mut files: Vec<&str> = Vec::new();
+        for (entry, _) in &entries {
+            if !files.contains(&entry.file_name) {
+                files.push(entry.file_name);
+            }
+        }
+        for file in files {
+            let group: Vec<&(RegistryEntry<'_>, _)> =
+                entries.iter().filter(|(e, _)| e.file_name == file).collect();
+            let logins: Vec<&RegistryLogin> =
+                group.iter().filter_map(|(_, outcome)| outcome.as_ref().ok()).collect();
+            let mut rendered = match (group.first(), logins.iter().map(|l| l.expires_at).min()) {
+                (Some((first, _)), Some(earliest)) => {
+                    let version = humantime::format_rfc3339_seconds(earliest).to_string();
+                    super::Rendered::file(
+                        crate::response::MountedFile::new(file, first.mode, docker_config(&logins))
+                            .shaped(first.host, first.shape),
+                        crate::response::ObjectVersion::new(file, version),
+                    )
+                }
+                _ => super::Rendered::default(),
+            };
+            for (entry, outcome) in group {
+                let names = super::ObjectNames { object: entry.host, resolved: entry.host };
+                match outcome {
+                    Ok(login) => {
+                        let served = crate::sharing::Served::fresh(());
+                        self.served(names, &login.version(), &served, std::mem::take(&mut rendered));
+                    }
+                    Err(skipped) => self.skipped(names, skipped.clone()),
+                }
+            }
+        }
+    }
 }
 
 impl HeldBytes for RegistryLogin {
@@ -174,6 +224,49 @@ mod tests {
         assert!(fresh.version().ends_with('Z'));
         let expired = login(100, 50).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(expired.contains("has already expired"), "{expired}");
+        Ok(())
+    }
+
+    /// Registries naming one file share one Docker config, its version the earliest expiry;
+    /// each gets its audit record; a skipped one is left out of the file.
+    #[test]
+    fn registries_of_one_file_merge() -> Result<()> {
+        let now = SystemTime::now();
+        let login = |host: &str, hours: u64| {
+            RegistryLogin::new(
+                host,
+                "u",
+                SecretString::from(format!("p-{host}")),
+                now,
+                now + Duration::from_secs(hours * 3600),
+            )
+        };
+        let (a, b, c) = (login("a.example", 12)?, login("b.example", 3)?, login("c.example", 1)?);
+        let entry = |host, file_name| RegistryEntry {
+            host,
+            file_name,
+            mode: crate::mode::FileMode::DEFAULT,
+            shape: crate::shaping::FileShape::PLAIN,
+        };
+        let skipped =
+            crate::outcome::SkippedObject { object: "d.example".into(), reason: "not found".into() };
+        let mut mount = super::super::MountAssembly::new(Vec::new());
+        mount.add_registries(vec![
+            (entry("a.example", "config.json"), Ok(a)),
+            (entry("c.example", "other.json"), Ok(c)),
+            (entry("b.example", "config.json"), Ok(b.clone())),
+            (entry("d.example", "config.json"), Err(skipped)),
+        ]);
+        let response = mount.finish();
+        let paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["config.json", "other.json"]);
+        let config: serde_json::Value = serde_json::from_slice(response.files[0].contents.expose())
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let hosts: Vec<&String> = config["auths"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        assert_eq!(hosts, ["a.example", "b.example"]);
+        let version = response.versions.iter().find(|v| v.id == "config.json").map(|v| v.version.clone());
+        assert_eq!(version, Some(b.version()), "the earliest expiry of the file's logins");
+        assert_eq!(response.records.len(), 4, "a record per registry");
         Ok(())
     }
 

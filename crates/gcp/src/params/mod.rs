@@ -191,6 +191,12 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         }
         if item.get("registry").is_some() {
             match registry::parse_registry(index, item, default_mode, &mut warnings) {
+                // Registries naming one file share it (one Docker config): planned once.
+                Ok(registry)
+                    if registries.iter().any(|r: &RegistrySpec| r.file_name == registry.file_name) =>
+                {
+                    registries.push(registry);
+                }
                 Ok(registry) => {
                     if let Err(e) = plan.add_shaped(
                         &registry.host,

@@ -44,6 +44,8 @@ struct ProxyState {
     readable_only_by: HashMap<String, String>,
     /// Actions answered only after this long (a slow region), so concurrent calls overlap.
     delays: HashMap<String, Duration>,
+    /// How long ECR logins live from the call (ECR's 12 hours unless a test says).
+    registry_token_lifetime: Option<Duration>,
 }
 
 /// An error to answer for the next `remaining` calls of `action` (of `secret_id` only, when set).
@@ -166,6 +168,11 @@ impl AwsProxy {
         self.lock().readable_only_by.insert(secret_id.to_owned(), access_key.to_owned());
     }
 
+    /// Makes ECR logins live `lifetime` from the call (ECR's are 12 hours).
+    pub fn set_registry_token_lifetime(&self, lifetime: Duration) {
+        self.lock().registry_token_lifetime = Some(lifetime);
+    }
+
     /// Answers every call of `action` only after `delay`.
     pub fn delay(&self, action: &str, delay: Duration) {
         self.lock().delays.insert(action.to_owned(), delay);
@@ -264,13 +271,14 @@ async fn forward(
     }
     let answer = send_upstream(client, upstream, &request, request.body.clone()).await;
     if call.action == "GetAuthorizationToken" {
-        return with_real_token_expiry(answer);
+        let lifetime = state.lock().unwrap_or_else(PoisonError::into_inner).registry_token_lifetime;
+        return with_real_token_expiry(answer, lifetime.unwrap_or(Duration::from_secs(12 * 3600)));
     }
     answer
 }
 
 /// moto answers ECR logins that expired in 2015; ECR's live 12 hours from the call.
-fn with_real_token_expiry(answer: Response) -> Response {
+fn with_real_token_expiry(answer: Response, lifetime: Duration) -> Response {
     let (parts, body) = answer.into_parts();
     let body = futures::executor::block_on(body.collect()).map(|b| b.to_bytes()).unwrap_or_default();
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
@@ -278,7 +286,7 @@ fn with_real_token_expiry(answer: Response) -> Response {
     };
     let expiry = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|now| now.as_secs_f64() + 12.0 * 3600.0)
+        .map(|now| (now + lifetime).as_secs_f64())
         .unwrap_or_default();
     for data in value["authorizationData"].as_array_mut().into_iter().flatten() {
         data["expiresAt"] = serde_json::json!(expiry);

@@ -509,3 +509,36 @@ async fn an_ecr_registry_is_a_docker_config_from_get_authorization_token() -> Te
     assert_eq!(world.proxy.calls().len(), calls, "no call for a bad SecretProviderClass");
     Ok(())
 }
+
+/// An ECR login is renewed once half its lifetime is gone, not before: logins living 6 s here,
+/// remounts take the kept one for 3 s, then ask ECR again (an event polled for, not a sleep).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ecr_login_is_renewed_at_half_its_lifetime() -> TestResult {
+    let world = world("ecr-renewal", &[]).await?;
+    world.proxy.set_registry_token_lifetime(std::time::Duration::from_secs(6));
+    let objects = "- {objectName: 123456789012.dkr.ecr.us-east-1.amazonaws.com, objectType: ecr}\n";
+    let parameters = [("objects", objects), ("region", "us-east-1")];
+    let target = csi_secrets_provider_tests::new_target_path();
+    let asked = std::time::Instant::now();
+    world.mount_at(&target, "web", &parameters).await?;
+    let answered = std::time::Instant::now();
+    let renewed = loop {
+        world.mount_at(&target, "web", &parameters).await?;
+        if world.proxy.count("GetAuthorizationToken") == 2 {
+            break std::time::Instant::now();
+        }
+        if asked.elapsed() > std::time::Duration::from_secs(20) {
+            return Err("the login was never renewed".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        renewed.duration_since(asked) >= std::time::Duration::from_secs(3),
+        "renewed before half its life"
+    );
+    assert!(
+        renewed.duration_since(answered) < std::time::Duration::from_secs(6),
+        "renewed before it expired"
+    );
+    Ok(())
+}

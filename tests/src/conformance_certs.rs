@@ -103,6 +103,21 @@ pub async fn certificate_filters_make_tls_files_from_a_bundle_and_a_pfx(
         ensure(text(&format!("{dir}/ca.crt"))? == format!("{mid}{root}"), || format!("{dir}: ca.crt"))?;
     }
 
+    // The intermediate missing from the bundle: the leaf first, the rest after as stored; a
+    // PFX without a password: `pfx` with none.
+    fixture.put(&bundle, &format!("{root}{key}{leaf}")).await?;
+    fixture.put(&archive, &pfx(&chain, "")?).await?;
+    let mut no_password = fixture.parameters(&objects[..2]);
+    no_password.push((
+        "files".to_owned(),
+        "- {path: tls.crt, template: '{{ objects.bundle | pem_certs }}'}\n- {path: pfx.key, template: '{{ (objects[\"app.pfx\"] | pfx).key }}'}\n".to_owned(),
+    ));
+    let response = fixture.mount(&no_password).await?;
+    let text = |path: &str| crate::client::file_text(&response, path);
+    ensure(text("tls.crt")? == format!("{leaf}{root}"), || "the gap: leaf, then the rest".into())?;
+    ensure(text("pfx.key")? == key, || "a PFX without a password".into())?;
+
+    fixture.put(&archive, &pfx(&chain, "pfx pass phrase")?).await?;
     fixture.put(&password, "not the pass phrase").await?;
     let status = fixture.mount(&parameters).await.err().ok_or("a wrong password mounted")?;
     ensure(status.code() == Code::InvalidArgument, || format!("{status:?}"))?;

@@ -360,7 +360,13 @@ async fn workload_identity_federation_from_the_providers_external_account_file()
 async fn a_registry_entry_is_a_docker_config_with_the_identitys_token() -> TestResult {
     let dir = tempfile::tempdir()?;
     let audit = dir.path().join("audit.log");
-    let world = GcpWorld::start(BINARY, &["--audit-log", &audit.display().to_string()]).await?;
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "rules:\n  - namespaces: [registry-denied]\n    allow: {gcp: [\"projects/*\"]}\n",
+    )?;
+    let args = ["--audit-log", &audit.display().to_string(), "--policy", &policy.display().to_string()];
+    let world = GcpWorld::start(BINARY, &args).await?;
     world.google.add_version(None, "db", b"v");
     world.google.grant(None, "db", &principal(GCP_NAMESPACE, "web"));
     let host = format!("{LOCATION}-docker.pkg.dev");
@@ -400,6 +406,20 @@ async fn a_registry_entry_is_a_docker_config_with_the_identitys_token() -> TestR
     assert!(trail.contains(&format!("\"object\":\"{host}\"")), "{trail}");
     assert!(trail.contains("\"object\":\"gcr.io\""), "a record per registry: {trail}");
     assert!(!trail.contains(token), "the audit trail holds the token");
+
+    // The admin policy sees a registry by its host: a namespace allowed only secrets is refused.
+    let denied = world
+        .mount_at(
+            &csi_secrets_provider_tests::new_target_path(),
+            "web",
+            &secrets,
+            &[("csi.storage.k8s.io/pod.namespace", "registry-denied")],
+        )
+        .await
+        .err()
+        .ok_or("the policy let a registry through")?;
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains(&format!("may not read \"{host}\"")), "{}", denied.message());
 
     let bad = "- {registry: 'evil.io/x#', path: c}\n";
     let status = world.mount(bad).await.err().ok_or("a bad registry host mounted")?;

@@ -3,8 +3,6 @@
 use azure_security_keyvault_keys::models::{CurveName, KeyType};
 use base64::Engine;
 use csi_secrets_provider_core::Error;
-use x509_parser::extensions::ParsedExtension;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::params::ObjectEncoding;
 
@@ -93,96 +91,35 @@ pub fn pfx_to_pem(pfx: &[u8], construct_chain: bool) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-struct ChainLink {
-    subject_key_id: Option<Vec<u8>>,
-    authority_key_id: Option<Vec<u8>>,
-    subject: Vec<u8>,
-    issuer: Vec<u8>,
-}
-
-fn link(der: &[u8]) -> Result<ChainLink, Error> {
-    let (_, certificate) = X509Certificate::from_der(der)
-        .map_err(|e| Error::invalid_config(format!("cannot parse a certificate of the chain: {e}")))?;
-    let mut link = ChainLink {
-        subject_key_id: None,
-        authority_key_id: None,
-        subject: certificate.subject().as_raw().to_vec(),
-        issuer: certificate.issuer().as_raw().to_vec(),
-    };
-    for extension in certificate.extensions() {
-        match extension.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(id) => link.subject_key_id = Some(id.0.to_vec()),
-            ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                link.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
-            }
-            _ => {}
-        }
-    }
-    Ok(link)
-}
-
-/// Whether `issuer` signed `child`: by key identifiers when both are present, else by names.
-fn issued(issuer: &ChainLink, child: &ChainLink) -> bool {
-    match (&child.authority_key_id, &issuer.subject_key_id) {
-        (Some(aki), Some(ski)) => aki == ski,
-        _ => child.issuer == issuer.subject,
-    }
-}
-
-fn self_signed(link: &ChainLink) -> bool {
-    issued(link, link)
-}
-
-/// Orders certificates leaf → intermediates → root. An incomplete chain keeps the stored order
-/// (logged); a chain without a leaf (a cycle) is an error.
+/// Orders certificates leaf → intermediates → root, as the Azure provider does: an incomplete
+/// chain keeps the stored order (logged), as do several leaves; a chain without a leaf (a cycle)
+/// is an error. How certificates chain is core's (`certs::chaining`).
 pub fn order_chain(certificates: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, Error> {
     if certificates.len() < 2 {
         return Ok(certificates);
     }
-    let links = certificates.iter().map(|c| link(c)).collect::<Result<Vec<_>, _>>()?;
-    // A leaf issues none of the others; a self-signed root is not one, even when the
-    // intermediate between them is missing (that chain is incomplete, not two-leaved).
-    let issues_none = |i: usize| !(0..links.len()).any(|j| j != i && issued(&links[i], &links[j]));
-    let mut leaves: Vec<usize> =
-        (0..links.len()).filter(|&i| issues_none(i) && !self_signed(&links[i])).collect();
-    if leaves.is_empty() {
-        leaves = (0..links.len()).filter(|&i| issues_none(i)).collect();
-    }
-    let leaf = match leaves.as_slice() {
-        [leaf] => *leaf,
-        [] => {
+    let chaining = csi_secrets_provider_core::certs::chaining(&certificates)
+        .map_err(|why| Error::invalid_config(format!("cannot parse a certificate of the chain: {why}")))?;
+    match chaining.leaves.len() {
+        0 => {
             return Err(Error::invalid_config(
                 "cannot order the certificate chain: no leaf certificate (a cycle?)",
             ));
         }
-        _ => {
-            tracing::warn!(
-                leaves = leaves.len(),
-                "certificate chain has several leaves; keeping the stored order"
-            );
+        1 => {}
+        leaves => {
+            tracing::warn!(leaves, "certificate chain has several leaves; keeping the stored order");
             return Ok(certificates);
         }
-    };
-    let mut order = vec![leaf];
-    let mut current = leaf;
-    while !self_signed(&links[current]) {
-        let next = (0..links.len()).find(|&i| !order.contains(&i) && issued(&links[i], &links[current]));
-        match next {
-            Some(next) => {
-                order.push(next);
-                current = next;
-            }
-            None => break,
-        }
     }
-    if order.len() != certificates.len() {
+    if chaining.walk.len() != certificates.len() {
         // Upstream's words, which log alerts match.
         tracing::warn!(
             "certificate chain is not complete due to missing intermediate/root certificates in the cert from key vault; keeping the stored order"
         );
         return Ok(certificates);
     }
-    Ok(order.into_iter().map(|i| certificates[i].clone()).collect())
+    Ok(chaining.walk.into_iter().map(|i| certificates[i].clone()).collect())
 }
 
 /// Splits PEM text into (certificate blocks, every other block), for
@@ -202,6 +139,7 @@ pub fn split_certificates_and_keys(pem_text: &[u8]) -> Result<(Vec<u8>, Vec<u8>)
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use x509_parser::prelude::{FromDer, X509Certificate};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     /// Certificates as DER, leaf first, and the leaf's key.

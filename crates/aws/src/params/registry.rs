@@ -2,9 +2,9 @@
 //! `objectName: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, answered by
 //! `ecr:GetAuthorizationToken` in the registry's region with the pod's identity.
 
-use csi_secrets_provider_core::kit::check_registry_host;
+use csi_secrets_provider_core::kit::{RegistryFields, RegistryKeys};
 use csi_secrets_provider_core::shaping::FileShape;
-use csi_secrets_provider_core::{ConfigKey, Error, Fields, FileMode};
+use csi_secrets_provider_core::{Error, Fields, FileMode};
 
 use super::ListContext;
 use super::keys::ObjectKey;
@@ -28,15 +28,22 @@ pub struct RegistrySpec {
     pub shape: FileShape,
 }
 
-/// Keys an `ecr` entry cannot have: they name a secret's version, region or parts.
-const SECRET_KEYS: [ObjectKey; 6] = [
-    ObjectKey::ObjectVersion,
-    ObjectKey::ObjectVersionLabel,
-    ObjectKey::JmesPath,
-    ObjectKey::FailoverObject,
-    ObjectKey::Region,
-    ObjectKey::ObjectPrefix,
-];
+/// How an AWS registry entry is written.
+const KEYS: RegistryKeys<ObjectKey> = RegistryKeys {
+    host: ObjectKey::ObjectName,
+    file: ObjectKey::ObjectAlias,
+    optional: ObjectKey::Optional,
+    not_for_registries: &[
+        ObjectKey::ObjectVersion,
+        ObjectKey::ObjectVersionLabel,
+        ObjectKey::JmesPath,
+        ObjectKey::FailoverObject,
+        ObjectKey::Region,
+        ObjectKey::ObjectPrefix,
+    ],
+    not_for_registries_says: "does not apply to an ecr object (the registry's region is in its host name)",
+    host_missing: "an ecr object needs objectName: the registry host (<account>.dkr.ecr.<region>.amazonaws.com)",
+};
 
 /// The partitions' domains an ECR host ends with.
 const DOMAINS: [&str; 2] = ["amazonaws.com", "amazonaws.com.cn"];
@@ -49,7 +56,6 @@ fn parse_host(host: &str) -> Result<(String, String, bool), String> {
             csi_secrets_provider_core::grammar::shown(host)
         )
     };
-    check_registry_host(host)?;
     let parts: Vec<&str> = host.splitn(5, '.').collect();
     let [account, "dkr", service, region, domain] = parts.as_slice() else { return Err(wrong()) };
     let fips = match *service {
@@ -70,54 +76,21 @@ pub(super) fn parse_registry(
     fields: &Fields<'_, ObjectKey>,
     context: &mut ListContext,
 ) -> Result<RegistrySpec, Vec<Error>> {
-    let at = format!("objects[{index}]");
-    let host = match fields.trimmed(ObjectKey::ObjectName) {
-        Ok(Some(host)) if !host.is_empty() => host,
-        Ok(_) => {
-            return Err(vec![
-                Error::invalid_config("an ecr object needs objectName: the registry host (<account>.dkr.ecr.<region>.amazonaws.com)")
-                    .with_object(at)
-                    .with_field("objectName"),
-            ]);
-        }
-        Err(e) => return Err(vec![e.or_object(at)]),
-    };
-    context.warnings.extend(fields.unknown_keys(&host, ""));
     let mut problems = Vec::new();
-    let parsed = parse_host(&host).map_err(|why| {
-        problems.push(Error::invalid_config(why).with_object(&host).with_field("objectName"));
-    });
-    for key in SECRET_KEYS {
-        if fields.get(key).is_some() {
-            problems.push(
-                Error::invalid_config(format!(
-                    "{} does not apply to an ecr object (the registry's region is in its host name)",
-                    key.as_str()
-                ))
-                .with_object(&host)
-                .with_field(key.as_str()),
-            );
-        }
-    }
-    let file_name = match fields.trimmed(ObjectKey::ObjectAlias) {
-        Ok(Some(alias)) if !alias.is_empty() => alias,
-        Ok(_) => host.clone(),
-        Err(e) => {
-            problems.push(e.or_object(&host));
-            host.clone()
-        }
+    let Some(read) = KEYS.read(fields, &format!("objects[{index}]"), &mut problems) else {
+        return Err(problems);
     };
+    context.warnings.extend(fields.unknown_keys(&read.host, ""));
+    let parsed = parse_host(&read.host).map_err(|why| {
+        problems.push(Error::invalid_config(why).with_object(&read.host).with_field("objectName"))
+    });
     let permission = fields.non_empty(ObjectKey::FilePermission).unwrap_or_else(|e| {
-        problems.push(e.or_object(&host));
+        problems.push(e.or_object(&read.host));
         None
     });
-    let mode = file_mode(permission.as_deref(), context.default_mode, &host, "filePermission", &mut problems);
-    let optional = fields.flag(ObjectKey::Optional).unwrap_or_else(|e| {
-        problems.push(e.with_object(&host));
-        false
-    });
-    let (shape, shape_problems) = FileShape::read(fields);
-    problems.extend(shape_problems.into_iter().map(|e| e.with_object(&host)));
+    let mode =
+        file_mode(permission.as_deref(), context.default_mode, &read.host, "filePermission", &mut problems);
+    let RegistryFields { host, file_name, optional, shape } = read;
     match parsed {
         Ok((account, region, fips)) if problems.is_empty() => {
             Ok(RegistrySpec { host, account, region, fips, file_name, mode, optional, shape })

@@ -63,12 +63,17 @@ impl Link {
     }
 }
 
-/// Orders DER certificates as a server sends them: the leaf first (the first, in the given
-/// order, that issued none of the others and is not self-signed; else the first that issued
-/// none), then its issuer, that one's issuer and so on as far as the set goes, then every other
-/// certificate in its given order (a root whose intermediate is missing comes after the leaf
-/// that way, as unrelated). Errors name the certificate by its place, never its contents.
-pub fn order_leaf_first(certificates: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
+/// How a set of certificates chains: the leaves (certificates that issued none of the others,
+/// and are not self-signed unless all of them are), and from the first leaf the walk to each
+/// issuer in turn as far as the set goes, by index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chaining {
+    pub leaves: Vec<usize>,
+    pub walk: Vec<usize>,
+}
+
+/// How `certificates` (DER) chain; errors name a certificate by its place, never its contents.
+pub fn chaining(certificates: &[Vec<u8>]) -> Result<Chaining, String> {
     if certificates.len() > MAX_CERTIFICATES {
         return Err(format!("holds {} certificates, more than {MAX_CERTIFICATES}", certificates.len()));
     }
@@ -78,27 +83,38 @@ pub fn order_leaf_first(certificates: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, Stri
         .map(|(i, der)| Link::of(der, i + 1))
         .collect::<Result<Vec<_>, _>>()?;
     let issues_none = |i: usize| !(0..links.len()).any(|j| j != i && links[i].issued(&links[j]));
-    let leaf = (0..links.len())
-        .find(|&i| issues_none(i) && !links[i].self_signed())
-        .or_else(|| (0..links.len()).find(|&i| issues_none(i)))
-        .unwrap_or(0);
-    let mut order: Vec<usize> = Vec::with_capacity(links.len());
-    if !links.is_empty() {
-        order.push(leaf);
+    let mut leaves: Vec<usize> =
+        (0..links.len()).filter(|&i| issues_none(i) && !links[i].self_signed()).collect();
+    if leaves.is_empty() {
+        leaves = (0..links.len()).filter(|&i| issues_none(i)).collect();
+    }
+    let mut walk = Vec::new();
+    if let Some(&leaf) = leaves.first() {
+        walk.push(leaf);
         let mut current = leaf;
         while !links[current].self_signed() {
-            match (0..links.len()).find(|&i| !order.contains(&i) && links[i].issued(&links[current])) {
+            match (0..links.len()).find(|&i| !walk.contains(&i) && links[i].issued(&links[current])) {
                 Some(issuer) => {
-                    order.push(issuer);
+                    walk.push(issuer);
                     current = issuer;
                 }
                 None => break,
             }
         }
     }
-    let rest: Vec<usize> = (0..links.len()).filter(|i| !order.contains(i)).collect();
+    Ok(Chaining { leaves, walk })
+}
+
+/// Orders DER certificates as a server sends them: the leaf first (the first, in the given
+/// order, that issued none of the others and is not self-signed; else the first that issued
+/// none), then its issuer, that one's issuer and so on as far as the set goes, then every other
+/// certificate in its given order (a root whose intermediate is missing comes after the leaf
+/// that way, as unrelated). Errors name the certificate by its place, never its contents.
+pub fn order_leaf_first(certificates: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
+    let Chaining { walk, .. } = chaining(&certificates)?;
+    let rest: Vec<usize> = (0..certificates.len()).filter(|i| !walk.contains(i)).collect();
     let mut certificates: Vec<Option<Vec<u8>>> = certificates.into_iter().map(Some).collect();
-    Ok(order.into_iter().chain(rest).filter_map(|i| certificates[i].take()).collect())
+    Ok(walk.into_iter().chain(rest).filter_map(|i| certificates[i].take()).collect())
 }
 
 /// The PEM blocks of `text`, as (tag, DER).

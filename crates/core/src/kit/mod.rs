@@ -34,6 +34,7 @@ mod identity;
 mod prefix_entry;
 mod reads;
 mod registry;
+mod registry_entry;
 mod selection;
 
 pub use assembly::{MountAssembly, ObjectNames, Provenance, Rendered, SKIPPED_VERSION};
@@ -44,6 +45,7 @@ pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, S
 pub use prefix_entry::{PrefixEntry, PrefixKeys};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
 pub use registry::{RegistryEntry, RegistryLogin, check_registry_host, docker_config, registry_logins};
+pub use registry_entry::{RegistryFields, RegistryKeys};
 pub use selection::{
     DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,
     expand, plan_selected, selected_path,

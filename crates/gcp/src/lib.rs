@@ -114,10 +114,16 @@ impl GcpBackend {
         let from_metadata = |path: &'static str| async move {
             self.tokens.metadata(path, calls).await.map_err(|e| e.prefixed(format!("unable to find {path}")))
         };
+        // What the options or the metadata server say becomes part of the pool and of the
+        // identity provider's URL: each is checked against Google's grammar first.
+        let checked = |value: String, source: &str, check: &dyn Fn(&str) -> Result<()>| {
+            check(&value).map(|()| value).map_err(|e| e.prefixed(format!("the cluster's {source}")))
+        };
         let project = match &self.options.project {
             Some(project) => project.clone(),
             None => from_metadata("project/project-id").await?,
         };
+        let project = checked(project, "project", &params::names::check_project)?;
         let pool = self.options.pool.clone().unwrap_or_else(|| format!("{project}.svc.id.goog"));
         let provider = match &self.options.identity_provider {
             Some(provider) => provider.clone(),
@@ -130,6 +136,8 @@ impl GcpBackend {
                     Some(name) => name.clone(),
                     None => from_metadata("instance/attributes/cluster-name").await?,
                 };
+                let location = checked(location, "location", &|l| params::names::LOCATION.check(l))?;
+                let name = checked(name, "name", &|n| params::names::CLUSTER.check(n))?;
                 format!(
                     "{}/projects/{project}/locations/{location}/clusters/{name}",
                     self.options.endpoints.gke

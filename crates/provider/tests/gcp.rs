@@ -431,3 +431,24 @@ async fn a_registry_entry_is_a_docker_config_with_the_identitys_token() -> TestR
     );
     Ok(())
 }
+
+/// Cluster facts become part of the workload identity provider's URL: a location or cluster
+/// name (from the options, or the metadata server) outside Google's grammar fails the mount
+/// naming it, before any token exchange.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_facts_are_grammar_checked_before_the_exchange() -> TestResult {
+    for (flag, value, says) in [
+        ("--gcp-cluster-location", "x@evil.example:443#", "the cluster's location"),
+        ("--gcp-cluster-name", "Prod/../x", "the cluster's name"),
+    ] {
+        let world = GcpWorld::start(BINARY, &[flag, value]).await?;
+        world.google.add_version(None, "db", b"v");
+        world.google.grant(None, "db", &principal(GCP_NAMESPACE, "web"));
+        let secrets =
+            format!("- {{resourceName: projects/{PROJECT}/secrets/db/versions/latest, path: db}}\n");
+        let status = world.mount(&secrets).await.err().ok_or("a hostile cluster fact was used")?;
+        assert!(status.message().contains(says), "{flag}: {}", status.message());
+        assert_eq!(world.google.count("exchange") + world.google.count("sts"), 0, "{flag}: no exchange");
+    }
+    Ok(())
+}

@@ -25,6 +25,17 @@ pub const LOCATION: NameRule = NameRule {
     last: lower_or_digit,
 };
 
+/// A GKE cluster name (`prod-eu`): it becomes part of the workload identity provider's URL.
+pub const CLUSTER: NameRule = NameRule {
+    what: "a GKE cluster name",
+    words: "lowercase letters, digits and '-', starting with a letter and ending with a letter or digit",
+    min: 1,
+    max: 40,
+    first: lower,
+    middle: lower_digit_or_hyphen,
+    last: lower_or_digit,
+};
+
 /// A project id (`shop-prod`); Google's are 6 to 30 characters, shorter ones are let through
 /// here as test projects name themselves (`p`): the characters are what keeps a URL path whole.
 pub const PROJECT_ID: NameRule = NameRule {

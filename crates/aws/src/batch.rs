@@ -36,15 +36,28 @@ pub(crate) async fn secret_batch<K: Eq + Hash>(
 ) -> Result<BatchAnswers<K, Fetched>, Error> {
     let ids: Vec<String> =
         batch.iter().map(|(_, object)| object.target(clients.failover).name.to_owned()).collect();
-    let result = clients.secrets_manager.batch_get_secret_value().set_secret_id_list(Some(ids)).send().await;
+    let result =
+        clients.secrets_manager.batch_get_secret_value().set_secret_id_list(Some(ids.clone())).send().await;
     let output = counted(result, BATCH_GET_SECRET_VALUE, calls).map_err(|failure| {
         Error::new(failure.kind, format!("{}: BatchGetSecretValue failed: {failure}", clients.region))
     })?;
     let values = output.secret_values.unwrap_or_default();
     let errors = output.errors.unwrap_or_default();
+    // A plain name answers to the entry of that name, which may be another account's secret of
+    // the same name when the batch also asks for it by ARN: such a name is read on its own.
+    let arn_names: Vec<&str> = ids.iter().filter_map(|id| arn_secret_name(id)).collect();
+    let collides = |id: &str| {
+        !id.starts_with("arn:")
+            && arn_names
+                .iter()
+                .any(|name| *name == id || name.strip_prefix(id).is_some_and(|rest| rest.starts_with('-')))
+    };
     let mut answers = BatchAnswers::default();
     for (key, object) in batch {
         let id = object.target(clients.failover).name;
+        if collides(id) {
+            continue;
+        }
         let entry =
             values.iter().find(|entry| entry.name.as_deref() == Some(id) || entry.arn.as_deref() == Some(id));
         if let Some(entry) = entry {
@@ -86,4 +99,28 @@ pub(crate) async fn secret_batch<K: Eq + Hash>(
         }
     }
     Ok(answers)
+}
+
+/// The secret name an ARN names (`arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/db-AbCdEf`
+/// → `prod/db-AbCdEf`).
+fn arn_secret_name(id: &str) -> Option<&str> {
+    let parts: Vec<&str> = id.splitn(7, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, _, _, _, "secret", name] => Some(name),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arn_secret_name;
+
+    #[test]
+    fn arns_name_their_secret() {
+        assert_eq!(
+            arn_secret_name("arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/db-AbCdEf"),
+            Some("prod/db-AbCdEf")
+        );
+        assert_eq!(arn_secret_name("prod/db"), None);
+    }
 }

@@ -119,10 +119,17 @@ impl AzureBackend {
     /// stack refuses) refuses the start, as for every backend.
     pub fn new(options: AzureOptions) -> Result<Self> {
         let stats = BackendStats::default();
-        let registry_http = http_client(&options)?;
         let http =
-            Arc::new(CountingClient::new(Arc::new(registry_http.clone()), Arc::clone(&stats.cloud_calls)))
+            Arc::new(CountingClient::new(Arc::new(http_client(&options)?), Arc::clone(&stats.cloud_calls)))
                 as Arc<dyn HttpClient>;
+        // The registry's token exchange carries the pod's Azure AD token: it follows no redirect.
+        let registry_http = options.client.http_client("azure", |mut builder| {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
+            for (host, ip) in &options.resolve {
+                builder = builder.resolve(host, SocketAddr::new(*ip, 0));
+            }
+            builder
+        })?;
         let reads = SharedVaultReads::new(options.sharing, &stats.sharing);
         let token_proxy = token_proxy::TokenProxy::new(
             options.token_proxy.clone(),

@@ -79,12 +79,18 @@ async fn answer(sent: reqwest::Result<reqwest::Response>, host: &str) -> Result<
             .with_object(host)
     })?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| {
+    let mut response = response;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
         Error::unavailable(format!("the registry {host} cut its answer: {e}")).with_object(host)
-    })?;
-    if bytes.len() > MAX_ANSWER {
-        return Err(Error::unavailable(format!("the registry {host} answered more than {MAX_ANSWER} bytes"))
+    })? {
+        if bytes.len() + chunk.len() > MAX_ANSWER {
+            return Err(Error::unavailable(format!(
+                "the registry {host} answered more than {MAX_ANSWER} bytes"
+            ))
             .with_object(host));
+        }
+        bytes.extend_from_slice(&chunk);
     }
     let failed = |kind: fn(String) -> Error| {
         kind(format!("the registry {host} refused the token exchange (HTTP {})", status.as_u16()))

@@ -160,3 +160,26 @@ fn a_wrong_password_is_said_clearly() -> TestResult {
     assert!(!error.contains("wrong one") && !error.contains("right one"), "{error}");
     Ok(())
 }
+
+/// A filter runs outside the template's fuel, so its work is bounded per mount: the recipe's
+/// three `pfx` calls on one costly file (600,000 iterations, the most one derivation may ask)
+/// open it once, and a second such file takes the mount past its key derivation budget.
+#[test]
+fn pfx_work_is_bounded_per_mount_and_repeats_are_free() -> TestResult {
+    let c = chain()?;
+    let costly = pfx(&c, "pw", &["-iter", "600000", "-maciter"])?;
+    let other = pfx(&c, "pw", &["-iter", "600000", "-maciter"])?;
+    let three_calls =
+        render(PFX_RECIPE, &[("app.pfx", costly.clone().into_bytes()), ("pfx-password", b"pw".to_vec())])?;
+    assert_eq!(text(&three_calls, "tls.key"), c.key);
+    let two_files = r#"
+- path: a
+  template: '{{ (objects.a | pfx("pw")).key }}'
+- path: b
+  template: '{{ (objects.b | pfx("pw")).key }}'
+"#;
+    let error =
+        render(two_files, &[("a", costly.into_bytes()), ("b", other.into_bytes())]).err().unwrap_or_default();
+    assert!(error.contains("object \"b\"") && error.contains("key derivation iterations in all"), "{error}");
+    Ok(())
+}

@@ -267,6 +267,9 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     };
     let ParsedObjects { objects, selections, registries, mut plan } =
         parse_objects(parameters.get(OBJECTS), context, &mut problems);
+    if let Err(e) = csi_secrets_provider_core::kit::check_registry_count(registries.len()) {
+        problems.push(e.with_field(OBJECTS));
+    }
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }
@@ -412,6 +415,17 @@ fn parse_objects(value: Option<&str>, mut context: ListContext, problems: &mut V
                     Ok(Entry::Registry(registry))
                         if parsed.registries.iter().any(|r| r.file_name == registry.file_name) =>
                     {
+                        if let Some(earlier) =
+                            parsed.registries.iter().find(|r| r.file_name == registry.file_name)
+                        {
+                            let shared = csi_secrets_provider_core::kit::check_shared_registry_file(
+                                &registry.host,
+                                &registry.file_name,
+                                (earlier.mode, earlier.shape),
+                                (registry.mode, registry.shape),
+                            );
+                            problems.extend(shared.err().map(|e| e.with_field("objectAlias")));
+                        }
                         parsed.registries.push(registry);
                     }
                     Ok(Entry::Registry(registry)) => {

@@ -39,6 +39,15 @@ pub(super) fn parse_objects(
             match registry {
                 // Registries naming one file share it (one Docker config): planned once.
                 Ok(registry) if registries.iter().any(|r| r.file_name == registry.file_name) => {
+                    if let Some(earlier) = registries.iter().find(|r| r.file_name == registry.file_name) {
+                        let shared = csi_secrets_provider_core::kit::check_shared_registry_file(
+                            &registry.host,
+                            &registry.file_name,
+                            (earlier.mode, earlier.shape),
+                            (registry.mode, registry.shape),
+                        );
+                        problems.extend(shared.err().map(|e| e.with_field("objectAlias")));
+                    }
                     registries.push(registry);
                 }
                 Ok(registry) => {

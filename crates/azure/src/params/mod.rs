@@ -182,6 +182,9 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
     let identity = parse_identity(parameters, &mut problems);
     let entries::ParsedObjects { objects, selections, registries, mut plan } =
         parse_objects(parameters.get(OBJECTS), default_mode, &mut problems);
+    if let Err(e) = csi_secrets_provider_core::kit::check_registry_count(registries.len()) {
+        problems.push(e.with_field(OBJECTS));
+    }
     for warning in csi_secrets_provider_core::unknown_parameters::<ParameterKey>(parameters) {
         plan.warn(warning);
     }

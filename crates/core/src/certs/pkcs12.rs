@@ -22,7 +22,7 @@ use hmac::Mac;
 use pkcs5::pbes2;
 use pkcs12::kdf::{self, Pkcs12KeyType};
 use pkcs12::pbe_params::{EncryptedPrivateKeyInfo, Pkcs12PbeParams};
-use pkcs12::safe_bag::SafeContents;
+use pkcs12::safe_bag::{PrivateKeyInfo, SafeContents};
 use pkcs12::{AuthenticatedSafe, CertBag, MacData};
 use zeroize::Zeroizing;
 
@@ -31,11 +31,12 @@ pub const MAX_PFX_BYTES: usize = 64 * 1024;
 /// The most iterations one key derivation may ask for (common tools write 2,000 to 10,000;
 /// OWASP's PBKDF2-HMAC-SHA256 advice is 600,000).
 pub const MAX_ITERATIONS: u64 = 600_000;
-/// The most iterations one file may ask for over all its derivations: well under a second of
-/// one core.
-pub const MAX_TOTAL_ITERATIONS: u64 = 2_000_000;
-/// The most key derivations one file may ask for (the MAC, each encrypted part, each key).
-pub const MAX_DERIVATIONS: usize = 16;
+/// The most iterations a [`Budget`] allows over all its derivation blocks (one mount's PFX
+/// files together): about a second of one core.
+pub const MAX_TOTAL_ITERATIONS: u64 = 4_000_000;
+/// The most derivation blocks a [`Budget`] allows (a derivation that makes a key longer than
+/// its hash's output runs once per block: a 3DES key and its IV over SHA-1 are three).
+pub const MAX_DERIVATIONS: usize = 32;
 
 const DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
 const ENCRYPTED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.6");
@@ -127,15 +128,16 @@ impl Password<'_> {
     }
 }
 
-/// The cost of the derivations asked so far, refused past the bounds.
-#[derive(Default)]
-struct Budget {
+/// The cost of the key derivations asked so far, refused past [`MAX_TOTAL_ITERATIONS`] and
+/// [`MAX_DERIVATIONS`]: one per file, or one for every file of a mount.
+#[derive(Debug, Default)]
+pub struct Budget {
     derivations: usize,
     iterations: u64,
 }
 
 impl Budget {
-    /// Accounts for `count` derivations of `iterations` each.
+    /// Accounts for `count` derivation blocks of `iterations` each.
     fn spend(&mut self, iterations: i64, count: usize) -> Result<i32, OpenError> {
         let per =
             u64::try_from(iterations).ok().filter(|n| (1..=MAX_ITERATIONS).contains(n)).ok_or_else(|| {
@@ -159,6 +161,11 @@ impl Budget {
 
 /// Opens `der` with `password`, within the bounds above.
 pub fn open(der: &[u8], password: &str) -> Result<Pfx, OpenError> {
+    open_within(der, password, &mut Budget::default())
+}
+
+/// [`open`], its key derivations charged to `budget` (shared by the files of one mount).
+pub fn open_within(der: &[u8], password: &str, budget: &mut Budget) -> Result<Pfx, OpenError> {
     if der.len() > MAX_PFX_BYTES {
         return Err(unreadable(format!(
             "is {} bytes, more than the {MAX_PFX_BYTES} a PFX may be",
@@ -170,20 +177,19 @@ pub fn open(der: &[u8], password: &str) -> Result<Pfx, OpenError> {
         return Err(unreadable("is signed with a public key (only password-protected PFX files are read)"));
     }
     let content = octets(&pfx.auth_safe.content)?;
-    let mut budget = Budget::default();
     let password = match &pfx.mac_data {
-        Some(mac) => verified_password(mac, &content, password, &mut budget)?,
+        Some(mac) => verified_password(mac, &content, password, budget)?,
         None => Password::Text(password),
     };
     let safes = AuthenticatedSafe::from_der(&content).map_err(malformed)?;
     let mut found = Pfx::default();
     for safe in &safes {
         let bags = match safe.content_type {
-            DATA => octets(&safe.content)?,
-            ENCRYPTED_DATA => encrypted_contents(safe, password, &mut budget)?,
+            DATA => Zeroizing::new(octets(&safe.content)?),
+            ENCRYPTED_DATA => encrypted_contents(safe, password, budget)?,
             _ => return Err(unreadable("holds a part that is neither data nor password-encrypted data")),
         };
-        read_bags(&bags, password, &mut budget, &mut found)?;
+        read_bags(&bags, password, budget, &mut found)?;
     }
     Ok(found)
 }
@@ -245,15 +251,14 @@ fn encrypted_contents(
     safe: &ContentInfo,
     password: Password<'_>,
     budget: &mut Budget,
-) -> Result<Vec<u8>, OpenError> {
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let der = safe.content.to_der().map_err(malformed)?;
     let encrypted = EncryptedData::from_der(&der).map_err(malformed)?;
     let info = &encrypted.enc_content_info;
-    let Some(data) = info.encrypted_content.as_ref() else { return Ok(Vec::new()) };
+    let Some(data) = info.encrypted_content.as_ref() else { return Ok(Zeroizing::new(Vec::new())) };
     let parameters =
         info.content_enc_alg.parameters.as_ref().map(|p| p.to_der()).transpose().map_err(malformed)?;
     decrypt(info.content_enc_alg.oid, parameters.as_deref(), data.as_bytes(), password, budget)
-        .map(|plain| plain.to_vec())
 }
 
 /// Decrypts `data` encrypted with `algorithm` (and its DER `parameters`), the cost checked first.
@@ -270,7 +275,8 @@ fn decrypt(
         PBES2 => {
             let parameters = pbes2::Parameters::from_der(parameters).map_err(malformed)?;
             match &parameters.kdf {
-                pbes2::Kdf::Pbkdf2(pbkdf2) => budget.spend(i64::from(pbkdf2.iteration_count), 1)?,
+                // An AES-256 key over HMAC-SHA-1 is two PBKDF2 blocks: charged two.
+                pbes2::Kdf::Pbkdf2(pbkdf2) => budget.spend(i64::from(pbkdf2.iteration_count), 2)?,
                 // scrypt's memory cost is the file's to choose; no common tool writes it.
                 _ => return Err(unreadable("derives its keys with scrypt, which is not read")),
             };
@@ -282,14 +288,14 @@ fn decrypt(
         }
         PBE_SHA1_3DES | PBE_SHA1_RC2_128 | PBE_SHA1_RC2_40 => {
             let parameters = Pkcs12PbeParams::from_der(parameters).map_err(malformed)?;
-            // A key and an IV, each a derivation.
-            let rounds = budget.spend(i64::from(parameters.iterations), 2)?;
-            let salt = parameters.salt.as_bytes();
-            let key_len = match algorithm {
+            let key_len: usize = match algorithm {
                 PBE_SHA1_3DES => 24,
                 PBE_SHA1_RC2_128 => 16,
                 _ => 5,
             };
+            // The key (one SHA-1 block per 20 bytes) and the IV (one), each block a derivation.
+            let rounds = budget.spend(i64::from(parameters.iterations), key_len.div_ceil(20) + 1)?;
+            let salt = parameters.salt.as_bytes();
             let key =
                 password.pkcs12_key::<sha1::Sha1>(salt, Pkcs12KeyType::EncryptionKey, rounds, key_len)?;
             let iv = password.pkcs12_key::<sha1::Sha1>(salt, Pkcs12KeyType::Iv, rounds, 8)?;
@@ -331,7 +337,11 @@ fn read_bags(
                 let parameters =
                     algorithm.parameters.as_ref().map(|p| p.to_der()).transpose().map_err(malformed)?;
                 let data = shrouded.value.encrypted_data.as_bytes();
-                found.keys.push(decrypt(algorithm.oid, parameters.as_deref(), data, password, budget)?);
+                let key = decrypt(algorithm.oid, parameters.as_deref(), data, password, budget)?;
+                // Without a MAC a wrong password can still unpad (1 in 256): the key must parse.
+                PrivateKeyInfo::from_der(&key)
+                    .map_err(|_| unreadable("has a key that does not decrypt with the password"))?;
+                found.keys.push(key);
             }
             CERT_BAG => {
                 let certificate = ContextSpecific::<CertBag>::from_der(&bag.bag_value).map_err(malformed)?;

@@ -19,6 +19,8 @@ pub struct ExpiringCache<K, V> {
     slots: Mutex<HashMap<K, Slot<V>>>,
     refresh_margin: Duration,
     expiry_of: fn(&V) -> Option<SystemTime>,
+    /// The most identities kept: past it a new one's value is fetched and not kept.
+    max_slots: usize,
 }
 
 impl<K, V> std::fmt::Debug for ExpiringCache<K, V> {
@@ -34,7 +36,14 @@ impl<K, V> std::fmt::Debug for ExpiringCache<K, V> {
 impl<K: Eq + Hash, V: Clone> ExpiringCache<K, V> {
     /// A cache reading each value's expiry with `expiry_of`.
     pub fn new(refresh_margin: Duration, expiry_of: fn(&V) -> Option<SystemTime>) -> Self {
-        Self { slots: Mutex::default(), refresh_margin, expiry_of }
+        Self { slots: Mutex::default(), refresh_margin, expiry_of, max_slots: usize::MAX }
+    }
+
+    /// The same cache keeping at most `max_slots` keys (for keys an SPC chooses): a key past
+    /// them is fetched every time, never kept.
+    pub fn with_max_slots(mut self, max_slots: usize) -> Self {
+        self.max_slots = max_slots;
+        self
     }
 
     /// The kept value for `key` while fresh; otherwise the result of `fetch`, run once for all
@@ -47,8 +56,11 @@ impl<K: Eq + Hash, V: Clone> ExpiringCache<K, V> {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
             self.prune(&mut slots);
-            Arc::clone(slots.entry(key).or_default())
+            (slots.len() < self.max_slots || slots.contains_key(&key))
+                .then(|| Arc::clone(slots.entry(key).or_default()))
         };
+        // Past `max_slots` a new key is fetched and not kept.
+        let Some(slot) = slot else { return fetch().await };
         let mut kept = slot.lock().await;
         if let Some(value) = kept.as_ref().filter(|v| self.is_fresh(v)) {
             return Ok(value.clone());

@@ -44,7 +44,10 @@ pub use client::{ClientOptions, ExtraCa};
 pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, ServiceAccount};
 pub use prefix_entry::{PrefixEntry, PrefixKeys};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
-pub use registry::{RegistryEntry, RegistryLogin, check_registry_host, docker_config, registry_logins};
+pub use registry::{
+    MAX_KEPT_LOGINS, MAX_REGISTRIES, RegistryEntry, RegistryLogin, check_registry_count, check_registry_host,
+    check_shared_registry_file, docker_config, registry_logins,
+};
 pub use registry_entry::{RegistryFields, RegistryKeys};
 pub use selection::{
     DEFAULT_MAX_OBJECTS, Listed, Listing, MAX_OBJECTS_LIMIT, Selected, SelectedFiles, Selection, Selections,

@@ -158,10 +158,44 @@ impl HeldBytes for RegistryLogin {
     }
 }
 
+/// The most registry entries one SecretProviderClass may have.
+pub const MAX_REGISTRIES: usize = 32;
+
+/// The most logins a backend keeps (identity × registry, keys an SPC chooses): past it, a new
+/// one is asked for every mount.
+pub const MAX_KEPT_LOGINS: usize = 4096;
+
 /// Logins by identity and registry, each renewed once half its lifetime is gone; concurrent
-/// mounts of one identity wait for a single request.
+/// mounts of one identity wait for a single request; at most [`MAX_KEPT_LOGINS`] kept.
 pub fn registry_logins<K: Eq + std::hash::Hash>() -> ExpiringCache<K, RegistryLogin> {
-    ExpiringCache::new(Duration::ZERO, |login| Some(login.renew_at()))
+    ExpiringCache::new(Duration::ZERO, |login: &RegistryLogin| Some(login.renew_at()))
+        .with_max_slots(MAX_KEPT_LOGINS)
+}
+
+/// Registries naming one file share it: they must agree on its mode and shape.
+pub fn check_shared_registry_file(
+    host: &str,
+    file_name: &str,
+    earlier: (crate::mode::FileMode, crate::shaping::FileShape),
+    later: (crate::mode::FileMode, crate::shaping::FileShape),
+) -> std::result::Result<(), Error> {
+    if earlier == later {
+        return Ok(());
+    }
+    Err(Error::invalid_config(format!(
+        "{file_name:?} is the Docker config of several registries, which must agree on its mode and writeFile/expandKeys/decode"
+    ))
+    .with_object(host))
+}
+
+/// A problem when a SecretProviderClass has more than [`MAX_REGISTRIES`] registry entries.
+pub fn check_registry_count(count: usize) -> std::result::Result<(), Error> {
+    if count > MAX_REGISTRIES {
+        return Err(Error::invalid_config(format!(
+            "{count} registry entries, more than the {MAX_REGISTRIES} one SecretProviderClass may have"
+        )));
+    }
+    Ok(())
 }
 
 /// A registry host as an SPC names it: a DNS name (lowercase letters, digits, `-`, `.`),

@@ -195,6 +195,15 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
                 Ok(registry)
                     if registries.iter().any(|r: &RegistrySpec| r.file_name == registry.file_name) =>
                 {
+                    if let Some(earlier) = registries.iter().find(|r| r.file_name == registry.file_name) {
+                        let shared = csi_secrets_provider_core::kit::check_shared_registry_file(
+                            &registry.host,
+                            &registry.file_name,
+                            (earlier.mode, earlier.shape),
+                            (registry.mode, registry.shape),
+                        );
+                        problems.extend(shared.err().map(|e| e.with_field("path")));
+                    }
                     registries.push(registry);
                 }
                 Ok(registry) => {

@@ -51,6 +51,18 @@ pub(crate) fn parse_registry(
         return Err(problems);
     };
     warnings.extend(fields.unknown_keys(&read.host, ""));
+    // The file carries the pod's Google token as the password for this host: Google's
+    // registries only.
+    if !is_google_registry(&read.host) {
+        problems.push(
+            Error::invalid_config(format!(
+                "{} is not a Google registry (gcr.io, <region>.gcr.io, <location>-docker.pkg.dev): the identity's access token would be written for it",
+                csi_secrets_provider_core::grammar::shown(&read.host)
+            ))
+            .with_object(&read.host)
+            .with_field("registry"),
+        );
+    }
     let mode = match mode_of(fields.get(SecretKey::Mode)) {
         Ok(mode) => mode.unwrap_or(default_mode),
         Err(e) => {
@@ -63,5 +75,29 @@ pub(crate) fn parse_registry(
         Ok(RegistrySpec { host, file_name, mode, optional, shape })
     } else {
         Err(problems)
+    }
+}
+
+/// `gcr.io`, `<region>.gcr.io`, `<location>-docker.pkg.dev`.
+fn is_google_registry(host: &str) -> bool {
+    host == "gcr.io"
+        || host.strip_suffix(".gcr.io").is_some_and(|region| !region.is_empty() && !region.contains('.'))
+        || host
+            .strip_suffix("-docker.pkg.dev")
+            .is_some_and(|location| !location.is_empty() && !location.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn google_registries_only() {
+        for host in ["gcr.io", "eu.gcr.io", "europe-west1-docker.pkg.dev", "us-docker.pkg.dev"] {
+            assert!(super::is_google_registry(host), "{host}");
+        }
+        for host in
+            ["evil.io", "gcr.io.evil.io", "x.y.gcr.io", "-docker.pkg.dev", "a.b-docker.pkg.dev", "pkg.dev"]
+        {
+            assert!(!super::is_google_registry(host), "{host}");
+        }
     }
 }

@@ -4,59 +4,19 @@
 //! `tls.key` and `ca.crt`; a wrong password fails the mount naming the object, not a value.
 
 use base64::Engine as _;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tonic::Code;
 
+use crate::azure::{TestChain, pem_text, pfx_with_password};
 use crate::conformance::{BoxError, Capabilities, Fixture, ObjectRef, ensure};
 
-/// root → intermediate → leaf: the PEM of each, the leaf's key (PKCS#8 PEM) and DERs for a PFX.
-struct Chain {
-    pem: [String; 3],
-    der: [Vec<u8>; 3],
-    key: KeyPair,
-}
-
-fn chain() -> Result<Chain, BoxError> {
-    let ca = |name: &str| -> Result<(CertificateParams, KeyPair), rcgen::Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        Ok((params, KeyPair::generate()?))
-    };
-    let (root_params, root_key) = ca("conformance root")?;
-    let root = root_params.self_signed(&root_key)?;
-    let root_issuer = Issuer::new(root_params, root_key);
-    let (mid_params, mid_key) = ca("conformance intermediate")?;
-    let mid = mid_params.signed_by(&mid_key, &root_issuer)?;
-    let mid_issuer = Issuer::new(mid_params, mid_key);
-    let key = KeyPair::generate()?;
-    let mut leaf_params = CertificateParams::new(vec!["app.example".to_owned()])?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "conformance leaf");
-    let leaf = leaf_params.signed_by(&key, &mid_issuer)?;
-    Ok(Chain {
-        pem: [leaf.pem(), mid.pem(), root.pem()],
-        der: [leaf.der().to_vec(), mid.der().to_vec(), root.der().to_vec()],
-        key,
-    })
-}
-
 /// The chain and key as a PFX protected by `password`, stored root first, as base64 text.
-fn pfx(chain: &Chain, password: &str) -> Result<String, BoxError> {
-    let certificates = [&chain.der[2], &chain.der[1], &chain.der[0]]
-        .iter()
-        .map(|der| p12_keystore::Certificate::from_der(der))
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = p12_keystore::PrivateKey::from_der(&chain.key.serialize_der())?;
-    let mut store = p12_keystore::KeyStore::new();
-    store.add_entry(
-        "app",
-        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
-            b"1".to_vec(),
-            key,
-            certificates,
-        )),
-    );
-    Ok(base64::engine::general_purpose::STANDARD.encode(store.writer(password).write()?))
+fn pfx(chain: &TestChain, password: &str) -> Result<String, BoxError> {
+    let stored = [chain.root.as_slice(), chain.intermediate.as_slice(), chain.leaf.as_slice()];
+    Ok(base64::engine::general_purpose::STANDARD.encode(pfx_with_password(
+        &chain.leaf_key,
+        &stored,
+        password,
+    )?))
 }
 
 const FILES: &str = r#"
@@ -78,9 +38,9 @@ pub async fn certificate_filters_make_tls_files_from_a_bundle_and_a_pfx(
     fixture: &dyn Fixture,
     _: &Capabilities,
 ) -> Result<(), BoxError> {
-    let chain = chain()?;
-    let key = chain.key.serialize_pem();
-    let [leaf, mid, root] = &chain.pem;
+    let chain = TestChain::new()?;
+    let key = pem_text(Some(&chain.leaf_key), &[]);
+    let [leaf, mid, root] = [&chain.leaf, &chain.intermediate, &chain.root].map(|der| pem_text(None, &[der]));
     let (bundle, archive, password) =
         (fixture.unique("conf-bundle"), fixture.unique("conf-pfx"), fixture.unique("conf-pfx-password"));
     fixture.put(&bundle, &format!("{root}{key}{leaf}{mid}")).await?;

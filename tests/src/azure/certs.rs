@@ -128,6 +128,15 @@ pub fn pem_text(key: Option<&[u8]>, certificates: &[&[u8]]) -> String {
 
 /// A PFX with an empty password holding `key` and `certificates` in the order given.
 pub fn pfx_of(key: &[u8], certificates: &[&[u8]]) -> Result<Vec<u8>, p12_keystore::error::Error> {
+    pfx_with_password(key, certificates, "")
+}
+
+/// A PFX protected by `password` holding `key` and `certificates` in the order given.
+pub fn pfx_with_password(
+    key: &[u8],
+    certificates: &[&[u8]],
+    password: &str,
+) -> Result<Vec<u8>, p12_keystore::error::Error> {
     let certificates = certificates
         .iter()
         .map(|der| p12_keystore::Certificate::from_der(der))
@@ -141,5 +150,5 @@ pub fn pfx_of(key: &[u8], certificates: &[&[u8]]) -> Result<Vec<u8>, p12_keystor
             certificates,
         )),
     );
-    store.writer("").write()
+    store.writer(password).write()
 }

@@ -24,7 +24,7 @@ mod registry;
 
 pub use aad::{expired_service_account_token, service_account_token, service_account_token_for};
 use aad::{nmi_token, token_endpoint};
-pub use certs::{CertificateSecret, TestChain, chain_with_key_ids, pem_text, pfx_of};
+pub use certs::{CertificateSecret, TestChain, chain_with_key_ids, pem_text, pfx_of, pfx_with_password};
 use key_vault::key_vault;
 pub use registry::{AcrExchange, REGISTRY_SUFFIX, RESOURCE_MANAGER};
 

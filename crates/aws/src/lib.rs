@@ -509,13 +509,8 @@ impl SecretBackend for AwsBackend {
                 self.registry_logins.get_or_fetch(key, fetch),
             )
             .await;
-            let entry = kit::RegistryEntry {
-                host: &registry.host,
-                file_name: &registry.file_name,
-                mode: registry.mode,
-                shape: registry.shape,
-            };
-            registries.push((entry, kit::skip_if_absent(&registry.host, registry.optional, login)?));
+            registries
+                .push((registry.entry(), kit::skip_if_absent(&registry.host, registry.optional, login)?));
         }
         mount.add_registries(registries);
         Ok(mount.finish())

@@ -469,13 +469,7 @@ impl SecretBackend for AzureBackend {
             let login =
                 before_deadline(request.deadline, "the container registry (or Azure AD)", &[host], login)
                     .await;
-            let written = kit::RegistryEntry {
-                host,
-                file_name: &entry.file_name,
-                mode: entry.mode,
-                shape: entry.shape,
-            };
-            registries.push((written, skip_if_absent(host, entry.optional, login)?));
+            registries.push((entry.entry(), skip_if_absent(host, entry.optional, login)?));
         }
         mount.add_registries(registries);
         Ok(mount.finish())

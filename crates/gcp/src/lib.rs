@@ -424,13 +424,8 @@ impl SecretBackend for GcpBackend {
         let mut registries = Vec::with_capacity(spec.registries.len());
         for registry in &spec.registries {
             let login = self.registry_login(&identity, &credentials, &registry.host).await;
-            let entry = kit::RegistryEntry {
-                host: &registry.host,
-                file_name: &registry.file_name,
-                mode: registry.mode,
-                shape: registry.shape,
-            };
-            registries.push((entry, kit::skip_if_absent(&registry.host, registry.optional, login)?));
+            registries
+                .push((registry.entry(), kit::skip_if_absent(&registry.host, registry.optional, login)?));
         }
         mount.add_registries(registries);
         Ok(mount.finish())

@@ -411,33 +411,15 @@ fn parse_objects(value: Option<&str>, mut context: ListContext, problems: &mut V
                         parsed.objects.push(object);
                     }
                     Ok(Entry::Selection(selection)) => parsed.selections.push(selection),
-                    // Registries naming one file share it (one Docker config): planned once.
-                    Ok(Entry::Registry(registry))
-                        if parsed.registries.iter().any(|r| r.file_name == registry.file_name) =>
-                    {
-                        if let Some(earlier) =
-                            parsed.registries.iter().find(|r| r.file_name == registry.file_name)
-                        {
-                            let shared = csi_secrets_provider_core::kit::check_shared_registry_file(
-                                &registry.host,
-                                &registry.file_name,
-                                (earlier.mode, earlier.shape),
-                                (registry.mode, registry.shape),
-                            );
-                            problems.extend(shared.err().map(|e| e.with_field("objectAlias")));
-                        }
-                        parsed.registries.push(registry);
-                    }
                     Ok(Entry::Registry(registry)) => {
-                        let file = registry.file_name.clone();
-                        if let Err(e) =
-                            parsed.plan.add_shaped(&registry.host, file, registry.mode, registry.shape)
-                        {
-                            problems.push(e.with_object(&registry.host).with_field("objectAlias"));
-                        }
-                        if registry.optional {
-                            parsed.plan.mark_optional(&registry.host);
-                        }
+                        let earlier = parsed.registries.iter().find(|r| r.file_name == registry.file_name);
+                        let planned = csi_secrets_provider_core::kit::plan_registry_file(
+                            &mut parsed.plan,
+                            earlier.map(RegistrySpec::entry),
+                            registry.entry(),
+                            registry.optional,
+                        );
+                        problems.extend(planned.err().map(|e| e.with_field("objectAlias")));
                         parsed.registries.push(registry);
                     }
                     Err(mut errors) => problems.append(&mut errors),

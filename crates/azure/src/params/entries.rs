@@ -37,30 +37,16 @@ pub(super) fn parse_objects(
                 plan.warn(warning);
             }
             match registry {
-                // Registries naming one file share it (one Docker config): planned once.
-                Ok(registry) if registries.iter().any(|r| r.file_name == registry.file_name) => {
-                    if let Some(earlier) = registries.iter().find(|r| r.file_name == registry.file_name) {
-                        let shared = csi_secrets_provider_core::kit::check_shared_registry_file(
-                            &registry.host,
-                            &registry.file_name,
-                            (earlier.mode, earlier.shape),
-                            (registry.mode, registry.shape),
-                        );
-                        problems.extend(shared.err().map(|e| e.with_field("objectAlias")));
-                    }
-                    registries.push(registry);
-                }
                 Ok(registry) => {
-                    let file = registry.file_name.clone();
-                    match plan.add_shaped(&registry.host, file, registry.mode, registry.shape) {
-                        Ok(()) => {
-                            if registry.optional {
-                                plan.mark_optional(&registry.host);
-                            }
-                            registries.push(registry);
-                        }
-                        Err(e) => problems.push(e.with_object(&registry.host).with_field("objectAlias")),
-                    }
+                    let earlier = registries.iter().find(|r| r.file_name == registry.file_name);
+                    let planned = csi_secrets_provider_core::kit::plan_registry_file(
+                        plan,
+                        earlier.map(RegistrySpec::entry),
+                        registry.entry(),
+                        registry.optional,
+                    );
+                    problems.extend(planned.err().map(|e| e.with_field("objectAlias")));
+                    registries.push(registry);
                 }
                 Err(mut errors) => problems.append(&mut errors),
             }

@@ -21,6 +21,18 @@ pub struct RegistrySpec {
     pub shape: FileShape,
 }
 
+impl RegistrySpec {
+    /// The entry as the mount writes it.
+    pub fn entry(&self) -> csi_secrets_provider_core::kit::RegistryEntry<'_> {
+        csi_secrets_provider_core::kit::RegistryEntry {
+            host: &self.host,
+            file_name: &self.file_name,
+            mode: self.mode,
+            shape: self.shape,
+        }
+    }
+}
+
 /// How an Azure registry entry is written.
 const KEYS: RegistryKeys<ObjectKey> = RegistryKeys {
     host: ObjectKey::ObjectName,

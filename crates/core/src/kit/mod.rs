@@ -46,7 +46,7 @@ pub use prefix_entry::{PrefixEntry, PrefixKeys};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
 pub use registry::{
     MAX_KEPT_LOGINS, MAX_REGISTRIES, RegistryEntry, RegistryLogin, check_registry_count, check_registry_host,
-    check_shared_registry_file, docker_config, registry_logins,
+    docker_config, plan_registry_file, registry_logins,
 };
 pub use registry_entry::{RegistryFields, RegistryKeys};
 pub use selection::{

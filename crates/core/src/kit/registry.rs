@@ -172,20 +172,29 @@ pub fn registry_logins<K: Eq + std::hash::Hash>() -> ExpiringCache<K, RegistryLo
         .with_max_slots(MAX_KEPT_LOGINS)
 }
 
-/// Registries naming one file share it: they must agree on its mode and shape.
-pub fn check_shared_registry_file(
-    host: &str,
-    file_name: &str,
-    earlier: (crate::mode::FileMode, crate::shaping::FileShape),
-    later: (crate::mode::FileMode, crate::shaping::FileShape),
+/// Plans the file of registry `entry`: added to `plan` for the first registry naming it; a
+/// later one (`earlier`: the first) shares that Docker config and must agree on its mode and
+/// shape.
+pub fn plan_registry_file(
+    plan: &mut crate::files::FilePlan,
+    earlier: Option<RegistryEntry<'_>>,
+    entry: RegistryEntry<'_>,
+    optional: bool,
 ) -> std::result::Result<(), Error> {
-    if earlier == later {
-        return Ok(());
+    if optional {
+        plan.mark_optional(entry.host);
     }
-    Err(Error::invalid_config(format!(
-        "{file_name:?} is the Docker config of several registries, which must agree on its mode and writeFile/expandKeys/decode"
-    ))
-    .with_object(host))
+    match earlier {
+        None => plan
+            .add_shaped(entry.host, entry.file_name.to_owned(), entry.mode, entry.shape)
+            .map_err(|e| e.with_object(entry.host)),
+        Some(earlier) if (earlier.mode, earlier.shape) == (entry.mode, entry.shape) => Ok(()),
+        Some(_) => Err(Error::invalid_config(format!(
+            "{:?} is the Docker config of several registries, which must agree on its mode and writeFile/expandKeys/decode",
+            entry.file_name
+        ))
+        .with_object(entry.host)),
+    }
 }
 
 /// A problem when a SecretProviderClass has more than [`MAX_REGISTRIES`] registry entries.
@@ -302,6 +311,29 @@ mod tests {
         assert_eq!(version, Some(b.version()), "the earliest expiry of the file's logins");
         assert_eq!(response.records.len(), 4, "a record per registry");
         Ok(())
+    }
+
+    /// Registries naming one file plan it once, and must agree on its mode and shape.
+    #[test]
+    fn a_shared_file_is_planned_once_with_one_mode() {
+        let entry = |host, mode: u32| RegistryEntry {
+            host,
+            file_name: ".dockerconfigjson",
+            mode: crate::mode::FileMode::new(mode).unwrap_or_default(),
+            shape: crate::shaping::FileShape::PLAIN,
+        };
+        let mut plan = crate::files::FilePlan::new();
+        assert!(plan_registry_file(&mut plan, None, entry("a.example", 0o400), false).is_ok());
+        assert!(
+            plan_registry_file(&mut plan, Some(entry("a.example", 0o400)), entry("b.example", 0o400), true)
+                .is_ok()
+        );
+        let refused =
+            plan_registry_file(&mut plan, Some(entry("a.example", 0o400)), entry("c.example", 0o644), false)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        assert!(refused.contains("must agree on its mode"), "{refused}");
     }
 
     #[test]

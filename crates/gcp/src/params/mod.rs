@@ -191,33 +191,16 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         }
         if item.get("registry").is_some() {
             match registry::parse_registry(index, item, default_mode, &mut warnings) {
-                // Registries naming one file share it (one Docker config): planned once.
-                Ok(registry)
-                    if registries.iter().any(|r: &RegistrySpec| r.file_name == registry.file_name) =>
-                {
-                    if let Some(earlier) = registries.iter().find(|r| r.file_name == registry.file_name) {
-                        let shared = csi_secrets_provider_core::kit::check_shared_registry_file(
-                            &registry.host,
-                            &registry.file_name,
-                            (earlier.mode, earlier.shape),
-                            (registry.mode, registry.shape),
-                        );
-                        problems.extend(shared.err().map(|e| e.with_field("path")));
-                    }
-                    registries.push(registry);
-                }
                 Ok(registry) => {
-                    if let Err(e) = plan.add_shaped(
-                        &registry.host,
-                        registry.file_name.clone(),
-                        registry.mode,
-                        registry.shape,
-                    ) {
-                        problems.push(e.with_field("path"));
-                    }
-                    if registry.optional {
-                        plan.mark_optional(&registry.host);
-                    }
+                    let earlier =
+                        registries.iter().find(|r: &&RegistrySpec| r.file_name == registry.file_name);
+                    let planned = csi_secrets_provider_core::kit::plan_registry_file(
+                        &mut plan,
+                        earlier.map(RegistrySpec::entry),
+                        registry.entry(),
+                        registry.optional,
+                    );
+                    problems.extend(planned.err().map(|e| e.with_field("path")));
                     registries.push(registry);
                 }
                 Err(mut errors) => problems.append(&mut errors),

@@ -5,38 +5,13 @@
 
 use std::process::Command;
 
+mod common;
+
+use common::{Chain, chain};
 use csi_secrets_provider_core::shaping::{FilesSpec, shape};
 use csi_secrets_provider_core::{FileMode, MountResponse, MountedFile, ObjectVersion};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-struct Chain {
-    leaf: String,
-    mid: String,
-    root: String,
-    key: String,
-}
-
-fn chain() -> Result<Chain, rcgen::Error> {
-    let ca = |name: &str| -> Result<(CertificateParams, KeyPair), rcgen::Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        Ok((params, KeyPair::generate()?))
-    };
-    let (root_params, root_key) = ca("root")?;
-    let root = root_params.self_signed(&root_key)?;
-    let root_issuer = Issuer::new(root_params, root_key);
-    let (mid_params, mid_key) = ca("intermediate")?;
-    let mid = mid_params.signed_by(&mid_key, &root_issuer)?;
-    let mid_issuer = Issuer::new(mid_params, mid_key);
-    let key = KeyPair::generate()?;
-    let mut leaf_params = CertificateParams::new(vec!["app.example".to_owned()])?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "leaf");
-    let leaf = leaf_params.signed_by(&key, &mid_issuer)?;
-    Ok(Chain { leaf: leaf.pem(), mid: mid.pem(), root: root.pem(), key: key.serialize_pem() })
-}
 
 /// Renders `files` over objects (file name, contents) as a mount would.
 fn render(files: &str, objects: &[(&str, Vec<u8>)]) -> Result<MountResponse, String> {

@@ -3,39 +3,21 @@
 //! certificates, 3DES for the key, a SHA-1 MAC), 3DES throughout, and an empty password; a
 //! wrong password and a file past the iteration bound are refused clearly.
 
+mod common;
+
 use std::path::Path;
+
+use common::chain;
 use std::process::Command;
 
 use csi_secrets_provider_core::certs::pkcs12::{self, OpenError};
 use csi_secrets_provider_core::certs::{order_leaf_first, pem_block, pem_blocks};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// root → intermediate → leaf as PEM, and the leaf's key as PKCS#8 PEM.
-fn chain() -> Result<(String, String, String, String), rcgen::Error> {
-    let ca = |name: &str| -> Result<(CertificateParams, KeyPair), rcgen::Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        Ok((params, KeyPair::generate()?))
-    };
-    let (root_params, root_key) = ca("root")?;
-    let root = root_params.self_signed(&root_key)?;
-    let root_issuer = Issuer::new(root_params, root_key);
-    let (mid_params, mid_key) = ca("intermediate")?;
-    let mid = mid_params.signed_by(&mid_key, &root_issuer)?;
-    let mid_issuer = Issuer::new(mid_params, mid_key);
-    let leaf_key = KeyPair::generate()?;
-    let mut leaf_params = CertificateParams::new(vec!["app.example".to_owned()])?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "leaf");
-    let leaf = leaf_params.signed_by(&leaf_key, &mid_issuer)?;
-    Ok((leaf.pem(), mid.pem(), root.pem(), leaf_key.serialize_pem()))
-}
-
 /// `openssl pkcs12 -export` of the chain with `password` and `options`.
 fn export(dir: &Path, password: &str, options: &[&str]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let (leaf, mid, root, key) = chain()?;
+    let common::Chain { leaf, mid, root, key } = chain()?;
     std::fs::write(dir.join("leaf.pem"), &leaf)?;
     std::fs::write(dir.join("key.pem"), &key)?;
     // The chain stored root first: the reader's order is not the file's.

@@ -207,6 +207,20 @@ impl AzureBackend {
         proxy: Option<Arc<dyn HttpClient>>,
     ) -> Result<(IdentityKey, CredentialSource<'a>)> {
         let tenant = spec.tenant_id.as_str();
+        // Workload identity and identity binding: the app, in the tenant, for the pod's service
+        // account.
+        let federated = |method, client_id: &String, namespace, service_account| {
+            identity::key(
+                method,
+                authority,
+                Authorization {
+                    principal: client_id.clone(),
+                    tenant: Some(tenant.to_owned()),
+                    service_account: Some(ServiceAccount::new(namespace, service_account)),
+                    ..Authorization::default()
+                },
+            )
+        };
         let service_account = || -> Result<(String, String)> {
             Ok((
                 request.pod.require_namespace()?.to_owned(),
@@ -218,16 +232,7 @@ impl AzureBackend {
                 let token =
                     pod_token(request, WORKLOAD_IDENTITY_AUDIENCE, "workload identity (clientID is set)")?;
                 let (namespace, service_account) = service_account()?;
-                let key = identity::key(
-                    Method::WorkloadIdentity,
-                    authority,
-                    Authorization {
-                        principal: client_id.clone(),
-                        tenant: Some(tenant.to_owned()),
-                        service_account: Some(ServiceAccount::new(namespace, service_account)),
-                        ..Authorization::default()
-                    },
-                );
+                let key = federated(Method::WorkloadIdentity, client_id, namespace, service_account);
                 Ok((key, CredentialSource::Workload { tenant, client_id, token }))
             }
             IdentityMode::ServicePrincipal => service_principal(request, authority, tenant),
@@ -248,16 +253,7 @@ impl AzureBackend {
                 let proxy =
                     proxy.ok_or_else(|| Error::internal("no token proxy client for identity binding"))?;
                 let (namespace, service_account) = service_account()?;
-                let key = identity::key(
-                    Method::TokenProxy,
-                    authority,
-                    Authorization {
-                        principal: client_id.clone(),
-                        tenant: Some(tenant.to_owned()),
-                        service_account: Some(ServiceAccount::new(namespace, service_account)),
-                        ..Authorization::default()
-                    },
-                );
+                let key = federated(Method::TokenProxy, client_id, namespace, service_account);
                 Ok((key, CredentialSource::TokenProxy { tenant, client_id, token, proxy }))
             }
             IdentityMode::Nmi => {

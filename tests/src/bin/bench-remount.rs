@@ -61,6 +61,13 @@ struct Options {
     refresh_interval: Option<String>,
 }
 
+impl Options {
+    /// The SPC parameters `--refresh-interval` adds.
+    fn refresh_parameters(&self) -> Vec<(&str, &str)> {
+        self.refresh_interval.as_deref().map(|interval| ("refreshInterval", interval)).into_iter().collect()
+    }
+}
+
 fn options() -> Result<Options, BoxError> {
     let mut options = Options {
         pods: 100,
@@ -219,7 +226,7 @@ async fn aws(binary: &str, options: &Options) -> Result<(), BoxError> {
         objects = format!("- {{objectPrefix: '{}', objectType: secretsmanager}}\n", world.name("folder/"));
     }
     let mut parameters = vec![("objects", objects.as_str()), ("region", "us-east-1")];
-    parameters.extend(options.refresh_interval.as_deref().map(|interval| ("refreshInterval", interval)));
+    parameters.extend(options.refresh_parameters());
     if pod_identity {
         parameters.extend([("usePodIdentity", "true"), ("preferredAddressType", "ipv4")]);
     }
@@ -277,12 +284,7 @@ async fn azure(binary: &str, options: &Options) -> Result<(), BoxError> {
     // Upstream makes a new credential per mount: one token request per mount.
     let official =
         Calls { reads: options.pods * options.secrets, exchanges: options.pods, kube: 0, lists: 0 };
-    let extra: Vec<(&str, &str)> = options
-        .refresh_interval
-        .as_deref()
-        .map(|interval| ("refreshInterval", interval))
-        .into_iter()
-        .collect();
+    let extra = options.refresh_parameters();
     let (world, objects, extra) = (&world, &objects, &extra);
     rounds("azure", options, official, counted, |pod| async move {
         world.mount_at(&pod.target, &pod.service_account, objects, extra).await.map(|r| r.files.len())
@@ -330,12 +332,7 @@ async fn gcp(binary: &str, options: &Options) -> Result<(), BoxError> {
         kube: options.pods,
         lists: 0,
     };
-    let extra: Vec<(&str, &str)> = options
-        .refresh_interval
-        .as_deref()
-        .map(|interval| ("refreshInterval", interval))
-        .into_iter()
-        .collect();
+    let extra = options.refresh_parameters();
     let (world, secrets, extra) = (&world, &secrets, &extra);
     rounds("gcp", options, official, counted, |pod| async move {
         world.mount_at(&pod.target, &pod.service_account, secrets, extra).await.map(|r| r.files.len())

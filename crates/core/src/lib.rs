@@ -20,6 +20,7 @@ pub mod kube_api;
 pub mod mode;
 pub mod outcome;
 pub mod parameters;
+pub(crate) mod path_clash;
 pub mod policy;
 pub mod request;
 pub mod response;

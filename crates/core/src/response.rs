@@ -1,7 +1,7 @@
 //! The mount result model and the driver's rules on it.
 
 use crate::error::{Error, Result};
-use crate::files::{FilePlan, SecretBytes};
+use crate::files::{SecretBytes, check_file_path};
 use crate::mode::FileMode;
 pub use crate::outcome::{SkippedObject, StaleObject};
 use crate::shape::FileShape;
@@ -82,16 +82,27 @@ impl MountResponse {
     /// Keeps the last file of each path (and the last version of each id), as the driver's
     /// writer would: a SecretProviderClass may name one file twice, as upstream allows.
     pub fn keep_last_per_path(&mut self) {
+        /// Keeps the last item of each key, in order. A handful of items (every mount's usual
+        /// case) are compared pair by pair; more go through a set of borrowed keys.
         fn keep_last<T>(items: &mut Vec<T>, key: impl Fn(&T) -> &str) {
-            let mut seen = std::collections::HashSet::new();
-            let mut kept: Vec<T> = Vec::with_capacity(items.len());
-            for item in items.drain(..).rev() {
-                if seen.insert(key(&item).to_owned()) {
-                    kept.push(item);
-                }
+            let replaced: Vec<bool> = if items.len() <= 32 {
+                (0..items.len())
+                    .map(|i| items[i + 1..].iter().any(|later| key(later) == key(&items[i])))
+                    .collect()
+            } else {
+                let mut seen = std::collections::HashSet::with_capacity(items.len());
+                let mut replaced: Vec<bool> =
+                    items.iter().rev().map(|item| !seen.insert(key(item))).collect();
+                replaced.reverse();
+                replaced
+            };
+            if replaced.contains(&true) {
+                let mut at = 0;
+                items.retain(|_| {
+                    at += 1;
+                    !replaced[at - 1]
+                });
             }
-            kept.reverse();
-            *items = kept;
         }
         keep_last(&mut self.files, |f| f.path.as_str());
         keep_last(&mut self.versions, |v| v.id.as_str());
@@ -110,11 +121,18 @@ impl MountResponse {
         if self.versions.is_empty() {
             return Err(Self::no_objects());
         }
-        let mut plan = FilePlan::new();
         for file in &self.files {
-            plan.add(&file.path, file.path.clone(), file.mode)?;
+            check_file_path(&file.path).map_err(|e| e.or_object(&file.path))?;
         }
-        Ok(())
+        let paths: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        match crate::path_clash::first_clash(&paths, 0, false) {
+            None => Ok(()),
+            Some(clash) => Err(Error::invalid_config(format!(
+                "file names {:?} and {:?} collide: one would be a directory of the other",
+                paths[clash.earlier], paths[clash.later]
+            ))
+            .with_object(paths[clash.later])),
+        }
     }
 }
 
@@ -164,7 +182,31 @@ mod tests {
         assert_eq!(response.versions, [ObjectVersion::new("a", "2")]);
         assert_eq!(response.check(), Ok(()));
         response.files.push(MountedFile::new("a/x", FileMode::DEFAULT, b"x".to_vec()));
-        assert!(response.check().is_err(), "a file that is also a directory");
+        let clash = response.check().err().map(|e| (e.message().to_owned(), e.object().map(str::to_owned)));
+        assert_eq!(
+            clash,
+            Some((
+                r#"file names "a" and "a/x" collide: one would be a directory of the other"#.to_owned(),
+                Some("a/x".to_owned())
+            )),
+            "a file that is also a directory"
+        );
+        response.files.pop();
+        response.files.push(MountedFile::new("../x", FileMode::DEFAULT, b"x".to_vec()));
+        let bad = response.check().err();
+        assert!(bad.is_some_and(|e| e.message().contains("leaves the mount") && e.object() == Some("../x")));
+    }
+
+    #[test]
+    fn many_files_keep_the_last_of_each_path_too() {
+        let files: Vec<MountedFile> =
+            (0..80).map(|i| MountedFile::new(format!("f{}", i % 50), FileMode::DEFAULT, vec![i])).collect();
+        let mut response = MountResponse { files, ..MountResponse::default() };
+        response.keep_last_per_path();
+        let kept: Vec<(String, u8)> =
+            response.files.iter().map(|f| (f.path.clone(), f.contents.expose()[0])).collect();
+        let expected: Vec<(String, u8)> = (30..80).map(|i| (format!("f{}", i % 50), i)).collect();
+        assert_eq!(kept, expected);
     }
 
     #[test]

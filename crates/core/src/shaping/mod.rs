@@ -25,7 +25,7 @@ pub use crate::shape::{Decoding, FileShape, ShapeKeys};
 pub use spec::{FILES, FileEntry, FileFormat, FilesKey, FilesSpec};
 
 use crate::error::{Error, Result};
-use crate::files::{MAX_FILES_PER_MOUNT, SecretBytes, check_file_path, is_parent};
+use crate::files::{MAX_FILES_PER_MOUNT, SecretBytes, check_file_path};
 use crate::mode::FileMode;
 use crate::response::{MountResponse, MountedFile};
 use objects::ObjectValues;
@@ -258,49 +258,26 @@ impl BuiltFile<'_> {
     }
 }
 
-/// A file built here must not be another file, nor a directory of one (or the reverse).
-/// Linear in the files: each path and its directories go into two sets, and only a clash is
-/// looked up again (to name the first file it clashes with).
+/// A file built here must not be another file, nor a directory of one (or the reverse); the
+/// kept files were checked against each other when they were planned.
 fn check_collisions(kept: &[MountedFile], made: &[BuiltFile<'_>]) -> Result<()> {
-    let mut paths: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    let mut directories: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for path in kept.iter().map(|f| f.path.as_str()) {
-        paths.insert(path);
-        directories.extend(path.match_indices('/').map(|(at, _)| &path[..at]));
-    }
-    for (i, built) in made.iter().enumerate() {
-        let path = built.file.path.as_str();
-        let clashes = paths.contains(path)
-            || directories.contains(path)
-            || path.match_indices('/').any(|(at, _)| paths.contains(&path[..at]));
-        if clashes {
-            return Err(collision(kept, made, i));
+    let paths: Vec<&str> =
+        kept.iter().map(|f| f.path.as_str()).chain(made.iter().map(|b| b.file.path.as_str())).collect();
+    let Some(clash) = crate::path_clash::first_clash(&paths, kept.len(), true) else { return Ok(()) };
+    let built = &made[clash.later - kept.len()];
+    let other = match clash.earlier.checked_sub(kept.len()) {
+        None => {
+            let other = &kept[clash.earlier];
+            format!("file {:?} of object {:?}", other.path, other.object_name())
         }
-        paths.insert(path);
-        directories.extend(path.match_indices('/').map(|(at, _)| &path[..at]));
-    }
-    Ok(())
-}
-
-/// The error for `made[i]`, naming the first file it clashes with.
-fn collision(kept: &[MountedFile], made: &[BuiltFile<'_>], i: usize) -> Error {
-    let clash = |a: &str, b: &str| a == b || is_parent(a, b) || is_parent(b, a);
-    let built = &made[i];
-    let path = &built.file.path;
-    let with_kept = kept
-        .iter()
-        .find(|other| clash(path, &other.path))
-        .map(|other| format!("file {:?} of object {:?}", other.path, other.object_name()));
-    let with_made = made[..i]
-        .iter()
-        .find(|other| clash(path, &other.file.path))
-        .map(|other| format!("file {:?} of {}", other.file.path, other.label()));
-    let other = with_kept.or(with_made).unwrap_or_default();
-    Error::invalid_config(format!(
-        "file {path:?} of {} collides with {other}; give one of them another name",
+        Some(at) => format!("file {:?} of {}", made[at].file.path, made[at].label()),
+    };
+    Err(Error::invalid_config(format!(
+        "file {:?} of {} collides with {other}; give one of them another name",
+        built.file.path,
         built.label()
     ))
-    .with_field(built.field())
+    .with_field(built.field()))
 }
 
 fn quoted_list(names: &[&str]) -> String {

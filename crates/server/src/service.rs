@@ -103,12 +103,12 @@ impl ProviderService {
         let _guard = InFlightGuard::enter(&self.in_flight);
         let decoded = decode(request);
         let volume = decoded.as_ref().ok().map(volume_key);
-        let decoded = decoded.map(|mut decoded| {
+        let mut decoded = decoded.map(|mut decoded| {
             decoded.kind = volume.as_deref().map_or(MountKind::First, |volume| self.targets.kind_of(volume));
             decoded
         });
         let mut checked = Prechecked::default();
-        let outcome = match &decoded {
+        let outcome = match &mut decoded {
             Ok(decoded) => self.run(decoded, started, caller_timeout, &mut checked).await,
             Err(error) => Err(error.clone()),
         };
@@ -152,19 +152,20 @@ impl ProviderService {
 
     async fn run(
         &self,
-        request: &MountRequest,
+        request: &mut MountRequest,
         started: Instant,
         caller_timeout: Option<Duration>,
         checked: &mut Prechecked,
     ) -> Result<Mounted, Error> {
         let budget = caller_timeout.map_or(self.config.mount_timeout, |t| t.min(self.config.mount_timeout));
-        let mut request = request.clone();
+        // The mount's own request, not a copy (it carries every parameter, `objects` and all):
+        // it is given the deadline, the policy gate and the parsed SecretProviderClass here.
         // Before any token exchange or cloud read: a denied object costs nothing. The
         // SecretProviderClass parsed here is the one the backend mounts (parsed once).
         if let Some(policy) = &self.config.policy {
             let prepared = self.backend.prepare(&request.parameters, request.default_mode);
             let refused =
-                crate::policy::check(&policy.current(), self.backend.name(), &prepared.validation, &request)
+                crate::policy::check(&policy.current(), self.backend.name(), &prepared.validation, request)
                     .err();
             checked.planned = Some(prepared.validation.objects);
             if let Some(refusal) = refused {
@@ -180,7 +181,7 @@ impl ProviderService {
             policy: store.current(),
             backend: self.backend.name(),
         });
-        let backend_call = AssertUnwindSafe(self.backend.mount(&request)).catch_unwind();
+        let backend_call = AssertUnwindSafe(self.backend.mount(request)).catch_unwind();
         let mut response = match tokio::time::timeout(budget, backend_call).await {
             Err(_elapsed) => {
                 return Err(Error::deadline_exceeded(format!("the mount did not finish within {budget:?}")));
@@ -221,10 +222,10 @@ impl ProviderService {
         };
         self.metrics.files_rendered(self.backend.name(), &shaped);
         response.check()?;
-        log_warnings(self.backend.name(), &request, &response.warnings);
-        log_skipped(self.backend.name(), &request, &response.skipped);
+        log_warnings(self.backend.name(), request, &response.warnings);
+        log_skipped(self.backend.name(), request, &response.skipped);
         self.metrics.optional_objects_skipped(self.backend.name(), response.skipped.len());
-        log_stale(self.backend.name(), &request, &response.stale);
+        log_stale(self.backend.name(), request, &response.stale);
         self.metrics.stale_served(self.backend.name(), response.stale.len());
         let encoded = to_proto(&response);
         check_response_size(encoded.encoded_len(), self.config.max_response_bytes, &response.files)?;

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+mod json_log;
 pub mod mount;
 pub mod prepare_volume;
 pub mod registry;
@@ -183,7 +184,11 @@ fn init_logging(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal());
     let result = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .event_format(json_log::JsonLines::new(tracing_subscriber::fmt::time::SystemTime))
+            .try_init(),
     };
     // A second init (embedding, tests) keeps the first subscriber.
     drop(result);

@@ -8,7 +8,8 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use csi_secrets_provider_core::Error;
@@ -18,10 +19,43 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The threads, started at the first job.
+/// The jobs waiting for a thread. A thread waits on the condition variable, not on a lock
+/// another waiting thread holds: a job wakes one thread, and only that one (a receiver shared
+/// behind a mutex woke a second thread to take the lock over at every job).
+#[derive(Default)]
+struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn push(&self, job: Job) {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).push_back(job);
+        self.ready.notify_one();
+    }
+
+    /// The next job, waiting for one.
+    fn next(&self) -> Job {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(job) = jobs.pop_front() {
+                return job;
+            }
+            jobs = self.ready.wait(jobs).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+/// The threads, started at the first job; they live as long as the process.
 #[derive(Debug)]
 struct Workers {
-    jobs: mpsc::Sender<Job>,
+    queue: Arc<Queue>,
 }
 
 /// A pool of shaping threads; cheap to clone (every clone shares the threads).
@@ -49,8 +83,7 @@ impl ShapingPool {
 
     fn workers(&self) -> Result<&Workers, Error> {
         let started = self.workers.get_or_init(|| {
-            let (jobs, queue) = mpsc::channel::<Job>();
-            let queue = Arc::new(Mutex::new(queue));
+            let queue = Arc::new(Queue::default());
             for index in 0..self.threads {
                 let queue = Arc::clone(&queue);
                 std::thread::Builder::new()
@@ -58,16 +91,12 @@ impl ShapingPool {
                     .stack_size(RENDER_STACK_BYTES)
                     .spawn(move || {
                         loop {
-                            let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                            match job {
-                                Ok(job) => job(),
-                                Err(_) => break,
-                            }
+                            (queue.next())();
                         }
                     })
                     .map_err(|e| format!("cannot start a shaping thread: {e}"))?;
             }
-            Ok(Workers { jobs })
+            Ok(Workers { queue })
         });
         started.as_ref().map_err(|e| Error::internal(e.clone()))
     }
@@ -100,7 +129,7 @@ impl ShapingPool {
                 let result = std::panic::catch_unwind(AssertUnwindSafe(|| job(&flag)));
                 let _ = answer.send(result.map_err(|_| ()));
             });
-            self.workers()?.jobs.send(boxed).map_err(|_| Error::internal("the shaping threads are gone"))?;
+            self.workers()?.queue.push(boxed);
             let _stop_on_drop = StopOnDrop(stop);
             match answered.await {
                 Ok(Ok(value)) => Ok(value),

@@ -104,7 +104,7 @@ impl PlannedSelection {
     /// Whether a selected secret's file may be named `path`.
     pub fn could_name(&self, path: &str) -> bool {
         match &self.directory {
-            Some(directory) => crate::files::is_parent(directory, path),
+            Some(directory) => crate::path_clash::is_parent(directory, path),
             None => true,
         }
     }

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::error::{Error, Result};
 use crate::mode::FileMode;
-use crate::path_clash::directories_of;
+use crate::path_clash::{directories_of, is_parent};
 use crate::shape::FileShape;
 use crate::warning::Warning;
 
@@ -308,11 +308,6 @@ impl FilePlan {
     pub fn is_empty(&self) -> bool {
         self.files().is_empty()
     }
-}
-
-/// Whether `path` lies inside directory `dir`.
-pub(crate) fn is_parent(dir: &str, path: &str) -> bool {
-    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Bytes of a file to hand to the driver. Zeroed on drop; `Debug` shows only the length.

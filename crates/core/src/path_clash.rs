@@ -8,8 +8,6 @@
 
 use std::collections::HashSet;
 
-use crate::files::is_parent;
-
 /// Lists at most this long are compared pair by pair (at most 496 comparisons).
 const PAIRWISE_AT_MOST: usize = 32;
 
@@ -52,6 +50,11 @@ pub(crate) fn first_clash(paths: &[&str], from: usize, same_clashes: bool) -> Op
         directories.extend(directories_of(path));
     }
     None
+}
+
+/// Whether `path` lies inside directory `dir`.
+pub(crate) fn is_parent(dir: &str, path: &str) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The directories `path` lies in, innermost last: `a/b/c` gives `a`, `a/b`.

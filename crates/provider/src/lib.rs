@@ -70,9 +70,12 @@ where
     };
     // Bounded whatever the node's size: the workers, and the blocking pool (DNS lookups of new
     // connections run there), whose threads would otherwise grow to 512 in a burst of new
-    // connections and each keep an allocator heap.
+    // connections and each keep an allocator heap. The workers' stacks are the shaping threads'
+    // (reserved address space, committed only as used): a mount may start its templates on the
+    // worker that serves it (`ShapingPool::with_inline`).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        .thread_stack_size(csi_secrets_provider_core::shaping::bounds::RENDER_STACK_BYTES)
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
@@ -144,7 +147,10 @@ async fn serve(args: ServeArgs, registry: Registry) -> ExitCode {
             max_response_bytes: args.limits.max_response_bytes,
             mount_timeout: args.limits.mount_timeout,
             // As many shaping threads as async workers: the node's cores are not ours to take.
-            shaping: csi_secrets_provider_server::ShapingPool::new(usize::from(args.worker_threads)),
+            // Mounts may start their shaping on all workers but one (the runtime above gives
+            // them the stacks templates need).
+            shaping: csi_secrets_provider_server::ShapingPool::new(usize::from(args.worker_threads))
+                .with_inline(usize::from(args.worker_threads).saturating_sub(1)),
             ..ServiceConfig::default()
         },
         build: BuildInfo {

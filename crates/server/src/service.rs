@@ -198,25 +198,14 @@ impl ProviderService {
         // Files as the application wants them, from every object read, before anything is
         // answered: an error here fails the mount and nothing is written.
         let shaped = if csi_secrets_provider_core::shaping::needs_shaping(&response, &request.common.files) {
-            let (files, mode, cap) =
-                (request.common.files.clone(), request.default_mode, self.config.max_response_bytes);
+            let files = request.common.files.clone();
             let (shaped_response, shaped) = self
                 .config
                 .shaping
-                .run(deadline, move |stop| {
-                    let mut response = response;
-                    let shaped = csi_secrets_provider_core::shaping::shape_until(
-                        &mut response,
-                        &files,
-                        mode,
-                        cap,
-                        stop,
-                    );
-                    (response, shaped)
-                })
+                .shape(deadline, response, files, request.default_mode, self.config.max_response_bytes)
                 .await?;
             response = shaped_response;
-            shaped?
+            shaped
         } else {
             Vec::new()
         };

@@ -5,17 +5,33 @@
 //! deadline: the caller stops waiting at the deadline, and the job stops at its next file (every
 //! template is bounded by its fuel, a few milliseconds), so nothing is shaped, nor logged `ok`,
 //! after the driver gave up.
+//!
+//! Handing a mount to a shaping thread and back costs two thread wake-ups, which on a VM cost
+//! more than the templates of a usual mount: some 90 µs of CPU and of latency a mount on the
+//! project's 2-core machine (docs/benchmarks.md). So where the runtime's workers have the same
+//! stacks ([`ShapingPool::with_inline`]), a mount may start its shaping on the worker that serves
+//! it, within bounds: at most [`INLINE_BUDGET`] of the worker's time and then one template (the
+//! rest moves to the shaping threads), fewer such mounts at a time than there are workers (one
+//! worker is always free for `/healthz` and other mounts), never for `files` that once needed
+//! more, and the same deadline.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use csi_secrets_provider_core::Error;
 use csi_secrets_provider_core::deadline::ANSWER_MARGIN;
 use csi_secrets_provider_core::shaping::bounds::RENDER_STACK_BYTES;
+use csi_secrets_provider_core::shaping::{self, FilesSpec, ShapedKinds};
+use csi_secrets_provider_core::{Error, FileMode, MountResponse};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+/// The most of a worker's time one mount's shaping may take before the rest of it moves to the
+/// shaping threads (checked before each file; a template in progress finishes, bounded by its
+/// fuel). A usual mount's templates take some 50 µs.
+pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -66,6 +82,9 @@ pub struct ShapingPool {
     /// One permit a thread: a mount waits for one (until its deadline) before its job is
     /// queued, and the job holds it until it ends, so jobs never queue behind stopped ones.
     permits: Arc<Semaphore>,
+    /// Mounts that may shape on the worker serving them, at once (see the module's text);
+    /// `None`: every mount is shaped on the shaping threads.
+    inline: Option<Arc<Semaphore>>,
 }
 
 impl Default for ShapingPool {
@@ -78,7 +97,76 @@ impl ShapingPool {
     /// A pool of `threads` threads (at least one).
     pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
-        Self { threads, workers: Arc::new(OnceLock::new()), permits: Arc::new(Semaphore::new(threads)) }
+        Self {
+            threads,
+            workers: Arc::new(OnceLock::new()),
+            permits: Arc::new(Semaphore::new(threads)),
+            inline: None,
+        }
+    }
+
+    /// Lets up to `mounts` mounts at a time start their shaping on the worker that serves them
+    /// (0: none). Only for a runtime whose worker threads have [`RENDER_STACK_BYTES`] stacks,
+    /// and with fewer mounts than workers, so that one worker stays free.
+    #[must_use]
+    pub fn with_inline(mut self, mounts: usize) -> Self {
+        self.inline = (mounts > 0).then(|| Arc::new(Semaphore::new(mounts)));
+        self
+    }
+
+    /// Shapes a mount's answer (`shaping::shape`) within its deadline: decodes on the caller's
+    /// thread (linear in the bytes, like encoding the answer), starts on it when allowed (see
+    /// the module's text), and does the rest on a shaping thread.
+    pub async fn shape(
+        &self,
+        deadline: Instant,
+        mut response: MountResponse,
+        files: FilesSpec,
+        default_mode: FileMode,
+        cap: usize,
+    ) -> Result<(MountResponse, ShapedKinds), Error> {
+        let mut kinds: ShapedKinds = vec!["decoded"; shaping::decode_files(&mut response)?];
+        if !shaping::needs_shaping(&response, &files) {
+            return Ok((response, kinds));
+        }
+        let slot =
+            self.inline.as_ref().filter(|_| !files.is_slow()).and_then(|slots| slots.try_acquire().ok());
+        if slot.is_some() {
+            let (started, stop_at) =
+                (Instant::now(), deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
+            let moved = Cell::new(false);
+            let go_on = || {
+                let now = Instant::now();
+                if now >= stop_at {
+                    Err(late())
+                } else if now.saturating_duration_since(started) > INLINE_BUDGET {
+                    // The error stops the shaping and is dropped: `moved` says why it stopped.
+                    moved.set(true);
+                    Err(late())
+                } else {
+                    Ok(())
+                }
+            };
+            let shaped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                shaping::shape_while(&mut response, &files, default_mode, cap, &go_on)
+            }))
+            .map_err(|_| panicked())?;
+            if !moved.get() {
+                kinds.extend(shaped?);
+                return Ok((response, kinds));
+            }
+            // What the worker built is dropped; the response is as it was before it started.
+            files.mark_slow();
+        }
+        drop(slot);
+        let (response, shaped) = self
+            .run(deadline, move |stop| {
+                let shaped = shaping::shape_until(&mut response, &files, default_mode, cap, stop);
+                (response, shaped)
+            })
+            .await?;
+        kinds.extend(shaped?);
+        Ok((response, kinds))
     }
 
     fn workers(&self) -> Result<&Workers, Error> {
@@ -111,11 +199,6 @@ impl ShapingPool {
         job: impl FnOnce(&AtomicBool) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let budget = deadline.saturating_duration_since(Instant::now()).saturating_sub(ANSWER_MARGIN);
-        let late = || {
-            Error::deadline_exceeded(
-                "shaping the files (templates, formats, expandKeys, decode) did not finish before the driver's deadline for this mount",
-            )
-        };
         let waited = async {
             let permit: OwnedSemaphorePermit = Arc::clone(&self.permits)
                 .acquire_owned()
@@ -133,14 +216,22 @@ impl ShapingPool {
             let _stop_on_drop = StopOnDrop(stop);
             match answered.await {
                 Ok(Ok(value)) => Ok(value),
-                Ok(Err(())) => Err(Error::internal(
-                    "shaping the files failed unexpectedly (panic); see the provider log",
-                )),
+                Ok(Err(())) => Err(panicked()),
                 Err(_) => Err(Error::internal("a shaping thread ended without an answer")),
             }
         };
         tokio::time::timeout(budget, waited).await.unwrap_or_else(|_| Err(late()))
     }
+}
+
+fn late() -> Error {
+    Error::deadline_exceeded(
+        "shaping the files (templates, formats, expandKeys, decode) did not finish before the driver's deadline for this mount",
+    )
+}
+
+fn panicked() -> Error {
+    Error::internal("shaping the files failed unexpectedly (panic); see the provider log")
 }
 
 /// Tells the job to stop when the caller stops waiting (the timeout dropped the wait).
@@ -155,7 +246,7 @@ impl Drop for StopOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use csi_secrets_provider_core::MountedFile;
 
     #[tokio::test]
     async fn a_job_past_the_deadline_is_told_to_stop_and_the_caller_answers_in_time() -> Result<(), Error> {
@@ -194,6 +285,87 @@ mod tests {
     fn depth(n: usize) -> usize {
         let pad = std::hint::black_box([0u8; 512]);
         if n == 0 { usize::from(pad[0]) } else { 1 + depth(n - 1) + usize::from(pad[1]) }
+    }
+
+    /// A mount of one base64-decoded object and `files` from `template` repeated `count` times.
+    fn mount_and_files(template: &str, count: usize) -> Result<(MountResponse, FilesSpec), Error> {
+        use csi_secrets_provider_core::shaping::{Decoding, FileShape};
+        let decoded = FileShape::decoded(Some(Decoding::Base64));
+        let response = MountResponse {
+            files: vec![MountedFile::new("s", FileMode::DEFAULT, b"c2VjcmV0".to_vec()).shaped("s", decoded)],
+            ..MountResponse::default()
+        };
+        let files: Vec<serde_json::Value> = (0..count)
+            .map(|i| serde_json::json!({ "path": format!("f{i}"), "template": template }))
+            .collect();
+        let files = FilesSpec::parse(Some(&serde_json::Value::from(files).to_string()))
+            .map_err(Error::from_problems)?;
+        Ok((response, files))
+    }
+
+    fn contents(response: &MountResponse) -> Vec<(String, String)> {
+        response
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), String::from_utf8_lossy(f.contents.expose()).into_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_quick_mount_is_shaped_on_its_worker_and_decoded_once() -> Result<(), Error> {
+        let pool = ShapingPool::new(1).with_inline(1);
+        let (response, files) = mount_and_files("{{ objects.s }}!", 2)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (shaped, kinds) =
+            pool.shape(deadline, response, files.clone(), FileMode::DEFAULT, 1 << 20).await?;
+        assert_eq!(kinds, ["decoded", "template", "template"]);
+        let expected = [("s", "secret"), ("f0", "secret!"), ("f1", "secret!")]
+            .map(|(p, c)| (p.to_owned(), c.to_owned()));
+        assert_eq!(contents(&shaped), expected);
+        assert!(pool.workers.get().is_none(), "no shaping thread was needed");
+        assert!(!files.is_slow());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_mount_past_the_inline_budget_moves_to_the_shaping_threads() -> Result<(), Error> {
+        let pool = ShapingPool::new(1).with_inline(1);
+        // Each template spins through its fuel: a few hundred µs, so the budget passes within a few.
+        let (response, files) = mount_and_files("{% for i in range(5000) %}{% endfor %}{{ objects.s }}", 40)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (shaped, kinds) =
+            pool.shape(deadline, response, files.clone(), FileMode::DEFAULT, 1 << 20).await?;
+        assert_eq!(kinds.len(), 41, "{kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| **k == "decoded").count(), 1);
+        let shaped = contents(&shaped);
+        assert_eq!(shaped.len(), 41);
+        assert!(shaped.iter().all(|(_, contents)| contents == "secret"), "decoded once: {shaped:?}");
+        assert!(pool.workers.get().is_some(), "the rest ran on a shaping thread");
+        assert!(files.is_slow(), "later mounts of these files go to the shaping threads at once");
+        // A later mount of the same text starts on the shaping threads.
+        let (response, again) = mount_and_files("{% for i in range(5000) %}{% endfor %}{{ objects.s }}", 40)?;
+        assert!(again.is_slow());
+        pool.shape(deadline, response, again, FileMode::DEFAULT, 1 << 20).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_mount_without_a_free_inline_slot_or_time_left_is_not_shaped_on_its_worker() -> Result<(), Error>
+    {
+        let pool = ShapingPool::new(1).with_inline(1);
+        let held = pool.inline.as_ref().map(|slots| slots.try_acquire());
+        assert!(held.as_ref().is_some_and(Result::is_ok));
+        let (response, files) = mount_and_files("{{ objects.s }}", 1)?;
+        pool.shape(Instant::now() + Duration::from_secs(5), response, files, FileMode::DEFAULT, 1 << 20)
+            .await?;
+        assert!(pool.workers.get().is_some(), "the only slot was taken: shaped on a shaping thread");
+        drop(held);
+        let pool = ShapingPool::new(1).with_inline(1);
+        let (response, files) = mount_and_files("{{ objects.s }}", 1)?;
+        let late =
+            pool.shape(Instant::now() + ANSWER_MARGIN / 2, response, files, FileMode::DEFAULT, 1 << 20).await;
+        assert!(late.is_err_and(|e| e.kind() == csi_secrets_provider_core::ErrorKind::DeadlineExceeded));
+        Ok(())
     }
 
     #[tokio::test]

@@ -63,11 +63,7 @@ pub fn shape_until(
     cap: usize,
     stop: &AtomicBool,
 ) -> Result<ShapedKinds> {
-    let mut kinds = ShapedKinds::new();
-    if !needs_shaping(response, files) {
-        return Ok(kinds);
-    }
-    let check = || {
+    let go_on = || {
         if stop.load(Ordering::Relaxed) {
             Err(Error::deadline_exceeded(
                 "shaping the files did not finish before the driver's deadline for this mount; stopped",
@@ -76,19 +72,47 @@ pub fn shape_until(
             Ok(())
         }
     };
+    shape_while(response, files, default_mode, cap, &go_on)
+}
+
+/// Decodes the files whose object says `decode` (each at most the response cap: linear work,
+/// like encoding the answer), once: a decoded file's shape forgets its decoding, so shaping the
+/// response again, or after [`shape_while`] stopped, does not decode it twice. Returns how many
+/// were decoded.
+pub fn decode_files(response: &mut MountResponse) -> Result<usize> {
+    let mut decoded_files = 0;
     for file in &mut response.files {
-        if let Some(decoding) = file.shape.decode {
+        if let Some(decoding) = file.shape.decode.take() {
             let decoded = decoding.decode(file.contents.expose()).map_err(|why| {
                 Error::invalid_config(why).with_object(file.object_name()).with_field(Decoding::KEY)
             })?;
             file.contents = SecretBytes::new(decoded);
-            kinds.push("decoded");
+            decoded_files += 1;
         }
     }
+    Ok(decoded_files)
+}
+
+/// [`shape`], asking `go_on` before each object it expands and each `files` entry it builds;
+/// an error from `go_on` ends the shaping with that error. What it leaves in `response` then is
+/// the files decoded and nothing else changed, so the caller may shape the response again
+/// (elsewhere) from there.
+pub fn shape_while(
+    response: &mut MountResponse,
+    files: &FilesSpec,
+    default_mode: FileMode,
+    cap: usize,
+    go_on: &dyn Fn() -> Result<()>,
+) -> Result<ShapedKinds> {
+    let mut kinds = ShapedKinds::new();
+    if !needs_shaping(response, files) {
+        return Ok(kinds);
+    }
+    kinds.extend(std::iter::repeat_n("decoded", decode_files(response)?));
     let mut made: Vec<BuiltFile> = Vec::new();
     let written = response.files.iter().filter(|f| f.shape.write_file).count();
     for file in response.files.iter().filter(|f| f.shape.expand_keys) {
-        check()?;
+        go_on()?;
         let keys = expand_keys(file)?;
         if written + made.len() + keys.len() > MAX_FILES_PER_MOUNT {
             return Err(Error::invalid_config(format!(
@@ -114,7 +138,7 @@ pub fn shape_until(
             files
                 .entries()
                 .iter()
-                .map(|entry| check().and_then(|()| build(entry, files, &objects, cap)))
+                .map(|entry| go_on().and_then(|()| build(entry, files, &objects, cap)))
                 .collect::<Result<Vec<_>>>()
         };
         objects.give_back(&mut response.files)?;

@@ -103,6 +103,10 @@ impl FileEntry {
 pub struct FilesSpec {
     entries: Arc<[FileEntry]>,
     templates: Option<Arc<Environment<'static>>>,
+    /// Set once shaping these files for a mount took longer than a mount may hold the thread
+    /// that answers it (the server then shapes them elsewhere); shared by every mount of the
+    /// same text, as the compiled templates are.
+    slow: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl fmt::Debug for FilesSpec {
@@ -130,6 +134,20 @@ impl FilesSpec {
 
     pub(crate) fn templates(&self) -> Option<&Environment<'static>> {
         self.templates.as_deref()
+    }
+
+    /// Whether shaping these files once took longer than a mount may hold the thread that
+    /// answers it ([`Self::mark_slow`]).
+    pub fn is_slow(&self) -> bool {
+        self.slow.as_ref().is_some_and(|slow| slow.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Records that shaping these files took longer than a mount may hold the thread that
+    /// answers it, for every later mount of the same `files` text.
+    pub fn mark_slow(&self) {
+        if let Some(slow) = &self.slow {
+            slow.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Parses `files` (absent or blank: none); every problem names its entry and key. Templates
@@ -190,7 +208,7 @@ impl FilesSpec {
         }
         let templates =
             entries.iter().any(|e| matches!(e.source, Source::Template(_))).then(|| Arc::new(env));
-        Ok(Self { entries: entries.into(), templates })
+        Ok(Self { entries: entries.into(), templates, slow: Some(Arc::default()) })
     }
 
     /// What `validate` reports without a cloud: names a template or format reads that are no

@@ -12,8 +12,8 @@
 //! stacks ([`ShapingPool::with_inline`]), a mount may start its shaping on the worker that serves
 //! it, within bounds: at most [`INLINE_BUDGET`] of the worker's time and then one template (the
 //! rest moves to the shaping threads), fewer such mounts at a time than there are workers (one
-//! worker is always free for `/healthz` and other mounts), never for `files` that once needed
-//! more, and the same deadline.
+//! worker is always free for `/healthz` and other mounts), only for mounts of at most
+//! [`INLINE_MAX_BYTES`], never for `files` that once needed more, and the same deadline.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -32,6 +32,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 /// shaping threads (checked before each file; a template in progress finishes, bounded by its
 /// fuel). A usual mount's templates take some 50 µs.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
+
+/// The most bytes a mount's files may hold together for it to start its shaping on its worker:
+/// decoding, `expandKeys` and formats are linear in them, and one such step cannot be stopped
+/// half-way, so a larger mount is shaped on the shaping threads from the start.
+pub const INLINE_MAX_BYTES: usize = 256 * 1024;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -114,9 +119,9 @@ impl ShapingPool {
         self
     }
 
-    /// Shapes a mount's answer (`shaping::shape`) within its deadline: decodes on the caller's
-    /// thread (linear in the bytes, like encoding the answer), starts on it when allowed (see
-    /// the module's text), and does the rest on a shaping thread.
+    /// Shapes a mount's answer (`shaping::shape`) within its deadline: on the caller's thread
+    /// when allowed (see the module's text; decoding first, once), and the rest, or all of it,
+    /// on a shaping thread.
     pub async fn shape(
         &self,
         deadline: Instant,
@@ -125,13 +130,15 @@ impl ShapingPool {
         default_mode: FileMode,
         cap: usize,
     ) -> Result<(MountResponse, ShapedKinds), Error> {
-        let mut kinds: ShapedKinds = vec!["decoded"; shaping::decode_files(&mut response)?];
-        if !shaping::needs_shaping(&response, &files) {
-            return Ok((response, kinds));
-        }
-        let slot =
-            self.inline.as_ref().filter(|_| !files.is_slow()).and_then(|slots| slots.try_acquire().ok());
+        let mut kinds = ShapedKinds::new();
+        let small = response.files.iter().map(|f| f.contents.len()).sum::<usize>() <= INLINE_MAX_BYTES;
+        let slot = self
+            .inline
+            .as_ref()
+            .filter(|_| small && !files.is_slow())
+            .and_then(|slots| slots.try_acquire().ok());
         if slot.is_some() {
+            kinds.extend(std::iter::repeat_n("decoded", shaping::decode_files(&mut response)?));
             let (started, stop_at) =
                 (Instant::now(), deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
             let moved = Cell::new(false);
@@ -346,6 +353,22 @@ mod tests {
         let (response, again) = mount_and_files("{% for i in range(5000) %}{% endfor %}{{ objects.s }}", 40)?;
         assert!(again.is_slow());
         pool.shape(deadline, response, again, FileMode::DEFAULT, 1 << 20).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_large_mount_is_decoded_and_shaped_on_the_shaping_threads() -> Result<(), Error> {
+        let pool = ShapingPool::new(1).with_inline(1);
+        let (mut response, files) = mount_and_files("{{ objects.s }}", 1)?;
+        let large = vec![b'x'; INLINE_MAX_BYTES];
+        response.files.push(MountedFile::new("large", FileMode::DEFAULT, large));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (shaped, kinds) = pool.shape(deadline, response, files, FileMode::DEFAULT, 1 << 20).await?;
+        assert_eq!(kinds, ["decoded", "template"]);
+        assert!(pool.workers.get().is_some(), "shaped on a shaping thread");
+        let shaped = contents(&shaped);
+        assert_eq!(shaped.first(), Some(&("s".to_owned(), "secret".to_owned())));
+        assert_eq!(shaped.last(), Some(&("f0".to_owned(), "secret".to_owned())));
         Ok(())
     }
 

@@ -160,6 +160,9 @@ fn template_piece() -> impl Strategy<Value = String> {
         Just("{'a': ns.x, 'b': ns.x, 'c': ns.x}".to_owned()),
         Just("dict(a=ns.x, b=ns.x, c=ns.x)".to_owned()),
         Just("namespace(a=ns.x, b=ns.x)".to_owned()),
+        // The namespace itself: set into itself, it would hold itself.
+        Just("ns".to_owned()),
+        Just("[ns, ns.x]".to_owned()),
     ];
     let operator = prop::sample::select(vec![" ~ ", " + ", " * ", " - ", " // ", " ** ", " == ", " in "]);
     let filter = prop::sample::select(vec![

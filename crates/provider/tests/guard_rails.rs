@@ -438,6 +438,9 @@ async fn templates_cannot_crash_exhaust_or_outlive_the_mount() -> TestResult {
         // 40,000 levels through a namespace, then deeper with literal nesting.
         "{% set ns = namespace(x=[]) %}{% for i in range(40000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x | length }}",
         "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [[[[[[[[[[[[[[[[[[[[ns.x]]]]]]]]]]]]]]]]]]]] %}{% endfor %}{{ ns.x == ns.x }}",
+        // A namespace that holds itself, printed and compared: recursion without end.
+        "{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}",
+        "{% set a = namespace(x=1) %}{% set b = namespace(x=1) %}{% set a.x = [a] %}{% set b.x = [b] %}{{ a == b }}",
         "{% set a = 'x' * 63000000 %}{{ a | length }}",
         "{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
         "{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}",

@@ -94,6 +94,16 @@ fn too_heavy(what: &str) -> minijinja::Error {
 /// The weight of `values` together (see [`MAX_WEIGHT`]); an error once past `MAX_WEIGHT`,
 /// without walking further. The walk costs fuel, one step per 64 values walked.
 fn weigh(state: &State, values: &[&Value], what: &str) -> Result<usize, minijinja::Error> {
+    walk(state, values, what, false)
+}
+
+/// [`weigh`], refusing also (with `no_namespaces`) a value that holds a namespace.
+fn walk(
+    state: &State,
+    values: &[&Value],
+    what: &str,
+    no_namespaces: bool,
+) -> Result<usize, minijinja::Error> {
     let mut total = 0usize;
     let mut stack: Vec<Value> = values.iter().map(|v| (*v).clone()).collect();
     let mut result = Ok(());
@@ -102,6 +112,13 @@ fn weigh(state: &State, values: &[&Value], what: &str) -> Result<usize, minijinj
         total = total.saturating_add(1 + bytes / 64);
         if total > MAX_WEIGHT {
             result = Err(too_heavy(what));
+            break;
+        }
+        if no_namespaces && is_namespace(&value) {
+            result = Err(own_error(
+                ErrorKind::InvalidOperation,
+                format!("{what} holds a namespace: a namespace cannot hold one (it could hold itself)"),
+            ));
             break;
         }
         match value.kind() {
@@ -161,6 +178,24 @@ pub(crate) fn dict(
     }
     weigh(state, &values.iter().collect::<Vec<_>>(), "dict()")?;
     minijinja::functions::dict(value, update_with)
+}
+
+/// Whether `value` is a namespace (minijinja's type is its own: known by its type's name).
+fn is_namespace(value: &Value) -> bool {
+    static NAMESPACE: LazyLock<Option<&'static str>> = LazyLock::new(|| {
+        minijinja::functions::namespace(None).ok().and_then(|ns| ns.as_object().map(|o| o.type_name()))
+    });
+    // Without the name (it is always there), every object counts as one: refused, not unbounded.
+    value.as_object().is_some_and(|object| NAMESPACE.is_none_or(|name| object.type_name() == name))
+}
+
+/// `{% set ns.attr = value %}` (as the assignment is rewritten): the value, if it holds no
+/// namespace and weighs little enough. A namespace is the one value a template can change, so
+/// it is the only way to make a value that holds itself, which printing, comparing or writing
+/// as JSON would follow without end (down the thread's stack, taking the process with it).
+pub(crate) fn assign(state: &State, value: Value) -> Result<Value, minijinja::Error> {
+    walk(state, &[&value], "the value set", true)?;
+    Ok(value)
 }
 
 /// `namespace(…)`: minijinja's, once its defaults weigh little enough.
@@ -461,6 +496,7 @@ pub(crate) fn install(env: &mut Environment<'static>) {
     env.add_function(LIST_FN, list);
     env.add_function(TUPLE_FN, tuple);
     env.add_function(MAP_FN, map);
+    env.add_function(ASSIGN_FN, assign);
     env.add_function("dict", dict);
     env.add_function("namespace", namespace);
     env.remove_filter("pprint");
@@ -476,6 +512,7 @@ const MUL_FN: &str = "__csp_mul";
 const LIST_FN: &str = "__csp_list";
 const TUPLE_FN: &str = "__csp_tuple";
 const MAP_FN: &str = "__csp_map";
+const ASSIGN_FN: &str = "__csp_assign";
 
 /// `source` with every `a + b`, `a * b` and `a ~ b` and every list, tuple and map literal
 /// written as a call of the bounded function, from minijinja's syntax tree (so precedence and
@@ -574,7 +611,6 @@ fn call_instead_of_brackets(
 /// Walks the serialized tree (iteratively) and collects the edits for every operator and
 /// literal that is a value (not a name assigned to).
 fn collect(source: &str, tree: &serde_json::Value, edits: &mut Vec<Edit>) -> Result<(), ()> {
-    let char_at = |at: usize| source.get(at..).and_then(|rest| rest.chars().next());
     let mut stack = vec![tree];
     while let Some(node) = stack.pop() {
         let map = match node {
@@ -617,41 +653,25 @@ fn collect(source: &str, tree: &serde_json::Value, edits: &mut Vec<Edit>) -> Res
                 }
             }
             (Some("Tuple"), Some(literal)) => {
-                let (start, end) = span(node).ok_or(())?;
-                let items = literal.get("items").and_then(serde_json::Value::as_array).ok_or(())?;
-                let first = items.first().and_then(span);
-                let last = items.last().and_then(span);
-                // `(a, b)` (its span starts before its first item, at the parenthesis) or `a, b`,
-                // whose span minijinja does not start at its first item: the items say where it
-                // starts and ends.
-                let parenthesized = char_at(start) == Some('(') && first.is_none_or(|first| first.0 > start);
+                let (start, end, parenthesized) = tuple_bounds(source, node, literal)?;
                 if parenthesized {
                     edits.push(Edit::Call { at: start, function: TUPLE_FN });
                 } else {
-                    // An item in parentheses (`(a), (b)`) has its span inside them.
-                    let widen_back = |at: usize| {
-                        let before = source.get(..at).unwrap_or_default();
-                        let from = before.trim_end_matches(|c: char| c == '(' || c.is_whitespace()).len();
-                        let widened = &before[from..];
-                        if widened.trim_start().starts_with('(') {
-                            at - widened.trim_start().len()
-                        } else {
-                            at
-                        }
-                    };
-                    let widen_forward = |at: usize| {
-                        let after = source.get(at..).unwrap_or_default();
-                        let close = after.len()
-                            - after.trim_start_matches(|c: char| c == ')' || c.is_whitespace()).len();
-                        at + after[..close].trim_end().len()
-                    };
-                    let start = first.map_or(start, |f| widen_back(f.0));
-                    let end = last.map_or(end, |l| widen_forward(l.1.max(end)));
                     edits.push(Edit::Open { at: start, ends: end, text: "__csp_tuple" });
                     edits.push(Edit::Close { at: end, starts: start });
                 }
             }
             _ => {}
+        }
+        // `{% set ns.attr = value %}` (its target holds an attribute): the value through
+        // `__csp_assign`, the outermost call of the statement.
+        if let (Some(target), Some(value)) = (map.get("target"), map.get("expr").filter(|e| e.is_object()))
+            && map.len() == 2
+            && holds_attribute(target)
+        {
+            let (start, end) = expression_bounds(source, value)?;
+            edits.push(Edit::Open { at: start, ends: usize::MAX, text: ASSIGN_FN });
+            edits.push(Edit::Close { at: end, starts: 0 });
         }
         for (key, value) in map {
             match key.as_str() {
@@ -668,6 +688,67 @@ fn collect(source: &str, tree: &serde_json::Value, edits: &mut Vec<Edit>) -> Res
         }
     }
     Ok(())
+}
+
+/// Where a tuple literal starts and ends in the source, and whether in its own parentheses:
+/// `(a, b)` (its span starts before its first item, at the parenthesis) or `a, b`, whose span
+/// minijinja does not start at its first item (the items say where it starts and ends).
+fn tuple_bounds(
+    source: &str,
+    node: &serde_json::Value,
+    literal: &serde_json::Value,
+) -> Result<(usize, usize, bool), ()> {
+    let char_at = |at: usize| source.get(at..).and_then(|rest| rest.chars().next());
+    let (start, end) = span(node).ok_or(())?;
+    let items = literal.get("items").and_then(serde_json::Value::as_array).ok_or(())?;
+    let first = items.first().and_then(span);
+    let last = items.last().and_then(span);
+    if char_at(start) == Some('(') && first.is_none_or(|first| first.0 > start) {
+        return Ok((start, end, true));
+    }
+    // An item in parentheses (`(a), (b)`) has its span inside them.
+    let widen_back = |at: usize| {
+        let before = source.get(..at).unwrap_or_default();
+        let from = before.trim_end_matches(|c: char| c == '(' || c.is_whitespace()).len();
+        let widened = &before[from..];
+        if widened.trim_start().starts_with('(') { at - widened.trim_start().len() } else { at }
+    };
+    let widen_forward = |at: usize| {
+        let after = source.get(at..).unwrap_or_default();
+        let close = after.len() - after.trim_start_matches(|c: char| c == ')' || c.is_whitespace()).len();
+        at + after[..close].trim_end().len()
+    };
+    let start = first.map_or(start, |f| widen_back(f.0));
+    let end = last.map_or(end, |l| widen_forward(l.1.max(end)));
+    Ok((start, end, false))
+}
+
+/// Where an expression starts and ends in the source (a tuple without parentheses by its items).
+fn expression_bounds(source: &str, node: &serde_json::Value) -> Result<(usize, usize), ()> {
+    match (node.get("expr").and_then(serde_json::Value::as_str), node.get("inner").and_then(|i| i.get(0))) {
+        (Some("Tuple"), Some(literal)) => {
+            tuple_bounds(source, node, literal).map(|(start, end, _)| (start, end))
+        }
+        _ => span(node).ok_or(()),
+    }
+}
+
+/// Whether an assignment's target names an attribute (`ns.x`, or `a, ns.x`).
+fn holds_attribute(target: &serde_json::Value) -> bool {
+    let mut stack = vec![target];
+    while let Some(node) = stack.pop() {
+        match node {
+            serde_json::Value::Object(map) => {
+                if map.get("expr").and_then(serde_json::Value::as_str) == Some("GetAttr") {
+                    return true;
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Applies the edits in order of place; at one place, closers, openers, then the character.
@@ -730,7 +811,10 @@ mod tests {
         assert_eq!(rewritten("{{ x | f(a+b) ~ 'y' }}"), "{{ __csp_concat(x | f(__csp_add(a,b)) , 'y') }}");
         assert_eq!(rewritten("{{ '+' ~ '*' }}"), "{{ __csp_concat('+' , '*') }}");
         assert_eq!(rewritten("{{ a ** 2 - b / c }}"), "{{ a ** 2 - b / c }}");
-        assert_eq!(rewritten("{% set ns.x = ns.x + ns.x %}"), "{% set ns.x = __csp_add(ns.x , ns.x) %}");
+        assert_eq!(
+            rewritten("{% set ns.x = ns.x + ns.x %}"),
+            "{% set ns.x = __csp_assign(__csp_add(ns.x , ns.x)) %}"
+        );
         assert_eq!(rewritten("plain {# ~ #} text"), "plain {# ~ #} text");
     }
 
@@ -764,6 +848,51 @@ mod tests {
             .map_err(|()| "does not parse".to_owned())?;
         let _cap = ByteCap::set(cap);
         env.render_str(&source, ()).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn attribute_assignments_go_through_assign_and_names_do_not() {
+        assert_eq!(rewritten("{% set ns.x = ns %}"), "{% set ns.x = __csp_assign(ns) %}");
+        assert_eq!(
+            rewritten("{% set ns.n = ns.n + 1 %}"),
+            "{% set ns.n = __csp_assign(__csp_add(ns.n , 1)) %}"
+        );
+        assert_eq!(
+            rewritten("{% set a, ns.b = 1, [ns] %}"),
+            "{% set a, ns.b = __csp_assign(__csp_tuple(1, __csp_list(ns))) %}"
+        );
+        assert_eq!(rewritten("{% set ns.t = (1, 2) %}"), "{% set ns.t = __csp_assign(__csp_tuple(1, 2)) %}");
+        assert_eq!(
+            rewritten("{% set x = ns %}{% set ns.y %}text{% endset %}"),
+            "{% set x = ns %}{% set ns.y %}text{% endset %}"
+        );
+    }
+
+    /// A namespace that holds itself would be printed, compared or written as JSON without end,
+    /// down the thread's stack: it cannot be made.
+    #[test]
+    fn a_namespace_cannot_hold_a_namespace() {
+        for template in [
+            "{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}",
+            "{% set ns = namespace(x=1) %}{% set ns.x = [ns] %}{{ ns }}",
+            "{% set ns = namespace(x=1) %}{% set ns.x = {'a': ns} %}{{ ns == ns }}",
+            "{% set a = namespace() %}{% set b = namespace(x=a) %}{% set a.x, a.y = 1, b %}{{ a }}",
+            "{% set ns = namespace() %}{% set ns.x = dict(y=ns) %}{{ ns }}",
+        ] {
+            let error = render(template, 1 << 20).err().unwrap_or_default();
+            assert!(error.contains("a namespace cannot hold one"), "{template}: {error}");
+        }
+        assert_eq!(
+            render(
+                "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}",
+                1 << 20
+            ),
+            Ok("3".to_owned())
+        );
+        assert_eq!(
+            render("{% set ns = namespace() %}{% set ns.l = [1, 2] %}{{ ns.l }}", 1 << 20),
+            Ok("[1, 2]".to_owned())
+        );
     }
 
     /// What minijinja itself renders, without the bounds.

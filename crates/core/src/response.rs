@@ -1,7 +1,7 @@
 //! The mount result model and the driver's rules on it.
 
 use crate::error::{Error, Result};
-use crate::files::{SecretBytes, check_file_path};
+use crate::files::{MAX_FILES_PER_MOUNT, SecretBytes, check_file_path};
 use crate::mode::FileMode;
 pub use crate::outcome::{SkippedObject, StaleObject};
 use crate::shape::FileShape;
@@ -121,6 +121,13 @@ impl MountResponse {
         if self.versions.is_empty() {
             return Err(Self::no_objects());
         }
+        if self.files.len() > MAX_FILES_PER_MOUNT {
+            return Err(Error::invalid_config(format!(
+                "the answer has {} files, more than {MAX_FILES_PER_MOUNT} files in one mount (the most one mount may write)",
+                self.files.len()
+            ))
+            .with_field("files"));
+        }
         for file in &self.files {
             check_file_path(&file.path).map_err(|e| e.or_object(&file.path))?;
         }
@@ -195,6 +202,17 @@ mod tests {
         response.files.push(MountedFile::new("../x", FileMode::DEFAULT, b"x".to_vec()));
         let bad = response.check().err();
         assert!(bad.is_some_and(|e| e.message().contains("leaves the mount") && e.object() == Some("../x")));
+    }
+
+    #[test]
+    fn an_answer_of_more_files_than_a_mount_may_write_is_refused() {
+        let files: Vec<MountedFile> = (0..=MAX_FILES_PER_MOUNT)
+            .map(|i| MountedFile::new(format!("f{i}"), FileMode::DEFAULT, vec![1]))
+            .collect();
+        let response =
+            MountResponse { files, versions: vec![ObjectVersion::new("a", "1")], ..MountResponse::default() };
+        let error = response.check().err().map(|e| e.message().to_owned()).unwrap_or_default();
+        assert!(error.contains("more than 10000 files in one mount"), "{error}");
     }
 
     #[test]

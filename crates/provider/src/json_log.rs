@@ -18,7 +18,8 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The JSON event format: ours for plain events, tracing-subscriber's (`json()`, events
-/// flattened) for the rest.
+/// flattened) for the rest. The timer's text is written as it is: a timer whose text needs JSON
+/// escapes (quotes, backslashes, control characters) is not for this format.
 pub(crate) struct JsonLines<T> {
     timer: T,
     stock: Format<Json, T>,
@@ -42,7 +43,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let in_a_span = event.parent().is_some() || (event.is_contextual() && ctx.lookup_current().is_some());
+        // As tracing-subscriber decides whether to write a span: the event's parent, else the
+        // current span (even for an event made explicitly without a parent).
+        let in_a_span = event.parent().is_some() || ctx.lookup_current().is_some();
         let from_log = event.metadata().fields().field("log.target").is_some();
         if in_a_span || from_log {
             return self.stock.format_event(ctx, writer, event);

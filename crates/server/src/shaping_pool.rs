@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use csi_secrets_provider_core::deadline::ANSWER_MARGIN;
 use csi_secrets_provider_core::shaping::bounds::RENDER_STACK_BYTES;
 use csi_secrets_provider_core::shaping::{self, FilesSpec, ShapedKinds};
-use csi_secrets_provider_core::{Error, FileMode, MountResponse};
+use csi_secrets_provider_core::{Error, ErrorKind, FileMode, MountResponse};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// The most of a worker's time one mount's shaping may take before the rest of it moves to the
@@ -158,12 +158,23 @@ impl ShapingPool {
                 shaping::shape_while(&mut response, &files, default_mode, cap, &go_on)
             }))
             .map_err(|_| panicked())?;
-            if !moved.get() {
+            if started.elapsed() > INLINE_BUDGET {
+                // Also when it finished (its last file took the time): the next mount of these
+                // files starts on the shaping threads.
+                files.mark_slow();
+            }
+            // Moved only when `go_on` stopped it; any other error is the mount's.
+            let stopped_to_move =
+                moved.get() && shaped.as_ref().is_err_and(|e| e.kind() == ErrorKind::DeadlineExceeded);
+            if !stopped_to_move {
+                if Instant::now() >= stop_at {
+                    // Its last file ran past the deadline: the driver has given up.
+                    return Err(late());
+                }
                 kinds.extend(shaped?);
                 return Ok((response, kinds));
             }
             // What the worker built is dropped; the response is as it was before it started.
-            files.mark_slow();
         }
         drop(slot);
         let (response, shaped) = self

@@ -8,7 +8,7 @@ use serde_norway::Value;
 
 use super::template::{self, References};
 use crate::error::Error;
-use crate::files::check_file_path;
+use crate::files::{MAX_FILES_PER_MOUNT, check_file_path};
 use crate::keys::{ConfigKey, Fields, KeyMatching};
 use crate::mode::FileMode;
 
@@ -104,8 +104,9 @@ pub struct FilesSpec {
     entries: Arc<[FileEntry]>,
     templates: Option<Arc<Environment<'static>>>,
     /// Set once shaping these files for a mount took longer than a mount may hold the thread
-    /// that answers it (the server then shapes them elsewhere); shared by every mount of the
-    /// same text, as the compiled templates are.
+    /// that answers it (the server then shapes them elsewhere), or from the start when a
+    /// template names work fuel does not bound; shared by every mount of the same text, as the
+    /// compiled templates are.
     slow: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -181,22 +182,35 @@ impl FilesSpec {
                 ]);
             }
         };
+        if items.len() > MAX_FILES_PER_MOUNT {
+            return Err(vec![
+                Error::invalid_config(format!(
+                    "files lists {} entries, more than {MAX_FILES_PER_MOUNT} files in one mount (the most one mount may write)",
+                    items.len()
+                ))
+                .with_field(FILES),
+            ]);
+        }
         let mut env = template::environment();
         super::cert_filters::install(&mut env);
         let mut problems = Vec::new();
         let mut entries: Vec<FileEntry> = Vec::new();
+        // Each path's first entry, by path: found in linear time.
+        let mut first_of: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (index, item) in items.iter().enumerate() {
             let label = format!("{FILES}[{index}]");
             match parse_entry(&label, item, &mut env) {
                 Ok(entry) => {
-                    if let Some(earlier) = entries.iter().find(|e| e.path == entry.path) {
+                    if let Some(earlier) = first_of.get(&entry.path) {
                         problems.push(
                             Error::invalid_config(format!(
-                                "file {:?} is named twice in files ({} and {label})",
-                                entry.path, earlier.label
+                                "file {:?} is named twice in files ({earlier} and {label})",
+                                entry.path
                             ))
                             .with_field(entry.field(Some(FilesKey::Path))),
                         );
+                    } else {
+                        first_of.insert(entry.path.clone(), entry.label.clone());
                     }
                     entries.push(entry);
                 }
@@ -208,7 +222,15 @@ impl FilesSpec {
         }
         let templates =
             entries.iter().any(|e| matches!(e.source, Source::Template(_))).then(|| Arc::new(env));
-        Ok(Self { entries: entries.into(), templates, slow: Some(Arc::default()) })
+        // Shaped where the mount is served only if kept by its text (the latch below is then
+        // shared by its mounts) and no template names a step that fuel does not bound.
+        let light = text.len() <= Compiled::MAX_TEXT
+            && entries.iter().all(|e| !matches!(&e.source, Source::Template(r) if r.names_unbounded_work));
+        Ok(Self {
+            entries: entries.into(),
+            templates,
+            slow: Some(Arc::new(std::sync::atomic::AtomicBool::new(!light))),
+        })
     }
 
     /// What `validate` reports without a cloud: names a template or format reads that are no

@@ -198,7 +198,16 @@ pub(crate) struct References {
     /// Filters (`| name`) and tests (`is name`) it uses, checked by `validate`.
     pub filters: Vec<String>,
     pub tests: Vec<String>,
+    /// Whether it names (as any identifier: `| f`, `{% filter f %}`) one of
+    /// [`UNBOUNDED_ON_A_WORKER`]: it is never shaped on the thread that serves the mount.
+    pub names_unbounded_work: bool,
 }
+
+/// Filters whose work fuel does not bound (a PFX's key derivation, a YAML document's aliases),
+/// or that nest a value one level a step (`batch`, `slice`, `groupby`: a value nested thousands
+/// deep needs a deep stack to print or drop).
+pub(crate) const UNBOUNDED_ON_A_WORKER: [&str; 7] =
+    ["pfx", "pem_certs", "pem_key", "fromyaml", "batch", "slice", "groupby"];
 
 /// Scans a template that compiled; names in the order they appear, once each.
 pub(crate) fn references(env: &Environment<'static>, name: &str, source: &str) -> References {
@@ -212,6 +221,9 @@ pub(crate) fn references(env: &Environment<'static>, name: &str, source: &str) -
         Some(Token::String(text)) => Some(text.to_string()),
         _ => None,
     };
+    found.names_unbounded_work = tokens
+        .iter()
+        .any(|token| matches!(token, Token::Ident(name) if UNBOUNDED_ON_A_WORKER.contains(name)));
     for (i, token) in tokens.iter().enumerate() {
         let previous = i.checked_sub(1).map(|p| &tokens[p]);
         match (previous, token) {

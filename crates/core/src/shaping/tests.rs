@@ -381,3 +381,32 @@ fn long_values_render_whole_whatever_the_output_buffer_started_at() -> Result<()
     assert_eq!(contents(&mount, "looped"), long);
     Ok(())
 }
+
+/// Ten thousand entries (the most files a mount may write) are checked in linear time; more are
+/// refused before any is parsed.
+#[test]
+fn files_entries_are_bounded_and_their_paths_checked_in_linear_time() {
+    let entries =
+        |n: usize| (0..n).map(|i| format!("- {{path: f{i}, format: json, from: [a]}}\n")).collect::<String>();
+    let started = Instant::now();
+    assert_eq!(spec(&entries(MAX_FILES_PER_MOUNT)).entries().len(), MAX_FILES_PER_MOUNT);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let refused = problems(&entries(MAX_FILES_PER_MOUNT + 1));
+    assert!(refused.iter().any(|p| p.contains("more than 10000 files in one mount")), "{refused:?}");
+}
+
+/// A template that names work fuel does not bound (or a value nested a level a step) is never
+/// started on the thread that serves the mount.
+#[test]
+fn templates_naming_unbounded_work_are_marked_slow_from_the_start() {
+    let light = spec("- {path: a, template: '{{ (objects.x | fromjson).k }}'}\n");
+    assert!(!light.is_slow());
+    for template in [
+        "{{ objects.x | pfx(\"p\") }}",
+        "{% filter fromyaml %}{{ objects.x }}{% endfilter %}",
+        "{{ [1] | batch(1) }}",
+    ] {
+        let heavy = spec(&format!("- path: a\n  template: '{template}'\n"));
+        assert!(heavy.is_slow(), "{template}");
+    }
+}

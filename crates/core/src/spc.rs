@@ -1,7 +1,6 @@
 //! SecretProviderClass manifests as users write them (full Kubernetes YAML, several documents),
 //! for `validate` and `mount`. The server never sees these: the driver sends parameters.
 
-use serde::Deserialize;
 use serde_norway::Value;
 
 use crate::error::Error;
@@ -44,8 +43,8 @@ pub enum Document {
 /// read reliably.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, Error> {
     let mut documents = Vec::new();
-    for (index, deserializer) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(deserializer)
+    for (index, document) in crate::yaml::parse_each(text).enumerate() {
+        let value = document
             .map_err(|e| Error::invalid_config(format!("document {}: YAML syntax error: {e}", index + 1)))?;
         // `kubectl get secretproviderclasses -A -o yaml` prints one `kind: List` of them.
         match value.get("kind").and_then(Value::as_str) {

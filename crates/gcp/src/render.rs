@@ -29,14 +29,16 @@ pub fn render(secret: &SecretSpec, accessed: &Accessed) -> Result<Rendered, Erro
             )?)
         }
         Extract::YamlKey(key) => {
-            let value: serde_norway::Value =
-                serde_norway::from_slice(accessed.data.expose()).map_err(|e| {
-                    Error::invalid_config(format!(
-                        "failed to unmarshal YAML: {e}. Invalid YAML format for key extraction"
-                    ))
-                    .with_object(object)
-                    .with_field("extractYAMLKey")
-                })?;
+            let unmarshal = |e: &dyn std::fmt::Display| {
+                Error::invalid_config(format!(
+                    "failed to unmarshal YAML: {e}. Invalid YAML format for key extraction"
+                ))
+                .with_object(object)
+                .with_field("extractYAMLKey")
+            };
+            // A secret's value is the cloud's: its aliases may not expand past its length.
+            let text = std::str::from_utf8(accessed.data.expose()).map_err(|e| unmarshal(&e))?;
+            let value = csi_secrets_provider_core::yaml::parse(text).map_err(|e| unmarshal(&e))?;
             SecretBytes::new(string_at(
                 value.get(key.as_str()).map(yaml_text),
                 key,

@@ -461,6 +461,26 @@ async fn templates_cannot_crash_exhaust_or_outlive_the_mount() -> TestResult {
         assert_eq!(status.code(), Code::InvalidArgument, "{template}: {}", status.message());
         world.mount(&object).await.map_err(|e| format!("after {template}: {e}"))?;
     }
+    // Some 5 KB of YAML anchors that expand to 10^8 values (gigabytes), as `files` and as a
+    // template's `fromyaml`: refused before they are built.
+    let bomb = format!(
+        "a: &a [{}]\nb: &b [{}]\nc: [{}]\n",
+        vec!["0"; 1000].join(","),
+        vec!["*a"; 1000].join(","),
+        vec!["*b"; 100].join(",")
+    );
+    let through_fromyaml =
+        serde_json::json!([{ "path": "out", "template": format!("{{{{ {} | fromyaml | length }}}}", serde_json::to_string(&bomb)?) }])
+            .to_string();
+    for files in [bomb.as_str(), through_fromyaml.as_str()] {
+        let status = world
+            .mount_as("workload-sa", &object, &[("files", files)])
+            .await
+            .err()
+            .ok_or("a YAML bomb mounted")?;
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().contains("far more values than it is long"), "{}", status.message());
+    }
     let (peak, _) = memory_and_cpu(pid)?;
     assert!(peak < baseline + 48 * 1024 * 1024, "peak RSS {peak} from {baseline}");
 

@@ -391,7 +391,7 @@ struct ParsedObjects {
 /// `objects`: a YAML list of object entries, and the files they plan.
 fn parse_objects(value: Option<&str>, mut context: ListContext, problems: &mut Vec<Error>) -> ParsedObjects {
     let mut parsed = ParsedObjects::default();
-    match value.map(serde_norway::from_str::<Value>) {
+    match value.map(csi_secrets_provider_core::yaml::parse) {
         None => problems.push(Error::invalid_config("objects is not set").with_field(OBJECTS)),
         Some(Err(e)) => problems.push(
             Error::invalid_config(format!(

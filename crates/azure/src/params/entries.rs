@@ -89,7 +89,7 @@ fn object_list(value: Option<&str>, problems: &mut Vec<Error>) -> Option<Vec<Val
         problems.push(Error::invalid_config("objects is not set").with_field(OBJECTS));
         return None;
     };
-    let value = match serde_norway::from_str::<Value>(text) {
+    let value = match csi_secrets_provider_core::yaml::parse(text) {
         Ok(value) => value,
         Err(e) => {
             problems
@@ -122,7 +122,7 @@ fn object_list(value: Option<&str>, problems: &mut Vec<Error>) -> Option<Vec<Val
 /// too.
 fn object_entry(index: usize, item: &Value, problems: &mut Vec<Error>) -> Option<Value> {
     let parsed = match item {
-        Value::String(s) => serde_norway::from_str::<Value>(s).map_err(|e| e.to_string()),
+        Value::String(s) => csi_secrets_provider_core::yaml::parse(s).map_err(|e| e.to_string()),
         Value::Mapping(_) => Ok(item.clone()),
         _ => Err("expected a YAML string describing the object".to_owned()),
     };

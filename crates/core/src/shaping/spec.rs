@@ -166,7 +166,7 @@ impl FilesSpec {
     }
 
     fn compile(text: &str) -> Result<Self, Vec<Error>> {
-        let items = match serde_norway::from_str::<Value>(text) {
+        let items = match crate::yaml::parse(text) {
             Ok(Value::Sequence(items)) => items,
             Ok(_) => {
                 return Err(vec![

@@ -125,10 +125,16 @@ fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
 
 fn from_yaml(value: &Value) -> Result<Value, minijinja::Error> {
     let text = text_of(value, "fromyaml")?;
-    serde_norway::from_str::<Value>(text).map_err(|e| {
+    crate::yaml::parse(text).and_then(serde_norway::from_value::<Value>).map_err(|e| {
         let at =
             e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
-        own_error(ErrorKind::InvalidOperation, format!("fromyaml: the value is not YAML{at}"))
+        // The parser's own words may quote the value; the bound's are ours.
+        let why = if e.to_string().contains(crate::yaml::EXPANDS_TOO_FAR) {
+            crate::yaml::EXPANDS_TOO_FAR
+        } else {
+            "the value is not YAML"
+        };
+        own_error(ErrorKind::InvalidOperation, format!("fromyaml: {why}{at}"))
     })
 }
 

@@ -152,7 +152,7 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
         problems.push(Error::invalid_config("missing required 'secrets' attribute").with_field("secrets"));
         return Err(problems);
     };
-    let items = match serde_norway::from_str::<Value>(text) {
+    let items = match csi_secrets_provider_core::yaml::parse(text) {
         Ok(Value::Sequence(items)) => {
             if let Err(e) = csi_secrets_provider_core::check_object_count(items.len(), "secrets") {
                 problems.push(e);

@@ -91,6 +91,29 @@ fn earliest_partners(paths: &[&str], same_clashes: bool) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Hashes of a path's directories (the text before each `/`) and of the whole path, made in one
+/// pass under `keys`: a text hashes the same as a directory of one path and as another whole
+/// path. Hashing each directory on its own costs a path's length times its depth (a 4,096-byte
+/// path can be 2,048 directories deep).
+pub(crate) struct PathHashes {
+    pub directories: Vec<u64>,
+    pub whole: u64,
+}
+
+pub(crate) fn path_hashes(keys: &std::hash::RandomState, path: &str) -> PathHashes {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = keys.build_hasher();
+    let mut directories = Vec::new();
+    let mut from = 0;
+    for (at, _) in path.match_indices('/') {
+        hasher.write(&path.as_bytes()[from..at]);
+        directories.push(hasher.clone().finish());
+        from = at;
+    }
+    hasher.write(&path.as_bytes()[from..]);
+    PathHashes { directories, whole: hasher.finish() }
+}
+
 /// Whether `path` lies inside directory `dir`.
 pub(crate) fn is_parent(dir: &str, path: &str) -> bool {
     path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
@@ -137,6 +160,15 @@ mod tests {
         paths.remove(170);
         assert_eq!(first_clash(&paths, 160, true), Some(Clash { earlier: 4, later: 179 }));
         assert_eq!(first_clash(&paths, 160, false), None, "the same path twice, allowed");
+    }
+
+    #[test]
+    fn a_directory_hashes_as_the_same_text_whole() {
+        let keys = std::hash::RandomState::new();
+        let deep = path_hashes(&keys, "a/bc/d");
+        let whole: Vec<u64> = ["a", "a/bc"].iter().map(|p| path_hashes(&keys, p).whole).collect();
+        assert_eq!(deep.directories, whole);
+        assert_ne!(path_hashes(&keys, "a/b").whole, path_hashes(&keys, "ab").whole);
     }
 
     /// Lists of 33 to 120 random paths over `a`, `b`, `-` and `/` (equal paths, prefixes that

@@ -81,6 +81,13 @@ pub(crate) fn parse_json(text: &str) -> Result<Value, String> {
     })
 }
 
+/// The most `fromjson` answers one mount keeps, and the most text they may have parsed: the
+/// parsed values are a dozen times larger than their text and fuel charges only the text, so a
+/// mount that parsed large texts in every file kept them all (25 files exceeded the chart's
+/// memory limit). Past either, texts are parsed again when asked again.
+const MEMO_ENTRIES: usize = 64;
+const MEMO_BYTES: usize = 1024 * 1024;
+
 thread_local! {
     /// `fromjson` results of the mount being shaped on this thread, by the parsed text: the
     /// templates of one mount that parse one object (`(objects.db | fromjson).user`, then
@@ -118,7 +125,12 @@ fn from_json(value: &Value) -> Result<Value, minijinja::Error> {
     let parsed =
         parse_json(text).map_err(|why| own_error(ErrorKind::InvalidOperation, format!("fromjson: {why}")))?;
     if value.as_str().is_some() {
-        PARSED_JSON.with_borrow_mut(|memo| memo.push((value.clone(), parsed.clone())));
+        PARSED_JSON.with_borrow_mut(|memo| {
+            let kept: usize = memo.iter().filter_map(|(source, _)| source.as_str()).map(str::len).sum();
+            if memo.len() < MEMO_ENTRIES && kept.saturating_add(text.len()) <= MEMO_BYTES {
+                memo.push((value.clone(), parsed.clone()));
+            }
+        });
     }
     Ok(parsed)
 }
@@ -363,6 +375,28 @@ impl io::Write for CappedOutput {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mount keeps at most 64 `fromjson` answers and 1 MiB of the texts they parsed.
+    #[test]
+    fn the_fromjson_memo_is_bounded() -> Result<(), minijinja::Error> {
+        let _memo = JsonMemo::scope();
+        for i in 0..100 {
+            from_json(&Value::from(format!("[{i}]")))?;
+        }
+        assert_eq!(PARSED_JSON.with_borrow(Vec::len), MEMO_ENTRIES);
+        let _memo = JsonMemo::scope();
+        let large = format!("[\"{}\"]", "x".repeat(MEMO_BYTES));
+        from_json(&Value::from(large))?;
+        assert_eq!(PARSED_JSON.with_borrow(Vec::len), 0, "a text past the bytes is not kept");
+        from_json(&Value::from("[1]"))?;
+        assert_eq!(PARSED_JSON.with_borrow(Vec::len), 1);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ mod formats;
 mod json_text;
 mod objects;
 mod own_errors;
+mod rewrite;
 mod spec;
 mod template;
 

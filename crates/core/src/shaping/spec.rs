@@ -444,7 +444,7 @@ fn parse_entry(label: &str, item: &Value, env: &mut Environment<'static>) -> Res
                     // Read as written; compiled with its operators bounded (`bounds`).
                     let references = template::references(env, label, &source);
                     let bounded =
-                        super::bounds::rewrite_operators(&source, template::syntax()).and_then(|bounded| {
+                        super::rewrite::rewrite_operators(&source, template::syntax()).and_then(|bounded| {
                             env.add_template_owned(label.to_owned(), bounded).map_err(|_| ())
                         });
                     match bounded {

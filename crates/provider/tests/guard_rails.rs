@@ -434,7 +434,10 @@ async fn templates_cannot_crash_exhaust_or_outlive_the_mount() -> TestResult {
     let warm = serde_json::json!([{ "path": "out", "template": "{{ objects.s ~ '!' }}" }]).to_string();
     world.mount_as("workload-sa", &object, &[("files", &warm)]).await?;
     let (baseline, _) = memory_and_cpu(pid)?;
+    let chain = format!("{{{{ 1{} }}}}", " | string".repeat(6000));
     let hostile = [
+        // A chain compiled into a tree as deep as it is long (overflowed a 2 MiB stack).
+        chain.as_str(),
         // 40,000 levels through a namespace, then deeper with literal nesting.
         "{% set ns = namespace(x=[]) %}{% for i in range(40000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x | length }}",
         "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [[[[[[[[[[[[[[[[[[[[ns.x]]]]]]]]]]]]]]]]]]]] %}{% endfor %}{{ ns.x == ns.x }}",

@@ -439,6 +439,16 @@ fn parse_entry(label: &str, item: &Value, env: &mut Environment<'static>) -> Res
                         .with_field(at(FilesKey::From)),
                 );
             }
+            if let Some(count) = template::deepest_block(&source) {
+                problems.push(
+                    Error::invalid_config(format!(
+                        "the template of {path:?} has a tag with {count} operators, filters or attributes, more than {} (split it)",
+                        template::MAX_OPERATORS_PER_TAG
+                    ))
+                    .with_field(at(FilesKey::Template)),
+                );
+                return Err(problems);
+            }
             match env.add_template_owned(label.to_owned(), source.clone()) {
                 Ok(()) => {
                     // Read as written; compiled with its operators bounded (`bounds`).

@@ -305,6 +305,51 @@ pub(crate) fn unknown_filters_and_tests(env: &Environment<'static>, references: 
     filters.map(|f| format!("the filter {f:?}")).chain(tests.map(|t| format!("the test {t:?}"))).collect()
 }
 
+/// The most operators, filters, attribute and item lookups and calls one tag (`{{ … }}` or
+/// `{% … %}`) may hold. minijinja's parser bounds the nesting of brackets and blocks, not a
+/// chain (`x | f | f | …`, `x.a.a.…`, `not not …`, `- - …`, `1 + 1 + …`), which it builds as a
+/// tree as deep as the chain is long and then compiles and drops recursively: 6,000 filters
+/// overflowed a 2 MiB stack (an abort of the process, before any render). Real tags hold a few.
+pub(crate) const MAX_OPERATORS_PER_TAG: usize = 1_000;
+
+/// The count of the first tag of `source` past [`MAX_OPERATORS_PER_TAG`], read from its tokens
+/// (the tokenizer does not recurse); `None` when every tag is within it, or when the source
+/// does not tokenize (compiling it says why).
+pub(crate) fn deepest_block(source: &str) -> Option<usize> {
+    use minijinja::machinery::Token as T;
+    let mut in_tag = 0usize;
+    for token in minijinja::machinery::tokenize(source, false, syntax()) {
+        let Ok((token, _)) = token else { return None };
+        match token {
+            T::VariableStart | T::BlockStart | T::VariableEnd | T::BlockEnd => in_tag = 0,
+            T::Plus
+            | T::Minus
+            | T::Mul
+            | T::Div
+            | T::FloorDiv
+            | T::Pow
+            | T::Mod
+            | T::Dot
+            | T::Tilde
+            | T::Pipe
+            | T::Eq
+            | T::Ne
+            | T::Gt
+            | T::Gte
+            | T::Lt
+            | T::Lte
+            | T::BracketOpen
+            | T::ParenOpen => in_tag += 1,
+            T::Ident("not" | "and" | "or" | "in" | "is" | "if") => in_tag += 1,
+            _ => {}
+        }
+        if in_tag > MAX_OPERATORS_PER_TAG {
+            return Some(in_tag);
+        }
+    }
+    None
+}
+
 /// Why a render failed: the line, and a message that holds no value of the mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RenderFailure {
@@ -382,6 +427,26 @@ impl io::Write for CappedOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chains of filters, attributes, unary and binary operators: each tree as deep as the
+    /// chain is long, which compiling overflowed a 2 MiB stack with; refused from their tokens.
+    #[test]
+    fn long_chains_in_one_tag_are_refused_before_they_are_parsed() {
+        let chains = [
+            format!("{{{{ 1{} }}}}", " | string".repeat(6000)),
+            format!("{{{{ objects{} }}}}", ".a".repeat(20000)),
+            format!("{{{{ {}1 }}}}", "not ".repeat(10000)),
+            format!("{{{{ {}1 }}}}", "-".repeat(30000)),
+            format!("{{{{ 1{} }}}}", " + 1".repeat(5000)),
+            format!("{{% if {}1 %}}x{{% endif %}}", "not ".repeat(5000)),
+        ];
+        for chain in &chains {
+            assert!(deepest_block(chain).is_some_and(|n| n > MAX_OPERATORS_PER_TAG), "{}", &chain[..40]);
+        }
+        let many_tags = "{{ a.b | c }}".repeat(5000);
+        assert_eq!(deepest_block(&many_tags), None, "tags are counted one by one");
+        assert_eq!(deepest_block("{{ (objects.db | fromjson).user ~ '@' ~ objects.host }}"), None);
+    }
 
     /// A mount keeps at most 64 `fromjson` answers and 1 MiB of the texts they parsed.
     #[test]

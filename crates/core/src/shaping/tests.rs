@@ -410,3 +410,19 @@ fn templates_naming_unbounded_work_are_marked_slow_from_the_start() {
         assert!(heavy.is_slow(), "{template}");
     }
 }
+
+/// Six thousand chained filters overflowed a 2 MiB stack while compiling (the worker's, before
+/// any render): refused from the tokens, on a thread of that stack.
+#[test]
+fn a_long_chain_is_refused_on_a_small_stack() -> std::result::Result<(), String> {
+    let template = format!("{{{{ 1{} }}}}", " | string".repeat(6000));
+    let files = format!("- path: out\n  template: '{template}'\n");
+    let refused = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || problems(&files))
+        .map_err(|e| e.to_string())?
+        .join()
+        .map_err(|_| "parsing panicked".to_owned())?;
+    assert!(refused.iter().any(|p| p.contains("more than 1000 (split it)")), "{refused:?}");
+    Ok(())
+}

@@ -497,7 +497,7 @@ impl SecretBackend for AwsBackend {
         let app_name = pod_app_name(request);
         let mut registries = Vec::with_capacity(spec.registries.len());
         for registry in &spec.registries {
-            let key = (identity.clone(), registry.host.clone());
+            let key = (identity.clone(), registry.spec.host.clone());
             let fetch = || async {
                 let sdk = self.sdk().await?;
                 registry::login(sdk, registry, &credentials, &app_name, &self.stats.cloud_calls).await
@@ -505,12 +505,14 @@ impl SecretBackend for AwsBackend {
             let login = before_deadline(
                 request.deadline,
                 "ECR",
-                &[registry.host.as_str()],
+                &[registry.spec.host.as_str()],
                 self.registry_logins.get_or_fetch(key, fetch),
             )
             .await;
-            registries
-                .push((registry.entry(), kit::skip_if_absent(&registry.host, registry.optional, login)?));
+            registries.push((
+                registry.spec.entry(),
+                kit::skip_if_absent(&registry.spec.host, registry.spec.optional, login)?,
+            ));
         }
         mount.add_registries(registries);
         Ok(mount.finish())
@@ -549,14 +551,17 @@ mod tests;
 fn validation_of(spec: &params::MountSpec) -> Validation {
     let planned =
         spec.objects.iter().fold(Validation::planned(&spec.plan), |v, o| v.object(&o.name, &o.name));
-    let planned = spec.registries.iter().fold(planned, |v, r| v.object(&r.host, &r.host));
+    let planned = spec.registries.iter().fold(planned, |v, r| v.object(&r.spec.host, &r.spec.host));
     let mut validation = spec
         .selections
         .iter()
         .fold(planned, |v, e| v.selection(&e.selection, e.directory.as_deref(), &e.selection.prefix))
         // What a mount reads (failover objects too) and which role it assumes, for the policy.
         .with_reads(
-            spec.policy_reads().into_iter().chain(spec.registries.iter().map(|r| r.host.clone())).collect(),
+            spec.policy_reads()
+                .into_iter()
+                .chain(spec.registries.iter().map(|r| r.spec.host.clone()))
+                .collect(),
         );
     validation.roles = spec.assume_role.iter().map(|role| role.role_arn.clone()).collect();
     validation

@@ -36,7 +36,7 @@ pub(crate) async fn login(
     }
     config.set_app_name(app_name.clone());
     let client = aws_sdk_ecr::Client::from_conf(config.build());
-    let host = registry.host.as_str();
+    let host = registry.spec.host.as_str();
     // `registryIds` no longer narrows the token (it opens every registry the identity may
     // pull from), but names the registry asked about in CloudTrail, as the official tools do.
     #[allow(deprecated)]

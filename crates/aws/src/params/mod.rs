@@ -412,12 +412,12 @@ fn parse_objects(value: Option<&str>, mut context: ListContext, problems: &mut V
                     }
                     Ok(Entry::Selection(selection)) => parsed.selections.push(selection),
                     Ok(Entry::Registry(registry)) => {
-                        let earlier = parsed.registries.iter().find(|r| r.file_name == registry.file_name);
+                        let earlier =
+                            parsed.registries.iter().find(|r| r.spec.file_name == registry.spec.file_name);
                         let planned = csi_secrets_provider_core::kit::plan_registry_file(
                             &mut parsed.plan,
-                            earlier.map(RegistrySpec::entry),
-                            registry.entry(),
-                            registry.optional,
+                            earlier.map(|earlier| &earlier.spec),
+                            &registry.spec,
                         );
                         problems.extend(planned.err().map(|e| e.with_field("objectAlias")));
                         parsed.registries.push(registry);

@@ -3,41 +3,22 @@
 //! `ecr:GetAuthorizationToken` in the registry's region with the pod's identity.
 
 use csi_secrets_provider_core::kit::{RegistryFields, RegistryKeys};
-use csi_secrets_provider_core::shaping::FileShape;
-use csi_secrets_provider_core::{Error, Fields, FileMode};
+use csi_secrets_provider_core::{Error, Fields};
 
 use super::ListContext;
 use super::keys::ObjectKey;
 use super::names;
 use super::object::file_mode;
 
-/// One ECR registry entry.
+/// One ECR registry entry: what every backend's registry entry has, and where the registry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrySpec {
-    /// The registry host, as written (it keys the Docker config).
-    pub host: String,
+    pub spec: csi_secrets_provider_core::kit::RegistrySpec,
     /// The registry's account (`registryIds`).
     pub account: String,
     pub region: String,
     /// `ecr-fips`: the FIPS endpoint.
     pub fips: bool,
-    /// `objectAlias`, else the host.
-    pub file_name: String,
-    pub mode: FileMode,
-    pub optional: bool,
-    pub shape: FileShape,
-}
-
-impl RegistrySpec {
-    /// The entry as the mount writes it.
-    pub fn entry(&self) -> csi_secrets_provider_core::kit::RegistryEntry<'_> {
-        csi_secrets_provider_core::kit::RegistryEntry {
-            host: &self.host,
-            file_name: &self.file_name,
-            mode: self.mode,
-            shape: self.shape,
-        }
-    }
 }
 
 /// How an AWS registry entry is written.
@@ -105,7 +86,9 @@ pub(super) fn parse_registry(
     let RegistryFields { host, file_name, optional, shape } = read;
     match parsed {
         Ok((account, region, fips)) if problems.is_empty() => {
-            Ok(RegistrySpec { host, account, region, fips, file_name, mode, optional, shape })
+            let spec =
+                csi_secrets_provider_core::kit::RegistrySpec { host, file_name, mode, optional, shape };
+            Ok(RegistrySpec { spec, account, region, fips })
         }
         _ => Err(problems),
     }

@@ -39,12 +39,8 @@ pub(super) fn parse_objects(
             match registry {
                 Ok(registry) => {
                     let earlier = registries.iter().find(|r| r.file_name == registry.file_name);
-                    let planned = csi_secrets_provider_core::kit::plan_registry_file(
-                        plan,
-                        earlier.map(RegistrySpec::entry),
-                        registry.entry(),
-                        registry.optional,
-                    );
+                    let planned =
+                        csi_secrets_provider_core::kit::plan_registry_file(plan, earlier, &registry);
                     problems.extend(planned.err().map(|e| e.with_field("objectAlias")));
                     registries.push(registry);
                 }

@@ -3,35 +3,12 @@
 //! token exchanged at the registry's `/oauth2/exchange` for a refresh token.
 
 use csi_secrets_provider_core::kit::{RegistryFields, RegistryKeys};
-use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, Fields, FileMode, KeyMatching, Warning};
 use serde_norway::Value;
 
 use super::object::ObjectKey;
 
-/// One ACR entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrySpec {
-    /// The registry's login server, as written (it keys the Docker config).
-    pub host: String,
-    /// `objectAlias`, else the host.
-    pub file_name: String,
-    pub mode: FileMode,
-    pub optional: bool,
-    pub shape: FileShape,
-}
-
-impl RegistrySpec {
-    /// The entry as the mount writes it.
-    pub fn entry(&self) -> csi_secrets_provider_core::kit::RegistryEntry<'_> {
-        csi_secrets_provider_core::kit::RegistryEntry {
-            host: &self.host,
-            file_name: &self.file_name,
-            mode: self.mode,
-            shape: self.shape,
-        }
-    }
-}
+pub use csi_secrets_provider_core::kit::RegistrySpec;
 
 /// How an Azure registry entry is written.
 const KEYS: RegistryKeys<ObjectKey> = RegistryKeys {

@@ -45,8 +45,8 @@ pub use identity::{Authorization, CredentialDigest, IdentityKey, Link, Method, S
 pub use prefix_entry::{PrefixEntry, PrefixKeys};
 pub use reads::{ObjectOutcome, ObjectReads, skip_if_absent};
 pub use registry::{
-    MAX_KEPT_LOGINS, MAX_REGISTRIES, RegistryEntry, RegistryLogin, check_registry_count, check_registry_host,
-    docker_config, plan_registry_file, registry_logins,
+    MAX_KEPT_LOGINS, MAX_REGISTRIES, RegistryEntry, RegistryLogin, RegistrySpec, check_registry_count,
+    check_registry_host, docker_config, plan_registry_file, registry_logins,
 };
 pub use registry_entry::{RegistryFields, RegistryKeys};
 pub use selection::{

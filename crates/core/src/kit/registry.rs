@@ -77,6 +77,26 @@ impl RegistryLogin {
     }
 }
 
+/// A registry entry of a SecretProviderClass as a backend parsed it (a backend may keep more
+/// beside it: AWS the registry's account and region).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySpec {
+    /// The registry host, as written (it keys the Docker config).
+    pub host: String,
+    /// The entry's file name (`objectAlias`, `path`), else the host.
+    pub file_name: String,
+    pub mode: crate::mode::FileMode,
+    pub optional: bool,
+    pub shape: crate::shaping::FileShape,
+}
+
+impl RegistrySpec {
+    /// The entry as the mount writes it.
+    pub fn entry(&self) -> RegistryEntry<'_> {
+        RegistryEntry { host: &self.host, file_name: &self.file_name, mode: self.mode, shape: self.shape }
+    }
+}
+
 /// A registry entry of a SecretProviderClass as the mount writes it.
 #[derive(Debug, Clone, Copy)]
 pub struct RegistryEntry<'a> {
@@ -177,23 +197,22 @@ pub fn registry_logins<K: Eq + std::hash::Hash>() -> ExpiringCache<K, RegistryLo
 /// shape.
 pub fn plan_registry_file(
     plan: &mut crate::files::FilePlan,
-    earlier: Option<RegistryEntry<'_>>,
-    entry: RegistryEntry<'_>,
-    optional: bool,
+    earlier: Option<&RegistrySpec>,
+    entry: &RegistrySpec,
 ) -> std::result::Result<(), Error> {
-    if optional {
-        plan.mark_optional(entry.host);
+    if entry.optional {
+        plan.mark_optional(&entry.host);
     }
     match earlier {
         None => plan
-            .add_shaped(entry.host, entry.file_name.to_owned(), entry.mode, entry.shape)
-            .map_err(|e| e.with_object(entry.host)),
+            .add_shaped(&entry.host, entry.file_name.clone(), entry.mode, entry.shape)
+            .map_err(|e| e.with_object(&entry.host)),
         Some(earlier) if (earlier.mode, earlier.shape) == (entry.mode, entry.shape) => Ok(()),
         Some(_) => Err(Error::invalid_config(format!(
             "{:?} is the Docker config of several registries, which must agree on its mode and writeFile/expandKeys/decode",
             entry.file_name
         ))
-        .with_object(entry.host)),
+        .with_object(&entry.host)),
     }
 }
 
@@ -316,23 +335,22 @@ mod tests {
     /// Registries naming one file plan it once, and must agree on its mode and shape.
     #[test]
     fn a_shared_file_is_planned_once_with_one_mode() {
-        let entry = |host, mode: u32| RegistryEntry {
-            host,
-            file_name: ".dockerconfigjson",
+        let entry = |host: &str, mode: u32, optional: bool| RegistrySpec {
+            host: host.to_owned(),
+            file_name: ".dockerconfigjson".to_owned(),
             mode: crate::mode::FileMode::new(mode).unwrap_or_default(),
+            optional,
             shape: crate::shaping::FileShape::PLAIN,
         };
+        let first = entry("a.example", 0o400, false);
         let mut plan = crate::files::FilePlan::new();
-        assert!(plan_registry_file(&mut plan, None, entry("a.example", 0o400), false).is_ok());
-        assert!(
-            plan_registry_file(&mut plan, Some(entry("a.example", 0o400)), entry("b.example", 0o400), true)
-                .is_ok()
-        );
-        let refused =
-            plan_registry_file(&mut plan, Some(entry("a.example", 0o400)), entry("c.example", 0o644), false)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+        assert!(plan_registry_file(&mut plan, None, &first).is_ok());
+        assert!(plan_registry_file(&mut plan, Some(&first), &entry("b.example", 0o400, true)).is_ok());
+        assert_eq!(plan.optional_objects(), ["b.example"]);
+        let refused = plan_registry_file(&mut plan, Some(&first), &entry("c.example", 0o644, false))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(refused.contains("must agree on its mode"), "{refused}");
     }
 

@@ -194,12 +194,8 @@ pub fn parse(parameters: &Parameters, default_mode: FileMode) -> Result<MountSpe
                 Ok(registry) => {
                     let earlier =
                         registries.iter().find(|r: &&RegistrySpec| r.file_name == registry.file_name);
-                    let planned = csi_secrets_provider_core::kit::plan_registry_file(
-                        &mut plan,
-                        earlier.map(RegistrySpec::entry),
-                        registry.entry(),
-                        registry.optional,
-                    );
+                    let planned =
+                        csi_secrets_provider_core::kit::plan_registry_file(&mut plan, earlier, &registry);
                     problems.extend(planned.err().map(|e| e.with_field("path")));
                     registries.push(registry);
                 }

@@ -3,35 +3,12 @@
 //! secrets (user `oauth2accesstoken`), instead of a Secret Manager secret.
 
 use csi_secrets_provider_core::kit::{RegistryFields, RegistryKeys};
-use csi_secrets_provider_core::shaping::FileShape;
 use csi_secrets_provider_core::{Error, Fields, FileMode, KeyMatching, Warning};
 use serde_norway::Value;
 
 use super::{SecretKey, mode_of};
 
-/// One `registry:` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrySpec {
-    /// The registry host, as written (it keys the Docker config).
-    pub host: String,
-    /// `path`, else the host.
-    pub file_name: String,
-    pub mode: FileMode,
-    pub optional: bool,
-    pub shape: FileShape,
-}
-
-impl RegistrySpec {
-    /// The entry as the mount writes it.
-    pub fn entry(&self) -> csi_secrets_provider_core::kit::RegistryEntry<'_> {
-        csi_secrets_provider_core::kit::RegistryEntry {
-            host: &self.host,
-            file_name: &self.file_name,
-            mode: self.mode,
-            shape: self.shape,
-        }
-    }
-}
+pub use csi_secrets_provider_core::kit::RegistrySpec;
 
 /// How a GCP registry entry is written.
 const KEYS: RegistryKeys<SecretKey> = RegistryKeys {

@@ -139,42 +139,12 @@ impl ShapingPool {
             .and_then(|slots| slots.try_acquire().ok());
         if slot.is_some() {
             kinds.extend(std::iter::repeat_n("decoded", shaping::decode_files(&mut response)?));
-            let (started, stop_at) =
-                (Instant::now(), deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
-            let moved = Cell::new(false);
-            let go_on = || {
-                let now = Instant::now();
-                if now >= stop_at {
-                    Err(late())
-                } else if now.saturating_duration_since(started) > INLINE_BUDGET {
-                    // The error stops the shaping and is dropped: `moved` says why it stopped.
-                    moved.set(true);
-                    Err(late())
-                } else {
-                    Ok(())
-                }
-            };
-            let shaped = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                shaping::shape_while(&mut response, &files, default_mode, cap, &go_on)
-            }))
-            .map_err(|_| panicked())?;
-            if started.elapsed() > INLINE_BUDGET {
-                // Also when it finished (its last file took the time): the next mount of these
-                // files starts on the shaping threads.
-                files.mark_slow();
-            }
-            // Moved only when `go_on` stopped it; any other error is the mount's.
-            let stopped_to_move =
-                moved.get() && shaped.as_ref().is_err_and(|e| e.kind() == ErrorKind::DeadlineExceeded);
-            if !stopped_to_move {
-                if Instant::now() >= stop_at {
-                    // Its last file ran past the deadline: the driver has given up.
-                    return Err(late());
-                }
-                kinds.extend(shaped?);
+            let stop_at = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+            if let Some(shaped) = shape_here(&mut response, &files, default_mode, cap, stop_at)? {
+                kinds.extend(shaped);
                 return Ok((response, kinds));
             }
-            // What the worker built is dropped; the response is as it was before it started.
+            // What this thread built is dropped; the response is as it was before it started.
         }
         drop(slot);
         let (response, shaped) = self
@@ -240,6 +210,48 @@ impl ShapingPool {
         };
         tokio::time::timeout(budget, waited).await.unwrap_or_else(|_| Err(late()))
     }
+}
+
+/// Shapes `response` on this thread for at most [`INLINE_BUDGET`] (and not past `stop_at`):
+/// `Ok(None)` when it stopped to move the rest to the shaping threads (the files are then marked
+/// slow; so are they when the last file took the time).
+fn shape_here(
+    response: &mut MountResponse,
+    files: &FilesSpec,
+    default_mode: FileMode,
+    cap: usize,
+    stop_at: Instant,
+) -> Result<Option<ShapedKinds>, Error> {
+    let started = Instant::now();
+    let moved = Cell::new(false);
+    let go_on = || {
+        let now = Instant::now();
+        if now >= stop_at {
+            Err(late())
+        } else if now.saturating_duration_since(started) > INLINE_BUDGET {
+            // The error stops the shaping and is dropped: `moved` says why it stopped.
+            moved.set(true);
+            Err(late())
+        } else {
+            Ok(())
+        }
+    };
+    let shaped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        shaping::shape_while(response, files, default_mode, cap, &go_on)
+    }))
+    .map_err(|_| panicked())?;
+    if started.elapsed() > INLINE_BUDGET {
+        files.mark_slow();
+    }
+    // Moved only when `go_on` stopped it; any other error is the mount's.
+    if moved.get() && shaped.as_ref().is_err_and(|e| e.kind() == ErrorKind::DeadlineExceeded) {
+        return Ok(None);
+    }
+    if Instant::now() >= stop_at {
+        // Its last file ran past the deadline: the driver has given up.
+        return Err(late());
+    }
+    shaped.map(Some)
 }
 
 fn late() -> Error {
@@ -364,6 +376,31 @@ mod tests {
         let (response, again) = mount_and_files("{% for i in range(5000) %}{% endfor %}{{ objects.s }}", 40)?;
         assert!(again.is_slow());
         pool.shape(deadline, response, again, FileMode::DEFAULT, 1 << 20).await?;
+        Ok(())
+    }
+
+    /// Its one file started in time and finished past the deadline: the driver has given up,
+    /// so the mount is not answered `ok`.
+    #[test]
+    fn a_mount_that_finishes_here_past_its_deadline_is_late() -> Result<(), Error> {
+        // A loop near its fuel: milliseconds, where reaching the file takes microseconds.
+        let (mut response, files) =
+            mount_and_files("{% for i in range(9000) %}{% endfor %}{{ objects.s }}", 1)?;
+        let stop_at = Instant::now() + Duration::from_micros(300);
+        let shaped = shape_here(&mut response, &files, FileMode::DEFAULT, 1 << 20, stop_at);
+        assert!(
+            matches!(&shaped, Err(e) if e.kind() == csi_secrets_provider_core::ErrorKind::DeadlineExceeded),
+            "{shaped:?}"
+        );
+        let (mut response, files) = mount_and_files("{{ objects.s }}", 1)?;
+        let in_time = shape_here(
+            &mut response,
+            &files,
+            FileMode::DEFAULT,
+            1 << 20,
+            Instant::now() + Duration::from_secs(5),
+        )?;
+        assert_eq!(in_time, Some(vec!["decoded", "template"]));
         Ok(())
     }
 

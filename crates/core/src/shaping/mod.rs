@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use minijinja::value::Value;
 
 pub use crate::shape::{Decoding, FileShape, ShapeKeys};
-pub use spec::{FILES, FileEntry, FileFormat, FilesKey, FilesSpec};
+pub use spec::{FILES, FileEntry, FileFormat, FilesKey, FilesSpec, SLOW_AFTER};
 
 use crate::error::{Error, Result};
 use crate::files::{MAX_FILES_PER_MOUNT, SecretBytes, check_file_path};

@@ -98,16 +98,20 @@ impl FileEntry {
     }
 }
 
+/// Mounts in a row whose shaping took longer than a mount may hold the thread that answers it,
+/// after which a `files` text is shaped elsewhere ([`FilesSpec::is_slow`]).
+pub const SLOW_AFTER: u8 = 3;
+
 /// The parsed `files` parameter: cheap to clone (a request carries it).
 #[derive(Clone, Default)]
 pub struct FilesSpec {
     entries: Arc<[FileEntry]>,
     templates: Option<Arc<Environment<'static>>>,
-    /// Set once shaping these files for a mount took longer than a mount may hold the thread
-    /// that answers it (the server then shapes them elsewhere), or from the start when a
-    /// template names work fuel does not bound; shared by every mount of the same text, as the
-    /// compiled templates are.
-    slow: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// How many mounts in a row took longer to shape these files than a mount may hold the
+    /// thread that answers it: from [`SLOW_AFTER`] on (or from the start, when a template names
+    /// work fuel does not bound) the server shapes them elsewhere. Shared by every mount of the
+    /// same text, as the compiled templates are.
+    slow: Option<Arc<std::sync::atomic::AtomicU8>>,
 }
 
 impl fmt::Debug for FilesSpec {
@@ -137,17 +141,24 @@ impl FilesSpec {
         self.templates.as_deref()
     }
 
-    /// Whether shaping these files once took longer than a mount may hold the thread that
-    /// answers it ([`Self::mark_slow`]).
+    /// Whether shaping these files took longer than a mount may hold the thread that answers
+    /// it, [`SLOW_AFTER`] mounts in a row ([`Self::record_time`]), or names work fuel does not
+    /// bound.
     pub fn is_slow(&self) -> bool {
-        self.slow.as_ref().is_some_and(|slow| slow.load(std::sync::atomic::Ordering::Relaxed))
+        self.slow.as_ref().is_some_and(|slow| slow.load(std::sync::atomic::Ordering::Relaxed) >= SLOW_AFTER)
     }
 
-    /// Records that shaping these files took longer than a mount may hold the thread that
-    /// answers it, for every later mount of the same `files` text.
-    pub fn mark_slow(&self) {
+    /// Records whether a mount's shaping of these files took longer (`over`) than a mount may
+    /// hold the thread that answers it: once one machine hiccup (a preempted or throttled
+    /// thread) is not a slow template, [`SLOW_AFTER`] in a row are.
+    pub fn record_time(&self, over: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
         if let Some(slow) = &self.slow {
-            slow.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = slow.fetch_update(Relaxed, Relaxed, |strikes| match (strikes >= SLOW_AFTER, over) {
+                (true, _) => None,
+                (false, true) => Some(strikes + 1),
+                (false, false) => Some(0),
+            });
         }
     }
 
@@ -229,7 +240,7 @@ impl FilesSpec {
         Ok(Self {
             entries: entries.into(),
             templates,
-            slow: Some(Arc::new(std::sync::atomic::AtomicBool::new(!light))),
+            slow: Some(Arc::new(std::sync::atomic::AtomicU8::new(if light { 0 } else { SLOW_AFTER }))),
         })
     }
 
